@@ -1,0 +1,105 @@
+# runnel: build, test, demo, bench. Read top to bottom; `make help` lists the targets.
+
+CC      ?= cc
+PKGS    := lua5.4 libcurl rdkafka jansson
+CFLAGS  ?= -O2 -g
+WARN    := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
+CPPFLAGS_ALL = $(WARN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Iruntime
+LDLIBS_ALL   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcsv -lm
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+# Debian packages the build, the tests and the demo need (checked by `make deps`).
+DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps \
+                liblua5.4-dev libcurl4-openssl-dev librdkafka-dev libcsv-dev \
+                libjansson-dev libmicrohttpd-dev
+
+RUNTIME_SRC  := $(wildcard runtime/*.c)
+RUNTIME_LIB  := $(filter-out runtime/main.c,$(RUNTIME_SRC))
+RUNTIME_HDR  := $(wildcard runtime/*.h)
+OBJ          := $(RUNTIME_SRC:runtime/%.c=build/obj/%.o)
+LIB_OBJ      := $(RUNTIME_LIB:runtime/%.c=build/obj/%.o)
+ASAN_OBJ     := $(RUNTIME_SRC:runtime/%.c=build/asan/%.o)
+ASAN_LIB_OBJ := $(RUNTIME_LIB:runtime/%.c=build/asan/%.o)
+UNIT_SRC     := $(wildcard tests/unit/test_*.c)
+UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=build/unit/%)
+TOOLS        := bin/model-server bin/gen-reviews bin/kafka-dev
+
+.PHONY: all deps test test-fast demo bench fuzz clean help asan
+
+all: bin/runnel $(TOOLS)
+
+help:
+	@echo "make          build bin/runnel and the tools"
+	@echo "make deps     install missing Debian packages (apt, as root)"
+	@echo "make test     install, build, run every test (also under ASan+UBSan)"
+	@echo "make demo     install, build, start the model server, rate the sample reviews"
+	@echo "make bench    the performance benchmark"
+	@echo "make fuzz     run each fuzz target for a short time"
+	@echo "make clean    remove build outputs"
+
+# ---- dependencies -------------------------------------------------------------------
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "make deps: installing$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || { echo "make deps: apt-get failed; run: apt-get install -y$$missing" >&2; exit 1; }; \
+	else \
+	  echo "make deps: missing packages; run as root: apt-get install -y$$missing" >&2; exit 1; \
+	fi
+
+# ---- the runner ---------------------------------------------------------------------
+bin/runnel: $(OBJ)
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -o $@ $(OBJ) $(LDLIBS_ALL)
+
+build/obj/%.o: runtime/%.c $(RUNTIME_HDR)
+	@mkdir -p build/obj
+	$(CC) $(CPPFLAGS_ALL) $(CFLAGS) -c -o $@ $<
+
+# The same runner built with AddressSanitizer and UndefinedBehaviorSanitizer.
+asan: build/asan/runnel
+build/asan/runnel: $(ASAN_OBJ)
+	$(CC) $(SAN) -g -O1 -o $@ $(ASAN_OBJ) $(LDLIBS_ALL)
+
+build/asan/%.o: runtime/%.c $(RUNTIME_HDR)
+	@mkdir -p build/asan
+	$(CC) $(CPPFLAGS_ALL) $(SAN) -g -O1 -c -o $@ $<
+
+# ---- tools --------------------------------------------------------------------------
+bin/model-server: tools/model-server.c tools/lexicon.h
+	@mkdir -p bin
+	$(CC) $(WARN) $(CFLAGS) -o $@ $< $(shell pkg-config --cflags --libs libmicrohttpd jansson) -lpthread -lm
+
+bin/gen-reviews: tools/gen-reviews.c tools/lexicon.h
+	@mkdir -p bin
+	$(CC) $(WARN) $(CFLAGS) -o $@ $< -lm
+
+bin/kafka-dev: tools/kafka-dev.c
+	@mkdir -p bin
+	$(CC) $(WARN) $(CFLAGS) -o $@ $< $(shell pkg-config --cflags --libs rdkafka)
+
+# ---- tests --------------------------------------------------------------------------
+# Unit tests are C programs linked with the runtime (without main.c), built with sanitizers.
+build/unit/%: tests/unit/%.c $(ASAN_LIB_OBJ)
+	@mkdir -p build/unit
+	$(CC) $(CPPFLAGS_ALL) $(SAN) -g -O1 -o $@ $< $(ASAN_LIB_OBJ) $(LDLIBS_ALL)
+
+test: deps
+	@$(MAKE) --no-print-directory all build/asan/runnel $(UNIT_BIN)
+	@bash tests/run.sh
+
+# ---- demo ---------------------------------------------------------------------------
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/bench.sh
+
+clean:
+	rm -rf build bin out .runnel

@@ -1,0 +1,646 @@
+/* csv_source.c: source.csv, records from a CSV file parsed with libcsv.
+ *
+ * The file is fed to libcsv one line-terminated piece at a time, so every row ends at a
+ * known byte offset: that offset is the row's position for acknowledgements and resume.
+ * A row with the wrong width, invalid UTF-8 or a value that does not convert to its declared
+ * type is returned as SRC_BAD (the pipeline dead-letters it with the line number). */
+#include <csv.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lua_job.h"
+#include "plugin.h"
+
+#define CHUNK_SIZE (256 * 1024)
+
+enum field_type { FT_STRING, FT_INTEGER, FT_NUMBER, FT_BOOLEAN };
+
+struct out_field {
+    char *name;          /* name in the record */
+    int column;          /* index in the CSV row */
+    enum field_type type;
+};
+
+struct row {
+    size_t first;        /* index of its first field in field_off/field_len */
+    size_t count;
+    int64_t line;
+    int64_t end_offset;  /* byte offset just after the row */
+};
+
+struct csv_source {
+    struct job_env *env;
+    char *path;
+    int fd;
+    int follow;               /* stream mode: wait for more data at end of file */
+    int64_t file_size;
+    struct csv_parser parser;
+    unsigned char delimiter, quote;
+    int parser_options;
+    int64_t max_record_bytes;
+
+    char **columns;           /* header names (or the `columns` option) */
+    size_t ncolumns;
+    struct out_field *fields;
+    size_t nfields;
+    int header_pending;       /* the next row is the header */
+
+    /* reading */
+    char *chunk;
+    size_t chunk_len, chunk_pos;
+    int64_t chunk_base;       /* file offset of chunk[0] */
+    int eof;
+    int finished;             /* csv_fini done */
+    int64_t line;             /* physical line at chunk_pos (1-based) */
+    int64_t next_row_line;    /* line where the next row begins */
+    int64_t piece_end;        /* file offset after the piece being parsed */
+
+    /* parsed rows waiting to be returned */
+    struct buf data;          /* field bytes */
+    size_t *field_off, *field_len;
+    size_t nfield_slots, field_cap;
+    struct row *rows;
+    size_t nrows, rows_cap, row_next;
+    size_t building_first;    /* first field of the row being built */
+    size_t building_bytes;
+
+    /* acknowledged position */
+    int64_t done_offset, done_line;
+};
+
+static const struct option_spec csv_options[] = {
+    {"path", OPT_STRING, 1, NULL, "the CSV file to read"},
+    {"header", OPT_BOOLEAN, 0, "true", "the first row names the columns"},
+    {"columns", OPT_STRING_OR_LIST, 0, NULL, "column names when the file has no header (or to rename all)"},
+    {"select", OPT_TABLE, 0, "all", "{ field = \"Column\", ... } or { \"Column\", ... }: columns to keep, renamed"},
+    {"types", OPT_TABLE, 0, "string", "{ field = \"integer\"|\"number\"|\"boolean\"|\"string\" }"},
+    {"delimiter", OPT_STRING, 0, ",", "field separator (one byte; \"\\t\" for TSV)"},
+    {"quote", OPT_STRING, 0, "\"", "quote character (one byte)"},
+    {"follow", OPT_BOOLEAN, 0, "stream mode", "at the end of the file, wait for more lines (tail -f)"},
+    {"max_record_bytes", OPT_INTEGER, 0, "67108864", "a record larger than this is dead-lettered"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+static void on_field(void *s, size_t len, void *data)
+{
+    struct csv_source *c = data;
+    if (c->nfield_slots == c->field_cap) {
+        c->field_cap = c->field_cap ? c->field_cap * 2 : 64;
+        c->field_off = rn_realloc(c->field_off, c->field_cap * sizeof *c->field_off);
+        c->field_len = rn_realloc(c->field_len, c->field_cap * sizeof *c->field_len);
+    }
+    c->field_off[c->nfield_slots] = c->data.len;
+    c->field_len[c->nfield_slots] = len;
+    c->nfield_slots++;
+    buf_put(&c->data, s ? s : "", s ? len : 0);
+    buf_putc(&c->data, '\0');
+}
+
+static void on_row(int terminator, void *data)
+{
+    (void)terminator;
+    struct csv_source *c = data;
+    if (c->nrows == c->rows_cap) {
+        c->rows_cap = c->rows_cap ? c->rows_cap * 2 : 16;
+        c->rows = rn_realloc(c->rows, c->rows_cap * sizeof *c->rows);
+    }
+    struct row *r = &c->rows[c->nrows++];
+    r->first = c->building_first;
+    r->count = c->nfield_slots - c->building_first;
+    r->line = c->next_row_line;
+    r->end_offset = c->piece_end;
+    c->building_first = c->nfield_slots;
+}
+
+static int never_space(unsigned char ch) { (void)ch; return 0; }
+
+static int parser_reset(struct csv_source *c, struct rn_err *err)
+{
+    if (csv_init(&c->parser, (unsigned char)c->parser_options) != 0)
+        return rn_fail(err, "%s: cannot initialise the CSV parser", c->path);
+    csv_set_delim(&c->parser, c->delimiter);
+    csv_set_quote(&c->parser, c->quote);
+    csv_set_space_func(&c->parser, never_space); /* keep spaces: they are data */
+    return 0;
+}
+
+static int fill_chunk(struct csv_source *c, struct rn_err *err)
+{
+    c->chunk_base += (int64_t)c->chunk_len;
+    c->chunk_len = c->chunk_pos = 0;
+    for (;;) {
+        ssize_t n = read(c->fd, c->chunk, CHUNK_SIZE);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return rn_fail(err, "%s: read error at byte %lld: %s", c->path, (long long)c->chunk_base, strerror(errno));
+        }
+        c->chunk_len = (size_t)n;
+        if (n == 0) c->eof = 1;
+        return 0;
+    }
+}
+
+/* Drop the rows already returned so the buffers do not grow. */
+static void compact(struct csv_source *c)
+{
+    if (c->row_next < c->nrows) return;
+    size_t keep_from = c->building_first;
+    size_t keep = c->nfield_slots - keep_from;
+    if (keep == 0) {
+        buf_clear(&c->data);
+    } else {
+        size_t base = c->field_off[keep_from];
+        memmove(c->data.data, c->data.data + base, c->data.len - base);
+        c->data.len -= base;
+        for (size_t i = 0; i < keep; i++) {
+            c->field_off[i] = c->field_off[keep_from + i] - base;
+            c->field_len[i] = c->field_len[keep_from + i];
+        }
+    }
+    c->nfield_slots = keep;
+    c->building_first = 0;
+    c->nrows = c->row_next = 0;
+}
+
+/* Parse more input until at least one row is queued. Returns 1 when a row is queued,
+ * 0 at end of input (or, when following, no complete row yet), -1 on a parse error
+ * (err set; the broken row is discarded and the parser reset). */
+static int parse_more(struct csv_source *c, struct rn_err *err)
+{
+    compact(c);
+    while (c->nrows == c->row_next) {
+        if (c->chunk_pos == c->chunk_len) {
+            if (c->finished) return 0;
+            if (fill_chunk(c, err)) return -1;
+            if (c->eof) {
+                if (c->follow) { c->eof = 0; return 0; }
+                c->finished = 1;
+                c->piece_end = c->chunk_base;
+                if (csv_fini(&c->parser, on_field, on_row, c) != 0) {
+                    rn_fail(err, "line %lld: unterminated quoted field at end of file", (long long)c->next_row_line);
+                    c->nfield_slots = c->building_first;
+                    return -1;
+                }
+                continue;
+            }
+            if (c->chunk_base == 0 && c->chunk_len >= 3 && memcmp(c->chunk, "\xEF\xBB\xBF", 3) == 0)
+                c->chunk_pos = 3; /* UTF-8 byte order mark */
+        }
+        /* the next piece: up to and including the next CR or LF */
+        const char *start = c->chunk + c->chunk_pos;
+        size_t avail = c->chunk_len - c->chunk_pos;
+        const char *lf = memchr(start, '\n', avail);
+        size_t piece = lf ? (size_t)(lf - start) + 1 : avail;
+        const char *cr = memchr(start, '\r', piece);
+        if (cr) piece = (size_t)(cr - start) + 1;
+        c->piece_end = c->chunk_base + (int64_t)(c->chunk_pos + piece);
+        size_t before_rows = c->nrows;
+        size_t parsed = csv_parse(&c->parser, start, piece, on_field, on_row, c);
+        c->chunk_pos += piece;
+        int ended_line = start[piece - 1] == '\n';
+        if (ended_line) c->line++;
+        if (c->nrows > before_rows || (ended_line && c->nfield_slots == c->building_first))
+            c->next_row_line = c->line; /* blank lines are skipped by libcsv */
+        if (parsed < piece) {
+            int64_t bad_line = c->next_row_line;
+            csv_free(&c->parser);
+            c->nfield_slots = c->building_first;
+            if (parser_reset(c, err)) return -1;
+            /* skip to the end of the current line so the next row starts clean */
+            while (!ended_line && c->chunk_pos < c->chunk_len) {
+                const char *s2 = c->chunk + c->chunk_pos;
+                const char *nl = memchr(s2, '\n', c->chunk_len - c->chunk_pos);
+                if (!nl) { c->chunk_pos = c->chunk_len; break; }
+                c->chunk_pos += (size_t)(nl - s2) + 1;
+                c->line++;
+                ended_line = 1;
+            }
+            c->next_row_line = c->line;
+            return rn_fail(err, "line %lld: malformed quoting (a quote inside an unquoted field or text after a closing quote)",
+                           (long long)bad_line);
+        }
+        size_t building = c->data.len - (c->building_first < c->nfield_slots ? c->field_off[c->building_first] : c->data.len);
+        if ((int64_t)(building + csv_get_buffer_size(&c->parser)) > c->max_record_bytes) {
+            int64_t bad_line = c->next_row_line;
+            csv_free(&c->parser);
+            c->nfield_slots = c->building_first;
+            if (parser_reset(c, err)) return -1;
+            c->next_row_line = c->line;
+            return rn_fail(err, "line %lld: record larger than max_record_bytes (%lld bytes); an unbalanced quote?",
+                           (long long)bad_line, (long long)c->max_record_bytes);
+        }
+    }
+    return 1;
+}
+
+static int type_from_name(const char *s, enum field_type *t)
+{
+    if (strcmp(s, "string") == 0) *t = FT_STRING;
+    else if (strcmp(s, "integer") == 0) *t = FT_INTEGER;
+    else if (strcmp(s, "number") == 0) *t = FT_NUMBER;
+    else if (strcmp(s, "boolean") == 0) *t = FT_BOOLEAN;
+    else return -1;
+    return 0;
+}
+
+static int column_index(struct csv_source *c, const char *name)
+{
+    for (size_t i = 0; i < c->ncolumns; i++)
+        if (strcmp(c->columns[i], name) == 0) return (int)i;
+    return -1;
+}
+
+static int field_compare(const void *a, const void *b)
+{
+    const struct out_field *x = a, *y = b;
+    return x->column - y->column;
+}
+
+/* Build the output fields from select/types once the column names are known. */
+static int setup_fields(struct csv_source *c, lua_State *L, int opts, const char *where, struct rn_err *err)
+{
+    size_t cap = c->ncolumns + 1;
+    c->fields = rn_calloc(cap, sizeof *c->fields);
+    c->nfields = 0;
+    if (opt_push(L, opts, "select")) {
+        int sel = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, sel)) {
+            const char *out_name, *col_name;
+            if (lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TSTRING) {
+                out_name = col_name = lua_tostring(L, -1);
+            } else if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+                out_name = lua_tostring(L, -2);
+                col_name = lua_tostring(L, -1);
+            } else {
+                lua_pop(L, 3);
+                return rn_fail(err, "%s: source.csv: select must map field names to column names (strings)", where);
+            }
+            int col = column_index(c, col_name);
+            if (col < 0) {
+                lua_pop(L, 3);
+                return rn_fail(err, "%s: source.csv: select: column '%s' is not in %s", where, col_name, c->path);
+            }
+            if (c->nfields == cap) c->fields = rn_realloc(c->fields, (cap *= 2) * sizeof *c->fields);
+            c->fields[c->nfields].name = rn_strdup(out_name);
+            c->fields[c->nfields].column = col;
+            c->fields[c->nfields].type = FT_STRING;
+            c->nfields++;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        qsort(c->fields, c->nfields, sizeof *c->fields, field_compare);
+    } else {
+        for (size_t i = 0; i < c->ncolumns; i++) {
+            c->fields[i].name = rn_strdup(c->columns[i]);
+            c->fields[i].column = (int)i;
+            c->fields[i].type = FT_STRING;
+        }
+        c->nfields = c->ncolumns;
+    }
+    if (opt_push(L, opts, "types")) {
+        int types = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, types)) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+                lua_pop(L, 3);
+                return rn_fail(err, "%s: source.csv: types must map field names to type names", where);
+            }
+            const char *fname = lua_tostring(L, -2), *tname = lua_tostring(L, -1);
+            enum field_type t;
+            if (type_from_name(tname, &t)) {
+                lua_pop(L, 3);
+                return rn_fail(err, "%s: source.csv: types.%s: unknown type '%s' (string, integer, number, boolean)",
+                               where, fname, tname);
+            }
+            size_t i;
+            for (i = 0; i < c->nfields; i++)
+                if (strcmp(c->fields[i].name, fname) == 0) break;
+            if (i == c->nfields) {
+                lua_pop(L, 3);
+                return rn_fail(err, "%s: source.csv: types.%s: no such field (fields are the selected names)", where, fname);
+            }
+            c->fields[i].type = t;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    for (size_t i = 0; i < c->nfields; i++) fieldorder_add(c->env, c->fields[i].name);
+    return 0;
+}
+
+static void csv_close(void *self);
+
+static void *csv_open(struct job_env *env, int opts, struct rn_err *err)
+{
+    lua_State *L = env->L;
+    const char *where = luajob_decl_where(L, opts - 1 > 0 ? opts : opts); /* options table has no __where */
+    (void)where;
+    struct csv_source *c = rn_calloc(1, sizeof *c);
+    c->env = env;
+    c->fd = -1;
+    const char *path = opt_string(L, opts, "path", NULL);
+    c->path = rn_strdup(path);
+    char wherebuf[512];
+    lua_getfield(L, opts, "__where");
+    snprintf(wherebuf, sizeof wherebuf, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : env->script);
+    lua_pop(L, 1);
+    const char *delim = opt_string(L, opts, "delimiter", ",");
+    const char *quote = opt_string(L, opts, "quote", "\"");
+    if (strcmp(delim, "\\t") == 0) delim = "\t";
+    if (strlen(delim) != 1 || strlen(quote) != 1) {
+        rn_fail(err, "%s: source.csv: delimiter and quote must be one byte each", wherebuf);
+        goto fail;
+    }
+    c->delimiter = (unsigned char)delim[0];
+    c->quote = (unsigned char)quote[0];
+    c->follow = opt_boolean(L, opts, "follow", env->streaming);
+    c->max_record_bytes = opt_integer(L, opts, "max_record_bytes", 64 << 20);
+    c->parser_options = CSV_STRICT | CSV_STRICT_FINI;
+    c->chunk = rn_malloc(CHUNK_SIZE);
+    buf_init(&c->data);
+    c->line = c->next_row_line = 1;
+    c->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (c->fd < 0) { rn_fail(err, "%s: cannot open: %s", path, strerror(errno)); goto fail; }
+    struct stat st;
+    if (fstat(c->fd, &st) == 0) c->file_size = st.st_size;
+    if (parser_reset(c, err)) goto fail;
+
+    int header = opt_boolean(L, opts, "header", 1);
+    if (opt_push(L, opts, "columns")) {
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            c->columns = rn_calloc(1, sizeof *c->columns);
+            c->columns[0] = rn_strdup(lua_tostring(L, -1));
+            c->ncolumns = 1;
+        } else {
+            size_t n = (size_t)luaL_len(L, -1);
+            c->columns = rn_calloc(n, sizeof *c->columns);
+            for (size_t i = 0; i < n; i++) {
+                lua_geti(L, -1, (lua_Integer)i + 1);
+                c->columns[i] = rn_strdup(lua_tostring(L, -1));
+                lua_pop(L, 1);
+            }
+            c->ncolumns = n;
+        }
+        lua_pop(L, 1);
+    }
+    if (header) {
+        int rc = parse_more(c, err);
+        if (rc < 0) { rn_wrap(err, "%s: header", path); goto fail; }
+        if (rc == 0) { rn_fail(err, "%s: the file is empty: expected a header row", path); goto fail; }
+        struct row *r = &c->rows[c->row_next++];
+        if (!c->columns) {
+            c->columns = rn_calloc(r->count, sizeof *c->columns);
+            for (size_t i = 0; i < r->count; i++) {
+                c->columns[i] = rn_strndup(c->data.data + c->field_off[r->first + i], c->field_len[r->first + i]);
+                if (!rn_utf8_valid(c->columns[i], strlen(c->columns[i]), NULL)) {
+                    rn_fail(err, "%s: line 1: header column %zu is not valid UTF-8", path, i + 1);
+                    goto fail;
+                }
+            }
+            c->ncolumns = r->count;
+        } else if (r->count != c->ncolumns) {
+            rn_fail(err, "%s: header has %zu columns but `columns` names %zu", path, r->count, c->ncolumns);
+            goto fail;
+        }
+        c->done_offset = r->end_offset;
+        c->done_line = r->line;
+    }
+    if (!c->columns) {
+        rn_fail(err, "%s: source.csv: header = false needs `columns`", wherebuf);
+        goto fail;
+    }
+    if (setup_fields(c, L, opts, wherebuf, err)) goto fail;
+    return c;
+fail:
+    csv_close(c);
+    return NULL;
+}
+
+/* Push the raw row as a readable string for a dead-letter record (invalid UTF-8 shown as \xNN). */
+static void push_raw_row(struct csv_source *c, lua_State *L, const struct row *r)
+{
+    struct buf b;
+    buf_init(&b);
+    for (size_t i = 0; i < r->count && b.len < 4096; i++) {
+        if (i) buf_putc(&b, (char)c->delimiter);
+        const unsigned char *s = (const unsigned char *)c->data.data + c->field_off[r->first + i];
+        size_t n = c->field_len[r->first + i];
+        size_t pos = 0;
+        while (pos < n) {
+            size_t bad;
+            if (rn_utf8_valid((const char *)s + pos, n - pos, &bad)) { buf_put(&b, s + pos, n - pos); break; }
+            buf_put(&b, s + pos, bad);
+            buf_printf(&b, "\\x%02X", s[pos + bad]);
+            pos += bad + 1;
+        }
+    }
+    if (b.len > 4096) { b.len = 4096; buf_puts(&b, "..."); }
+    lua_pushlstring(L, b.data, b.len);
+    buf_free(&b);
+}
+
+static void push_bad(struct csv_source *c, lua_State *L, const struct row *r)
+{
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, c->path);
+    lua_setfield(L, -2, "file");
+    lua_pushinteger(L, r->line);
+    lua_setfield(L, -2, "line");
+    push_raw_row(c, L, r);
+    lua_setfield(L, -2, "raw");
+}
+
+static int convert(lua_State *L, enum field_type t, const char *s, size_t n)
+{
+    char *end;
+    switch (t) {
+    case FT_STRING: lua_pushlstring(L, s, n); return 0;
+    case FT_INTEGER: {
+        if (n == 0) { lua_pushnil(L); return 0; }
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (errno || end != s + n) return -1;
+        lua_pushinteger(L, v);
+        return 0;
+    }
+    case FT_NUMBER: {
+        if (n == 0) { lua_pushnil(L); return 0; }
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno == ERANGE || end != s + n || !isfinite(v)) return -1;
+        lua_pushnumber(L, v);
+        return 0;
+    }
+    case FT_BOOLEAN:
+        if (n == 0) { lua_pushnil(L); return 0; }
+        if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "t")) lua_pushboolean(L, 1);
+        else if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") || !strcasecmp(s, "f")) lua_pushboolean(L, 0);
+        else return -1;
+        return 0;
+    }
+    return -1;
+}
+
+static const char *type_label(enum field_type t)
+{
+    static const char *const names[] = {"string", "integer", "number", "boolean"};
+    return names[t];
+}
+
+static enum source_status csv_next(void *self, struct source_pos *pos, struct rn_err *err)
+{
+    struct csv_source *c = self;
+    lua_State *L = c->env->L;
+    if (c->row_next == c->nrows) {
+        int rc = parse_more(c, err);
+        if (rc < 0) {
+            int64_t line = c->next_row_line;
+            pos->partition = -1;
+            pos->offset = c->chunk_base + (int64_t)c->chunk_pos;
+            pos->line = line;
+            lua_createtable(L, 0, 2);
+            lua_pushstring(L, c->path);
+            lua_setfield(L, -2, "file");
+            return SRC_BAD;
+        }
+        if (rc == 0) return c->finished ? SRC_END : SRC_IDLE;
+    }
+    struct row *r = &c->rows[c->row_next++];
+    pos->partition = -1;
+    pos->offset = r->end_offset;
+    pos->line = r->line;
+    if (r->count != c->ncolumns) {
+        push_bad(c, L, r);
+        rn_fail(err, "line %lld: expected %zu fields, got %zu", (long long)r->line, c->ncolumns, r->count);
+        return SRC_BAD;
+    }
+    lua_createtable(L, 0, (int)c->nfields);
+    for (size_t i = 0; i < c->nfields; i++) {
+        const struct out_field *f = &c->fields[i];
+        const char *s = c->data.data + c->field_off[r->first + (size_t)f->column];
+        size_t n = c->field_len[r->first + (size_t)f->column];
+        size_t bad;
+        if (!rn_utf8_valid(s, n, &bad)) {
+            lua_pop(L, 1);
+            push_bad(c, L, r);
+            rn_fail(err, "line %lld: column '%s' is not valid UTF-8 (byte %zu)", (long long)r->line,
+                    c->columns[f->column], bad + 1);
+            return SRC_BAD;
+        }
+        if (convert(L, f->type, s, n)) {
+            lua_pop(L, 1);
+            push_bad(c, L, r);
+            rn_fail(err, "line %lld: column '%s': '%.60s' is not a valid %s", (long long)r->line,
+                    c->columns[f->column], s, type_label(f->type));
+            return SRC_BAD;
+        }
+        lua_setfield(L, -2, f->name);
+    }
+    return SRC_RECORD;
+}
+
+static void csv_wait(void *self, int timeout_ms)
+{
+    (void)self;
+    if (timeout_ms > 0) usleep((useconds_t)(timeout_ms > 200 ? 200 : timeout_ms) * 1000);
+}
+
+static void csv_advance(void *self, const struct source_pos *pos)
+{
+    struct csv_source *c = self;
+    c->done_offset = pos->offset;
+    c->done_line = pos->line;
+}
+
+static int csv_commit(void *self, struct rn_err *err)
+{
+    (void)self;
+    (void)err;
+    return 0; /* the pipeline writes the checkpoint with csv_save */
+}
+
+static int csv_save(void *self, json_t *state, struct rn_err *err)
+{
+    (void)err;
+    struct csv_source *c = self;
+    json_object_set_new(state, "path", json_string(c->path));
+    json_object_set_new(state, "offset", json_integer(c->done_offset));
+    json_object_set_new(state, "line", json_integer(c->done_line));
+    return 0;
+}
+
+static int csv_restore(void *self, json_t *state, struct rn_err *err)
+{
+    struct csv_source *c = self;
+    json_t *off = json_object_get(state, "offset"), *line = json_object_get(state, "line");
+    if (!json_is_integer(off) || !json_is_integer(line))
+        return rn_fail(err, "%s: checkpoint has no offset/line", c->path);
+    int64_t offset = json_integer_value(off);
+    if (offset > c->file_size)
+        return rn_fail(err, "%s: checkpoint offset %lld is past the end of the file (%lld bytes): was it replaced?",
+                       c->path, (long long)offset, (long long)c->file_size);
+    if (lseek(c->fd, offset, SEEK_SET) < 0)
+        return rn_fail(err, "%s: cannot seek to %lld: %s", c->path, (long long)offset, strerror(errno));
+    csv_free(&c->parser);
+    if (parser_reset(c, err)) return -1;
+    c->chunk_base = offset;
+    c->chunk_len = c->chunk_pos = 0;
+    c->eof = c->finished = 0;
+    c->nrows = c->row_next = 0;
+    c->nfield_slots = c->building_first = 0;
+    buf_clear(&c->data);
+    c->line = c->next_row_line = json_integer_value(line) + 1;
+    c->done_offset = offset;
+    c->done_line = json_integer_value(line);
+    return 0;
+}
+
+static double csv_progress(void *self)
+{
+    struct csv_source *c = self;
+    if (c->file_size <= 0) return -1;
+    double f = (double)(c->chunk_base + (int64_t)c->chunk_pos) / (double)c->file_size;
+    return f > 1 ? 1 : f;
+}
+
+static void csv_close(void *self)
+{
+    struct csv_source *c = self;
+    if (!c) return;
+    if (c->fd >= 0) close(c->fd);
+    csv_free(&c->parser);
+    for (size_t i = 0; i < c->ncolumns; i++) free(c->columns[i]);
+    free(c->columns);
+    for (size_t i = 0; i < c->nfields; i++) free(c->fields[i].name);
+    free(c->fields);
+    free(c->chunk);
+    buf_free(&c->data);
+    free(c->field_off);
+    free(c->field_len);
+    free(c->rows);
+    free(c->path);
+    free(c);
+}
+
+const struct source_ops csv_source = {
+    .name = "csv",
+    .summary = "records from a CSV file (RFC 4180: quoted fields with commas, quotes and newlines; CRLF; BOM)",
+    .options = csv_options,
+    .open = csv_open,
+    .next = csv_next,
+    .wait = csv_wait,
+    .advance = csv_advance,
+    .commit = csv_commit,
+    .save = csv_save,
+    .restore = csv_restore,
+    .progress = csv_progress,
+    .close = csv_close,
+};

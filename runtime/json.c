@@ -1,0 +1,271 @@
+/* json.c: Lua value <-> JSON (see json.h). The encoder is hand-written because it is on the
+ * hot path of every file sink; decoding uses jansson. */
+#include "json.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 64
+#define MAX_SORTED_KEYS 256
+
+static const char json_null_key = 'n'; /* address used as the registry key of json.null */
+
+static int encode_value(lua_State *L, int idx, int order_idx, struct buf *out, int depth, struct rn_err *err);
+
+static void put_number(lua_State *L, int idx, struct buf *out)
+{
+    if (lua_isinteger(L, idx)) {
+        char tmp[32];
+        int n = snprintf(tmp, sizeof tmp, "%lld", (long long)lua_tointeger(L, idx));
+        buf_put(out, tmp, (size_t)n);
+        return;
+    }
+    double d = lua_tonumber(L, idx);
+    if (!isfinite(d)) { buf_put(out, "null", 4); return; }
+    char tmp[40];
+    int n = snprintf(tmp, sizeof tmp, "%.15g", d);
+    if (strtod(tmp, NULL) != d) n = snprintf(tmp, sizeof tmp, "%.16g", d);
+    if (strtod(tmp, NULL) != d) n = snprintf(tmp, sizeof tmp, "%.17g", d);
+    /* keep a float recognisable as one: 3.0 -> 3.0, not 3 */
+    if (!strpbrk(tmp, ".eEn")) { tmp[n++] = '.'; tmp[n++] = '0'; tmp[n] = '\0'; }
+    buf_put(out, tmp, (size_t)n);
+}
+
+/* A sequence is a table whose keys are exactly 1..n with n >= 1. */
+static int is_sequence(lua_State *L, int idx, lua_Integer *n_out)
+{
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    if (n == 0) return 0;
+    lua_Integer count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1)) { lua_pop(L, 1); return 0; }
+        count++;
+    }
+    *n_out = n;
+    return count == n;
+}
+
+struct key_entry {
+    const char *name;
+    size_t len;
+    lua_Integer rank;
+};
+
+static int key_compare(const void *a, const void *b)
+{
+    const struct key_entry *x = a, *y = b;
+    if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->name, y->name, n);
+    if (c) return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static int encode_object(lua_State *L, int idx, int order_idx, struct buf *out, int depth, struct rn_err *err)
+{
+    struct key_entry stack_keys[32];
+    struct key_entry *keys = stack_keys;
+    size_t count = 0, cap = 32;
+    int rc = 0;
+    /* Collect keys; the key strings stay alive because the table holds them. */
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            if (lua_type(L, -1) == LUA_TNUMBER) {
+                /* mixed table: give numeric keys a string form by encoding them as text */
+                lua_pop(L, 1);
+                rc = rn_fail(err, "cannot encode a table that mixes list items and named fields as JSON");
+                goto done;
+            }
+            lua_pop(L, 1);
+            rc = rn_fail(err, "cannot encode a table key of type %s as JSON", luaL_typename(L, -1));
+            goto done;
+        }
+        if (count == cap) {
+            if (cap >= MAX_SORTED_KEYS * 64) { lua_pop(L, 1); rc = rn_fail(err, "table too large to encode"); goto done; }
+            cap *= 2;
+            if (keys == stack_keys) {
+                keys = rn_malloc(cap * sizeof *keys);
+                memcpy(keys, stack_keys, sizeof stack_keys);
+            } else {
+                keys = rn_realloc(keys, cap * sizeof *keys);
+            }
+        }
+        struct key_entry *k = &keys[count++];
+        k->name = lua_tolstring(L, -1, &k->len);
+        k->rank = LUA_MAXINTEGER;
+        if (order_idx) {
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, order_idx) == LUA_TNUMBER) k->rank = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+    }
+    if (count > 1) qsort(keys, count, sizeof *keys, key_compare);
+    buf_putc(out, '{');
+    for (size_t i = 0; i < count; i++) {
+        if (i) buf_putc(out, ',');
+        buf_put_json_string(out, keys[i].name, keys[i].len);
+        buf_putc(out, ':');
+        lua_pushlstring(L, keys[i].name, keys[i].len);
+        lua_rawget(L, idx);
+        rc = encode_value(L, lua_gettop(L), 0, out, depth + 1, err);
+        lua_pop(L, 1);
+        if (rc) {
+            rn_wrap(err, "field '%s'", keys[i].name);
+            goto done;
+        }
+    }
+    buf_putc(out, '}');
+done:
+    if (keys != stack_keys) free(keys);
+    return rc;
+}
+
+static int encode_value(lua_State *L, int idx, int order_idx, struct buf *out, int depth, struct rn_err *err)
+{
+    if (depth > MAX_DEPTH) return rn_fail(err, "value nested deeper than %d levels", MAX_DEPTH);
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: buf_put(out, "null", 4); return 0;
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx)) buf_put(out, "true", 4);
+        else buf_put(out, "false", 5);
+        return 0;
+    case LUA_TNUMBER: put_number(L, idx, out); return 0;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        buf_put_json_string(out, s, n);
+        return 0;
+    }
+    case LUA_TTABLE: {
+        lua_Integer n;
+        if (is_sequence(L, idx, &n)) {
+            buf_putc(out, '[');
+            for (lua_Integer i = 1; i <= n; i++) {
+                if (i > 1) buf_putc(out, ',');
+                lua_rawgeti(L, idx, i);
+                int rc = encode_value(L, lua_gettop(L), 0, out, depth + 1, err);
+                lua_pop(L, 1);
+                if (rc) return rc;
+            }
+            buf_putc(out, ']');
+            return 0;
+        }
+        return encode_object(L, idx, order_idx, out, depth, err);
+    }
+    case LUA_TLIGHTUSERDATA:
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &json_null_key);
+        if (lua_rawequal(L, -1, idx)) { lua_pop(L, 1); buf_put(out, "null", 4); return 0; }
+        lua_pop(L, 1);
+        /* fall through */
+    default: return rn_fail(err, "cannot encode a %s as JSON", luaL_typename(L, idx));
+    }
+}
+
+int json_encode(lua_State *L, int idx, int order_ref, struct buf *out, struct rn_err *err)
+{
+    idx = lua_absindex(L, idx);
+    int top = lua_gettop(L);
+    int order_idx = 0;
+    if (order_ref != LUA_NOREF && order_ref != LUA_REFNIL) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, order_ref);
+        order_idx = lua_gettop(L);
+    }
+    size_t mark = out->len;
+    int rc = encode_value(L, idx, order_idx, out, 0, err);
+    lua_settop(L, top);
+    if (rc) { out->len = mark; if (out->data) out->data[mark] = '\0'; }
+    return rc;
+}
+
+void json_push(lua_State *L, json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        lua_createtable(L, 0, (int)json_object_size(v));
+        const char *key;
+        json_t *item;
+        json_object_foreach(v, key, item) {
+            if (json_is_null(item)) continue; /* Lua tables cannot hold nil */
+            json_push(L, item);
+            lua_setfield(L, -2, key);
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(v);
+        lua_createtable(L, (int)n, 0);
+        for (size_t i = 0; i < n; i++) {
+            json_t *item = json_array_get(v, i);
+            if (json_is_null(item)) lua_rawgetp(L, LUA_REGISTRYINDEX, &json_null_key);
+            else json_push(L, item);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    }
+    case JSON_STRING: lua_pushlstring(L, json_string_value(v), json_string_length(v)); break;
+    case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(v)); break;
+    case JSON_REAL: lua_pushnumber(L, json_real_value(v)); break;
+    case JSON_TRUE: lua_pushboolean(L, 1); break;
+    case JSON_FALSE: lua_pushboolean(L, 0); break;
+    case JSON_NULL: lua_pushnil(L); break;
+    }
+}
+
+int json_decode_push(lua_State *L, const char *text, size_t len, struct rn_err *err)
+{
+    json_error_t jerr;
+    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (!v) return rn_fail(err, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+    json_push(L, v);
+    json_decref(v);
+    return 0;
+}
+
+static int l_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    struct buf b;
+    buf_init(&b);
+    struct rn_err err;
+    if (json_encode(L, 1, LUA_NOREF, &b, &err)) {
+        buf_free(&b);
+        return luaL_error(L, "json.encode: %s", err.msg);
+    }
+    lua_pushlstring(L, b.data, b.len);
+    buf_free(&b);
+    return 1;
+}
+
+static int l_decode(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    struct rn_err err;
+    if (json_decode_push(L, s, n, &err)) {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        return 2;
+    }
+    return 1;
+}
+
+void json_open_lib(lua_State *L)
+{
+    lua_pushlightuserdata(L, (void *)&json_null_key);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &json_null_key);
+    lua_createtable(L, 0, 3);
+    lua_pushcfunction(L, l_encode);
+    lua_setfield(L, -2, "encode");
+    lua_pushcfunction(L, l_decode);
+    lua_setfield(L, -2, "decode");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &json_null_key);
+    lua_setfield(L, -2, "null");
+    lua_setglobal(L, "json");
+}

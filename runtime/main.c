@@ -1,0 +1,210 @@
+/* main.c: the runnel command line: run, check, help. The only place that prints errors
+ * and chooses exit codes (0 ok, 1 the job failed, 2 usage, 130 interrupted). */
+#include <curl/curl.h>
+#include <lauxlib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lua_job.h"
+#include "pipeline.h"
+
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_signal(int sig)
+{
+    if (stop_requested) { /* a second signal: stop now */
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    stop_requested = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: runnel run JOB.lua [options]     run a job\n"
+            "       runnel check JOB.lua [--set k=v]  check a job script without running it\n"
+            "       runnel help [NAME]                list plugins, or the options of one\n"
+            "                                         (source.csv, sink.jsonl, model.openai, job)\n"
+            "       runnel --version\n"
+            "\n"
+            "run options:\n"
+            "  --mode batch|stream    batch: stop at the end of the input (default);\n"
+            "                         stream: follow the input until stopped (SIGINT/SIGTERM)\n"
+            "  --set KEY=VALUE        fill param(\"KEY\") in the script (repeatable)\n"
+            "  --limit N              read at most N records\n"
+            "  --summary-json PATH    also write the run summary as JSON\n"
+            "  --state-dir DIR        checkpoints and caches (default .runnel)\n"
+            "  --resume               continue a killed or stopped batch job from its checkpoint\n"
+            "  --no-cache             do not use the model response cache\n"
+            "  --progress / --no-progress   force the progress line on or off\n"
+            "                         (default: on when stderr is a terminal)\n"
+            "  --quiet                no summary\n");
+}
+
+static void list_plugins(void)
+{
+    printf("sources:\n");
+    for (const struct source_ops *const *p = source_plugins; *p; p++) printf("  source.%-10s %s\n", (*p)->name, (*p)->summary);
+    printf("sinks:\n");
+    for (const struct sink_ops *const *p = sink_plugins; *p; p++) printf("  sink.%-12s %s\n", (*p)->name, (*p)->summary);
+    printf("models:\n");
+    for (const struct provider_ops *const *p = provider_plugins; *p; p++) printf("  model.%-11s %s\n", (*p)->name, (*p)->summary);
+    printf("\nrunnel help NAME shows the options of one, e.g. runnel help source.csv; runnel help job.\n");
+}
+
+static int cmd_help(const char *name)
+{
+    if (!name) { list_plugins(); return 0; }
+    if (strcmp(name, "job") == 0) {
+        options_print(luajob_job_options(), "job", "the job declaration a script returns: return job { ... }");
+        return 0;
+    }
+    const char *dot = strchr(name, '.');
+    if (dot) {
+        const char *type = dot + 1;
+        if (strncmp(name, "source.", 7) == 0 && plugin_source(type)) {
+            options_print(plugin_source(type)->options, name, plugin_source(type)->summary);
+            return 0;
+        }
+        if (strncmp(name, "sink.", 5) == 0 && plugin_sink(type)) {
+            options_print(plugin_sink(type)->options, name, plugin_sink(type)->summary);
+            return 0;
+        }
+        if (strncmp(name, "model.", 6) == 0 && plugin_provider(type)) {
+            options_print(plugin_provider(type)->options, name, plugin_provider(type)->summary);
+            return 0;
+        }
+    }
+    fprintf(stderr, "runnel: help: no plugin named '%s' (runnel help lists them)\n", name);
+    return 2;
+}
+
+/* The job name from the declaration at the top of the stack (points into the Lua state). */
+static const char *job_name(lua_State *L)
+{
+    int opts = luajob_decl_options(L, -1);
+    const char *name = opt_string(L, opts, "name", "job");
+    lua_pop(L, 1);
+    return name;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) { usage(stderr); return 2; }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) { usage(stdout); return 0; }
+    if (!strcmp(cmd, "--version")) { printf("runnel %s\n", RN_VERSION); return 0; }
+    if (!strcmp(cmd, "help")) return cmd_help(argc > 2 ? argv[2] : NULL);
+    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
+        fprintf(stderr, "runnel: unknown command '%s' (run, check, help)\n", cmd);
+        return 2;
+    }
+    int checking = strcmp(cmd, "check") == 0;
+    const char *script = NULL, *mode = "batch";
+    struct run_options ro = {0};
+    ro.progress = isatty(STDERR_FILENO);
+    struct job_env env = {0};
+    env.state_dir = getenv("RUNNEL_STATE_DIR") ? getenv("RUNNEL_STATE_DIR") : ".runnel";
+    env.stop_requested = &stop_requested;
+    struct param *params = rn_calloc((size_t)argc, sizeof *params);
+    size_t nparams = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VALUE() do { if (!next) { fprintf(stderr, "runnel: %s needs a value\n", a); free(params); return 2; } i++; } while (0)
+        if (!strcmp(a, "--mode")) {
+            NEED_VALUE();
+            mode = next;
+            if (strcmp(mode, "batch") && strcmp(mode, "stream")) {
+                fprintf(stderr, "runnel: --mode must be batch or stream, not '%s'\n", mode);
+                free(params);
+                return 2;
+            }
+        } else if (!strcmp(a, "--set")) {
+            NEED_VALUE();
+            char *eq = strchr(next, '=');
+            if (!eq || eq == next) {
+                fprintf(stderr, "runnel: --set needs KEY=VALUE, got '%s'\n", next);
+                free(params);
+                return 2;
+            }
+            *eq = '\0';
+            params[nparams].key = next;
+            params[nparams].value = eq + 1;
+            nparams++;
+        } else if (!strcmp(a, "--limit")) {
+            NEED_VALUE();
+            char *end;
+            ro.limit = strtoll(next, &end, 10);
+            if (*end || ro.limit <= 0) { fprintf(stderr, "runnel: --limit needs a positive number\n"); free(params); return 2; }
+        } else if (!strcmp(a, "--summary-json")) {
+            NEED_VALUE();
+            ro.summary_json = next;
+        } else if (!strcmp(a, "--state-dir")) {
+            NEED_VALUE();
+            env.state_dir = next;
+        } else if (!strcmp(a, "--resume")) {
+            env.resume = 1;
+        } else if (!strcmp(a, "--no-cache")) {
+            env.no_cache = 1;
+        } else if (!strcmp(a, "--progress")) {
+            ro.progress = 1;
+        } else if (!strcmp(a, "--no-progress")) {
+            ro.progress = 0;
+        } else if (!strcmp(a, "--quiet")) {
+            ro.quiet = 1;
+        } else if (a[0] == '-') {
+            fprintf(stderr, "runnel: unknown option '%s' (runnel --help)\n", a);
+            free(params);
+            return 2;
+        } else if (!script) {
+            script = a;
+        } else {
+            fprintf(stderr, "runnel: one job script at a time ('%s' and '%s')\n", script, a);
+            free(params);
+            return 2;
+        }
+    }
+    if (!script) { usage(stderr); free(params); return 2; }
+    env.script = script;
+    env.streaming = strcmp(mode, "stream") == 0;
+    if (!env.resume && getenv("RUNNEL_RESUME")) env.resume = 1;
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct rn_err err;
+    int status = 0;
+    lua_State *L = luajob_new(&env, params, nparams, &err);
+    if (!L || luajob_load(&env, script, &err)) {
+        fprintf(stderr, "runnel: %s\n", err.msg);
+        status = checking ? 1 : 1;
+        goto done;
+    }
+    env.job_name = job_name(L);
+    if (checking) {
+        printf("%s: ok (job %s)\n", script, env.job_name);
+        goto done;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = pipeline_run(&env, &ro, &err);
+    if (rc == -2) {
+        fprintf(stderr, "runnel: %s\n", err.msg);
+        status = 130;
+    } else if (rc) {
+        fprintf(stderr, "runnel: %s\n", err.msg);
+        status = 1;
+    }
+done:
+    luajob_close(L);
+    curl_global_cleanup();
+    free(params);
+    return status;
+}

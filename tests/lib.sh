@@ -1,0 +1,65 @@
+# tests/lib.sh: helpers for script tests. Source it: . tests/lib.sh
+# Each check prints PASS/FAIL; the test exits non-zero at the end if any check failed.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+RUNNEL="${RUNNEL:-$PWD/build/asan/runnel}"
+export RUNNEL_LIB="${RUNNEL_LIB:-$PWD/scripts}"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:exitcode=99}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=98}"
+T="$(mktemp -d /tmp/runnel-test.XXXXXX)"
+export RUNNEL_STATE_DIR="$T/state"
+_failures=0
+_pids=()
+cleanup() {
+  for p in "${_pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${_pids[@]}"; do wait "$p" 2>/dev/null; done
+  [ "${KEEP_TMP:-0}" = 1 ] || rm -rf "$T"
+}
+trap cleanup EXIT
+
+pass() { echo "PASS $*"; }
+fail() { echo "FAIL $*"; _failures=$((_failures + 1)); }
+# check NAME COMMAND...: passes when the command succeeds
+check() { local name="$1"; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
+# expect_eq NAME EXPECTED ACTUAL
+expect_eq() { if [ "$2" == "$3" ]; then pass "$1"; else fail "$1: expected '$2', got '$3'"; fi; }
+# expect_contains NAME FILE TEXT
+expect_contains() { if grep -qF -- "$3" "$2"; then pass "$1"; else fail "$1: '$3' not in $2:"; sed 's/^/   | /' "$2" | head -20; fi; }
+finish() { if [ "$_failures" -gt 0 ]; then echo "$_failures check(s) failed"; exit 1; fi; echo "all checks passed"; exit 0; }
+
+# summary field: jq over a --summary-json file
+sj() { jq -r "$2" "$1"; }
+# the invariant every batch run keeps
+invariant_holds() { jq -e '.read == .written + .filtered + .dead_lettered' "$1" >/dev/null; }
+
+# start_model_server [ARGS...]: starts bin/model-server on a free port, sets MODEL_URL
+start_model_server() {
+  local out="$T/model-server.$RANDOM.out"
+  bin/model-server --port 0 "$@" >"$out" 2>&1 &
+  local pid=$!
+  _pids+=("$pid")
+  for _ in $(seq 100); do
+    if grep -q '^listening on ' "$out" 2>/dev/null; then break; fi
+    sleep 0.05
+  done
+  MODEL_URL="$(sed -n 's/^listening on \(http[^ ]*\).*/\1/p' "$out" | head -1)"
+  MODEL_PID=$pid
+  [ -n "$MODEL_URL" ] || { echo "model server did not start:"; cat "$out"; exit 1; }
+  export OPENAI_BASE_URL="$MODEL_URL/v1"
+}
+
+# start_kafka [ARGS...]: starts bin/kafka-dev, sets KAFKA_BROKERS
+start_kafka() {
+  local out="$T/kafka-dev.$RANDOM.out"
+  bin/kafka-dev "$@" >"$out" 2>"$out.err" &
+  local pid=$!
+  _pids+=("$pid")
+  for _ in $(seq 200); do
+    if [ -s "$out" ]; then break; fi
+    sleep 0.05
+  done
+  KAFKA_BROKERS="$(head -1 "$out")"
+  KAFKA_PID=$pid
+  [ -n "$KAFKA_BROKERS" ] || { echo "kafka-dev did not start:"; cat "$out.err"; exit 1; }
+  export KAFKA_BROKERS
+}
