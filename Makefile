@@ -58,7 +58,8 @@ bin/runnel: $(OBJ)
 
 build/obj/%.o: runtime/%.c $(RUNTIME_HDR)
 	@mkdir -p build/obj
-	$(CC) $(CPPFLAGS_ALL) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CPPFLAGS_ALL) $(CFLAGS) -c -o $@ $<
 
 # The same runner built with AddressSanitizer and UndefinedBehaviorSanitizer.
 asan: build/asan/runnel
@@ -67,7 +68,8 @@ build/asan/runnel: $(ASAN_OBJ)
 
 build/asan/%.o: runtime/%.c $(RUNTIME_HDR)
 	@mkdir -p build/asan
-	$(CC) $(CPPFLAGS_ALL) $(SAN) -g -O1 -c -o $@ $<
+	@echo "  CC asan $<"
+	@$(CC) $(CPPFLAGS_ALL) $(SAN) -g -O1 -c -o $@ $<
 
 # ---- tools --------------------------------------------------------------------------
 bin/model-server: tools/model-server.c tools/lexicon.h

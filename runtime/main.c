@@ -56,9 +56,30 @@ static void list_plugins(void)
     printf("\nrunnel help NAME shows the options of one, e.g. runnel help source.csv; runnel help job.\n");
 }
 
+static void print_markdown(void)
+{
+    options_print_markdown(luajob_job_options(), "job", "The job declaration a script returns.");
+    for (const struct source_ops *const *p = source_plugins; *p; p++) {
+        char name[64];
+        snprintf(name, sizeof name, "source.%s", (*p)->name);
+        options_print_markdown((*p)->options, name, (*p)->summary);
+    }
+    for (const struct sink_ops *const *p = sink_plugins; *p; p++) {
+        char name[64];
+        snprintf(name, sizeof name, "sink.%s", (*p)->name);
+        options_print_markdown((*p)->options, name, (*p)->summary);
+    }
+    for (const struct provider_ops *const *p = provider_plugins; *p; p++) {
+        char name[64];
+        snprintf(name, sizeof name, "model.%s", (*p)->name);
+        options_print_markdown((*p)->options, name, (*p)->summary);
+    }
+}
+
 static int cmd_help(const char *name)
 {
     if (!name) { list_plugins(); return 0; }
+    if (strcmp(name, "--markdown") == 0) { print_markdown(); return 0; }
     if (strcmp(name, "job") == 0) {
         options_print(luajob_job_options(), "job", "the job declaration a script returns: return job { ... }");
         return 0;

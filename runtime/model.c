@@ -1384,6 +1384,7 @@ static void handle_answer(struct model *m, struct slot *s, int64_t now)
     buf_clear(&r->text);
     r->vector = NULL;
     r->tokens_in = r->tokens_out = 0;
+    redact(m, &s->response);
     if (m->provider->parse(m->provider_self, s->response.data ? s->response.data : "", s->response.len, r, &perr)) {
         json_decref(r->vector);
         r->vector = NULL;
@@ -1394,6 +1395,7 @@ static void handle_answer(struct model *m, struct slot *s, int64_t now)
         retry_or_fail(m, s, 0, now);
         return;
     }
+    redact(m, &r->text); /* before any excerpt of it is taken: a cut could split a secret */
     m->tokens_in += r->tokens_in;
     m->tokens_out += r->tokens_out;
     if (m->tpm.on && r->tokens_in + r->tokens_out > 0) /* correct the estimate with the real usage */
@@ -1446,7 +1448,6 @@ static void handle_answer(struct model *m, struct slot *s, int64_t now)
         return;
     }
     redact(m, &m->done_reason);
-    redact(m, &r->text);
     finish(m, s, 0, r->text.data ? r->text.data : "");
 }
 

@@ -232,3 +232,27 @@ int64_t opt_duration_ms(lua_State *L, int tbl, const char *name, int64_t def)
     lua_pop(L, 1);
     return v;
 }
+
+static void put_cell(const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '|') fputs("\\|", stdout);
+        else putchar(*s);
+    }
+}
+
+void options_print_markdown(const struct option_spec *spec, const char *what, const char *summary)
+{
+    printf("#### `%s{...}`\n\n%s\n\n| option | type | default | description |\n|---|---|---|---|\n", what, summary);
+    for (const struct option_spec *o = spec; o->name; o++) {
+        printf("| `%s` | ", o->name);
+        put_cell(opt_type_name(o->type));
+        fputs(" | ", stdout);
+        put_cell(o->default_text ? o->default_text : "");
+        fputs(" | ", stdout);
+        if (o->required) fputs("**required.** ", stdout);
+        put_cell(o->help);
+        fputs(" |\n", stdout);
+    }
+    printf("\n");
+}

@@ -45,6 +45,8 @@ int options_check(lua_State *L, int tbl, const struct option_spec *spec, const c
 
 /* Print a plugin's options as a table (for `runnel help` and the README). */
 void options_print(const struct option_spec *spec, const char *what, const char *summary);
+/* The same as a Markdown table (for the README). */
+void options_print_markdown(const struct option_spec *spec, const char *what, const char *summary);
 
 const char *opt_type_name(enum opt_type type);
 

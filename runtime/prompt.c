@@ -220,6 +220,7 @@ int prompt_render(const struct prompt *p, int rec, struct buf *out, struct rn_er
     rec = lua_absindex(p->L, rec);
     if (p->function_ref != LUA_NOREF) return render_function(p, rec, out, err);
     buf_reserve(out, p->arena.len);
+    out->data[out->len] = '\0'; /* an empty prompt is still a string */
     for (size_t i = 0; i < p->segment_count; i++) {
         const struct segment *seg = &p->segments[i];
         if (!seg->is_field) buf_put(out, p->arena.data + seg->offset, seg->len);

@@ -4,7 +4,24 @@
  * lives in memory and is gone when it exits. Prints the bootstrap servers as its first stdout
  * line, then runs until SIGINT/SIGTERM (exit 0). SIGUSR1 sets every broker down, SIGUSR2 up.
  *
- * FINDINGS
+ * What the mock cluster of librdkafka 2.0.2 (Debian 12) supports, checked against this tool
+ * with kcat 1.7 and a C client (tests/tools/test_kafka_dev.sh covers the kcat part):
+ * - Works: kcat -P -K: (keyed produce, keys spread by the partitioner) and kcat -C -e -o beginning;
+ *   the idempotent producer (enable.idempotence=true: all delivered, no fatal error);
+ *   rd_kafka_query_watermark_offsets (low 0, high = messages produced); consumer groups with
+ *   rd_kafka_commit + rd_kafka_committed, and a new consumer in the same group (C client or
+ *   kcat -G without -o) resumes at the committed offset; two consumers in one group split a
+ *   4-partition topic 2 + 2; all of it with --brokers 1 and --brokers 3.
+ * - Group timing, the one trap for tests: the first join of an empty group waits 3 s; after
+ *   the last member leaves, the group keeps waiting session.timeout.ms - 1 s before a newcomer
+ *   is admitted (44 s with the 45 s default). Tests should set session.timeout.ms=4000..6000
+ *   and heartbeat.interval.ms=1000; below about 3000 the join never completes.
+ * - Auto-creation: any topic named in a Metadata request is created with 4 partitions (kcat -L -t,
+ *   a producer, even a consumer with allow.auto.create.topics=false). Create topics with --topic
+ *   to control the partition count. The replication factor is ignored: every broker is a replica.
+ * - SIGUSR1 (rd_kafka_mock_broker_set_down) closes connections and refuses new ones without a
+ *   leader change; clients retry, and a producer's queued messages are delivered after SIGUSR2.
+ * - All state (messages, committed offsets) lives in memory and is lost when kafka-dev exits.
  */
 #include <errno.h>
 #include <signal.h>
@@ -30,7 +47,8 @@ static void usage(FILE *f)
 {
     fputs("usage: kafka-dev [--brokers N] [--topic NAME[:PARTITIONS]]... [--port-file PATH]\n"
           "  --brokers N        mock brokers to start on 127.0.0.1 (default 1)\n"
-          "  --topic NAME[:P]   create topic NAME with P partitions (default 1), replication 1\n"
+          "  --topic NAME[:P]   create topic NAME with P partitions (default 1); other topics are\n"
+          "                     auto-created with 4 partitions when a client first asks for them\n"
           "  --port-file PATH   also write the bootstrap servers to PATH (written whole, then renamed)\n"
           "Prints the bootstrap servers as the first line on stdout; SIGINT/SIGTERM stop it,\n"
           "SIGUSR1 sets all brokers down, SIGUSR2 sets them up again.\n", f);

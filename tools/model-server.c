@@ -564,6 +564,7 @@ struct request {
     bool model_call;           /* counted in requests and in_flight */
     bool too_large;
     bool close_after_wait;     /* close fault: drop the connection when the wait ends */
+    bool suspended;            /* counted in suspended_requests */
     unsigned status;           /* decided answer status, 0 = not yet */
     struct MHD_Response *response;
     uint64_t serial, rng, started_ns, hang_until_ns;
@@ -655,9 +656,19 @@ static bool request_suspend(struct request *request, uint64_t due_ns)
         atomic_fetch_sub(&suspended_requests, 1);
         return false;
     }
+    request->suspended = true;
     MHD_suspend_connection(request->connection);
     if (timer_add(due_ns, request->connection) != 0) MHD_resume_connection(request->connection);
     return true;
+}
+
+/* The request is running again (resumed, or completed by MHD after a resume because the client
+ * had gone): take it out of the suspended count exactly once. */
+static void request_unsuspend(struct request *request)
+{
+    if (!request->suspended) return;
+    request->suspended = false;
+    atomic_fetch_sub(&suspended_requests, 1);
 }
 
 static bool peer_closed(struct MHD_Connection *connection)
@@ -1223,14 +1234,14 @@ static enum MHD_Result handle_request(void *unused, struct MHD_Connection *conne
     case PHASE_RECEIVING:
         return request_complete(request);
     case PHASE_WAITING:
-        atomic_fetch_sub(&suspended_requests, 1);
+        request_unsuspend(request);
         if (request->close_after_wait) {
             log_request(request, "close");
             return MHD_NO;
         }
         return request_send(request);
     case PHASE_HANGING: {
-        atomic_fetch_sub(&suspended_requests, 1);
+        request_unsuspend(request);
         uint64_t now = clock_ns();
         if (atomic_load(&shutting_down) || now >= request->hang_until_ns || peer_closed(connection))
             return MHD_NO;
@@ -1251,6 +1262,7 @@ static void request_completed(void *unused, struct MHD_Connection *connection, v
     (void)code;
     struct request *request = *context;
     if (!request) return;
+    request_unsuspend(request);
     if (request->model_call) atomic_fetch_sub(&stats.in_flight, 1);
     if (request->response) MHD_destroy_response(request->response);
     free(request->body.data);

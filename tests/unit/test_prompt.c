@@ -15,6 +15,17 @@ static int passed, failed;
         else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } \
     } while (0)
 
+/* Run Lua code that leaves one value on the stack. */
+static void eval(lua_State *L, const char *code)
+{
+    if (luaL_dostring(L, code) != LUA_OK) {
+        printf("FAIL lua: %s\n", lua_tostring(L, -1));
+        failed++;
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+}
+
 /* Render template for the record at the top of the stack; expect text, or an error containing
  * want_error when it is not NULL. */
 static void expect(lua_State *L, const char *template, const char *want, const char *want_error)
@@ -40,7 +51,7 @@ static void expect(lua_State *L, const char *template, const char *want, const c
 
 static void test_templates(lua_State *L)
 {
-    luaL_dostring(L, "return { summary = 'Great taste', score = 5, ratio = 0.25, whole = 4.0, ok = true,"
+    eval(L, "return { summary = 'Great taste', score = 5, ratio = 0.25, whole = 4.0, ok = true,"
                      " nested = { name = 'Ann', deep = { x = 1 } }, list = {1, 2}, ['Product Id'] = 'B01' }");
     expect(L, "", "", NULL);
     expect(L, "no placeholders", "no placeholders", NULL);
@@ -97,15 +108,15 @@ static void test_function(lua_State *L)
     struct rn_err err;
     struct buf out;
     buf_init(&out);
-    luaL_dostring(L, "return function(r) return 'Rate: ' .. r.summary end");
+    eval(L, "return function(r) return 'Rate: ' .. r.summary end");
     struct prompt *p = prompt_from_function(L, -1);
     lua_pop(L, 1);
     CHECK(prompt_field_count(p) == 0, "function prompt has no fields");
-    luaL_dostring(L, "return { summary = 'tasty' }");
+    eval(L, "return { summary = 'tasty' }");
     CHECK(prompt_render(p, -1, &out, &err) == 0 && strcmp(out.data, "Rate: tasty") == 0, "function prompt: %s",
           out.data ? out.data : err.msg);
     lua_pop(L, 1);
-    luaL_dostring(L, "return { }");
+    eval(L, "return { }");
     int top = lua_gettop(L);
     CHECK(prompt_render(p, -1, &out, &err) == -1 && strstr(err.msg, "prompt: ") == err.msg &&
               strstr(err.msg, "attempt to concatenate") && !strstr(err.msg, "traceback"),
@@ -114,7 +125,7 @@ static void test_function(lua_State *L)
     lua_pop(L, 1);
     prompt_free(p);
 
-    luaL_dostring(L, "return function(r) return nil end");
+    eval(L, "return function(r) return nil end");
     p = prompt_from_function(L, -1);
     lua_pop(L, 1);
     lua_newtable(L);

@@ -1,0 +1,785 @@
+/* test_model.c: the model engine (runtime/model.c) and the OpenAI provider (runtime/openai.c)
+ * against the real bin/model-server, plus a tiny in-test server that echoes the api key back.
+ * Run from the repository root. Prints failures and "N passed, N failed"; exits non-zero on
+ * failure. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lua_job.h"
+#include "model.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                                                 \
+    do {                                                                                                 \
+        if (cond) passed++;                                                                              \
+        else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } \
+    } while (0)
+
+#define API_KEY "sk-test-SECRET-9f8e7d6c5b4a"
+
+/* ---- servers ---- */
+
+struct server {
+    pid_t pid;
+    int port;
+};
+
+/* Start bin/model-server --port 0 with extra space-separated args; read the port it prints. */
+static int server_start(struct server *s, const char *args)
+{
+    char copy[512], *argv[32];
+    int argc = 0;
+    snprintf(copy, sizeof copy, "%s", args);
+    argv[argc++] = "bin/model-server";
+    argv[argc++] = "--port";
+    argv[argc++] = "0";
+    for (char *t = strtok(copy, " "); t && argc < 31; t = strtok(NULL, " ")) argv[argc++] = t;
+    argv[argc] = NULL;
+    int fds[2];
+    if (pipe(fds)) return -1;
+    s->pid = fork();
+    if (s->pid < 0) return -1;
+    if (s->pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    char line[256];
+    size_t n = 0;
+    struct pollfd pfd = {fds[0], POLLIN, 0};
+    while (n < sizeof line - 1 && poll(&pfd, 1, 5000) == 1) {
+        if (read(fds[0], line + n, 1) != 1) break;
+        if (line[n++] == '\n') break;
+    }
+    line[n] = '\0';
+    close(fds[0]);
+    if (sscanf(line, "listening on http://127.0.0.1:%d", &s->port) != 1) {
+        printf("FAIL: bin/model-server did not start (%s); run from the repo root after make\n", line);
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+        return -1;
+    }
+    return 0;
+}
+
+static void server_stop(struct server *s)
+{
+    kill(s->pid, SIGTERM);
+    waitpid(s->pid, NULL, 0);
+}
+
+static size_t collect(char *data, size_t size, size_t count, void *user)
+{
+    buf_put(user, data, size * count);
+    return size * count;
+}
+
+/* A counter from GET /stats. */
+static long long server_stat(struct server *s, const char *name)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/stats", s->port);
+    struct buf body;
+    buf_init(&body);
+    CURL *e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
+    long long v = -1;
+    if (curl_easy_perform(e) == CURLE_OK) {
+        json_t *root = json_loadb(body.data, body.len, 0, NULL);
+        v = json_integer_value(json_object_get(root, name));
+        json_decref(root);
+    }
+    curl_easy_cleanup(e);
+    buf_free(&body);
+    return v;
+}
+
+/* A one-connection-at-a-time HTTP server in a child process that puts the Authorization header
+ * it got into its answer: a 400 error body, or, when the request mentions ANSWER, a 200 chat
+ * answer whose content holds it. It stands for a server that echoes the api key. */
+static void echo_serve(int client)
+{
+    char req[65536];
+    size_t n = 0;
+    char *end = NULL;
+    while (n < sizeof req - 1 && !end) {
+        ssize_t got = read(client, req + n, sizeof req - 1 - n);
+        if (got <= 0) return;
+        n += (size_t)got;
+        req[n] = '\0';
+        end = strstr(req, "\r\n\r\n");
+    }
+    char *cl = strcasestr(req, "content-length:");
+    size_t want = cl ? (size_t)atol(cl + 15) : 0;
+    while (end && n < sizeof req - 1 && n - (size_t)(end + 4 - req) < want) {
+        ssize_t got = read(client, req + n, sizeof req - 1 - n);
+        if (got <= 0) return;
+        n += (size_t)got;
+        req[n] = '\0';
+    }
+    char auth[256] = "";
+    char *a = strcasestr(req, "\nauthorization: ");
+    if (a) sscanf(a + 16, "%255[^\r\n]", auth);
+    char body[1024], head[256];
+    int status = strstr(req, "ANSWER") ? 200 : 400;
+    if (status == 200)
+        snprintf(body, sizeof body, "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"key %s\"}}],"
+                 "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}", auth);
+    else
+        snprintf(body, sizeof body, "{\"error\":{\"message\":\"Incorrect API key provided: %s\"}}", auth);
+    snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+             "Connection: close\r\n\r\n", status, status == 200 ? "OK" : "Bad Request", strlen(body));
+    if (write(client, head, strlen(head)) < 0 || write(client, body, strlen(body)) < 0) return;
+}
+
+static int echo_start(struct server *s)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof addr;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) || listen(fd, 64) ||
+        getsockname(fd, (struct sockaddr *)&addr, &len))
+        return -1;
+    s->port = ntohs(addr.sin_port);
+    s->pid = fork();
+    if (s->pid == 0) {
+        for (;;) {
+            int client = accept(fd, NULL, NULL);
+            if (client < 0) continue;
+            echo_serve(client);
+            close(client);
+        }
+    }
+    close(fd);
+    return s->pid < 0 ? -1 : 0;
+}
+
+/* ---- the job side ---- */
+
+static lua_State *L;
+static struct job_env env;
+
+struct result {
+    int done, ok;
+    char reason[1100];
+    char text[300];
+};
+
+struct run {
+    struct result *results;
+    size_t done;
+};
+
+static void on_done(void *ctx, uint64_t tag, int record_ref, int ok, const char *reason, const char *model_text)
+{
+    (void)record_ref;
+    struct run *run = ctx;
+    struct result *r = &run->results[tag];
+    if (r->done) { CHECK(0, "record %llu completed twice", (unsigned long long)tag); return; }
+    r->done = 1;
+    r->ok = ok;
+    snprintf(r->reason, sizeof r->reason, "%s", reason ? reason : "");
+    snprintf(r->text, sizeof r->text, "%s", model_text ? model_text : "");
+    if (!ok) CHECK(reason && *reason, "record %llu failed without a reason", (unsigned long long)tag);
+    run->done++;
+}
+
+/* Open a model from a Lua options table constructor; NULL and err on failure. */
+static struct model *open_model(const char *options, struct rn_err *err)
+{
+    struct buf code;
+    buf_init(&code);
+    buf_printf(&code, "return {__kind='model', __type='openai', __where='test.lua:7', options = %s}", options);
+    struct model *m = NULL;
+    if (luaL_dostring(L, code.data) != LUA_OK) {
+        rn_fail(err, "lua: %s", lua_tostring(L, -1));
+    } else {
+        int top = lua_gettop(L);
+        m = model_open(&env, -1, err);
+        CHECK(lua_gettop(L) == top, "model_open moved the stack");
+    }
+    lua_pop(L, 1);
+    buf_free(&code);
+    return m;
+}
+
+static const char *const texts[] = {"awful terrible", "bad", "okay", "good", "excellent delicious"};
+static const int ratings[] = {1, 2, 3, 4, 5};
+
+/* Feed n records ({summary = texts[i % 5], i = i}, or summary = big when given) through m,
+ * polling until all are done or timeout_ms passes. refs[i] keeps each record for checks. */
+static void drive_until(struct model *m, size_t n, struct result *results, int *refs, const char *big, int timeout_ms,
+                        int must_finish)
+{
+    struct run run = {results, 0};
+    memset(results, 0, n * sizeof *results);
+    size_t next = 0;
+    int64_t deadline = rn_now_ms() + timeout_ms;
+    struct rn_err err;
+    while (run.done < n && rn_now_ms() < deadline) {
+        while (next < n && model_room(m) > 0) {
+            lua_createtable(L, 0, 2);
+            if (big) lua_pushstring(L, big);
+            else lua_pushstring(L, texts[next % 5]);
+            lua_setfield(L, -2, "summary");
+            lua_pushinteger(L, (lua_Integer)next);
+            lua_setfield(L, -2, "i");
+            refs[next] = luaL_ref(L, LUA_REGISTRYINDEX);
+            if (model_submit(m, refs[next], next, &err)) {
+                results[next].done = 1;
+                snprintf(results[next].reason, sizeof results[next].reason, "submit: %s", err.msg);
+                run.done++;
+            }
+            next++;
+        }
+        if (model_poll(m, 20, on_done, &run, &err)) {
+            CHECK(0, "model_poll: %s", err.msg);
+            break;
+        }
+    }
+    if (!must_finish) return;
+    CHECK(run.done == n, "%zu of %zu records done in %d ms", run.done, n, timeout_ms);
+    CHECK(model_in_flight(m) == 0, "in flight after all done: %zu", model_in_flight(m));
+}
+
+static void drive(struct model *m, size_t n, struct result *results, int *refs, const char *big, int timeout_ms)
+{
+    drive_until(m, n, results, refs, big, timeout_ms, 1);
+}
+
+static lua_Integer record_integer(int ref, const char *field)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    lua_getfield(L, -1, field);
+    lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -999;
+    lua_pop(L, 2);
+    return v;
+}
+
+static void unref_all(int *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
+}
+
+static json_t *summary_of(struct model *m)
+{
+    json_t *s = json_object();
+    model_summary_json(m, s);
+    json_t *model = json_incref(json_object_get(s, "model"));
+    json_decref(s);
+    return model;
+}
+
+static long long figure(struct model *m, const char *name)
+{
+    json_t *s = summary_of(m);
+    long long v = json_integer_value(json_object_get(s, name));
+    json_decref(s);
+    return v;
+}
+
+#define N_MAX 20000
+static struct result results[N_MAX];
+static int refs[N_MAX];
+
+/* ---- tests ---- */
+
+static void test_ratings(struct server *srv)
+{
+    const char *variants[] = {"", "structured = false,"};
+    for (int v = 0; v < 2; v++) {
+        char options[1024];
+        snprintf(options, sizeof options,
+                 "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', %s prompt = 'Review: {{summary}}',"
+                 "  output = { rating = { type = 'integer', min = 1, max = 5 } }, price = { input = 2.5, output = 10 } }",
+                 srv->port, variants[v]);
+        struct rn_err err;
+        struct model *m = open_model(options, &err);
+        CHECK(m, "open: %s", err.msg);
+        if (!m) continue;
+        size_t n = 500;
+        drive(m, n, results, refs, NULL, 8000);
+        size_t right = 0;
+        for (size_t i = 0; i < n; i++)
+            if (results[i].ok && record_integer(refs[i], "rating") == ratings[i % 5]) right++;
+        CHECK(right == n, "%s: %zu of %zu ratings right (first reason: %s)", v ? "text" : "structured", right, n,
+              results[0].reason);
+        json_t *s = summary_of(m);
+        CHECK(json_integer_value(json_object_get(s, "ok")) == (json_int_t)n, "summary ok");
+        CHECK(json_integer_value(json_object_get(s, "requests")) == (json_int_t)n, "one request per record");
+        CHECK(json_integer_value(json_object_get(s, "tokens_in")) > 0, "tokens_in counted");
+        CHECK(json_real_value(json_object_get(s, "cost_usd")) > 0, "cost estimated");
+        double p50 = json_real_value(json_object_get(json_object_get(s, "latency_ms"), "p50"));
+        double p99 = json_real_value(json_object_get(json_object_get(s, "latency_ms"), "p99"));
+        CHECK(p50 > 0 && p99 >= p50, "latency p50 %.3f p99 %.3f", p50, p99);
+        json_decref(s);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&text, &len);
+        model_print_summary(m, out);
+        fclose(out);
+        CHECK(strstr(text, "500 ok") && strstr(text, "cost $") && strstr(text, "(estimate)") &&
+                  strstr(text, "p95"), "summary text: %s", text);
+        free(text);
+        unref_all(refs, n);
+        model_close(m);
+    }
+}
+
+static void test_enum_and_multi(struct server *srv)
+{
+    char options[1024];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
+             "  output = { label = { type = 'string', enum = { 'negative', 'neutral', 'positive' } },"
+             "             liked = { type = 'boolean' }, score = { type = 'number', min = 0, max = 10 } } }",
+             srv->port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (!m) return;
+    drive(m, 10, results, refs, NULL, 5000);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, refs[4]); /* "excellent delicious": 5 */
+    lua_getfield(L, -1, "label");
+    lua_getfield(L, -2, "liked");
+    lua_getfield(L, -3, "score");
+    CHECK(results[4].ok && lua_tostring(L, -3) && strcmp(lua_tostring(L, -3), "positive") == 0 &&
+              lua_toboolean(L, -2) && lua_tonumber(L, -1) == 5,
+          "enum/boolean/number fields: %s %d %g (%s)", lua_tostring(L, -3), lua_toboolean(L, -2),
+          lua_tonumber(L, -1), results[4].reason);
+    lua_pop(L, 4);
+    unref_all(refs, 10);
+    model_close(m);
+}
+
+static void test_retries(void)
+{
+    struct server srv;
+    if (server_start(&srv, "--fail-rate 0.3 --retry-after 0 --seed 7")) { failed++; return; }
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
+             "  output = { rating = { type = 'integer', min = 1, max = 5 } }, limits = { retries = 10 } }", srv.port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        size_t n = 300, ok = 0;
+        drive(m, n, results, refs, NULL, 9000);
+        for (size_t i = 0; i < n; i++) ok += results[i].ok && record_integer(refs[i], "rating") == ratings[i % 5];
+        CHECK(ok == n, "fail-rate 0.3: %zu of %zu ok", ok, n);
+        long long retries = figure(m, "retries"), requests = figure(m, "requests");
+        CHECK(retries > 50 && requests == (long long)n + retries, "retries %lld, requests %lld", retries, requests);
+        CHECK(server_stat(&srv, "requests") == requests, "server saw %lld requests, the model sent %lld",
+              server_stat(&srv, "requests"), requests);
+        unref_all(refs, n);
+        model_close(m);
+    }
+    server_stop(&srv);
+}
+
+static void test_429(void)
+{
+    struct server srv;
+    if (server_start(&srv, "--rate-429 1 --retry-after 1")) { failed++; return; }
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
+             "  output = { rating = { type = 'integer' } }, limits = { retries = 1 } }", srv.port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        int64_t start = rn_now_ms();
+        drive(m, 4, results, refs, NULL, 5000);
+        int64_t elapsed = rn_now_ms() - start;
+        CHECK(elapsed >= 1000 && elapsed < 2500, "Retry-After: 1 took %lld ms", (long long)elapsed);
+        CHECK(!results[0].ok && strncmp(results[0].reason, "HTTP 429 after 2 attempts: {", 28) == 0,
+              "429 reason: %s", results[0].reason);
+        CHECK(server_stat(&srv, "requests") == 8, "no stampede: %lld requests", server_stat(&srv, "requests"));
+        unref_all(refs, 4);
+        model_close(m);
+    }
+    server_stop(&srv);
+}
+
+static void test_timeout(void)
+{
+    struct server srv;
+    if (server_start(&srv, "--hang-rate 1")) { failed++; return; }
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
+             "  output = { rating = { type = 'integer' } }, limits = { retries = 1, timeout = '300ms' } }", srv.port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        int64_t start = rn_now_ms();
+        drive(m, 3, results, refs, NULL, 5000);
+        int64_t elapsed = rn_now_ms() - start;
+        CHECK(elapsed >= 600 && elapsed < 3000, "two 300 ms timeouts took %lld ms", (long long)elapsed);
+        CHECK(!results[2].ok && strcmp(results[2].reason, "timeout after 300 ms (2 attempts)") == 0,
+              "timeout reason: %s", results[2].reason);
+        unref_all(refs, 3);
+        model_close(m);
+    }
+    server_stop(&srv);
+}
+
+static void test_invalid(void)
+{
+    struct server srv;
+    if (server_start(&srv, "--malformed-rate 1")) { failed++; return; }
+    const char *variants[] = {"", "structured = false,"};
+    const char *want[] = {"invalid answer: not valid JSON",
+                          "invalid answer: rating: expected an integer from 1 to 5, got \"The review"};
+    for (int v = 0; v < 2; v++) {
+        char options[512];
+        snprintf(options, sizeof options,
+                 "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}', %s"
+                 "  output = { rating = { type = 'integer', min = 1, max = 5 } } }", srv.port, variants[v]);
+        struct rn_err err;
+        struct model *m = open_model(options, &err);
+        CHECK(m, "open: %s", err.msg);
+        if (!m) continue;
+        drive(m, 5, results, refs, NULL, 5000);
+        CHECK(!results[1].ok && strncmp(results[1].reason, want[v], strlen(want[v])) == 0, "malformed reason: %s",
+              results[1].reason);
+        CHECK(results[1].text[0] != '\0', "the model's last answer comes with the failure");
+        CHECK(figure(m, "requests") == 10 && figure(m, "invalid_answers") == 10 && figure(m, "corrections") == 5,
+              "one correction per record: requests %lld invalid %lld corrections %lld", figure(m, "requests"),
+              figure(m, "invalid_answers"), figure(m, "corrections"));
+        unref_all(refs, 5);
+        model_close(m);
+    }
+    server_stop(&srv);
+
+    /* out of range on about half the answers: a correction often fixes it */
+    if (server_start(&srv, "--out-of-range-rate 0.5 --seed 3")) { failed++; return; }
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
+             "  output = { rating = { type = 'integer', min = 1, max = 5 } } }", srv.port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        size_t n = 100, ok = 0, range_failures = 0;
+        drive(m, n, results, refs, NULL, 5000);
+        for (size_t i = 0; i < n; i++) {
+            if (results[i].ok) ok++;
+            else if (strstr(results[i].reason, "invalid answer: rating: ") &&
+                     strstr(results[i].reason, " is out of range 1..5")) range_failures++;
+        }
+        CHECK(ok + range_failures == n && ok > 50 && range_failures > 5, "out of range: %zu ok, %zu failed", ok,
+              range_failures);
+        CHECK(figure(m, "corrections") > 20, "corrections %lld", figure(m, "corrections"));
+        unref_all(refs, n);
+        model_close(m);
+    }
+    server_stop(&srv);
+}
+
+static void test_not_retried(void)
+{
+    struct server srv;
+    if (server_start(&srv, "--api-key right-key-000")) { failed++; return; }
+    struct rn_err err;
+    char options[512];
+    /* 401: wrong key, not retried, the key nowhere in the reason */
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}', api_key = '%s',"
+             "  output = { rating = { type = 'integer' } } }", srv.port, API_KEY);
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        drive(m, 2, results, refs, NULL, 5000);
+        CHECK(!results[0].ok && strncmp(results[0].reason, "HTTP 401: {", 11) == 0 && !strstr(results[0].reason, API_KEY),
+              "401 reason: %s", results[0].reason);
+        CHECK(figure(m, "requests") == 2, "401 not retried: %lld requests", figure(m, "requests"));
+        unref_all(refs, 2);
+        model_close(m);
+    }
+    /* 413: a prompt over the server's 1 MiB limit */
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}', api_key = 'right-key-000',"
+             "  output = { rating = { type = 'integer' } } }", srv.port);
+    m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        char *big = malloc(1200000);
+        memset(big, 'a', 1199999);
+        big[1199999] = '\0';
+        drive(m, 1, results, refs, big, 5000);
+        free(big);
+        CHECK(!results[0].ok && strncmp(results[0].reason, "HTTP 413: ", 10) == 0, "413 reason: %s", results[0].reason);
+        CHECK(figure(m, "requests") == 1, "413 not retried");
+        unref_all(refs, 1);
+        model_close(m);
+    }
+    /* 400 from the embeddings endpoint */
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}', api_key = 'right-key-000',"
+             "  task = 'embedding', parameters = { dimensions = 0 } }", srv.port);
+    m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        drive(m, 1, results, refs, NULL, 5000);
+        CHECK(!results[0].ok && strncmp(results[0].reason, "HTTP 400: {", 11) == 0 && strlen(results[0].reason) < 330,
+              "400 reason: %s", results[0].reason);
+        CHECK(figure(m, "requests") == 1 && figure(m, "retries") == 0, "400 not retried");
+        unref_all(refs, 1);
+        model_close(m);
+    }
+    server_stop(&srv);
+}
+
+static void test_redaction(void)
+{
+    struct server echo;
+    if (echo_start(&echo)) { CHECK(0, "echo server"); return; }
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}', api_key = '%s',"
+             "  output = { rating = { type = 'integer', min = 1, max = 5 } }, limits = { retries = 0 } }",
+             echo.port, API_KEY);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        drive(m, 1, results, refs, "hello", 5000);
+        CHECK(!results[0].ok && strstr(results[0].reason, "HTTP 400: ") && strstr(results[0].reason, "[redacted]") &&
+                  !strstr(results[0].reason, "SECRET"), "error body echo: %s", results[0].reason);
+        unref_all(refs, 1);
+        drive(m, 1, results, refs, "ANSWER", 5000);
+        CHECK(!results[0].ok && strstr(results[0].reason, "invalid answer") && !strstr(results[0].reason, "SECRET") &&
+                  strstr(results[0].text, "[redacted]") && !strstr(results[0].text, "SECRET"),
+              "answer echo: %s / %s", results[0].reason, results[0].text);
+        unref_all(refs, 1);
+        model_close(m);
+    }
+    kill(echo.pid, SIGKILL);
+    waitpid(echo.pid, NULL, 0);
+}
+
+static void test_embedding(struct server *srv)
+{
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1/', model = 'test', prompt = '{{summary}}', task = 'embedding' }",
+             srv->port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (!m) return;
+    drive(m, 5, results, refs, NULL, 5000);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, refs[3]);
+    lua_getfield(L, -1, "embedding");
+    CHECK(results[3].ok && lua_istable(L, -1) && lua_rawlen(L, -1) == 8, "embedding: %s", results[3].reason);
+    lua_rawgeti(L, -1, 1);
+    CHECK(lua_type(L, -1) == LUA_TNUMBER, "embedding holds numbers");
+    lua_pop(L, 3);
+    unref_all(refs, 5);
+    model_close(m);
+}
+
+static void test_text_generation(struct server *srv)
+{
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', task = 'text_generation',"
+             "  system = 'Summarize the review.', prompt = function(r) return 'Summarize: ' .. r.summary end }",
+             srv->port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (!m) return;
+    drive(m, 5, results, refs, NULL, 5000);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, refs[4]);
+    lua_getfield(L, -1, "text");
+    CHECK(results[4].ok && lua_tostring(L, -1) && strcmp(lua_tostring(L, -1), "excellent delicious") == 0,
+          "text: %s (%s)", lua_tostring(L, -1), results[4].reason);
+    lua_pop(L, 2);
+    unref_all(refs, 5);
+    model_close(m);
+}
+
+static void test_prompt_errors(struct server *srv)
+{
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{nope}}',"
+             "  output = { rating = { type = 'integer' } }, limits = { concurrency = 4 } }", srv->port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (!m) return;
+    lua_newtable(L);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    CHECK(model_submit(m, ref, 0, &err) == -1 && strcmp(err.msg, "prompt: field 'nope' is missing") == 0,
+          "missing field: %s", err.msg);
+    CHECK(model_room(m) == 4 && model_in_flight(m) == 0, "room after a prompt error: %d", model_room(m));
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    model_close(m);
+}
+
+static void test_options(void)
+{
+    struct { const char *options, *want; } cases[] = {
+        {"{ model = 'm', prompt = 'x', output = { r = { type = 'integer' } }, limits = { timeout = '3x' } }",
+         "test.lua:7: model.openai: limits.timeout: bad duration \"3x\""},
+        {"{ model = 'm', prompt = 'x' }", "test.lua:7: model.openai: output is required for task classification"},
+        {"{ model = 'm', prompt = 'x', output = { r = { type = 'int' } } }", "output.r: unknown type \"int\""},
+        {"{ model = 'm', prompt = 'x', output = { r = { type = 'integer', minimum = 1 } } }", "output.r: unknown key 'minimum'"},
+        {"{ model = 'm', prompt = 'x', output = { r = { type = 'string', min = 1 } } }", "output.r: min applies to integer"},
+        {"{ model = 'm', prompt = 'x', output = { r = { type = 'vector' } } }", "type vector is for task embedding"},
+        {"{ model = 'm', prompt = 'x', task = 'classify', output = { r = 'integer' } }", "task: unknown task \"classify\""},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { bogus = 1 } }", "limits: unknown key 'bogus'"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { concurrency = 0 } }", "limits.concurrency:"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { retries = -1 } }", "limits.retries:"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, price = { input = -1 } }", "price.input:"},
+        {"{ model = 'm', prompt = 'a {{x', output = { r = 'integer' } }", "prompt: unclosed {{"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, endpoint = 'ftp://h' }", "endpoint: \"ftp://h\" must start"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, api_key = 42 }", "api_key: expected secret"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, api_key = 'a\\nb' }", "api_key: holds a line break"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, parameters = { model = 'y' } }", "parameters.model: runnel writes it"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, temperature = 3 }", "temperature: must be from 0 to 2"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, headers = { ['Bad Name'] = 'v' } }", "not a valid header name"},
+        {"{ model = 'm', prompt = 'x', task = 'embedding', output = { e = 'integer' } }", "exactly one field of type vector"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct rn_err err = {{0}};
+        struct model *m = open_model(cases[i].options, &err);
+        CHECK(!m && strstr(err.msg, cases[i].want), "options %zu: want '%s', got '%s'", i, cases[i].want,
+              m ? "(opened)" : err.msg);
+        if (m) model_close(m);
+        if (i == 0) CHECK(strncmp(err.msg, cases[0].want, strlen(cases[0].want)) == 0, "message starts with the place");
+    }
+    struct rn_err err;
+    struct model *m = open_model("{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { concurrency = 'auto' },"
+                                 " cache = true, temperature = 0.2, seed = 1, max_tokens = 5, top_p = 0.5,"
+                                 " parameters = { frequency_penalty = 0.5 }, headers = { ['X-Team'] = 'a' },"
+                                 " organization = 'org' }", &err);
+    CHECK(m && model_room(m) == 8, "concurrency auto opens with a window of 8: %s", m ? "" : err.msg);
+    model_close(m);
+}
+
+static void test_rpm(struct server *srv)
+{
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
+             "  output = { rating = { type = 'integer' } }, limits = { rpm = 1200 } }", srv->port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (!m) return;
+    int64_t start = rn_now_ms();
+    drive(m, 40, results, refs, NULL, 5000); /* a burst of 20, then 20 per second */
+    int64_t elapsed = rn_now_ms() - start;
+    CHECK(elapsed >= 900 && elapsed < 2500, "rpm 1200, 40 requests took %lld ms", (long long)elapsed);
+    unref_all(refs, 40);
+    model_close(m);
+}
+
+static void test_close_in_flight(void)
+{
+    struct server srv;
+    if (server_start(&srv, "--latency-ms 3000")) { failed++; return; }
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
+             "  output = { rating = { type = 'integer' } }, limits = { concurrency = 16 } }", srv.port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        drive_until(m, 16, results, refs, NULL, 300, 0); /* gives up after 300 ms with 16 in flight */
+        CHECK(model_in_flight(m) == 16 && model_room(m) == 0, "in flight %zu", model_in_flight(m));
+        model_close(m); /* aborts them; ASan/valgrind check nothing leaks */
+        unref_all(refs, 16);
+    }
+    server_stop(&srv);
+}
+
+static void test_throughput(struct server *srv)
+{
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = 'Review: {{summary}}',"
+             "  output = { rating = { type = 'integer', min = 1, max = 5 } }, limits = { concurrency = 64 } }", srv->port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (!m) return;
+    size_t n = 10000;
+    int64_t start = rn_now_ms();
+    drive(m, n, results, refs, NULL, 9000);
+    int64_t elapsed = rn_now_ms() - start;
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) ok += results[i].ok;
+    CHECK(ok == n, "throughput run: %zu of %zu ok", ok, n);
+    printf("test_model: %zu records in %lld ms: %.0f records/s at concurrency 64\n", n, (long long)elapsed,
+           (double)n * 1000.0 / (double)(elapsed ? elapsed : 1));
+    unref_all(refs, n);
+    model_close(m);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    L = luaL_newstate();
+    luaL_openlibs(L);
+    env.L = L;
+    env.script = "test.lua";
+    env.job_name = "test";
+    lua_newtable(L);
+    env.fieldorder_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    test_options();
+    struct server srv;
+    if (server_start(&srv, "") == 0) {
+        test_ratings(&srv);
+        test_enum_and_multi(&srv);
+        test_embedding(&srv);
+        test_text_generation(&srv);
+        test_prompt_errors(&srv);
+        test_rpm(&srv);
+        test_throughput(&srv);
+        server_stop(&srv);
+    } else {
+        failed++;
+    }
+    test_retries();
+    test_429();
+    test_timeout();
+    test_invalid();
+    test_not_retried();
+    test_redaction();
+    test_close_in_flight();
+
+    luaL_unref(L, LUA_REGISTRYINDEX, env.fieldorder_ref);
+    lua_close(L);
+    curl_global_cleanup();
+    printf("test_model: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
