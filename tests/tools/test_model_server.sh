@@ -195,6 +195,18 @@ for _ in $(seq 20); do
     sleep 0.1
 done
 check "a hung request is released when the client gives up" $released
+# Regression: a released hang once left the suspended count up, so shutdown waited 5 s.
+curl -sS -o /dev/null --max-time 3 -d "$(chat_body good)" "$URL/v1/chat/completions" 2>/dev/null &
+hang_curl=$!
+sleep 0.2
+started=$(date +%s%N)
+kill -TERM "$PID"
+term_rc=0
+wait "$PID" || term_rc=$?
+stop_ms=$((($(date +%s%N) - started) / 1000000))
+wait "$hang_curl" || true
+check "SIGTERM with a request hanging exits 0 within 1 s (took ${stop_ms} ms)" \
+    bash -c '[[ $1 == 0 && $2 -lt 1000 ]]' _ "$term_rc" "$stop_ms"
 
 start_server --close-rate 1
 close_rc=0

@@ -743,6 +743,14 @@ static void test_throughput(struct server *srv)
     model_close(m);
 }
 
+/* TEST_TIMES=1 prints how long each test took. */
+#define TIMED(call)                                                                              \
+    do {                                                                                         \
+        int64_t started = rn_now_ms();                                                           \
+        call;                                                                                    \
+        if (getenv("TEST_TIMES")) printf("  %-40s %lld ms\n", #call, (long long)(rn_now_ms() - started)); \
+    } while (0)
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -755,27 +763,27 @@ int main(void)
     lua_newtable(L);
     env.fieldorder_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
-    test_options();
+    TIMED(test_options());
     struct server srv;
     if (server_start(&srv, "") == 0) {
-        test_ratings(&srv);
-        test_enum_and_multi(&srv);
-        test_embedding(&srv);
-        test_text_generation(&srv);
-        test_prompt_errors(&srv);
-        test_rpm(&srv);
-        test_throughput(&srv);
+        TIMED(test_ratings(&srv));
+        TIMED(test_enum_and_multi(&srv));
+        TIMED(test_embedding(&srv));
+        TIMED(test_text_generation(&srv));
+        TIMED(test_prompt_errors(&srv));
+        TIMED(test_rpm(&srv));
+        TIMED(test_throughput(&srv));
         server_stop(&srv);
     } else {
         failed++;
     }
-    test_retries();
-    test_429();
-    test_timeout();
-    test_invalid();
-    test_not_retried();
-    test_redaction();
-    test_close_in_flight();
+    TIMED(test_retries());
+    TIMED(test_429());
+    TIMED(test_timeout());
+    TIMED(test_invalid());
+    TIMED(test_not_retried());
+    TIMED(test_redaction());
+    TIMED(test_close_in_flight());
 
     luaL_unref(L, LUA_REGISTRYINDEX, env.fieldorder_ref);
     lua_close(L);
