@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,16 @@ static void on_row(int terminator, void *data)
 
 static int never_space(unsigned char ch) { (void)ch; return 0; }
 
+/* libcsv grows its field buffer by a fixed block (128 bytes): linear growth, quadratic
+ * copying for a huge field. Grow geometrically instead, using the allocator's own size. */
+static void *grow_geometric(void *ptr, size_t size)
+{
+    if (ptr && malloc_usable_size(ptr) >= size) return ptr;
+    size_t have = ptr ? malloc_usable_size(ptr) : 0;
+    size_t want = have * 2 > size ? have * 2 : size;
+    return realloc(ptr, want);
+}
+
 static int parser_reset(struct csv_source *c, struct rn_err *err)
 {
     if (csv_init(&c->parser, (unsigned char)c->parser_options) != 0)
@@ -128,6 +139,7 @@ static int parser_reset(struct csv_source *c, struct rn_err *err)
     csv_set_delim(&c->parser, c->delimiter);
     csv_set_quote(&c->parser, c->quote);
     csv_set_space_func(&c->parser, never_space); /* keep spaces: they are data */
+    csv_set_realloc_func(&c->parser, grow_geometric);
     return 0;
 }
 
@@ -232,6 +244,19 @@ static int parse_more(struct csv_source *c, struct rn_err *err)
             csv_free(&c->parser);
             c->nfield_slots = c->building_first;
             if (parser_reset(c, err)) return -1;
+            /* skip the rest of the oversized record up to the end of its line */
+            for (;;) {
+                if (c->chunk_pos == c->chunk_len) {
+                    if (fill_chunk(c, err)) return -1;
+                    if (c->eof) { c->eof = c->follow ? 0 : 1; break; }
+                }
+                const char *s2 = c->chunk + c->chunk_pos;
+                const char *nl = memchr(s2, '\n', c->chunk_len - c->chunk_pos);
+                if (!nl) { c->chunk_pos = c->chunk_len; continue; }
+                c->chunk_pos += (size_t)(nl - s2) + 1;
+                c->line++;
+                break;
+            }
             c->next_row_line = c->line;
             return rn_fail(err, "line %lld: record larger than max_record_bytes (%lld bytes); an unbalanced quote?",
                            (long long)bad_line, (long long)c->max_record_bytes);

@@ -135,7 +135,7 @@ struct model {
     struct model_reply reply;
     struct buf done_reason, scratch;
 
-    uint64_t requests, ok, retried, failed, invalid_answers, corrections;
+    uint64_t requests, ok, retried, failed, invalid_answers, corrections, connections;
     int64_t tokens_in, tokens_out;
     uint64_t latency_count;
     uint64_t latency[LATENCY_BUCKETS]; /* microseconds, log-linear: 16 buckets per power of two */
@@ -821,9 +821,10 @@ static CURL *make_easy(struct model *m, struct slot *s)
     return e;
 }
 
+/* main() has called curl_global_init (the model never does: it is not thread-safe and must
+ * be paired with main's curl_global_cleanup). */
 struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
 {
-    static int curl_ready;
     lua_State *L = env->L;
     int top = lua_gettop(L);
     decl = lua_absindex(L, decl);
@@ -836,13 +837,6 @@ struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
     if (!provider) {
         rn_fail(err, "%s: model.%s: unknown model provider", where, type);
         return NULL;
-    }
-    if (!curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-            rn_fail(err, "%s: model.%s: libcurl failed to initialise", where, type);
-            return NULL;
-        }
-        curl_ready = 1;
     }
     struct model *m = rn_calloc(1, sizeof *m);
     m->env = env;
@@ -1457,6 +1451,9 @@ static void handle_done(struct model *m, struct slot *s, CURLcode result)
     m->running--;
     long status = 0;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+    long connects = 0;
+    if (curl_easy_getinfo(s->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK && connects > 0)
+        m->connections += (uint64_t)connects;
     if (result == CURLE_OK) {
         curl_off_t us = 0;
         curl_easy_getinfo(s->easy, CURLINFO_TOTAL_TIME_T, &us);
@@ -1494,8 +1491,8 @@ static void handle_done(struct model *m, struct slot *s, CURLcode result)
         hint = cap_hint(hint);
         if (status == 429 || status == 503) congestion(m, s, now);
         retry_or_fail(m, s, hint, now);
-        /* no stampede: nothing new goes out before this record's retry is due */
-        if (status == 429 && s->state == SLOT_WAITING) pause_until(m, s->due_ms);
+        /* no stampede: when the server says how long to wait, nothing new goes out before then */
+        if (status == 429 && hint > 0) pause_until(m, now + hint);
         return;
     }
     fail_now(m, s);
@@ -1641,6 +1638,7 @@ void model_summary_json(struct model *m, json_t *summary)
     json_object_set_new(o, "failed", json_integer((json_int_t)m->failed));
     json_object_set_new(o, "invalid_answers", json_integer((json_int_t)m->invalid_answers));
     json_object_set_new(o, "corrections", json_integer((json_int_t)m->corrections));
+    json_object_set_new(o, "connections", json_integer((json_int_t)m->connections));
     json_object_set_new(o, "tokens_in", json_integer(m->tokens_in));
     json_object_set_new(o, "tokens_out", json_integer(m->tokens_out));
     json_t *lat = json_object();

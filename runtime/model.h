@@ -49,7 +49,7 @@ struct model_reply {
     {"output", OPT_TABLE, 0, NULL, "fields the answer fills: { name = { type=, min=, max=, enum= } }"}, \
     {"limits", OPT_TABLE, 0, NULL, "{ concurrency=64|\"auto\", rpm=, tpm=, timeout=\"30s\", retries=5 }"}, \
     {"price", OPT_TABLE, 0, NULL, "{ input = USD per 1M tokens, output = USD per 1M tokens } for the cost estimate"}, \
-    {"cache", OPT_BOOLEAN, 0, "batch: true", "cache answers on disk by prompt hash"}
+    {"cache", OPT_BOOLEAN, 0, NULL, "reserved for an on-disk answer cache: not implemented yet, accepted and ignored"}
 
 struct model;
 

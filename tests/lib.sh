@@ -20,7 +20,7 @@ trap cleanup EXIT
 pass() { echo "PASS $*"; }
 fail() { echo "FAIL $*"; _failures=$((_failures + 1)); }
 # check NAME COMMAND...: passes when the command succeeds
-check() { local name="$1"; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
+check() { local name="$1"; shift; if "$@" >"$T/check.out"; then pass "$name"; else fail "$name"; cat "$T/check.out" | head -20; fi; }
 # expect_eq NAME EXPECTED ACTUAL
 expect_eq() { if [ "$2" == "$3" ]; then pass "$1"; else fail "$1: expected '$2', got '$3'"; fi; }
 # expect_contains NAME FILE TEXT

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -381,12 +382,12 @@ static void test_retries(void)
     struct model *m = open_model(options, &err);
     CHECK(m, "open: %s", err.msg);
     if (m) {
-        size_t n = 300, ok = 0;
+        size_t n = 150, ok = 0;
         drive(m, n, results, refs, NULL, 9000);
         for (size_t i = 0; i < n; i++) ok += results[i].ok && record_integer(refs[i], "rating") == ratings[i % 5];
         CHECK(ok == n, "fail-rate 0.3: %zu of %zu ok", ok, n);
         long long retries = figure(m, "retries"), requests = figure(m, "requests");
-        CHECK(retries > 50 && requests == (long long)n + retries, "retries %lld, requests %lld", retries, requests);
+        CHECK(retries > 25 && requests == (long long)n + retries, "retries %lld, requests %lld", retries, requests);
         CHECK(server_stat(&srv, "requests") == requests, "server saw %lld requests, the model sent %lld",
               server_stat(&srv, "requests"), requests);
         unref_all(refs, n);
@@ -410,7 +411,7 @@ static void test_429(void)
         int64_t start = rn_now_ms();
         drive(m, 4, results, refs, NULL, 5000);
         int64_t elapsed = rn_now_ms() - start;
-        CHECK(elapsed >= 1000 && elapsed < 2500, "Retry-After: 1 took %lld ms", (long long)elapsed);
+        CHECK(elapsed >= 1000 && elapsed < 3500, "Retry-After: 1 took %lld ms", (long long)elapsed);
         CHECK(!results[0].ok && strncmp(results[0].reason, "HTTP 429 after 2 attempts: {", 28) == 0,
               "429 reason: %s", results[0].reason);
         CHECK(server_stat(&srv, "requests") == 8, "no stampede: %lld requests", server_stat(&srv, "requests"));
@@ -700,6 +701,59 @@ static void test_rpm(struct server *srv)
     model_close(m);
 }
 
+/* tpm: 20 calls of ~109 tokens each (a 400-byte prompt: estimated 103, corrected with the
+ * usage the server reports) at 1000 tokens/s with a 1000-token burst take ~1.2 s. */
+static void test_tpm(struct server *srv)
+{
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = 'Review: {{summary}}',"
+             "  output = { rating = { type = 'integer' } }, limits = { tpm = 60000 } }", srv->port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (!m) return;
+    char big[401];
+    for (int i = 0; i < 400; i++) big[i] = "okay "[i % 5];
+    big[400] = '\0';
+    int64_t start = rn_now_ms();
+    drive(m, 20, results, refs, big, 5000);
+    int64_t elapsed = rn_now_ms() - start;
+    long long tokens = figure(m, "tokens_in") + figure(m, "tokens_out");
+    CHECK(tokens > 2000 && elapsed >= (tokens - 1000) * 8 / 10 && elapsed < 3500,
+          "tpm 60000: %lld tokens took %lld ms", tokens, (long long)elapsed);
+    unref_all(refs, 20);
+    model_close(m);
+}
+
+/* Connection refused is retried, then fails with the curl message and the attempt count. */
+static void test_connect_refused(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof addr;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) || getsockname(fd, (struct sockaddr *)&addr, &len)) {
+        CHECK(0, "no free port");
+        return;
+    }
+    close(fd); /* nothing listens there now */
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
+             "  output = { rating = { type = 'integer' } }, limits = { retries = 2 } }", ntohs(addr.sin_port));
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (!m) return;
+    drive(m, 2, results, refs, NULL, 5000);
+    size_t n = strlen(results[1].reason);
+    CHECK(!results[1].ok && n > 13 && strcmp(results[1].reason + n - 13, " (3 attempts)") == 0 &&
+              strcasestr(results[1].reason, "connect"), "refused: %s", results[1].reason);
+    CHECK(figure(m, "retries") == 4, "refused: %lld retries", figure(m, "retries"));
+    unref_all(refs, 2);
+    model_close(m);
+}
+
 static void test_close_in_flight(void)
 {
     struct server srv;
@@ -720,6 +774,42 @@ static void test_close_in_flight(void)
     server_stop(&srv);
 }
 
+/* concurrency = "auto" against a server that answers 429 more often the more requests it
+ * holds above 16: the window must settle near 16, not run to its ceiling. */
+static void test_auto_concurrency(void)
+{
+    struct server srv;
+    if (server_start(&srv, "--latency-ms 10 --degrade-above 16 --degrade-ms 1 --retry-after 0")) { failed++; return; }
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
+             "  output = { rating = { type = 'integer' } }, limits = { concurrency = 'auto', retries = 10 } }", srv.port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        size_t n = 800, ok = 0;
+        drive(m, n, results, refs, NULL, 8000);
+        for (size_t i = 0; i < n; i++) ok += results[i].ok;
+        char *text = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&text, &len);
+        model_print_summary(m, out);
+        fclose(out);
+        const char *w = strstr(text, "window ");
+        int window = w ? atoi(w + 7) : -1;
+        long long retries = figure(m, "retries"), requests = figure(m, "requests");
+        CHECK(ok == n && window >= 4 && window <= 48 && retries * 4 < requests,
+              "auto: %zu ok, window %d, %lld retries of %lld requests", ok, window, retries, requests);
+        free(text);
+        unref_all(refs, n);
+        model_close(m);
+    }
+    server_stop(&srv);
+}
+
+/* Submit for 1 s (at most N_MAX records), then drain; print records/s and this process's
+ * CPU time per record. Time-bounded so it also fits under valgrind. */
 static void test_throughput(struct server *srv)
 {
     char options[512];
@@ -730,15 +820,36 @@ static void test_throughput(struct server *srv)
     struct model *m = open_model(options, &err);
     CHECK(m, "open: %s", err.msg);
     if (!m) return;
-    size_t n = 10000;
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
     int64_t start = rn_now_ms();
-    drive(m, n, results, refs, NULL, 9000);
+    struct run run = {results, 0};
+    memset(results, 0, sizeof results);
+    size_t n = 0;
+    while ((rn_now_ms() - start < 1000 && n < N_MAX) || run.done < n) {
+        while (n < N_MAX && rn_now_ms() - start < 1000 && model_room(m) > 0) {
+            lua_createtable(L, 0, 1);
+            lua_pushstring(L, texts[n % 5]);
+            lua_setfield(L, -2, "summary");
+            refs[n] = luaL_ref(L, LUA_REGISTRYINDEX);
+            if (model_submit(m, refs[n], n, &err)) { CHECK(0, "submit: %s", err.msg); break; }
+            n++;
+        }
+        if (model_poll(m, 20, on_done, &run, &err)) { CHECK(0, "poll: %s", err.msg); break; }
+        if (rn_now_ms() - start > 9000) break;
+    }
     int64_t elapsed = rn_now_ms() - start;
+    getrusage(RUSAGE_SELF, &after);
+    double cpu_us = (double)(after.ru_utime.tv_sec - before.ru_utime.tv_sec + after.ru_stime.tv_sec -
+                             before.ru_stime.tv_sec) * 1e6 +
+                    (double)(after.ru_utime.tv_usec - before.ru_utime.tv_usec + after.ru_stime.tv_usec -
+                             before.ru_stime.tv_usec);
     size_t ok = 0;
     for (size_t i = 0; i < n; i++) ok += results[i].ok;
-    CHECK(ok == n, "throughput run: %zu of %zu ok", ok, n);
-    printf("test_model: %zu records in %lld ms: %.0f records/s at concurrency 64\n", n, (long long)elapsed,
-           (double)n * 1000.0 / (double)(elapsed ? elapsed : 1));
+    CHECK(n > 0 && ok == n, "throughput run: %zu of %zu ok", ok, n);
+    CHECK(figure(m, "connections") <= 64, "keep-alive: %lld connections for %zu requests", figure(m, "connections"), n);
+    printf("test_model: %zu records in %lld ms: %.0f records/s at concurrency 64, %.1f us CPU per record here\n",
+           n, (long long)elapsed, (double)n * 1000.0 / (double)(elapsed ? elapsed : 1), n ? cpu_us / (double)n : 0);
     unref_all(refs, n);
     model_close(m);
 }
@@ -772,6 +883,7 @@ int main(void)
         TIMED(test_text_generation(&srv));
         TIMED(test_prompt_errors(&srv));
         TIMED(test_rpm(&srv));
+        TIMED(test_tpm(&srv));
         TIMED(test_throughput(&srv));
         server_stop(&srv);
     } else {
@@ -783,6 +895,8 @@ int main(void)
     TIMED(test_invalid());
     TIMED(test_not_retried());
     TIMED(test_redaction());
+    TIMED(test_connect_refused());
+    TIMED(test_auto_concurrency());
     TIMED(test_close_in_flight());
 
     luaL_unref(L, LUA_REGISTRYINDEX, env.fieldorder_ref);
