@@ -5,6 +5,8 @@
  * A row with the wrong width, invalid UTF-8 or a value that does not convert to its declared
  * type is returned as SRC_BAD (the pipeline dead-letters it with the line number). */
 #include <csv.h>
+#include <dirent.h>
+#include <fnmatch.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -38,7 +40,19 @@ struct row {
 
 struct csv_source {
     struct job_env *env;
-    char *path;
+    char *path;               /* the file being read (messages, dead letters) */
+    char *declared_path;      /* the `path` option: a file, or a directory of files */
+    char *dir;                /* directory mode: read every matching file in name order */
+    char *pattern;            /* file name pattern in directory mode */
+    char *current_name;       /* directory mode: name of the file being read */
+    char **done_names;        /* directory mode: names by file index */
+    int32_t file_index;       /* index of the file being read */
+    int32_t done_file;        /* index of the file of the last acknowledged record */
+    int header;
+    int opts_ref;             /* options, kept until the columns are known */
+    char where[512];
+    int fields_ready;
+    int64_t header_offset, header_line; /* where the data rows of the current file begin */
     int fd;
     int follow;               /* stream mode: wait for more data at end of file */
     int64_t file_size;
@@ -77,7 +91,7 @@ struct csv_source {
 };
 
 static const struct option_spec csv_options[] = {
-    {"path", OPT_STRING, 1, NULL, "the CSV file to read"},
+    {"path", OPT_STRING, 1, NULL, "the CSV file to read, or a directory of CSV files (read in name order; in stream mode new files are picked up)"},
     {"header", OPT_BOOLEAN, 0, "true", "the first row names the columns"},
     {"columns", OPT_STRING_OR_LIST, 0, NULL, "column names when the file has no header (or to rename all)"},
     {"select", OPT_TABLE, 0, "all", "{ field = \"Column\", ... } or { \"Column\", ... }: columns to keep, renamed"},
@@ -85,6 +99,7 @@ static const struct option_spec csv_options[] = {
     {"delimiter", OPT_STRING, 0, ",", "field separator (one byte; \"\\t\" for TSV)"},
     {"quote", OPT_STRING, 0, "\"", "quote character (one byte)"},
     {"follow", OPT_BOOLEAN, 0, "stream mode", "at the end of the file, wait for more lines (tail -f)"},
+    {"pattern", OPT_STRING, 0, "*.csv", "when path is a directory: the files to read, in name order"},
     {"max_record_bytes", OPT_INTEGER, 0, "67108864", "a record larger than this is dead-lettered"},
     {NULL, 0, 0, NULL, NULL},
 };
@@ -363,42 +378,151 @@ static int setup_fields(struct csv_source *c, lua_State *L, int opts, const char
 
 static void csv_close(void *self);
 
+static int name_matches(const struct csv_source *c, const char *name)
+{
+    return name[0] != '.' && fnmatch(c->pattern, name, 0) == 0;
+}
+
+/* The first file in the directory (name order) after `after` (NULL: the first of all), or NULL.
+ * The caller frees the result. */
+static char *next_file_name(struct csv_source *c, const char *after)
+{
+    DIR *d = opendir(c->dir);
+    if (!d) return NULL;
+    char *best = NULL;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!name_matches(c, e->d_name)) continue;
+        if (after && strcmp(e->d_name, after) <= 0) continue;
+        if (best && strcmp(e->d_name, best) >= 0) continue;
+        char full[4096];
+        struct stat st;
+        snprintf(full, sizeof full, "%s/%s", c->dir, e->d_name);
+        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        free(best);
+        best = rn_strdup(e->d_name);
+    }
+    closedir(d);
+    return best;
+}
+
+/* Take the header row of the file just opened: the columns (first file) or a check that they
+ * are the same (later files of a directory). */
+static int read_header(struct csv_source *c, struct rn_err *err)
+{
+    int rc = parse_more(c, err);
+    if (rc < 0) return rn_wrap(err, "%s: header", c->path);
+    if (rc == 0) return rn_fail(err, "%s: the file is empty: expected a header row", c->path);
+    struct row *r = &c->rows[c->row_next++];
+    if (!c->columns) {
+        c->columns = rn_calloc(r->count, sizeof *c->columns);
+        for (size_t i = 0; i < r->count; i++) {
+            c->columns[i] = rn_strndup(c->data.data + c->field_off[r->first + i], c->field_len[r->first + i]);
+            c->ncolumns = i + 1;
+            if (!rn_utf8_valid(c->columns[i], strlen(c->columns[i]), NULL))
+                return rn_fail(err, "%s: line 1: header column %zu is not valid UTF-8", c->path, i + 1);
+        }
+    } else if (r->count != c->ncolumns) {
+        return rn_fail(err, "%s: the header has %zu columns, expected %zu (%s)", c->path, r->count, c->ncolumns,
+                       c->dir ? "as in the first file of the directory" : "as `columns` names");
+    } else if (c->dir) {
+        for (size_t i = 0; i < r->count; i++) {
+            const char *name = c->data.data + c->field_off[r->first + i];
+            if (strcmp(name, c->columns[i]) != 0)
+                return rn_fail(err, "%s: header column %zu is '%s', expected '%s' as in the first file", c->path,
+                               i + 1, name, c->columns[i]);
+        }
+    }
+    c->header_offset = r->end_offset;
+    c->header_line = r->line;
+    return 0;
+}
+
+/* Start reading the file at path from its beginning (reading its header when there is one). */
+static int start_file(struct csv_source *c, const char *path, struct rn_err *err)
+{
+    if (c->fd >= 0) close(c->fd);
+    csv_free(&c->parser);
+    if (parser_reset(c, err)) return -1;
+    free(c->path);
+    c->path = rn_strdup(path);
+    c->chunk_base = 0;
+    c->chunk_len = c->chunk_pos = 0;
+    c->eof = c->finished = 0;
+    c->nrows = c->row_next = 0;
+    c->nfield_slots = c->building_first = 0;
+    buf_clear(&c->data);
+    c->line = c->next_row_line = 1;
+    c->file_size = 0;
+    c->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (c->fd < 0) return rn_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(c->fd, &st) == 0) c->file_size = st.st_size;
+    if (c->header && read_header(c, err)) return -1;
+    return 0;
+}
+
+/* Once the columns are known: the output fields from select and types. */
+static int ensure_fields(struct csv_source *c, struct rn_err *err)
+{
+    if (c->fields_ready || !c->columns) return 0;
+    lua_State *L = c->env->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->opts_ref);
+    int rc = setup_fields(c, L, lua_gettop(L), c->where, err);
+    lua_pop(L, 1);
+    if (rc == 0) c->fields_ready = 1;
+    return rc;
+}
+
+/* Directory mode: open the next file after the current one. 1 when one was opened, 0 when
+ * there is none (yet), -1 on error. */
+static int open_next_file(struct csv_source *c, struct rn_err *err)
+{
+    char *name = next_file_name(c, c->current_name);
+    if (!name) return 0;
+    char full[4096];
+    snprintf(full, sizeof full, "%s/%s", c->dir, name);
+    free(c->current_name);
+    c->current_name = name;
+    c->file_index++;
+    c->done_names = rn_realloc(c->done_names, ((size_t)c->file_index + 1) * sizeof *c->done_names);
+    c->done_names[c->file_index] = rn_strdup(name);
+    if (start_file(c, full, err)) return -1;
+    if (ensure_fields(c, err)) return -1;
+    return 1;
+}
+
 static void *csv_open(struct job_env *env, int opts, struct rn_err *err)
 {
     lua_State *L = env->L;
-    const char *where = luajob_decl_where(L, opts - 1 > 0 ? opts : opts); /* options table has no __where */
-    (void)where;
     struct csv_source *c = rn_calloc(1, sizeof *c);
     c->env = env;
     c->fd = -1;
+    c->opts_ref = LUA_NOREF;
+    c->file_index = -1;
     const char *path = opt_string(L, opts, "path", NULL);
+    c->declared_path = rn_strdup(path);
     c->path = rn_strdup(path);
-    char wherebuf[512];
     lua_getfield(L, opts, "__where");
-    snprintf(wherebuf, sizeof wherebuf, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : env->script);
+    snprintf(c->where, sizeof c->where, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : env->script);
     lua_pop(L, 1);
     const char *delim = opt_string(L, opts, "delimiter", ",");
     const char *quote = opt_string(L, opts, "quote", "\"");
     if (strcmp(delim, "\\t") == 0) delim = "\t";
     if (strlen(delim) != 1 || strlen(quote) != 1) {
-        rn_fail(err, "%s: source.csv: delimiter and quote must be one byte each", wherebuf);
+        rn_fail(err, "%s: source.csv: delimiter and quote must be one byte each", c->where);
         goto fail;
     }
     c->delimiter = (unsigned char)delim[0];
     c->quote = (unsigned char)quote[0];
-    c->follow = opt_boolean(L, opts, "follow", env->streaming);
     c->max_record_bytes = opt_integer(L, opts, "max_record_bytes", 64 << 20);
     c->parser_options = CSV_STRICT | CSV_STRICT_FINI;
     c->chunk = rn_malloc(CHUNK_SIZE);
     buf_init(&c->data);
-    c->line = c->next_row_line = 1;
-    c->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (c->fd < 0) { rn_fail(err, "%s: cannot open: %s", path, strerror(errno)); goto fail; }
-    struct stat st;
-    if (fstat(c->fd, &st) == 0) c->file_size = st.st_size;
+    c->header = opt_boolean(L, opts, "header", 1);
     if (parser_reset(c, err)) goto fail;
-
-    int header = opt_boolean(L, opts, "header", 1);
+    lua_pushvalue(L, opts);
+    c->opts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (opt_push(L, opts, "columns")) {
         if (lua_type(L, -1) == LUA_TSTRING) {
             c->columns = rn_calloc(1, sizeof *c->columns);
@@ -416,33 +540,27 @@ static void *csv_open(struct job_env *env, int opts, struct rn_err *err)
         }
         lua_pop(L, 1);
     }
-    if (header) {
-        int rc = parse_more(c, err);
-        if (rc < 0) { rn_wrap(err, "%s: header", path); goto fail; }
-        if (rc == 0) { rn_fail(err, "%s: the file is empty: expected a header row", path); goto fail; }
-        struct row *r = &c->rows[c->row_next++];
-        if (!c->columns) {
-            c->columns = rn_calloc(r->count, sizeof *c->columns);
-            for (size_t i = 0; i < r->count; i++) {
-                c->columns[i] = rn_strndup(c->data.data + c->field_off[r->first + i], c->field_len[r->first + i]);
-                if (!rn_utf8_valid(c->columns[i], strlen(c->columns[i]), NULL)) {
-                    rn_fail(err, "%s: line 1: header column %zu is not valid UTF-8", path, i + 1);
-                    goto fail;
-                }
-            }
-            c->ncolumns = r->count;
-        } else if (r->count != c->ncolumns) {
-            rn_fail(err, "%s: header has %zu columns but `columns` names %zu", path, r->count, c->ncolumns);
-            goto fail;
-        }
-        c->done_offset = r->end_offset;
-        c->done_line = r->line;
-    }
-    if (!c->columns) {
-        rn_fail(err, "%s: source.csv: header = false needs `columns`", wherebuf);
+    if (!c->header && !c->columns) {
+        rn_fail(err, "%s: source.csv: header = false needs `columns`", c->where);
         goto fail;
     }
-    if (setup_fields(c, L, opts, wherebuf, err)) goto fail;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        c->dir = rn_strdup(path);
+        c->pattern = rn_strdup(opt_string(L, opts, "pattern", "*.csv"));
+        c->follow = 0; /* files in a directory arrive whole; the directory is what is followed */
+        if (open_next_file(c, err) < 0) goto fail;
+    } else {
+        c->follow = opt_boolean(L, opts, "follow", env->streaming);
+        c->file_index = 0;
+        c->done_names = rn_calloc(1, sizeof *c->done_names);
+        c->done_names[0] = rn_strdup(path);
+        if (start_file(c, path, err)) goto fail;
+    }
+    if (ensure_fields(c, err)) goto fail;
+    c->done_file = c->file_index;
+    c->done_offset = c->header_offset;
+    c->done_line = c->header_line;
     return c;
 fail:
     csv_close(c);
@@ -524,24 +642,36 @@ static enum source_status csv_next(void *self, struct source_pos *pos, struct rn
 {
     struct csv_source *c = self;
     lua_State *L = c->env->L;
-    if (c->row_next == c->nrows) {
+    while (c->row_next == c->nrows) {
+        if (c->fd < 0 || (c->finished && c->dir)) {
+            if (!c->dir) return SRC_END;
+            int opened = open_next_file(c, err);
+            if (opened < 0) return SRC_ERROR;
+            if (opened == 0) return c->env->streaming ? SRC_IDLE : SRC_END;
+            continue;
+        }
         int rc = parse_more(c, err);
         if (rc < 0) {
             int64_t line = c->next_row_line;
             pos->partition = -1;
             pos->offset = c->chunk_base + (int64_t)c->chunk_pos;
             pos->line = line;
+            pos->file = c->file_index;
             lua_createtable(L, 0, 2);
             lua_pushstring(L, c->path);
             lua_setfield(L, -2, "file");
             return SRC_BAD;
         }
-        if (rc == 0) return c->finished ? SRC_END : SRC_IDLE;
+        if (rc == 0) {
+            if (c->dir && c->finished) continue;
+            return c->finished ? SRC_END : SRC_IDLE;
+        }
     }
     struct row *r = &c->rows[c->row_next++];
     pos->partition = -1;
     pos->offset = r->end_offset;
     pos->line = r->line;
+    pos->file = c->file_index;
     if (r->count != c->ncolumns) {
         push_bad(c, L, r);
         rn_fail(err, "line %lld: expected %zu fields, got %zu", (long long)r->line, c->ncolumns, r->count);
@@ -581,6 +711,7 @@ static void csv_wait(void *self, int timeout_ms)
 static void csv_advance(void *self, const struct source_pos *pos)
 {
     struct csv_source *c = self;
+    c->done_file = pos->file;
     c->done_offset = pos->offset;
     c->done_line = pos->line;
 }
@@ -596,19 +727,16 @@ static int csv_save(void *self, json_t *state, struct rn_err *err)
 {
     (void)err;
     struct csv_source *c = self;
-    json_object_set_new(state, "path", json_string(c->path));
+    json_object_set_new(state, "path", json_string(c->declared_path));
+    if (c->dir && c->done_file >= 0) json_object_set_new(state, "file", json_string(c->done_names[c->done_file]));
     json_object_set_new(state, "offset", json_integer(c->done_offset));
     json_object_set_new(state, "line", json_integer(c->done_line));
     return 0;
 }
 
-static int csv_restore(void *self, json_t *state, struct rn_err *err)
+/* Position the current file at a checkpointed byte offset (the start of a row). */
+static int seek_to(struct csv_source *c, int64_t offset, int64_t line, struct rn_err *err)
 {
-    struct csv_source *c = self;
-    json_t *off = json_object_get(state, "offset"), *line = json_object_get(state, "line");
-    if (!json_is_integer(off) || !json_is_integer(line))
-        return rn_fail(err, "%s: checkpoint has no offset/line", c->path);
-    int64_t offset = json_integer_value(off);
     if (offset > c->file_size)
         return rn_fail(err, "%s: checkpoint offset %lld is past the end of the file (%lld bytes): was it replaced?",
                        c->path, (long long)offset, (long long)c->file_size);
@@ -622,10 +750,42 @@ static int csv_restore(void *self, json_t *state, struct rn_err *err)
     c->nrows = c->row_next = 0;
     c->nfield_slots = c->building_first = 0;
     buf_clear(&c->data);
-    c->line = c->next_row_line = json_integer_value(line) + 1;
+    c->line = c->next_row_line = line + 1;
     c->done_offset = offset;
-    c->done_line = json_integer_value(line);
+    c->done_line = line;
     return 0;
+}
+
+static int csv_restore(void *self, json_t *state, struct rn_err *err)
+{
+    struct csv_source *c = self;
+    json_t *off = json_object_get(state, "offset"), *line = json_object_get(state, "line");
+    const char *path = json_string_value(json_object_get(state, "path"));
+    if (!json_is_integer(off) || !json_is_integer(line) || !path)
+        return rn_fail(err, "%s: the checkpoint has no path/offset/line", c->declared_path);
+    if (strcmp(path, c->declared_path) != 0)
+        return rn_fail(err, "the checkpoint is for %s but the job reads %s; start without --resume", path,
+                       c->declared_path);
+    if (!c->dir) return seek_to(c, json_integer_value(off), json_integer_value(line), err);
+    const char *name = json_string_value(json_object_get(state, "file"));
+    if (!name) return rn_fail(err, "%s: the checkpoint names no file of the directory", c->declared_path);
+    char full[4096];
+    snprintf(full, sizeof full, "%s/%s", c->dir, name);
+    free(c->current_name);
+    c->current_name = rn_strdup(name);
+    c->file_index++;
+    c->done_names = rn_realloc(c->done_names, ((size_t)c->file_index + 1) * sizeof *c->done_names);
+    c->done_names[c->file_index] = rn_strdup(name);
+    c->done_file = c->file_index;
+    if (access(full, F_OK) != 0) { /* processed and since removed: go on with the next file */
+        if (c->fd >= 0) close(c->fd);
+        c->fd = -1;
+        c->done_offset = json_integer_value(off);
+        c->done_line = json_integer_value(line);
+        return 0;
+    }
+    if (start_file(c, full, err) || ensure_fields(c, err)) return -1;
+    return seek_to(c, json_integer_value(off), json_integer_value(line), err);
 }
 
 static double csv_progress(void *self)
@@ -652,6 +812,13 @@ static void csv_close(void *self)
     free(c->field_len);
     free(c->rows);
     free(c->path);
+    free(c->declared_path);
+    free(c->dir);
+    free(c->pattern);
+    free(c->current_name);
+    for (int32_t i = 0; c->done_names && i <= c->file_index; i++) free(c->done_names[i]);
+    free(c->done_names);
+    if (c->opts_ref != LUA_NOREF) luaL_unref(c->env->L, LUA_REGISTRYINDEX, c->opts_ref);
     free(c);
 }
 

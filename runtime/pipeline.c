@@ -421,6 +421,8 @@ static int restore_checkpoint(struct pipeline *p, json_t *state, struct rn_err *
 
 /* ---- opening ---- */
 
+static int opts_quiet(const struct pipeline *p) { return p->opts->quiet; }
+
 static void *open_decl(struct pipeline *p, int decl, const char *kind, const void **ops_out, char **label_out,
                        struct rn_err *err)
 {
@@ -489,8 +491,11 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
 
     /* Is there a checkpoint to resume from? Sinks must know before they open. */
     json_t *state = NULL;
-    if (p->env->resume) {
+    int asked = p->env->resume;
+    if (asked || p->env->streaming) { /* a streaming job always goes on from where it was */
+        p->env->resume = 0;
         if (access(p->checkpoint_path, F_OK) == 0) {
+            p->env->resume = 1;
             size_t len;
             char *text = rn_read_file(p->checkpoint_path, &len, err);
             if (!text) return -1;
@@ -498,9 +503,8 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
             state = json_loadb(text, len, 0, &jerr);
             free(text);
             if (!state) return rn_fail(err, "%s: corrupt checkpoint: %s", p->checkpoint_path, jerr.text);
-        } else {
+        } else if (asked) {
             fprintf(stderr, "runnel: --resume: no checkpoint at %s; starting from the beginning\n", p->checkpoint_path);
-            p->env->resume = 0;
         }
     }
 
@@ -548,7 +552,7 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     if (state) {
         if (!p->has_checkpoint) { rn_fail(err, "--resume: source.%s keeps no checkpoints", p->src_ops->name); goto fail; }
         if (restore_checkpoint(p, state, err)) goto fail;
-        fprintf(stderr, "runnel: resuming %s after line %lld\n", p->env->job_name, (long long)p->resumed_line);
+        if (!opts_quiet(p)) fprintf(stderr, "runnel: resuming %s after line %lld\n", p->env->job_name, (long long)p->resumed_line);
     }
     json_decref(state);
     lua_pop(L, 1); /* opts */
@@ -701,7 +705,7 @@ static int run_loop(struct pipeline *p, struct rn_err *err)
                 if (p->head - p->tail >= p->window) break;
                 if (p->model && model_room(p->model) <= 0) break;
                 if (p->opts->limit > 0 && (int64_t)p->n.read >= p->opts->limit) { p->source_done = 1; break; }
-                struct source_pos pos = {-1, 0, -1};
+                struct source_pos pos = {-1, 0, -1, 0};
                 enum source_status st = p->src_ops->next(p->src, &pos, err);
                 if (st == SRC_RECORD) {
                     process_record(p, &pos);

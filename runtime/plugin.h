@@ -39,6 +39,7 @@ struct source_pos {
     int32_t partition;  /* Kafka partition, -1 for files */
     int64_t offset;     /* Kafka offset, or the byte offset just after the record in a file */
     int64_t line;       /* first line of the record in a file (1-based), -1 for Kafka */
+    int32_t file;       /* which file of a directory source (its index in name order seen so far) */
 };
 
 enum source_status {
