@@ -18,9 +18,14 @@ static int encode_value(lua_State *L, int idx, int order_idx, struct buf *out, i
 static void put_number(lua_State *L, int idx, struct buf *out)
 {
     if (lua_isinteger(L, idx)) {
-        char tmp[32];
-        int n = snprintf(tmp, sizeof tmp, "%lld", (long long)lua_tointeger(L, idx));
-        buf_put(out, tmp, (size_t)n);
+        /* by hand: snprintf was a visible share of the per-record cost */
+        lua_Integer v = lua_tointeger(L, idx);
+        char tmp[24];
+        char *end = tmp + sizeof tmp, *p = end;
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
+        if (v < 0) *--p = '-';
+        buf_put(out, p, (size_t)(end - p));
         return;
     }
     double d = lua_tonumber(L, idx);
@@ -106,7 +111,16 @@ static int encode_object(lua_State *L, int idx, int order_idx, struct buf *out, 
             lua_pop(L, 1);
         }
     }
-    if (count > 1) qsort(keys, count, sizeof *keys, key_compare);
+    if (count > 16) {
+        qsort(keys, count, sizeof *keys, key_compare);
+    } else {
+        for (size_t i = 1; i < count; i++) { /* records are small: insertion sort */
+            struct key_entry k = keys[i];
+            size_t j = i;
+            while (j > 0 && key_compare(&keys[j - 1], &k) > 0) { keys[j] = keys[j - 1]; j--; }
+            keys[j] = k;
+        }
+    }
     buf_putc(out, '{');
     for (size_t i = 0; i < count; i++) {
         if (i) buf_putc(out, ',');

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# tools/bench.sh (make bench): runnel against the limit of each case, measured in the same run.
+# For every case: records/s (median of RUNS runs), CPU microseconds per record of the runner
+# (user+sys), peak RSS, and the ratio to the case's limit. Results also go to
+# out/bench/latest.json (and a timestamped copy) so runs can be compared over time.
+# Knobs: RUNS (3), CSV_ROWS (1000000), MODEL_ROWS (200000), BIG_ROWS (1000000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RUNNEL_LIB="$PWD/scripts"
+RUNS="${RUNS:-3}"; CSV_ROWS="${CSV_ROWS:-1000000}"; MODEL_ROWS="${MODEL_ROWS:-200000}"; BIG_ROWS="${BIG_ROWS:-1000000}"
+W="$(mktemp -d /tmp/runnel-bench.XXXXXX)"
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"' EXIT
+mkdir -p out/bench
+for t in measure csv-parse curl-multi; do
+  [ bin/bench-$t -nt tools/bench/$t.c ] || cc -std=c11 -Wall -Wextra -Werror -O2 -D_GNU_SOURCE tools/bench/$t.c \
+    -o bin/bench-$t $(pkg-config --cflags --libs libcurl) -lcsv
+done
+
+start_server() { # ARGS... -> sets URL
+  bin/model-server --port 0 "$@" > "$W/server.out" 2>&1 &
+  pids+=($!); SERVER=$!
+  for _ in $(seq 100); do grep -q '^listening on ' "$W/server.out" && break; sleep 0.05; done
+  URL="$(sed -n 's/^listening on \(http[^ ]*\).*/\1/p' "$W/server.out")"
+  export OPENAI_BASE_URL="$URL/v1"
+}
+stop_server() { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; }
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# run_job NAME JOB ARGS...: RUNS runs; sets RATE (median records/s), CPU_US (per record), RSS_MB, READ
+run_job() {
+  local name="$1" job="$2"; shift 2
+  local rates=() cpus=() rsss=()
+  for i in $(seq "$RUNS"); do
+    bin/bench-measure --out "$W/m.json" -- bin/runnel run "$job" --no-progress --quiet \
+      --state-dir "$W/state" --summary-json "$W/s.json" "$@" --set output="$W/out.jsonl"
+    local read elapsed
+    read=$(jq .read "$W/s.json"); elapsed=$(jq .elapsed_s "$W/s.json")
+    jq -e '.read == .written + .filtered + .dead_lettered' "$W/s.json" >/dev/null || { echo "bench: $name lost records" >&2; exit 1; }
+    rates+=("$(echo "$read $elapsed" | awk '{ printf "%.0f", $1 / $2 }')")
+    cpus+=("$(jq -r .cpu_s "$W/m.json" | awk -v n="$read" '{ printf "%.2f", $1 * 1e6 / n }')")
+    rsss+=("$(jq -r .max_rss_kb "$W/m.json" | awk '{ printf "%.1f", $1 / 1024 }')")
+    READ=$read
+  done
+  RATE=$(printf '%s\n' "${rates[@]}" | median); CPU_US=$(printf '%s\n' "${cpus[@]}" | median)
+  RSS_MB=$(printf '%s\n' "${rsss[@]}" | median)
+}
+
+results="[]"
+row() { # CASE DESCRIPTION RATE LIMIT CPU RSS [NOTE]
+  local ratio; ratio=$(echo "$3 $4" | awk '{ if ($2 > 0) printf "%.2f", $1 / $2; else printf "0" }')
+  printf '%-4s %-52s %10s %10s %6s %8s %8s\n' "$1" "$2" "$3" "$4" "$ratio" "$5" "$6"
+  results=$(jq -c --arg c "$1" --arg d "$2" --argjson r "$3" --argjson l "$4" --argjson x "$ratio" \
+    --argjson cpu "$5" --argjson rss "$6" --arg note "${7:-}" \
+    '. + [{case: $c, description: $d, records_per_s: $r, limit_per_s: $l, ratio: $x, cpu_us_per_record: $cpu, peak_rss_mb: $rss, note: $note}]' <<<"$results")
+}
+
+echo "runnel bench: $(nproc) cores, RUNS=$RUNS, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "generating inputs..."
+bin/gen-reviews --rows "$CSV_ROWS" --seed 1 > "$W/csv.csv" 2>/dev/null
+head -c 0 /dev/null
+bin/gen-reviews --rows "$MODEL_ROWS" --seed 2 > "$W/model.csv" 2>/dev/null
+bin/gen-reviews --rows 10000 --seed 3 > "$W/small.csv" 2>/dev/null
+bin/gen-reviews --rows "$BIG_ROWS" --seed 4 > "$W/big.csv" 2>/dev/null
+printf '\n%-4s %-52s %10s %10s %6s %8s %8s\n' case description rec/s limit ratio "cpu µs" "RSS MB"
+
+# 1. CSV -> filter/map -> JSONL; limit: raw libcsv parse of the same file
+raw=(); for i in $(seq "$RUNS"); do raw+=("$(bin/bench-csv-parse "$W/csv.csv" | jq .rows_per_s)"); done
+LIMIT=$(printf '%s\n' "${raw[@]}" | median)
+run_job 1 tools/bench/csv.lua --set input="$W/csv.csv"
+row 1 "CSV $CSV_ROWS rows -> filter/map -> JSONL" "$RATE" "$LIMIT" "$CPU_US" "$RSS_MB" "limit: raw libcsv parse"
+
+# 2. CSV -> model server (0 ms) -> JSONL; limit: bare libcurl multi, same requests, same concurrency
+start_server
+bare=(); for i in $(seq "$RUNS"); do bare+=("$(bin/bench-curl-multi "$URL/v1/chat/completions" "$W/model.csv" 64 | jq .requests_per_s)"); done
+LIMIT=$(printf '%s\n' "${bare[@]}" | median)
+run_job 2 tools/bench/model.lua --set input="$W/model.csv" --set concurrency=64
+row 2 "CSV $MODEL_ROWS -> model (0 ms, conc 64) -> JSONL" "$RATE" "$LIMIT" "$CPU_US" "$RSS_MB" "limit: bare libcurl multi"
+CASE2_CPU=$CPU_US
+
+# 5. memory: RSS of case 2 at 10,000 and at BIG_ROWS rows
+RUNS_SAVED=$RUNS; RUNS=1
+run_job 5a tools/bench/model.lua --set input="$W/small.csv" --set concurrency=64
+SMALL_RSS=$RSS_MB
+run_job 5b tools/bench/model.lua --set input="$W/big.csv" --set concurrency=64
+row 5 "RSS, case 2 at 10,000 vs $BIG_ROWS rows (MB)" "$RSS_MB" "$SMALL_RSS" "$CPU_US" "$RSS_MB" "ratio: big/small RSS"
+RUNS=$RUNS_SAVED
+stop_server
+
+# 3. CSV -> model server at 50 ms, concurrency 256; limit: concurrency / latency
+start_server --latency-ms 50
+head -n 20001 "$W/model.csv" > "$W/m20k.csv"
+run_job 3 tools/bench/model.lua --set input="$W/m20k.csv" --set concurrency=256
+row 3 "CSV ~20,000 -> model (50 ms, conc 256) -> JSONL" "$RATE" 5120 "$CPU_US" "$RSS_MB" "limit: 256 / 0.050 s"
+stop_server
+
+# adaptive concurrency: the server degrades above 64 in flight; "auto" must find it
+start_server --degrade-above 64 --latency-ms 20
+RUNS_SAVED=$RUNS; RUNS=1
+run_job auto tools/bench/model.lua --set input="$W/m20k.csv" --set concurrency=auto
+RUNS=$RUNS_SAVED
+AUTO=$(jq -c '.model | {concurrency, retries, latency_ms}' "$W/s.json")
+row auto "concurrency=auto, server degrades above 64 (20 ms)" "$RATE" 3200 "$CPU_US" "$RSS_MB" "limit: 64 / 0.020 s; $AUTO"
+stop_server
+
+echo
+echo "auto concurrency: $AUTO"
+echo "targets: case 1 >= 0.60, case 2 >= 0.70, case 3 >= 0.95, case 5 ratio <= 1.10, case 2 cpu <= 40 µs (was $CASE2_CPU)"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+jq -n --argjson r "$results" --arg t "$stamp" --arg host "$(nproc) cores" --argjson runs "$RUNS" \
+  '{time: $t, machine: $host, runs: $runs, cases: $r}' > "out/bench/bench-$stamp.json"
+cp "out/bench/bench-$stamp.json" out/bench/latest.json
+echo "results: out/bench/bench-$stamp.json"
