@@ -5,11 +5,13 @@
 #include "plugin.h"
 
 extern const struct source_ops csv_source;
+extern const struct source_ops kafka_source;
 extern const struct sink_ops jsonl_sink, csv_sink, stdout_sink, lua_sink;
+extern const struct sink_ops kafka_sink;
 extern const struct provider_ops openai_provider;
 
-const struct source_ops *const source_plugins[] = {&csv_source, NULL};
-const struct sink_ops *const sink_plugins[] = {&jsonl_sink, &csv_sink, &stdout_sink, &lua_sink, NULL};
+const struct source_ops *const source_plugins[] = {&csv_source, &kafka_source, NULL};
+const struct sink_ops *const sink_plugins[] = {&jsonl_sink, &csv_sink, &stdout_sink, &lua_sink, &kafka_sink, NULL};
 const struct provider_ops *const provider_plugins[] = {&openai_provider, NULL};
 
 const struct source_ops *plugin_source(const char *name)
