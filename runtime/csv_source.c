@@ -52,6 +52,7 @@ struct csv_source {
     int opts_ref;             /* options, kept until the columns are known */
     char where[512];
     int fields_ready;
+    unsigned char *wanted;    /* per column: 1 when a field reads it (NULL: keep all) */
     int64_t header_offset, header_line; /* where the data rows of the current file begin */
     int fd;
     int follow;               /* stream mode: wait for more data at end of file */
@@ -107,6 +108,10 @@ static const struct option_spec csv_options[] = {
 static void on_field(void *s, size_t len, void *data)
 {
     struct csv_source *c = data;
+    size_t column = c->nfield_slots - c->building_first;
+    /* Only the bytes of columns a record uses are kept (the width is still counted); a bad
+     * row's raw text then shows the kept columns only. */
+    if (c->wanted && column < c->ncolumns && !c->wanted[column]) { s = NULL; len = 0; }
     if (c->nfield_slots == c->field_cap) {
         c->field_cap = c->field_cap ? c->field_cap * 2 : 64;
         c->field_off = rn_realloc(c->field_off, c->field_cap * sizeof *c->field_off);
@@ -373,6 +378,8 @@ static int setup_fields(struct csv_source *c, lua_State *L, int opts, const char
         lua_pop(L, 1);
     }
     for (size_t i = 0; i < c->nfields; i++) fieldorder_add(c->env, c->fields[i].name);
+    c->wanted = rn_calloc(c->ncolumns, 1);
+    for (size_t i = 0; i < c->nfields; i++) c->wanted[c->fields[i].column] = 1;
     return 0;
 }
 
@@ -813,6 +820,7 @@ static void csv_close(void *self)
     free(c->rows);
     free(c->path);
     free(c->declared_path);
+    free(c->wanted);
     free(c->dir);
     free(c->pattern);
     free(c->current_name);

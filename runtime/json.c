@@ -59,6 +59,7 @@ struct key_entry {
     const char *name;
     size_t len;
     lua_Integer rank;
+    int value;           /* stack index of the value */
 };
 
 static int key_compare(const void *a, const void *b)
@@ -71,29 +72,52 @@ static int key_compare(const void *a, const void *b)
     return x->len < y->len ? -1 : x->len > y->len;
 }
 
+/* Ranks of field names by the address of their interned Lua string: short strings are
+ * interned, so one name has one address while it lives. A direct-mapped cache in front of the
+ * order table; an entry is checked against the name's bytes, so a reused address is harmless. */
+#define RANK_CACHE 256
+static struct { const char *ptr; size_t len; char head[16]; lua_Integer rank; } rank_cache[RANK_CACHE];
+static int rank_cache_order = LUA_NOREF;
+
+void json_forget_field_order(void) { rank_cache_order = LUA_NOREF; }
+
+static lua_Integer key_rank(lua_State *L, int order_idx, int key_idx, const char *name, size_t len)
+{
+    size_t slot = ((uintptr_t)name >> 4) % RANK_CACHE;
+    if (rank_cache[slot].ptr == name && rank_cache[slot].len == len &&
+        memcmp(rank_cache[slot].head, name, len < 16 ? len : 16) == 0)
+        return rank_cache[slot].rank;
+    lua_Integer rank = LUA_MAXINTEGER;
+    lua_pushvalue(L, key_idx);
+    if (lua_rawget(L, order_idx) == LUA_TNUMBER) rank = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (len <= 40) { /* only short (interned) strings have stable addresses */
+        rank_cache[slot].ptr = name;
+        rank_cache[slot].len = len;
+        memcpy(rank_cache[slot].head, name, len < 16 ? len : 16);
+        rank_cache[slot].rank = rank;
+    }
+    return rank;
+}
+
 static int encode_object(lua_State *L, int idx, int order_idx, struct buf *out, int depth, struct rn_err *err)
 {
     struct key_entry stack_keys[32];
     struct key_entry *keys = stack_keys;
     size_t count = 0, cap = 32;
     int rc = 0;
-    /* Collect keys; the key strings stay alive because the table holds them. */
+    int base = lua_gettop(L);
+    /* One walk: each key and value stays on the stack (a copy of the key drives lua_next). */
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING) {
-            if (lua_type(L, -1) == LUA_TNUMBER) {
-                /* mixed table: give numeric keys a string form by encoding them as text */
-                lua_pop(L, 1);
-                rc = rn_fail(err, "cannot encode a table that mixes list items and named fields as JSON");
-                goto done;
-            }
-            lua_pop(L, 1);
-            rc = rn_fail(err, "cannot encode a table key of type %s as JSON", luaL_typename(L, -1));
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            rc = rn_fail(err, lua_type(L, -2) == LUA_TNUMBER
+                                  ? "cannot encode a table that mixes list items and named fields as JSON"
+                                  : "cannot encode a table key of this type as JSON");
             goto done;
         }
         if (count == cap) {
-            if (cap >= MAX_SORTED_KEYS * 64) { lua_pop(L, 1); rc = rn_fail(err, "table too large to encode"); goto done; }
+            if (cap >= MAX_SORTED_KEYS * 64) { rc = rn_fail(err, "table too large to encode"); goto done; }
             cap *= 2;
             if (keys == stack_keys) {
                 keys = rn_malloc(cap * sizeof *keys);
@@ -102,14 +126,12 @@ static int encode_object(lua_State *L, int idx, int order_idx, struct buf *out, 
                 keys = rn_realloc(keys, cap * sizeof *keys);
             }
         }
+        if (!lua_checkstack(L, 4)) { rc = rn_fail(err, "table too large to encode"); goto done; }
         struct key_entry *k = &keys[count++];
-        k->name = lua_tolstring(L, -1, &k->len);
-        k->rank = LUA_MAXINTEGER;
-        if (order_idx) {
-            lua_pushvalue(L, -1);
-            if (lua_rawget(L, order_idx) == LUA_TNUMBER) k->rank = lua_tointeger(L, -1);
-            lua_pop(L, 1);
-        }
+        k->name = lua_tolstring(L, -2, &k->len);
+        k->value = lua_gettop(L);
+        k->rank = order_idx ? key_rank(L, order_idx, -2, k->name, k->len) : LUA_MAXINTEGER;
+        lua_pushvalue(L, -2);
     }
     if (count > 16) {
         qsort(keys, count, sizeof *keys, key_compare);
@@ -126,10 +148,7 @@ static int encode_object(lua_State *L, int idx, int order_idx, struct buf *out, 
         if (i) buf_putc(out, ',');
         buf_put_json_string(out, keys[i].name, keys[i].len);
         buf_putc(out, ':');
-        lua_pushlstring(L, keys[i].name, keys[i].len);
-        lua_rawget(L, idx);
-        rc = encode_value(L, lua_gettop(L), 0, out, depth + 1, err);
-        lua_pop(L, 1);
+        rc = encode_value(L, keys[i].value, 0, out, depth + 1, err);
         if (rc) {
             rn_wrap(err, "field '%s'", keys[i].name);
             goto done;
@@ -137,6 +156,7 @@ static int encode_object(lua_State *L, int idx, int order_idx, struct buf *out, 
     }
     buf_putc(out, '}');
 done:
+    lua_settop(L, base);
     if (keys != stack_keys) free(keys);
     return rc;
 }
@@ -158,6 +178,8 @@ static int encode_value(lua_State *L, int idx, int order_idx, struct buf *out, i
         return 0;
     }
     case LUA_TTABLE: {
+        /* each level keeps one value on the stack and its keys need up to three more */
+        if (!lua_checkstack(L, 4)) return rn_fail(err, "value too deeply nested: out of Lua stack space");
         lua_Integer n;
         if (is_sequence(L, idx, &n)) {
             buf_putc(out, '[');
@@ -187,9 +209,14 @@ int json_encode(lua_State *L, int idx, int order_ref, struct buf *out, struct rn
     idx = lua_absindex(L, idx);
     int top = lua_gettop(L);
     int order_idx = 0;
+    if (!lua_checkstack(L, 2)) return rn_fail(err, "out of Lua stack space");
     if (order_ref != LUA_NOREF && order_ref != LUA_REFNIL) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, order_ref);
         order_idx = lua_gettop(L);
+        if (order_ref != rank_cache_order) {
+            memset(rank_cache, 0, sizeof rank_cache);
+            rank_cache_order = order_ref;
+        }
     }
     size_t mark = out->len;
     int rc = encode_value(L, idx, order_idx, out, 0, err);
@@ -200,6 +227,8 @@ int json_encode(lua_State *L, int idx, int order_ref, struct buf *out, struct rn
 
 void json_push(lua_State *L, json_t *v)
 {
+    /* one slot per nesting level (jansson stops at 2048 levels): grow the stack as we go */
+    luaL_checkstack(L, 2, "JSON value nested too deeply");
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         lua_createtable(L, 0, (int)json_object_size(v));

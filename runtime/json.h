@@ -15,6 +15,9 @@
  * hold (functions, userdata, cycles deeper than 64). */
 int json_encode(lua_State *L, int idx, int order_ref, struct buf *out, struct rn_err *err);
 
+/* The field order table changed: drop what the encoder cached about it. */
+void json_forget_field_order(void);
+
 /* Push the Lua value for a jansson value (objects and arrays become tables, null becomes nil
  * or, inside arrays, json.null). */
 void json_push(lua_State *L, json_t *value);

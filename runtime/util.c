@@ -86,7 +86,7 @@ void buf_free(struct buf *b)
     buf_init(b);
 }
 
-void buf_reserve(struct buf *b, size_t extra)
+void buf_grow(struct buf *b, size_t extra)
 {
     if (extra > SIZE_MAX / 2 - b->len) out_of_memory(extra);
     size_t need = b->len + extra + 1;
@@ -97,22 +97,7 @@ void buf_reserve(struct buf *b, size_t extra)
     b->cap = cap;
 }
 
-void buf_put(struct buf *b, const void *data, size_t n)
-{
-    buf_reserve(b, n);
-    if (n) memcpy(b->data + b->len, data, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
 void buf_puts(struct buf *b, const char *s) { buf_put(b, s, strlen(s)); }
-
-void buf_putc(struct buf *b, char c)
-{
-    buf_reserve(b, 1);
-    b->data[b->len++] = c;
-    b->data[b->len] = '\0';
-}
 
 void buf_printf(struct buf *b, const char *fmt, ...)
 {
