@@ -76,6 +76,7 @@ struct csv_source {
     int finished;             /* csv_fini done */
     int64_t line;             /* physical line at chunk_pos (1-based) */
     int64_t next_row_line;    /* line where the next row begins */
+    int64_t error_line;       /* first line of the row the last parse error dropped */
     int64_t piece_end;        /* file offset after the piece being parsed */
 
     /* parsed rows waiting to be returned */
@@ -216,14 +217,17 @@ static int parse_more(struct csv_source *c, struct rn_err *err)
                 c->finished = 1;
                 c->piece_end = c->chunk_base;
                 if (csv_fini(&c->parser, on_field, on_row, c) != 0) {
+                    c->error_line = c->next_row_line;
                     rn_fail(err, "line %lld: unterminated quoted field at end of file", (long long)c->next_row_line);
                     c->nfield_slots = c->building_first;
                     return -1;
                 }
                 continue;
             }
-            if (c->chunk_base == 0 && c->chunk_len >= 3 && memcmp(c->chunk, "\xEF\xBB\xBF", 3) == 0)
+            if (c->chunk_base == 0 && c->chunk_len >= 3 && memcmp(c->chunk, "\xEF\xBB\xBF", 3) == 0) {
                 c->chunk_pos = 3; /* UTF-8 byte order mark */
+                if (c->chunk_pos == c->chunk_len) continue; /* nothing after it: no empty piece */
+            }
         }
         /* the next piece: up to and including the next CR or LF */
         const char *start = c->chunk + c->chunk_pos;
@@ -234,14 +238,16 @@ static int parse_more(struct csv_source *c, struct rn_err *err)
         if (cr) piece = (size_t)(cr - start) + 1;
         c->piece_end = c->chunk_base + (int64_t)(c->chunk_pos + piece);
         size_t before_rows = c->nrows;
+        int64_t row_line = c->next_row_line; /* where the row this piece is part of began */
         size_t parsed = csv_parse(&c->parser, start, piece, on_field, on_row, c);
         c->chunk_pos += piece;
         int ended_line = start[piece - 1] == '\n';
         if (ended_line) c->line++;
-        if (c->nrows > before_rows || (ended_line && c->nfield_slots == c->building_first))
-            c->next_row_line = c->line; /* blank lines are skipped by libcsv */
+        /* blank lines are skipped by libcsv; a line that ends inside an open quoted first field is not blank */
+        if (c->nrows > before_rows || (ended_line && c->nfield_slots == c->building_first && !c->parser.quoted))
+            c->next_row_line = c->line;
         if (parsed < piece) {
-            int64_t bad_line = c->next_row_line;
+            int64_t bad_line = c->error_line = row_line;
             csv_free(&c->parser);
             c->nfield_slots = c->building_first;
             if (parser_reset(c, err)) return -1;
@@ -260,7 +266,7 @@ static int parse_more(struct csv_source *c, struct rn_err *err)
         }
         size_t building = c->data.len - (c->building_first < c->nfield_slots ? c->field_off[c->building_first] : c->data.len);
         if ((int64_t)(building + csv_get_buffer_size(&c->parser)) > c->max_record_bytes) {
-            int64_t bad_line = c->next_row_line;
+            int64_t bad_line = c->error_line = c->next_row_line;
             csv_free(&c->parser);
             c->nfield_slots = c->building_first;
             if (parser_reset(c, err)) return -1;
@@ -659,10 +665,9 @@ static enum source_status csv_next(void *self, struct source_pos *pos, struct rn
         }
         int rc = parse_more(c, err);
         if (rc < 0) {
-            int64_t line = c->next_row_line;
             pos->partition = -1;
             pos->offset = c->chunk_base + (int64_t)c->chunk_pos;
-            pos->line = line;
+            pos->line = c->error_line;
             pos->file = c->file_index;
             lua_createtable(L, 0, 2);
             lua_pushstring(L, c->path);

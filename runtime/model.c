@@ -1,10 +1,13 @@
 /* model.c: the remote model engine (see model.h): prompts, one libcurl multi handle driven
- * from the job's loop, concurrency and rpm/tpm limits, retries with backoff, answer checks.
+ * from the job's loop, concurrency and rpm/tpm limits, retries with backoff, answer checks,
+ * and the answer cache (cache.c) in front of all of it.
  *
  * Every record in flight holds one slot. Slots are made at open, each with its easy handle and
  * buffers, and reused for the whole run, so the per-record path allocates nothing once warm.
  * A slot is FREE, READY (waiting for a send permit: a rate limit or a 429 pause), WAITING (a
- * retry's backoff, in a min-heap by due time) or RUNNING (its easy handle is in the multi). */
+ * retry's backoff, in a min-heap by due time) or RUNNING (its easy handle is in the multi).
+ * A record answered from the cache gives its slot back at once and waits in a small queue
+ * until the next model_poll reports it, as every completion is reported. */
 #include "model.h"
 
 #include <lauxlib.h>
@@ -15,8 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "json.h"
 #include "lua_job.h"
+#include "model_internal.h"
 #include "prompt.h"
 
 #define BACKOFF_BASE_MS 200
@@ -29,6 +34,8 @@
 #define AUTO_START 8
 #define LOOSE_TEXT_MAX 80           /* "Rating: 4" style answers are searched up to this length */
 #define LATENCY_BUCKETS (32 + 59 * 16)
+#define CACHE_SYNC_MS 5000          /* fsync new cache entries at most this often */
+#define CACHE_KEY_VERSION "runnel answer cache 1"
 
 /* ---- the output declaration ---- */
 
@@ -70,6 +77,8 @@ struct slot {
     int64_t sent_ms;           /* when the current attempt started */
     int64_t tokens_estimate;
     long last_status;          /* HTTP status of the last failed attempt, 0 for transport errors */
+    int cacheable;             /* key holds the cache key of this call's first request */
+    uint8_t key[CACHE_KEY_SIZE];
     struct slot *next;         /* ready queue or free list */
     CURL *easy;
     struct model_call call;
@@ -81,6 +90,12 @@ struct slot {
     /* from the response headers of the current attempt; -1 when absent */
     int64_t retry_after_ms, reset_requests_ms, reset_tokens_ms, remaining_requests, remaining_tokens;
     char errbuf[CURL_ERROR_SIZE];
+};
+
+/* A record answered from the cache, waiting for model_poll to report it. */
+struct cache_hit {
+    uint64_t tag;
+    int record_ref;
 };
 
 /* A token bucket refilled continuously: rpm counts requests, tpm estimated tokens. */
@@ -135,7 +150,17 @@ struct model {
     struct model_reply reply;
     struct buf done_reason, scratch;
 
+    struct cache *cache;       /* NULL when caching is off */
+    struct cache_hash cache_base; /* the key's fixed part: provider, task, output declaration */
+    struct buf cache_value, cache_reason;
+    struct cache_hit *hits;    /* answered from the cache, not reported yet: [hits_next, hits_len) */
+    size_t hits_len, hits_cap, hits_next;
+    int64_t cache_sync_due_ms;
+    char *cache_error;         /* why the cache stopped storing, or NULL */
+
     uint64_t requests, ok, retried, failed, invalid_answers, corrections, connections;
+    uint64_t corrected;        /* correction calls whose answer validated */
+    uint64_t cache_hits, cache_stored;
     int64_t tokens_in, tokens_out;
     uint64_t latency_count;
     uint64_t latency[LATENCY_BUCKETS]; /* microseconds, log-linear: 16 buckets per power of two */
@@ -821,6 +846,68 @@ static CURL *make_easy(struct model *m, struct slot *s)
     return e;
 }
 
+/* ---- opening: the answer cache ---- */
+
+/* name with every byte outside [A-Za-z0-9._-] made '_', so it is one safe path component. */
+static void put_path_component(struct buf *b, const char *name)
+{
+    if (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) { buf_putc(b, '_'); return; }
+    for (; *name; name++) {
+        char c = *name;
+        int safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                   c == '_' || c == '-';
+        buf_putc(b, safe ? c : '_');
+    }
+}
+
+/* The part of every key that is the same for every record: what the answer must look like. */
+static void cache_key_base(struct model *m)
+{
+    static const char *const task_names[] = {"classification", "text_generation", "embedding"};
+    struct cache_hash *h = &m->cache_base;
+    cache_hash_init(h);
+    cache_hash_field(h, CACHE_KEY_VERSION, strlen(CACHE_KEY_VERSION));
+    cache_hash_field(h, m->provider_name, strlen(m->provider_name));
+    cache_hash_field(h, task_names[m->task], strlen(task_names[m->task]));
+    struct buf d;
+    buf_init(&d);
+    buf_printf(&d, "structured=%d", m->structured);
+    for (size_t i = 0; i < m->field_count; i++) {
+        const struct output_field *f = &m->fields[i];
+        buf_printf(&d, ";%zu:%s %s", strlen(f->name), f->name, field_type_names[f->type]);
+        if (f->has_min) buf_printf(&d, " min=%.17g", f->min);
+        if (f->has_max) buf_printf(&d, " max=%.17g", f->max);
+        for (size_t k = 0; k < f->enum_count; k++) buf_printf(&d, " enum=%zu:%s", strlen(f->enum_values[k]), f->enum_values[k]);
+        if (f->description) buf_printf(&d, " description=%zu:%s", strlen(f->description), f->description);
+    }
+    cache_hash_field(h, d.data, d.len);
+    cache_hash_field(h, m->schema_json ? m->schema_json : "", m->schema_json ? strlen(m->schema_json) : 0);
+    buf_free(&d);
+}
+
+/* Open STATE_DIR/cache/JOB/PROVIDER.MODEL.cache when the cache is on for this run. */
+static int open_cache(struct model *m, int opts, struct rn_err *err)
+{
+    struct job_env *env = m->env;
+    int on = opt_boolean(m->L, opts, "cache", !env->streaming);
+    if (!on || env->no_cache || !env->state_dir || !*env->state_dir) return 0;
+    struct buf path;
+    buf_init(&path);
+    buf_printf(&path, "%s/cache/", env->state_dir);
+    put_path_component(&path, env->job_name ? env->job_name : "job");
+    buf_putc(&path, '/');
+    put_path_component(&path, m->provider_name);
+    buf_putc(&path, '.');
+    put_path_component(&path, m->model_name);
+    buf_puts(&path, ".cache");
+    m->cache = cache_open(path.data, err);
+    buf_free(&path);
+    if (!m->cache) return rn_wrap(err, "cache");
+    cache_key_base(m);
+    m->cache_sync_due_ms = rn_now_ms() + CACHE_SYNC_MS;
+    return 0;
+}
+
 /* main() has called curl_global_init (the model never does: it is not thread-safe and must
  * be paired with main's curl_global_cleanup). */
 struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
@@ -849,6 +936,8 @@ struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
     buf_init(&m->reply.text);
     buf_init(&m->done_reason);
     buf_init(&m->scratch);
+    buf_init(&m->cache_value);
+    buf_init(&m->cache_reason);
     int opts = luajob_decl_options(L, decl);
     if (lua_type(L, opts) != LUA_TTABLE) {
         rn_fail(err, "the declaration has no options table");
@@ -857,6 +946,7 @@ struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
     if (read_options(m, opts, err)) goto fail;
     m->provider_self = provider->open(env, opts, err);
     if (!m->provider_self) goto fail;
+    if (open_cache(m, opts, err)) goto fail;
     for (size_t i = 0; i < m->field_count; i++) fieldorder_add(env, m->fields[i].name);
 
     m->slots = rn_calloc((size_t)m->concurrency, sizeof *m->slots);
@@ -899,7 +989,7 @@ int model_room(struct model *m)
     return room > 0 ? room : 0;
 }
 
-size_t model_in_flight(struct model *m) { return m->occupied; }
+size_t model_in_flight(struct model *m) { return m->occupied + (m->hits_len - m->hits_next); }
 
 static void release(struct model *m, struct slot *s)
 {
@@ -929,6 +1019,19 @@ static int build_call(struct model *m, struct slot *s, struct rn_err *err)
     return 0;
 }
 
+/* The cache key of a slot's first request: the fixed part, then exactly what goes on the wire
+ * (the URL and the body; the headers, which hold the api key, stay out). */
+static void cache_key_of(struct model *m, struct slot *s)
+{
+    struct cache_hash h = m->cache_base;
+    cache_hash_field(&h, s->call.url.data ? s->call.url.data : "", s->call.url.len);
+    cache_hash_field(&h, s->call.body.data ? s->call.body.data : "", s->call.body.len);
+    cache_hash_final(&h, s->key);
+    s->cacheable = 1;
+}
+
+static int use_cached(struct model *m, struct slot *s);
+
 int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *err)
 {
     if (model_room(m) <= 0 || !m->free_list)
@@ -950,6 +1053,19 @@ int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *e
     if (rc) {
         release(m, s);
         return -1;
+    }
+    s->cacheable = 0;
+    if (m->cache) {
+        cache_key_of(m, s);
+        if (cache_get(m->cache, s->key, &m->cache_value) && use_cached(m, s)) {
+            release(m, s);
+            if (m->hits_len == m->hits_cap) {
+                m->hits_cap = m->hits_cap ? m->hits_cap * 2 : 64;
+                m->hits = rn_realloc(m->hits, m->hits_cap * sizeof *m->hits);
+            }
+            m->hits[m->hits_len++] = (struct cache_hit){tag, record_ref};
+            return 0;
+        }
     }
     ready_push_tail(m, s);
     return 0;
@@ -1326,7 +1442,9 @@ static int check_answer(struct model *m, json_t **parsed, struct buf *why)
     json_error_t jerr;
     json_t *root = json_loadb(text, len, 0, &jerr);
     if (!root) {
-        buf_printf(why, "not valid JSON (%s at column %d): ", jerr.text, jerr.column);
+        buf_puts(why, "not valid JSON (");
+        put_excerpt(why, jerr.text, strlen(jerr.text), sizeof jerr.text); /* jansson may cut a character */
+        buf_printf(why, " at column %d): ", jerr.column);
         put_quoted_excerpt(why, r->text.data ? r->text.data : "", r->text.len);
         return -1;
     }
@@ -1365,6 +1483,76 @@ static void set_fields(struct model *m, int record_ref)
     lua_pop(L, 1);
 }
 
+/* ---- the answer cache ---- */
+
+/* The cached answer in m->cache_value, checked again like a fresh one: 1 and the fields set
+ * on the slot's record when it validates; 0 when it does not (the call goes out instead).
+ * The reply text and done_reason of a call being finished are left alone. */
+static int use_cached(struct model *m, struct slot *s)
+{
+    struct model_reply *r = &m->reply;
+    struct buf text = r->text;
+    r->text = m->cache_value; /* lent for the check; the vector slot is always empty here */
+    buf_clear(&m->cache_reason);
+    int ok = 0;
+    if (m->task == MODEL_TASK_EMBEDDING) r->vector = json_loadb(m->cache_value.data, m->cache_value.len, 0, NULL);
+    if (m->task != MODEL_TASK_EMBEDDING || r->vector) {
+        json_t *parsed = NULL;
+        ok = check_answer(m, &parsed, &m->cache_reason) == 0;
+        if (ok) set_fields(m, s->record_ref);
+        json_decref(parsed);
+    }
+    json_decref(r->vector);
+    r->vector = NULL;
+    m->cache_value = r->text;
+    r->text = text;
+    return ok;
+}
+
+/* Store the answer in m->reply, which validated, under the slot's key. A failed write stops
+ * the storing, not the job: the cache only saves calls. */
+static void cache_store(struct model *m, struct slot *s)
+{
+    struct model_reply *r = &m->reply;
+    char *vector = NULL;
+    const char *value = r->text.data ? r->text.data : "";
+    size_t len = r->text.len;
+    if (m->task == MODEL_TASK_EMBEDDING) {
+        vector = r->vector ? json_dumps(r->vector, JSON_COMPACT) : NULL;
+        if (!vector) return;
+        value = vector;
+        len = strlen(vector);
+    }
+    size_t before = cache_count(m->cache);
+    struct rn_err err;
+    if (cache_put(m->cache, s->key, value, len, &err) && !m->cache_error) m->cache_error = rn_strdup(err.msg);
+    m->cache_stored += cache_count(m->cache) - before;
+    free(vector);
+}
+
+/* Report the records answered from the cache. Returns how many. */
+static size_t report_hits(struct model *m)
+{
+    size_t n = 0;
+    while (m->hits_next < m->hits_len) {
+        struct cache_hit hit = m->hits[m->hits_next++];
+        m->ok++;
+        m->cache_hits++;
+        n++;
+        if (m->done) m->done(m->done_ctx, hit.tag, hit.record_ref, 1, NULL, NULL);
+    }
+    m->hits_len = m->hits_next = 0;
+    return n;
+}
+
+static void cache_tick(struct model *m, int64_t now)
+{
+    if (!m->cache || now < m->cache_sync_due_ms) return;
+    m->cache_sync_due_ms = now + CACHE_SYNC_MS;
+    struct rn_err err;
+    if (cache_sync(m->cache, &err) && !m->cache_error) m->cache_error = rn_strdup(err.msg);
+}
+
 /* Pause new sends until a rate-limit window resets when the server says none is left. */
 static void pause_until(struct model *m, int64_t until)
 {
@@ -1385,7 +1573,7 @@ static void handle_answer(struct model *m, struct slot *s, int64_t now)
         s->last_status = 0;
         buf_clear(&s->reason);
         buf_puts(&s->reason, "bad response: ");
-        buf_puts(&s->reason, perr.msg);
+        put_excerpt(&s->reason, perr.msg, strlen(perr.msg), sizeof perr.msg); /* may quote bytes of the body */
         retry_or_fail(m, s, 0, now);
         return;
     }
@@ -1407,6 +1595,8 @@ static void handle_answer(struct model *m, struct slot *s, int64_t now)
     size_t prefix = m->done_reason.len;
     if (check_answer(m, &parsed, &m->done_reason) == 0) {
         set_fields(m, s->record_ref);
+        if (s->corrected) m->corrected++;
+        if (s->cacheable) cache_store(m, s);
         json_decref(parsed);
         json_decref(r->vector);
         r->vector = NULL;
@@ -1585,10 +1775,12 @@ int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, s
 {
     m->done = done;
     m->done_ctx = ctx;
-    if (m->occupied == 0) return 0;
+    size_t hits = report_hits(m);
     int64_t now = rn_now_ms();
+    cache_tick(m, now);
+    if (m->occupied == 0) return 0;
     start_ready(m, now);
-    int wait = timeout_ms > 0 ? timeout_ms : 0;
+    int wait = timeout_ms > 0 && !hits ? timeout_ms : 0;
     int64_t timer = next_timer_ms(m, now);
     if (timer >= 0 && timer < wait) wait = (int)timer;
     int still;
@@ -1619,10 +1811,14 @@ void model_print_summary(struct model *m, FILE *out)
                  "(%llu corrected by a retry)\n",
             m->provider_name, m->model_name, (unsigned long long)m->ok, (unsigned long long)m->failed,
             (unsigned long long)m->requests, (unsigned long long)m->retried,
-            (unsigned long long)m->invalid_answers, (unsigned long long)m->corrections);
+            (unsigned long long)m->invalid_answers, (unsigned long long)m->corrected);
     fprintf(out, "  tokens in %lld, out %lld; latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms\n",
             (long long)m->tokens_in, (long long)m->tokens_out, latency_percentile_ms(m, 0.50),
             latency_percentile_ms(m, 0.95), latency_percentile_ms(m, 0.99));
+    if (m->cache)
+        fprintf(out, "  cache hits %llu, answers stored %llu (%zu in %s)\n", (unsigned long long)m->cache_hits,
+                (unsigned long long)m->cache_stored, cache_count(m->cache), cache_path(m->cache));
+    if (m->cache_error) fprintf(out, "  cache: stopped storing answers: %s\n", m->cache_error);
     if (m->adaptive) fprintf(out, "  concurrency auto: window %d at the end\n", (int)m->window);
     if (m->has_price) fprintf(out, "  cost $%.4f (estimate)\n", cost_usd(m));
 }
@@ -1638,6 +1834,7 @@ void model_summary_json(struct model *m, json_t *summary)
     json_object_set_new(o, "failed", json_integer((json_int_t)m->failed));
     json_object_set_new(o, "invalid_answers", json_integer((json_int_t)m->invalid_answers));
     json_object_set_new(o, "corrections", json_integer((json_int_t)m->corrections));
+    json_object_set_new(o, "corrected", json_integer((json_int_t)m->corrected));
     json_object_set_new(o, "connections", json_integer((json_int_t)m->connections));
     json_object_set_new(o, "tokens_in", json_integer(m->tokens_in));
     json_object_set_new(o, "tokens_out", json_integer(m->tokens_out));
@@ -1647,6 +1844,18 @@ void model_summary_json(struct model *m, json_t *summary)
     json_object_set_new(lat, "p99", json_real(latency_percentile_ms(m, 0.99)));
     json_object_set_new(o, "latency_ms", lat);
     json_object_set_new(o, "cost_usd", m->has_price ? json_real(cost_usd(m)) : json_null());
+    json_object_set_new(o, "cache_hits", json_integer((json_int_t)m->cache_hits));
+    if (m->cache) {
+        json_t *c = json_object();
+        json_object_set_new(c, "path", json_string(cache_path(m->cache)));
+        json_object_set_new(c, "entries", json_integer((json_int_t)cache_count(m->cache)));
+        json_object_set_new(c, "stored", json_integer((json_int_t)m->cache_stored));
+        json_object_set_new(c, "torn_bytes_cut", json_integer(cache_torn_bytes(m->cache)));
+        json_object_set_new(c, "error", m->cache_error ? json_string(m->cache_error) : json_null());
+        json_object_set_new(o, "cache", c);
+    } else {
+        json_object_set_new(o, "cache", json_null());
+    }
     json_object_set_new(summary, "model", o);
 }
 
@@ -1672,6 +1881,11 @@ void model_close(struct model *m)
     }
     if (m->multi) curl_multi_cleanup(m->multi);
     if (m->provider_self) m->provider->close(m->provider_self);
+    cache_close(m->cache);
+    free(m->hits);
+    free(m->cache_error);
+    buf_free(&m->cache_value);
+    buf_free(&m->cache_reason);
     prompt_free(m->prompt);
     for (size_t i = 0; i < m->field_count; i++) {
         free(m->fields[i].name);
@@ -1698,4 +1912,18 @@ void model_close(struct model *m)
     buf_free(&m->done_reason);
     buf_free(&m->scratch);
     free(m);
+}
+
+/* ---- for tests and fuzzing (model_internal.h) ---- */
+
+int model_check_reply(struct model *m, const struct model_reply *reply, int record_ref, struct buf *why)
+{
+    struct model_reply saved = m->reply;
+    json_t *parsed = NULL;
+    m->reply = *reply;
+    int rc = check_answer(m, &parsed, why);
+    if (rc == 0) set_fields(m, record_ref);
+    json_decref(parsed);
+    m->reply = saved;
+    return rc;
 }

@@ -49,12 +49,19 @@ struct model_reply {
     {"output", OPT_TABLE, 0, NULL, "fields the answer fills: { name = { type=, min=, max=, enum= } }"}, \
     {"limits", OPT_TABLE, 0, NULL, "{ concurrency=64|\"auto\", rpm=, tpm=, timeout=\"30s\", retries=5 }"}, \
     {"price", OPT_TABLE, 0, NULL, "{ input = USD per 1M tokens, output = USD per 1M tokens } for the cost estimate"}, \
-    {"cache", OPT_BOOLEAN, 0, NULL, "reserved for an on-disk answer cache: not implemented yet, accepted and ignored"}
+    {"cache", OPT_BOOLEAN, 0, "batch mode", "reuse answers stored on disk (state dir) for the same request; --no-cache bypasses it"}
 
 struct model;
 
 /* Open the model declared by the table at stack index decl ({__kind="model", __type=,
- * options=}). NULL and err (naming the option at fault) on failure. */
+ * options=}). NULL and err (naming the option at fault) on failure.
+ *
+ * The answer cache (option cache, on by default in batch mode, off with env->no_cache or
+ * without env->state_dir) lives in STATE_DIR/cache/JOB/PROVIDER.MODEL.cache. Its key is a
+ * SHA-256 over the provider, the task, the output declaration, the request URL and the
+ * request body the provider built (model, messages, sampling parameters, schema): never the
+ * api key or headers. Only answers that validated are stored, and they are validated again
+ * when used. */
 struct model *model_open(struct job_env *env, int decl, struct rn_err *err);
 
 /* How many more records the model accepts now (0 when the in-flight window is full). */
@@ -73,10 +80,13 @@ typedef void (*model_done_fn)(void *ctx, uint64_t tag, int record_ref, int ok, c
                               const char *model_text);
 
 /* Drive network I/O for up to timeout_ms (0: do what is ready now), calling done() for each
- * finished record. -1 and err only for failures that must stop the job. */
+ * finished record. Records answered from the cache at submit are reported here too, first,
+ * and then the call does not wait. -1 and err only for failures that must stop the job. */
 int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, struct rn_err *err);
 
-/* Print the model figures of the run summary (requests, retries, tokens, latency, cost). */
+/* Print the model figures of the run summary (requests, retries, tokens, latency, cost, cache
+ * hits). Answers served from the cache count as ok and as cache hits, never as requests or
+ * tokens. */
 void model_print_summary(struct model *m, FILE *out);
 /* Add the same figures to the summary JSON object under "model". */
 void model_summary_json(struct model *m, json_t *summary);

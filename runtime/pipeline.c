@@ -42,6 +42,7 @@ struct slot {
 
 struct counts {
     uint64_t read, filtered, written, dead, script_errors;
+    uint64_t committed;   /* written records known durable: flushed at the last checkpoint */
 };
 
 struct pipeline {
@@ -374,6 +375,7 @@ static int flush_sinks(struct pipeline *p, struct rn_err *err)
 static int checkpoint(struct pipeline *p, struct rn_err *err)
 {
     if (flush_sinks(p, err)) return -1;
+    p->n.committed = p->n.written;
     if (p->src_ops->commit && p->src_ops->commit(p->src, err)) return rn_wrap(err, "%s", p->src_label);
     if (!p->has_checkpoint) return 0;
     json_t *state = json_object(), *src = json_object(), *sinks = json_array();
@@ -637,6 +639,9 @@ static void print_summary(struct pipeline *p, const char *status, double elapsed
     fprintf(out, "  read %s  written %s  filtered %s  dead-lettered %s  (%.0f records/s)\n", read, written, filtered,
             dead, elapsed > 0 ? (double)p->n.read / elapsed : 0.0);
     if (p->n.script_errors) fprintf(out, "  script errors %llu\n", (unsigned long long)p->n.script_errors);
+    if (strcmp(status, "failed") == 0 && p->n.committed < p->n.written)
+        fprintf(out, "  of the written records %llu are durable (flushed at the last checkpoint); the rest were not committed\n",
+                (unsigned long long)p->n.committed);
     if (p->model) model_print_summary(p->model, out);
     if (p->eval) eval_print(p->eval, out);
 }
@@ -653,6 +658,7 @@ static int write_summary_json(struct pipeline *p, const char *status, double ela
     json_object_set_new(o, "written", json_integer((json_int_t)p->n.written));
     json_object_set_new(o, "dead_lettered", json_integer((json_int_t)p->n.dead));
     json_object_set_new(o, "script_errors", json_integer((json_int_t)p->n.script_errors));
+    json_object_set_new(o, "committed", json_integer((json_int_t)p->n.committed));
     json_object_set_new(o, "elapsed_s", json_real(elapsed));
     json_object_set_new(o, "records_per_s", json_real(elapsed > 0 ? (double)p->n.read / elapsed : 0));
     if (p->resumed_line) json_object_set_new(o, "resumed_after_line", json_integer(p->resumed_line));

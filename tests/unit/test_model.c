@@ -370,6 +370,160 @@ static void test_enum_and_multi(struct server *srv)
     model_close(m);
 }
 
+/* The answer cache: a second run over the same records makes no request, hits are reported
+ * by model_poll (not by submit), and anything that changes the request misses. */
+static void test_cache(struct server *srv)
+{
+    char dir[] = "/tmp/runnel-test-model-cache.XXXXXX";
+    if (!mkdtemp(dir)) { CHECK(0, "mkdtemp: %s", strerror(errno)); return; }
+    env.state_dir = dir;
+    char options[1024];
+    const char *base = "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test/model', prompt = 'Review: {{summary}}', %s"
+                       "  output = { rating = { type = 'integer', min = 1, max = 5 } } }";
+    struct rn_err err;
+    size_t n = 500;
+
+    /* cold: 5 distinct prompts, so later records hit what earlier ones stored */
+    snprintf(options, sizeof options, base, srv->port, "");
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (!m) goto done;
+    drive(m, n, results, refs, NULL, 8000);
+    size_t right = 0;
+    for (size_t i = 0; i < n; i++)
+        if (results[i].ok && record_integer(refs[i], "rating") == ratings[i % 5]) right++;
+    CHECK(right == n, "cold: %zu of %zu ratings right", right, n);
+    json_t *s = summary_of(m);
+    long long requests = json_integer_value(json_object_get(s, "requests"));
+    long long hits = json_integer_value(json_object_get(s, "cache_hits"));
+    json_t *c = json_object_get(s, "cache");
+    CHECK(requests + hits == (long long)n && hits > 0 && json_integer_value(json_object_get(c, "entries")) == 5,
+          "cold: %lld requests + %lld hits, %lld entries", requests, hits,
+          (long long)json_integer_value(json_object_get(c, "entries")));
+    CHECK(json_integer_value(json_object_get(s, "ok")) == (json_int_t)n, "cold: hits count as ok");
+    const char *path = json_string_value(json_object_get(c, "path"));
+    char want[512];
+    snprintf(want, sizeof want, "%s/cache/test/openai.test_model.cache", dir);
+    CHECK(path && strcmp(path, want) == 0, "cache path %s, want %s", path ? path : "(none)", want);
+    json_decref(s);
+    unref_all(refs, n);
+    model_close(m);
+
+    /* warm: a hit is reported by the next model_poll, which does not wait */
+    m = open_model(options, &err);
+    CHECK(m, "reopen: %s", err.msg);
+    if (!m) goto done;
+    struct run run = {results, 0};
+    memset(results, 0, sizeof results[0]);
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, texts[4]);
+    lua_setfield(L, -2, "summary");
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    CHECK(model_submit(m, ref, 0, &err) == 0, "submit: %s", err.msg);
+    CHECK(!results[0].done && model_in_flight(m) == 1, "a hit is not reported by submit (in flight %zu)",
+          model_in_flight(m));
+    int64_t started = rn_now_ms();
+    CHECK(model_poll(m, 3000, on_done, &run, &err) == 0, "poll: %s", err.msg);
+    CHECK(results[0].done && results[0].ok && record_integer(ref, "rating") == 5 && model_in_flight(m) == 0,
+          "the hit is reported by poll: done %d ok %d", results[0].done, results[0].ok);
+    CHECK(rn_now_ms() - started < 1000, "poll with only hits returns at once (%lld ms)",
+          (long long)(rn_now_ms() - started));
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    drive(m, n, results, refs, NULL, 8000);
+    right = 0;
+    for (size_t i = 0; i < n; i++)
+        if (results[i].ok && record_integer(refs[i], "rating") == ratings[i % 5]) right++;
+    CHECK(right == n, "warm: %zu of %zu ratings right", right, n);
+    CHECK(figure(m, "requests") == 0 && figure(m, "cache_hits") == (long long)n + 1 && figure(m, "tokens_in") == 0,
+          "warm: %lld requests, %lld hits", figure(m, "requests"), figure(m, "cache_hits"));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    model_print_summary(m, out);
+    fclose(out);
+    CHECK(strstr(text, "cache hits 501") && strstr(text, "0 requests"), "summary text: %s", text);
+    free(text);
+    unref_all(refs, n);
+    model_close(m);
+
+    /* what changes the request misses: another system prompt, another temperature */
+    const char *changes[] = {"system = 'Rate it.',", "temperature = 0.5,"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(options, sizeof options, base, srv->port, changes[k]);
+        m = open_model(options, &err);
+        CHECK(m, "open: %s", err.msg);
+        if (!m) goto done;
+        drive(m, 5, results, refs, NULL, 5000);
+        CHECK(figure(m, "requests") == 5 && figure(m, "cache_hits") == 0, "%s: %lld requests, %lld hits", changes[k],
+              figure(m, "requests"), figure(m, "cache_hits"));
+        unref_all(refs, 5);
+        model_close(m);
+    }
+
+    /* --no-cache: neither read nor written; stream mode: off unless cache = true */
+    snprintf(options, sizeof options, base, srv->port, "");
+    for (int k = 0; k < 3; k++) {
+        env.no_cache = k == 0;
+        env.streaming = k > 0;
+        if (k == 2) snprintf(options, sizeof options, base, srv->port, "cache = true,");
+        m = open_model(options, &err);
+        CHECK(m, "open: %s", err.msg);
+        if (!m) break;
+        drive(m, 5, results, refs, NULL, 5000);
+        s = summary_of(m);
+        long long want_requests = k == 2 ? 0 : 5;
+        CHECK(json_integer_value(json_object_get(s, "requests")) == want_requests &&
+                  json_is_null(json_object_get(s, "cache")) == (k < 2),
+              "%s: %lld requests", k == 0 ? "no_cache" : k == 1 ? "stream" : "stream with cache = true",
+              (long long)json_integer_value(json_object_get(s, "requests")));
+        json_decref(s);
+        unref_all(refs, 5);
+        model_close(m);
+    }
+    env.no_cache = 0;
+    env.streaming = 0;
+
+    /* embeddings: the vector comes back from the cache whole */
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'embed', prompt = '{{summary}}', task = 'embedding' }",
+             srv->port);
+    double first[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        m = open_model(options, &err);
+        CHECK(m, "open: %s", err.msg);
+        if (!m) goto done;
+        drive(m, 5, results, refs, NULL, 5000);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, refs[3]);
+        lua_getfield(L, -1, "embedding");
+        CHECK(results[3].ok && lua_istable(L, -1) && lua_rawlen(L, -1) == 8, "embedding %d: %s", k, results[3].reason);
+        lua_rawgeti(L, -1, 1);
+        double v = lua_tonumber(L, -1);
+        lua_pop(L, 3);
+        if (k == 0) first[0] = v;
+        else first[1] = v;
+        if (k == 1) CHECK(figure(m, "requests") == 0 && figure(m, "cache_hits") == 5, "embedding: warm run hits");
+        unref_all(refs, 5);
+        model_close(m);
+    }
+    CHECK(first[0] == first[1], "embedding from the cache is the same vector: %.17g %.17g", first[0], first[1]);
+
+    /* two models on one cache file at once: the second cannot open it */
+    snprintf(options, sizeof options, base, srv->port, "");
+    m = open_model(options, &err);
+    struct model *second = open_model(options, &err);
+    CHECK(m && !second && strstr(err.msg, "in use by another runnel process"), "second opener: %s",
+          second ? "opened" : err.msg);
+    model_close(second);
+    model_close(m);
+done:
+    env.state_dir = NULL;
+    env.no_cache = 0;
+    env.streaming = 0;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd)) { /* best effort */ }
+}
+
 static void test_retries(void)
 {
     struct server srv;
@@ -465,7 +619,8 @@ static void test_invalid(void)
         CHECK(!results[1].ok && strncmp(results[1].reason, want[v], strlen(want[v])) == 0, "malformed reason: %s",
               results[1].reason);
         CHECK(results[1].text[0] != '\0', "the model's last answer comes with the failure");
-        CHECK(figure(m, "requests") == 10 && figure(m, "invalid_answers") == 10 && figure(m, "corrections") == 5,
+        CHECK(figure(m, "requests") == 10 && figure(m, "invalid_answers") == 10 && figure(m, "corrections") == 5 &&
+                  figure(m, "corrected") == 0,
               "one correction per record: requests %lld invalid %lld corrections %lld", figure(m, "requests"),
               figure(m, "invalid_answers"), figure(m, "corrections"));
         unref_all(refs, 5);
@@ -493,6 +648,9 @@ static void test_invalid(void)
         CHECK(ok + range_failures == n && ok > 50 && range_failures > 5, "out of range: %zu ok, %zu failed", ok,
               range_failures);
         CHECK(figure(m, "corrections") > 20, "corrections %lld", figure(m, "corrections"));
+        CHECK(figure(m, "corrected") + (long long)range_failures == figure(m, "corrections"),
+              "corrected %lld + failed %zu = correction calls %lld", figure(m, "corrected"), range_failures,
+              figure(m, "corrections"));
         unref_all(refs, n);
         model_close(m);
     }
@@ -885,6 +1043,7 @@ int main(void)
         TIMED(test_rpm(&srv));
         TIMED(test_tpm(&srv));
         TIMED(test_throughput(&srv));
+        TIMED(test_cache(&srv));
         server_stop(&srv);
     } else {
         failed++;
