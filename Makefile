@@ -9,7 +9,7 @@ LDLIBS_ALL   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcsv -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # Debian packages the build, the tests and the demo need (checked by `make deps`).
-DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps \
+DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps clang libclang-rt-14-dev \
                 liblua5.4-dev libcurl4-openssl-dev librdkafka-dev libcsv-dev \
                 libjansson-dev libmicrohttpd-dev
 
@@ -102,6 +102,12 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bash tools/bench.sh
+
+# Fuzz targets (libFuzzer, clang): the CSV source, the model answer parser, the prompt
+# renderer, JSON. FUZZ_SECONDS per target (default 30).
+fuzz: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/fuzz.sh
 
 clean:
 	rm -rf build bin out .runnel

@@ -746,9 +746,28 @@ static int csv_save(void *self, json_t *state, struct rn_err *err)
     return 0;
 }
 
+/* Lines before byte `offset` of the current file, counted (the checkpoint's line is where its
+ * last record began, which says nothing of how many lines that record spanned). */
+static int count_lines(struct csv_source *c, int64_t offset, int64_t *lines, struct rn_err *err)
+{
+    int64_t count = 0, pos = 0;
+    while (pos < offset) {
+        size_t want = (size_t)(offset - pos < CHUNK_SIZE ? offset - pos : CHUNK_SIZE);
+        ssize_t n = pread(c->fd, c->chunk, want, pos);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return rn_fail(err, "%s: cannot read up to the checkpoint: %s", c->path, n < 0 ? strerror(errno) : "end of file");
+        for (const char *p = c->chunk, *end = c->chunk + n; (p = memchr(p, '\n', (size_t)(end - p))); p++) count++;
+        pos += n;
+    }
+    *lines = count;
+    return 0;
+}
+
 /* Position the current file at a checkpointed byte offset (the start of a row). */
 static int seek_to(struct csv_source *c, int64_t offset, int64_t line, struct rn_err *err)
 {
+    int64_t before = 0;
+    if (count_lines(c, offset, &before, err)) return -1;
     if (offset > c->file_size)
         return rn_fail(err, "%s: checkpoint offset %lld is past the end of the file (%lld bytes): was it replaced?",
                        c->path, (long long)offset, (long long)c->file_size);
@@ -762,7 +781,7 @@ static int seek_to(struct csv_source *c, int64_t offset, int64_t line, struct rn
     c->nrows = c->row_next = 0;
     c->nfield_slots = c->building_first = 0;
     buf_clear(&c->data);
-    c->line = c->next_row_line = line + 1;
+    c->line = c->next_row_line = before + 1;
     c->done_offset = offset;
     c->done_line = line;
     return 0;

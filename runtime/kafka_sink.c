@@ -185,11 +185,11 @@ static int ksink_write(void *self, int rec, const char *json, size_t json_len, s
         rd_kafka_resp_err_t e;
         if (headers)
             e = rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_KEY(has_key ? s->key.data : NULL, has_key ? s->key.len : 0),
+                                  RD_KAFKA_V_KEY((has_key ? s->key.data : NULL), has_key ? s->key.len : 0),
                                   RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
         else
             e = rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_KEY(has_key ? s->key.data : NULL, has_key ? s->key.len : 0),
+                                  RD_KAFKA_V_KEY((has_key ? s->key.data : NULL), has_key ? s->key.len : 0),
                                   RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_END);
         if (!e) return 0;
         if (headers) rd_kafka_headers_destroy(headers);

@@ -54,6 +54,15 @@ check "killed and resumed: dead letters once each" \
 expect_eq "no duplicate ids" "" "$(jq -r .id "$T/plain.jsonl" | sort | uniq -d | head -3)"
 check "checkpoint removed after the finished run" test ! -e "$RUNNEL_STATE_DIR/plain.checkpoint.json"
 
+# line numbers stay right after resuming past a record that spans several lines
+printf 'Id,Summary\n1,"three\nline\nsummary"\n2,ok\n3,too,wide\n' > "$T/ml.csv"
+$RUNNEL run "$T/job.lua" --set name=ml --set input="$T/ml.csv" --set output="$T/ml.jsonl" --set errors="$T/ml.err" \
+  --limit 1 --no-progress 2>/dev/null
+$RUNNEL run "$T/job.lua" --set name=ml --set input="$T/ml.csv" --set output="$T/ml.jsonl" --set errors="$T/ml.err" \
+  --resume --no-progress 2>/dev/null
+expect_eq "after resuming past a multi-line record, a bad row still has its own line" 6 "$(jq -r .line "$T/ml.err")"
+expect_eq "after resuming past a multi-line record: ids 1 and 2 written once" "1 2" "$(jq -r .id "$T/ml.jsonl" | tr '\n' ' ' | sed 's/ $//')"
+
 # with a model in the loop: calls in flight at the kill must not be lost or written twice
 start_model_server --latency-ms 2
 cat > "$T/model.lua" <<'LUA'
