@@ -9,7 +9,7 @@ LDLIBS_ALL   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcsv -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # Debian packages the build, the tests and the demo need (checked by `make deps`).
-DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps clang libclang-rt-14-dev \
+DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps \
                 liblua5.4-dev libcurl4-openssl-dev librdkafka-dev libcsv-dev \
                 libjansson-dev libmicrohttpd-dev
 
@@ -38,8 +38,11 @@ help:
 	@echo "make clean    remove build outputs"
 
 # ---- dependencies -------------------------------------------------------------------
+# make fuzz needs clang with libFuzzer on top.
+FUZZ_PACKAGES := clang libclang-rt-14-dev
+
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -105,7 +108,8 @@ bench: deps
 
 # Fuzz targets (libFuzzer, clang): the CSV source, the model answer parser, the prompt
 # renderer, JSON. FUZZ_SECONDS per target (default 30).
-fuzz: deps
+fuzz:
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(FUZZ_PACKAGES)"
 	@$(MAKE) --no-print-directory all
 	@bash tools/fuzz.sh
 
