@@ -2,19 +2,27 @@
  * from the job's loop, concurrency and rpm/tpm limits, retries with backoff, answer checks,
  * and the answer cache (cache.c) in front of all of it.
  *
+ * The multi handle runs on libcurl's socket interface: curl tells the model which sockets to
+ * watch (on_socket, into an epoll set the model owns) and when its next timeout is due
+ * (on_timer); model_poll waits in epoll_wait and hands curl only the sockets that are ready,
+ * so a wake-up costs O(ready sockets), not O(connections).
+ *
  * Every record in flight holds one slot. Slots are made at open, each with its easy handle and
  * buffers, and reused for the whole run, so the per-record path allocates nothing once warm.
- * A slot is FREE, READY (waiting for a send permit: a rate limit or a 429 pause), WAITING (a
- * retry's backoff, in a min-heap by due time) or RUNNING (its easy handle is in the multi).
+ * A slot is FREE, READY (waiting for a send permit: a rate limit, a 429 pause or room in the
+ * "auto" window), WAITING (a retry's backoff, in a min-heap by due time) or RUNNING (its easy
+ * handle is in the multi).
  * A record answered from the cache gives its slot back at once and waits in a small queue
  * until the next model_poll reports it, as every completion is reported. */
 #include "model.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,7 +39,15 @@
 #define RESPONSE_MAX (64u << 20)    /* a longer answer body fails the call */
 #define CONCURRENCY_MAX 10000
 #define AUTO_MAX 256                /* concurrency = "auto": the window grows up to this */
-#define AUTO_START 8
+#define AUTO_START 8                /* ... starts here, and RTTs measured at or below it are the baseline */
+#define AUTO_MIN 1
+#define AUTO_DECREASE 0.9           /* the window after a congestion signal, past slow start */
+#define RTT_TOLERANCE 0.3           /* an RTT this much above the baseline (plus RTT_SLACK_US) is congestion */
+#define RTT_SLACK_US 2000
+#define RTT_BASELINE_WEIGHT 0.25    /* EWMA weight of a new interval in the RTT baseline */
+#define SHARE_429_WEIGHT (1.0 / 16) /* EWMA weight of one answer in the share of 429s */
+#define SHARE_429_PAUSE 0.75        /* auto: a 429 pauses all sends only when most answers are 429s */
+#define EVENTS_MAX 256              /* epoll events taken per wait */
 #define LOOSE_TEXT_MAX 80           /* "Rating: 4" style answers are searched up to this length */
 #define LATENCY_BUCKETS (32 + 59 * 16)
 #define CACHE_SYNC_MS 5000          /* fsync new cache entries at most this often */
@@ -126,8 +142,19 @@ struct model {
 
     int concurrency;           /* slots; with adaptive, the window's ceiling */
     int adaptive;
+    /* concurrency = "auto" (see "adaptive concurrency" below): the window limits the requests
+     * on the wire (READY and RUNNING slots), not the slots waiting for a retry */
     double window, threshold;  /* AIMD: congestion window and slow-start threshold */
-    int64_t last_cut_ms;
+    int64_t last_cut_ms;       /* when the window was last cut; only requests sent since may cut it */
+    double rtt_baseline_us;    /* EWMA of the RTT at low concurrency; 0 until measured */
+    int64_t interval_start_ms; /* the current measuring interval (about one RTT) */
+    double interval_rtt_us;    /* sum of the RTTs of its answers */
+    uint64_t interval_answers;
+    int interval_cut;          /* the window was cut during it */
+    int window_full;           /* the window was full during it: growing it can help */
+    double share_429;          /* EWMA of the share of 429s among HTTP answers */
+    double window_sum, window_min, window_max; /* the window each request was sent under */
+    uint64_t window_samples;
     int retries;
     int64_t timeout_ms, connect_timeout_ms;
     struct bucket rpm, tpm;
@@ -135,6 +162,13 @@ struct model {
     double price_in, price_out;
 
     CURLM *multi;
+    int epoll_fd;              /* the sockets curl asked to watch (on_socket) */
+    uint8_t *fd_state;         /* FD_* bits by socket number, [0, fd_cap) */
+    size_t fd_cap;
+    int socket_errno;          /* an epoll_ctl failure to report from model_poll, or 0 */
+    int64_t curl_due_ms;       /* when curl's timer fires (on_timer); -1: no timer */
+    int curl_timer_set;        /* on_timer was called */
+    int64_t now_ms;            /* the clock, read once per wake-up */
     struct slot *slots;
     struct slot *free_list;
     struct slot *ready_head, *ready_tail;
@@ -643,7 +677,7 @@ defaults:
     if (m->connect_timeout_ms < 0) m->connect_timeout_ms = m->timeout_ms < 10000 ? m->timeout_ms : 10000;
     if (m->adaptive) {
         m->concurrency = AUTO_MAX;
-        m->window = AUTO_START;
+        m->window = m->window_min = m->window_max = AUTO_START;
         m->threshold = AUTO_MAX;
     }
     return 0;
@@ -823,6 +857,47 @@ static size_t on_header(char *data, size_t size, size_t count, void *user)
     return n;
 }
 
+/* ---- sockets ---- */
+
+enum {
+    FD_OURS = 1,      /* opened by on_open_socket: it closes through on_close_socket */
+    FD_IN_SET = 2,    /* in the epoll set */
+    FD_WANTED = 4,    /* curl waits on it now */
+    FD_IN = 8,        /* the events it is in the set for */
+    FD_OUT = 16,
+};
+
+/* Make fd_state hold fd. Grows with the highest socket number, not per request. */
+static void fd_reserve(struct model *m, curl_socket_t fd)
+{
+    if ((size_t)fd < m->fd_cap) return;
+    size_t cap = m->fd_cap ? m->fd_cap : 64;
+    while (cap <= (size_t)fd) cap *= 2;
+    m->fd_state = rn_realloc(m->fd_state, cap);
+    memset(m->fd_state + m->fd_cap, 0, cap - m->fd_cap);
+    m->fd_cap = cap;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: every connection socket starts here, */
+static curl_socket_t on_open_socket(void *user, curlsocktype purpose, struct curl_sockaddr *address)
+{
+    (void)purpose;
+    struct model *m = user;
+    curl_socket_t fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+    if (fd == CURL_SOCKET_BAD) return fd;
+    fd_reserve(m, fd);
+    m->fd_state[fd] = FD_OURS; /* a new socket: whatever the number named before is gone */
+    return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: ... and ends here (the close takes it out of the epoll set). */
+static int on_close_socket(void *user, curl_socket_t fd)
+{
+    struct model *m = user;
+    if (fd >= 0 && (size_t)fd < m->fd_cap) m->fd_state[fd] = 0;
+    return close(fd);
+}
+
 static CURL *make_easy(struct model *m, struct slot *s)
 {
     CURL *e = curl_easy_init();
@@ -831,7 +906,10 @@ static CURL *make_easy(struct model *m, struct slot *s)
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L); /* prefer a stream on an HTTP/2 connection to a new one */
+    /* prefer a stream on an HTTP/2 connection to a new one; only TLS can negotiate HTTP/2 here,
+     * and on http:// waiting would hold every first request until the first answer is back */
+    const char *url = s->call.url.data ? s->call.url.data : "";
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, strncasecmp(url, "https:", 6) == 0 ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)m->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)m->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
@@ -843,7 +921,65 @@ static CURL *make_easy(struct model *m, struct slot *s)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
     curl_easy_setopt(e, CURLOPT_PRIVATE, s);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, m);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, m);
     return e;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: curl says which sockets it waits on, for what.
+ *
+ * A connection socket stays in the epoll set between the transfers it carries: curl removes
+ * it when a transfer ends and adds it back when the next one reuses the connection, and two
+ * epoll_ctl calls per request cost more than the rest of the wake-up. The model opens and
+ * closes these sockets itself (on_open_socket, on_close_socket), so it knows when a number
+ * still names the same socket. Any other socket curl uses is added and removed as asked. */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *user, void *socket_data)
+{
+    (void)easy;
+    (void)socket_data;
+    struct model *m = user;
+    if (fd < 0) return 0;
+    fd_reserve(m, fd);
+    uint8_t *state = &m->fd_state[fd];
+    if (what == CURL_POLL_REMOVE) {
+        if (*state & FD_OURS) {
+            *state &= (uint8_t)~FD_WANTED; /* kept in the set; see model_poll for when it wakes */
+        } else {
+            epoll_ctl(m->epoll_fd, EPOLL_CTL_DEL, fd, NULL); /* curl may have closed it already */
+            *state = 0;
+        }
+        return 0;
+    }
+    uint8_t events = (what & CURL_POLL_IN ? FD_IN : 0) | (what & CURL_POLL_OUT ? FD_OUT : 0);
+    if ((*state & FD_OURS) && (*state & FD_IN_SET) && (*state & (FD_IN | FD_OUT)) == events) {
+        *state |= FD_WANTED;
+        return 0;
+    }
+    struct epoll_event ev = {0};
+    ev.events = (events & FD_IN ? EPOLLIN : 0u) | (events & FD_OUT ? EPOLLOUT : 0u);
+    ev.data.fd = fd;
+    int op = *state & FD_IN_SET ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(m->epoll_fd, op, fd, &ev) != 0) {
+        /* a socket closed without telling us, or a number reused: the other operation is right */
+        int retry = errno == ENOENT ? EPOLL_CTL_ADD : errno == EEXIST ? EPOLL_CTL_MOD : -1;
+        if ((retry < 0 || epoll_ctl(m->epoll_fd, retry, fd, &ev) != 0) && !m->socket_errno)
+            m->socket_errno = errno ? errno : EIO;
+    }
+    *state = (uint8_t)((*state & FD_OURS) | FD_IN_SET | FD_WANTED | events);
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: when curl wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT). The
+ * clock is the one of this wake-up: a deadline can only come out early, never late. */
+static int on_timer(CURLM *multi, long timeout_ms, void *user)
+{
+    (void)multi;
+    struct model *m = user;
+    m->curl_due_ms = timeout_ms < 0 ? -1 : m->now_ms + timeout_ms;
+    m->curl_timer_set = 1;
+    return 0;
 }
 
 /* ---- opening: the answer cache ---- */
@@ -926,6 +1062,8 @@ struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
         return NULL;
     }
     struct model *m = rn_calloc(1, sizeof *m);
+    m->epoll_fd = -1;
+    m->curl_due_ms = -1;
     m->env = env;
     m->L = L;
     m->provider = provider;
@@ -959,11 +1097,20 @@ struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
         s->next = m->free_list;
         m->free_list = s;
     }
+    m->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (m->epoll_fd < 0) {
+        rn_fail(err, "epoll_create1: %s", strerror(errno));
+        goto fail;
+    }
     m->multi = curl_multi_init();
     if (!m->multi) {
         rn_fail(err, "libcurl: cannot make a multi handle");
         goto fail;
     }
+    curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
+    curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
     curl_multi_setopt(m->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)m->concurrency);
     curl_multi_setopt(m->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)m->concurrency);
@@ -979,11 +1126,14 @@ fail:
 
 /* ---- the hot path ---- */
 
+/* Slots on the wire or about to be: READY and RUNNING (a retry waiting out its backoff is not). */
+static int on_wire(const struct model *m) { return (int)(m->occupied - m->heap_len); }
+
 int model_room(struct model *m)
 {
     int room = m->concurrency - (int)m->occupied;
     if (m->adaptive) {
-        int window_room = (int)m->window - (int)m->occupied;
+        int window_room = (int)m->window - on_wire(m);
         if (window_room < room) room = window_room;
     }
     return room > 0 ? room : 0;
@@ -1068,6 +1218,7 @@ int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *e
         }
     }
     ready_push_tail(m, s);
+    if (m->adaptive && on_wire(m) >= (int)m->window) m->window_full = 1;
     return 0;
 }
 
@@ -1106,14 +1257,76 @@ static void fail_exhausted(struct model *m, struct slot *s)
     finish(m, s, 0, NULL);
 }
 
-/* A congestion signal (429, 503, timeout) halves the adaptive window, once per window: only a
- * request sent after the last cut may cut again. */
-static void congestion(struct model *m, struct slot *s, int64_t now)
+/* ---- adaptive concurrency (concurrency = "auto") ----
+ * AIMD on the window of requests on the wire, in the manner of Vector's adaptive request
+ * concurrency. Time runs in intervals of about one baseline RTT. The window grows by one per
+ * interval whose answers came back within RTT_TOLERANCE of the baseline while the window was
+ * full (in slow start, until the first cut: by one per answer, doubling per RTT). It is cut,
+ * at most once per RTT, on a 429, a 5xx or a timeout, and on an interval whose mean RTT rose
+ * past the tolerance: halved in slow start, times AUTO_DECREASE after. The baseline is an EWMA
+ * of the interval RTTs measured at a window of at most AUTO_START, pulled down by any faster
+ * interval; it never follows the RTT up at a high window, where a rise is our own doing. */
+
+static void window_set(struct model *m, double window)
+{
+    if (window < AUTO_MIN) window = AUTO_MIN;
+    if (window > m->concurrency) window = m->concurrency;
+    m->window = window;
+    if (window < m->window_min) m->window_min = window;
+    if (window > m->window_max) m->window_max = window;
+}
+
+static void window_cut(struct model *m)
+{
+    window_set(m, m->window < m->threshold ? m->window / 2 : m->window * AUTO_DECREASE);
+    m->threshold = m->window;
+    m->last_cut_ms = m->now_ms;
+    m->interval_cut = 1;
+}
+
+/* A congestion signal (429, 5xx, timeout) from the attempt of slot s: only a request sent
+ * since the last cut may cut again, so the window shrinks at most once per RTT. */
+static void congestion(struct model *m, struct slot *s)
 {
     if (!m->adaptive || s->sent_ms < m->last_cut_ms) return;
-    m->threshold = m->window / 2 < 1 ? 1 : m->window / 2;
-    m->window = m->threshold;
-    m->last_cut_ms = now;
+    window_cut(m);
+}
+
+/* Close the measuring interval once it lasted a baseline RTT, and grow or cut the window. */
+static void window_interval(struct model *m)
+{
+    int64_t length = (int64_t)(m->rtt_baseline_us / 1000);
+    if (length < 1) length = 1;
+    if (m->now_ms - m->interval_start_ms < length) return;
+    if (m->interval_answers) {
+        double mean = m->interval_rtt_us / (double)m->interval_answers;
+        if (m->rtt_baseline_us <= 0) m->rtt_baseline_us = mean;
+        int rose = mean > m->rtt_baseline_us * (1 + RTT_TOLERANCE) + RTT_SLACK_US;
+        if (m->window <= AUTO_START || mean < m->rtt_baseline_us)
+            m->rtt_baseline_us += RTT_BASELINE_WEIGHT * (mean - m->rtt_baseline_us);
+        if (m->interval_cut) {
+            /* this RTT's cut is made */
+        } else if (rose) {
+            /* the answers of the first interval after a cut were mostly sent before it */
+            if (m->window > AUTO_START && m->now_ms - m->last_cut_ms >= 2 * length) window_cut(m);
+        } else if (m->window >= m->threshold && m->window_full) {
+            window_set(m, m->window + 1);
+        }
+    }
+    m->interval_start_ms = m->now_ms;
+    m->interval_rtt_us = 0;
+    m->interval_answers = 0;
+    m->interval_cut = 0;
+    m->window_full = on_wire(m) >= (int)m->window;
+}
+
+/* A 2xx answer whose request the server held for rtt_us. */
+static void window_answer(struct model *m, int64_t rtt_us)
+{
+    m->interval_rtt_us += (double)rtt_us;
+    m->interval_answers++;
+    if (m->window < m->threshold && m->window_full) window_set(m, m->window + 1);
+    window_interval(m);
 }
 
 static int64_t cap_hint(int64_t ms) { return ms > HINT_CAP_MS ? HINT_CAP_MS : ms; }
@@ -1584,10 +1797,6 @@ static void handle_answer(struct model *m, struct slot *s, int64_t now)
         m->tpm.level -= (double)(r->tokens_in + r->tokens_out - s->tokens_estimate);
     if (s->remaining_requests == 0 && s->reset_requests_ms > 0) pause_until(m, now + cap_hint(s->reset_requests_ms));
     if (s->remaining_tokens == 0 && s->reset_tokens_ms > 0) pause_until(m, now + cap_hint(s->reset_tokens_ms));
-    if (m->adaptive) {
-        m->window += m->window < m->threshold ? 1 : 1 / m->window;
-        if (m->window > m->concurrency) m->window = m->concurrency;
-    }
 
     json_t *parsed = NULL;
     buf_clear(&m->done_reason);
@@ -1637,7 +1846,7 @@ static void handle_answer(struct model *m, struct slot *s, int64_t now)
 
 static void handle_done(struct model *m, struct slot *s, CURLcode result)
 {
-    int64_t now = rn_now_ms();
+    int64_t now = m->now_ms;
     m->running--;
     long status = 0;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -1649,13 +1858,24 @@ static void handle_done(struct model *m, struct slot *s, CURLcode result)
         curl_easy_getinfo(s->easy, CURLINFO_TOTAL_TIME_T, &us);
         m->latency[latency_bucket(us > 0 ? (uint64_t)us : 0)]++;
         m->latency_count++;
+        if (m->adaptive) {
+            m->share_429 += SHARE_429_WEIGHT * ((status == 429) - m->share_429);
+            if (status >= 200 && status < 300) {
+                /* the server's part: from the request on the wire to the first byte back, so
+                 * connecting and our own queueing do not count */
+                curl_off_t sent = 0, first_byte = 0;
+                curl_easy_getinfo(s->easy, CURLINFO_PRETRANSFER_TIME_T, &sent);
+                curl_easy_getinfo(s->easy, CURLINFO_STARTTRANSFER_TIME_T, &first_byte);
+                window_answer(m, first_byte > sent ? (int64_t)(first_byte - sent) : 0);
+            }
+        }
     }
     buf_clear(&s->reason);
     if (result != CURLE_OK) {
         s->last_status = 0;
         if (result == CURLE_OPERATION_TIMEDOUT) {
             buf_printf(&s->reason, "timeout after %lld ms", (long long)m->timeout_ms);
-            congestion(m, s, now);
+            congestion(m, s);
         } else if (result == CURLE_WRITE_ERROR && s->response.len >= RESPONSE_MAX) {
             buf_printf(&s->reason, "response larger than %u bytes", RESPONSE_MAX);
         } else {
@@ -1679,10 +1899,14 @@ static void handle_done(struct model *m, struct slot *s, CURLcode result)
             if (s->remaining_tokens == 0 && s->reset_tokens_ms > hint) hint = s->reset_tokens_ms;
         }
         hint = cap_hint(hint);
-        if (status == 429 || status == 503) congestion(m, s, now);
+        if (status == 429 || status >= 500) congestion(m, s);
         retry_or_fail(m, s, hint, now);
-        /* no stampede: when the server says how long to wait, nothing new goes out before then */
-        if (status == 429 && hint > 0) pause_until(m, now + hint);
+        /* no stampede: when the server says how long to wait, nothing new goes out before then.
+         * With concurrency "auto" a 429 that is one answer among mostly good ones says the
+         * window was too big, and the cut above is the answer; the pause is for a server
+         * that refuses most requests, or a window that cannot shrink further. */
+        int refusing = !m->adaptive || m->share_429 >= SHARE_429_PAUSE || m->window <= AUTO_MIN;
+        if (status == 429 && hint > 0 && refusing) pause_until(m, now + hint);
         return;
     }
     fail_now(m, s);
@@ -1717,6 +1941,11 @@ static int start_transfer(struct model *m, struct slot *s, int64_t now)
     }
     s->state = SLOT_RUNNING;
     m->running++;
+    if (m->adaptive) {
+        m->window_sum += m->window;
+        m->window_samples++;
+        if (!m->interval_start_ms) m->interval_start_ms = now; /* the first interval starts with the first send */
+    }
     return 1;
 }
 
@@ -1727,6 +1956,10 @@ static int start_ready(struct model *m, int64_t now)
     while (m->heap_len && m->heap[0]->due_ms <= now) ready_push_head(m, heap_pop(m));
     int started = 0;
     while (m->ready_head && now >= m->paused_until_ms) {
+        if (m->adaptive && m->running >= (int)m->window) {
+            m->window_full = 1; /* after a cut: the rest waits for answers to make room */
+            break;
+        }
         struct slot *s = m->ready_head;
         if (bucket_wait_ms(&m->rpm, now, 1) || bucket_wait_ms(&m->tpm, now, (double)s->tokens_estimate)) break;
         if (m->rpm.on) m->rpm.level -= 1;
@@ -1737,22 +1970,23 @@ static int start_ready(struct model *m, int64_t now)
     return started;
 }
 
-/* Milliseconds until something not driven by a socket can happen: a retry falls due, a pause
- * ends, a bucket refills. -1 when nothing waits. */
-static int64_t next_timer_ms(struct model *m, int64_t now)
+/* When something not driven by a socket can happen: a retry falls due, a pause ends, a bucket
+ * refills, curl's timer fires. INT64_MAX when nothing waits. */
+static int64_t next_due_ms(struct model *m, int64_t now)
 {
-    int64_t wait = -1;
-    if (m->heap_len) wait = m->heap[0]->due_ms - now;
-    if (m->ready_head) {
+    int64_t due = INT64_MAX;
+    if (m->heap_len) due = m->heap[0]->due_ms;
+    if (m->curl_due_ms >= 0 && m->curl_due_ms < due) due = m->curl_due_ms;
+    if (m->ready_head && !(m->adaptive && m->running >= (int)m->window)) { /* else an answer makes room */
         int64_t w = m->paused_until_ms - now;
         int64_t r = bucket_wait_ms(&m->rpm, now, 1);
         int64_t t = bucket_wait_ms(&m->tpm, now, (double)m->ready_head->tokens_estimate);
         if (r > w) w = r;
         if (t > w) w = t;
         if (w < 1) w = 1;
-        if (wait < 0 || w < wait) wait = w;
+        if (now + w < due) due = now + w;
     }
-    return wait < 0 ? -1 : wait;
+    return due;
 }
 
 static void drain_completions(struct model *m)
@@ -1771,34 +2005,80 @@ static void drain_completions(struct model *m)
     }
 }
 
+static int multi_failed(struct model *m, CURLMcode mc, struct rn_err *err)
+{
+    return rn_fail(err, "model.%s: libcurl: %s", m->provider_name, curl_multi_strerror(mc));
+}
+
+/* Do what is due at m->now_ms: report finished transfers, send what the limits allow, and run
+ * curl's timer, which is how the transfers just added start (libcurl asks for a timeout of 0
+ * when a handle is added). Bounded: a retry started here that fails at once waits for the
+ * next call. */
+static int advance(struct model *m, struct rn_err *err)
+{
+    drain_completions(m);
+    for (int round = 0;; round++) {
+        start_ready(m, m->now_ms);
+        if (round == 4 || m->curl_due_ms < 0 || m->curl_due_ms > m->now_ms) return 0;
+        int64_t due = m->curl_due_ms;
+        m->curl_timer_set = 0;
+        int running;
+        CURLMcode mc = curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        if (mc != CURLM_OK) return multi_failed(m, mc, err);
+        /* called early (the deadline was rounded down): curl keeps it and says nothing */
+        if (!m->curl_timer_set && m->curl_due_ms == due) m->curl_due_ms = m->now_ms + 1;
+        drain_completions(m);
+    }
+}
+
 int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, struct rn_err *err)
 {
     m->done = done;
     m->done_ctx = ctx;
     size_t hits = report_hits(m);
-    int64_t now = rn_now_ms();
-    cache_tick(m, now);
+    m->now_ms = rn_now_ms();
+    cache_tick(m, m->now_ms);
     if (m->occupied == 0) return 0;
-    start_ready(m, now);
-    int wait = timeout_ms > 0 && !hits ? timeout_ms : 0;
-    int64_t timer = next_timer_ms(m, now);
-    if (timer >= 0 && timer < wait) wait = (int)timer;
-    int still;
-    CURLMcode mc = curl_multi_perform(m->multi, &still);
-    if (mc == CURLM_OK) drain_completions(m);
-    if (mc == CURLM_OK && wait > 0 && m->occupied) mc = curl_multi_poll(m->multi, NULL, 0, wait, NULL);
-    if (mc == CURLM_OK) mc = curl_multi_perform(m->multi, &still);
-    if (mc != CURLM_OK) return rn_fail(err, "model.%s: libcurl: %s", m->provider_name, curl_multi_strerror(mc));
-    drain_completions(m);
-    if (start_ready(m, rn_now_ms())) {
-        mc = curl_multi_perform(m->multi, &still); /* send the new requests now, not next poll */
-        if (mc != CURLM_OK) return rn_fail(err, "model.%s: libcurl: %s", m->provider_name, curl_multi_strerror(mc));
-        drain_completions(m);
+    uint64_t finished = m->ok + m->failed;
+    if (advance(m, err)) return -1;
+    int wait = 0;
+    if (timeout_ms > 0 && !hits && m->ok + m->failed == finished) {
+        int64_t left = next_due_ms(m, m->now_ms) - m->now_ms;
+        wait = left < timeout_ms ? (left > 0 ? (int)left : 0) : timeout_ms;
     }
+    struct epoll_event events[EVENTS_MAX];
+    int n = epoll_wait(m->epoll_fd, events, EVENTS_MAX, wait);
+    if (n < 0 && errno != EINTR) return rn_fail(err, "model.%s: epoll_wait: %s", m->provider_name, strerror(errno));
+    if (n > 0 || wait > 0) m->now_ms = rn_now_ms();
+    for (int i = 0; i < n; i++) {
+        int fd = events[i].data.fd;
+        if (!(m->fd_state[fd] & FD_WANTED)) {
+            /* an idle connection kept in the set woke up (the server closed it): curl finds
+             * that out when it next tries the connection; stop watching it */
+            epoll_ctl(m->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+            m->fd_state[fd] &= (uint8_t)~FD_IN_SET;
+            continue;
+        }
+        uint32_t ev = events[i].events;
+        int bits = (ev & EPOLLIN ? CURL_CSELECT_IN : 0) | (ev & EPOLLOUT ? CURL_CSELECT_OUT : 0);
+        if (ev & (EPOLLERR | EPOLLHUP)) bits |= CURL_CSELECT_IN | CURL_CSELECT_OUT; /* curl finds the error by trying */
+        int running;
+        CURLMcode mc = curl_multi_socket_action(m->multi, fd, bits, &running);
+        if (mc != CURLM_OK) return multi_failed(m, mc, err);
+    }
+    if (advance(m, err)) return -1;
+    if (m->socket_errno)
+        return rn_fail(err, "model.%s: epoll_ctl: %s", m->provider_name, strerror(m->socket_errno));
     return 0;
 }
 
 /* ---- summary and close ---- */
+
+/* The mean window the requests were sent under. */
+static double window_mean(const struct model *m)
+{
+    return m->window_samples ? m->window_sum / (double)m->window_samples : m->window;
+}
 
 static double cost_usd(const struct model *m)
 {
@@ -1819,7 +2099,9 @@ void model_print_summary(struct model *m, FILE *out)
         fprintf(out, "  cache hits %llu, answers stored %llu (%zu in %s)\n", (unsigned long long)m->cache_hits,
                 (unsigned long long)m->cache_stored, cache_count(m->cache), cache_path(m->cache));
     if (m->cache_error) fprintf(out, "  cache: stopped storing answers: %s\n", m->cache_error);
-    if (m->adaptive) fprintf(out, "  concurrency auto: window %d at the end\n", (int)m->window);
+    if (m->adaptive)
+        fprintf(out, "  concurrency auto: started %d, ended %d, mean %.1f, min %d, max %d\n", AUTO_START,
+                (int)m->window, window_mean(m), (int)m->window_min, (int)m->window_max);
     if (m->has_price) fprintf(out, "  cost $%.4f (estimate)\n", cost_usd(m));
 }
 
@@ -1844,6 +2126,19 @@ void model_summary_json(struct model *m, json_t *summary)
     json_object_set_new(lat, "p99", json_real(latency_percentile_ms(m, 0.99)));
     json_object_set_new(o, "latency_ms", lat);
     json_object_set_new(o, "cost_usd", m->has_price ? json_real(cost_usd(m)) : json_null());
+    json_t *conc = json_object();
+    if (m->adaptive) {
+        json_object_set_new(conc, "mode", json_string("auto"));
+        json_object_set_new(conc, "start", json_integer(AUTO_START));
+        json_object_set_new(conc, "final", json_integer((json_int_t)m->window));
+        json_object_set_new(conc, "mean", json_real(round(window_mean(m) * 10) / 10));
+        json_object_set_new(conc, "min", json_integer((json_int_t)m->window_min));
+        json_object_set_new(conc, "max", json_integer((json_int_t)m->window_max));
+    } else {
+        json_object_set_new(conc, "mode", json_string("fixed"));
+        json_object_set_new(conc, "limit", json_integer(m->concurrency));
+    }
+    json_object_set_new(o, "concurrency", conc);
     json_object_set_new(o, "cache_hits", json_integer((json_int_t)m->cache_hits));
     if (m->cache) {
         json_t *c = json_object();
@@ -1880,6 +2175,8 @@ void model_close(struct model *m)
         }
     }
     if (m->multi) curl_multi_cleanup(m->multi);
+    if (m->epoll_fd >= 0) close(m->epoll_fd); /* after the multi: its cleanup still calls on_socket */
+    free(m->fd_state);
     if (m->provider_self) m->provider->close(m->provider_self);
     cache_close(m->cache);
     free(m->hits);

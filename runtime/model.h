@@ -85,10 +85,12 @@ typedef void (*model_done_fn)(void *ctx, uint64_t tag, int record_ref, int ok, c
 int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, struct rn_err *err);
 
 /* Print the model figures of the run summary (requests, retries, tokens, latency, cost, cache
- * hits). Answers served from the cache count as ok and as cache hits, never as requests or
+ * hits and, with concurrency "auto", the window: started, ended, mean over the requests sent,
+ * min, max). Answers served from the cache count as ok and as cache hits, never as requests or
  * tokens. */
 void model_print_summary(struct model *m, FILE *out);
-/* Add the same figures to the summary JSON object under "model". */
+/* Add the same figures to the summary JSON object under "model"; "concurrency" is
+ * {"mode":"fixed","limit":N} or {"mode":"auto","start":,"final":,"mean":,"min":,"max":}. */
 void model_summary_json(struct model *m, json_t *summary);
 void model_close(struct model *m);
 

@@ -88,7 +88,9 @@ check "model job was killed at least once" run_killed rated $RUNNEL run "$T/mode
 check "model job killed and resumed: output identical to an uninterrupted run" cmp -s "$T/mref.jsonl" "$T/m.jsonl"
 
 # SIGINT: a batch job stops gracefully (in-flight calls finished, sinks flushed, exit 130),
-# and --resume completes it with the same output as an uninterrupted run
+# and --resume completes it with the same output as an uninterrupted run. A server with 20 ms
+# latency makes the job take several seconds, so the signal lands mid-run.
+start_model_server --latency-ms 20
 $RUNNEL run "$T/model.lua" --set input="$T/part.csv" --set output="$T/i.jsonl" --set errors="$T/i.err" \
   --no-progress --summary-json "$T/i.json" --state-dir "$T/int-state" 2>"$T/i.log" &
 pid=$!

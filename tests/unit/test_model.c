@@ -330,6 +330,9 @@ static void test_ratings(struct server *srv)
         double p50 = json_real_value(json_object_get(json_object_get(s, "latency_ms"), "p50"));
         double p99 = json_real_value(json_object_get(json_object_get(s, "latency_ms"), "p99"));
         CHECK(p50 > 0 && p99 >= p50, "latency p50 %.3f p99 %.3f", p50, p99);
+        json_t *c = json_object_get(s, "concurrency");
+        CHECK(json_is_string(json_object_get(c, "mode")) && strcmp(json_string_value(json_object_get(c, "mode")), "fixed") == 0 &&
+                  json_integer_value(json_object_get(c, "limit")) == 64, "fixed concurrency in the summary");
         json_decref(s);
         char *text = NULL;
         size_t len = 0;
@@ -954,13 +957,109 @@ static void test_auto_concurrency(void)
         FILE *out = open_memstream(&text, &len);
         model_print_summary(m, out);
         fclose(out);
-        const char *w = strstr(text, "window ");
-        int window = w ? atoi(w + 7) : -1;
+        const char *w = strstr(text, "concurrency auto: started 8, ended ");
+        int window = w ? atoi(w + 35) : -1;
         long long retries = figure(m, "retries"), requests = figure(m, "requests");
         CHECK(ok == n && window >= 4 && window <= 48 && retries * 4 < requests,
               "auto: %zu ok, window %d, %lld retries of %lld requests", ok, window, retries, requests);
+        json_t *s = summary_of(m);
+        json_t *c = json_object_get(s, "concurrency");
+        double mean = json_real_value(json_object_get(c, "mean"));
+        const char *mode = json_string_value(json_object_get(c, "mode"));
+        CHECK(mode && strcmp(mode, "auto") == 0 &&
+                  json_integer_value(json_object_get(c, "final")) == window && mean >= 4 && mean <= 48 &&
+                  json_integer_value(json_object_get(c, "max")) >= window,
+              "auto: summary concurrency %s", text);
+        json_decref(s);
         free(text);
         unref_all(refs, n);
+        model_close(m);
+    }
+    server_stop(&srv);
+}
+
+/* concurrency = "auto" against an overloaded server that sends Retry-After: 1 with its 429s:
+ * each 429 delays its own record, and cuts the window, but does not stop every send for a
+ * second (that made throughput collapse to a few hundred records/s). */
+static void test_auto_retry_after(void)
+{
+    struct server srv;
+    if (server_start(&srv, "--latency-ms 10 --degrade-above 16 --degrade-ms 1 --retry-after 1")) { failed++; return; }
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
+             "  output = { rating = { type = 'integer' } }, limits = { concurrency = 'auto', retries = 10 } }", srv.port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        size_t n = 800, ok = 0;
+        int64_t start = rn_now_ms();
+        drive(m, n, results, refs, NULL, 8000);
+        int64_t elapsed = rn_now_ms() - start;
+        for (size_t i = 0; i < n; i++) ok += results[i].ok;
+        json_t *s = summary_of(m);
+        json_t *c = json_object_get(s, "concurrency");
+        long long final = json_integer_value(json_object_get(c, "final"));
+        long long retries = json_integer_value(json_object_get(s, "retries"));
+        CHECK(ok == n && elapsed < 4000 && final >= 4 && final <= 48,
+              "auto with Retry-After 1: %zu ok in %lld ms, window %lld, %lld retries", ok, (long long)elapsed, final,
+              retries);
+        json_decref(s);
+        unref_all(refs, n);
+        model_close(m);
+    }
+    server_stop(&srv);
+}
+
+/* ... but a server that refuses every request is still given its pause with "auto". */
+static void test_auto_refused(void)
+{
+    struct server srv;
+    if (server_start(&srv, "--rate-429 1 --retry-after 1")) { failed++; return; }
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
+             "  output = { rating = { type = 'integer' } }, limits = { concurrency = 'auto', retries = 0 } }", srv.port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        drive_until(m, 200, results, refs, NULL, 800, 0);
+        long long requests = server_stat(&srv, "requests");
+        CHECK(requests > 0 && requests < 100, "auto, every request refused: %lld requests in 800 ms", requests);
+        model_close(m);
+        unref_all(refs, 200);
+    }
+    server_stop(&srv);
+}
+
+/* The engine keeps idle connections in its epoll set between requests; when the server
+ * closes them, the next requests still go out, on new connections. */
+static void test_idle_close(void)
+{
+    struct server srv;
+    if (server_start(&srv, "--timeout 1")) { failed++; return; }
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
+             "  output = { rating = { type = 'integer' } }, limits = { concurrency = 16 } }", srv.port);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        size_t ok = 0;
+        drive(m, 16, results, refs, NULL, 5000);
+        for (size_t i = 0; i < 16; i++) ok += results[i].ok;
+        unref_all(refs, 16);
+        long long before = figure(m, "connections");
+        usleep(1600 * 1000); /* the server drops the idle connections after 1 s */
+        drive(m, 16, results, refs, NULL, 5000);
+        for (size_t i = 0; i < 16; i++) ok += results[i].ok;
+        unref_all(refs, 16);
+        long long after = figure(m, "connections");
+        CHECK(ok == 32 && before >= 1 && after > before, "idle close: %zu of 32 ok, connections %lld then %lld", ok,
+              before, after);
         model_close(m);
     }
     server_stop(&srv);
@@ -1056,6 +1155,9 @@ int main(void)
     TIMED(test_redaction());
     TIMED(test_connect_refused());
     TIMED(test_auto_concurrency());
+    TIMED(test_auto_retry_after());
+    TIMED(test_auto_refused());
+    TIMED(test_idle_close());
     TIMED(test_close_in_flight());
 
     luaL_unref(L, LUA_REGISTRYINDEX, env.fieldorder_ref);
