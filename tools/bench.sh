@@ -10,7 +10,8 @@ export RUNNEL_LIB="$PWD/scripts"
 RUNS="${RUNS:-3}"; CSV_ROWS="${CSV_ROWS:-1000000}"; MODEL_ROWS="${MODEL_ROWS:-200000}"; BIG_ROWS="${BIG_ROWS:-1000000}"
 W="$(mktemp -d /tmp/runnel-bench.XXXXXX)"
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"' EXIT
+cleanup() { local s=$?; set +e; for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"; exit $s; }
+trap cleanup EXIT
 mkdir -p out/bench
 for t in measure csv-parse curl-multi; do
   [ bin/bench-$t -nt tools/bench/$t.c ] || cc -std=c11 -Wall -Wextra -Werror -O2 -D_GNU_SOURCE tools/bench/$t.c \
