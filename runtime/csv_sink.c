@@ -94,13 +94,10 @@ static void *csv_sink_open(struct job_env *env, int opts, struct rn_err *err)
 }
 
 /* Columns from the first record: its keys in the job's field order. */
-static void columns_from_record(struct csv_sink *s, int rec, struct rn_err *err)
+static void columns_from_record(struct csv_sink *s, const char *json, size_t json_len)
 {
-    lua_State *L = s->env->L;
-    buf_clear(&s->scratch);
-    if (json_encode(L, rec, s->env->fieldorder_ref, &s->scratch, err)) return;
     json_error_t jerr;
-    json_t *obj = json_loadb(s->scratch.data, s->scratch.len, JSON_PRESERVE_ORDER, &jerr);
+    json_t *obj = json_loadb(json, json_len, JSON_PRESERVE_ORDER, &jerr);
     if (!json_is_object(obj)) { json_decref(obj); return; }
     s->columns = rn_calloc(json_object_size(obj) + 1, sizeof *s->columns);
     const char *key;
@@ -111,12 +108,10 @@ static void columns_from_record(struct csv_sink *s, int rec, struct rn_err *err)
 
 static int csv_sink_write(void *self, int rec, const char *json, size_t json_len, struct rn_err *err)
 {
-    (void)json;
-    (void)json_len;
     struct csv_sink *s = self;
     lua_State *L = s->env->L;
     rec = lua_absindex(L, rec);
-    if (!s->columns) columns_from_record(s, rec, err);
+    if (!s->columns) columns_from_record(s, json, json_len);
     if (s->header) {
         for (size_t i = 0; i < s->ncolumns; i++) {
             if (i) buf_putc(&s->out.pending, s->delimiter);

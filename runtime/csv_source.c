@@ -728,13 +728,6 @@ static void csv_advance(void *self, const struct source_pos *pos)
     c->done_line = pos->line;
 }
 
-static int csv_commit(void *self, struct rn_err *err)
-{
-    (void)self;
-    (void)err;
-    return 0; /* the pipeline writes the checkpoint with csv_save */
-}
-
 static int csv_save(void *self, json_t *state, struct rn_err *err)
 {
     (void)err;
@@ -862,7 +855,6 @@ const struct source_ops csv_source = {
     .next = csv_next,
     .wait = csv_wait,
     .advance = csv_advance,
-    .commit = csv_commit,
     .save = csv_save,
     .restore = csv_restore,
     .progress = csv_progress,

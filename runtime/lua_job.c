@@ -324,23 +324,17 @@ static void scripts_dir(char *out, size_t n)
     if ((size_t)snprintf(out, n, "%.*s/../scripts", (int)(n > 12 ? n - 12 : 0), exe) >= n) snprintf(out, n, "scripts");
 }
 
-static void register_kind(lua_State *L, const char *kind, const void *const *plugins,
-                          size_t ops_name_offset, size_t ops_options_offset)
+/* Add kind.name{...} (e.g. source.csv) to the table at the top of the stack. */
+static void add_declaration(lua_State *L, const char *kind, const void *ops, const char *name,
+                            const struct option_spec *options)
 {
-    lua_newtable(L);
-    for (const void *const *p = plugins; *p; p++) {
-        const char *name = *(const char *const *)((const char *)*p + ops_name_offset);
-        const struct option_spec *opts = *(const struct option_spec *const *)((const char *)*p + ops_options_offset);
-        struct decl_kind *dk = lua_newuserdatauv(L, sizeof *dk, 0);
-        dk->kind = kind;
-        dk->ops = *p;
-        dk->name = name;
-        dk->options = opts;
-        /* keep the userdata alive: it is the closure's upvalue */
-        lua_pushcclosure(L, l_declare, 1);
-        lua_setfield(L, -2, name);
-    }
-    lua_setglobal(L, kind);
+    struct decl_kind *dk = lua_newuserdatauv(L, sizeof *dk, 0);
+    dk->kind = kind;
+    dk->ops = ops;
+    dk->name = name;
+    dk->options = options;
+    lua_pushcclosure(L, l_declare, 1); /* the userdata lives as the closure's upvalue */
+    lua_setfield(L, -2, name);
 }
 
 lua_State *luajob_new(struct job_env *env, const struct param *params, size_t nparams, struct rn_err *err)
@@ -381,12 +375,18 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
     lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
 
-    register_kind(L, "source", (const void *const *)source_plugins, offsetof(struct source_ops, name),
-                  offsetof(struct source_ops, options));
-    register_kind(L, "sink", (const void *const *)sink_plugins, offsetof(struct sink_ops, name),
-                  offsetof(struct sink_ops, options));
-    register_kind(L, "model", (const void *const *)provider_plugins, offsetof(struct provider_ops, name),
-                  offsetof(struct provider_ops, options));
+    lua_newtable(L);
+    for (const struct source_ops *const *p = source_plugins; *p; p++)
+        add_declaration(L, "source", *p, (*p)->name, (*p)->options);
+    lua_setglobal(L, "source");
+    lua_newtable(L);
+    for (const struct sink_ops *const *p = sink_plugins; *p; p++)
+        add_declaration(L, "sink", *p, (*p)->name, (*p)->options);
+    lua_setglobal(L, "sink");
+    lua_newtable(L);
+    for (const struct provider_ops *const *p = provider_plugins; *p; p++)
+        add_declaration(L, "model", *p, (*p)->name, (*p)->options);
+    lua_setglobal(L, "model");
     static const luaL_Reg globals[] = {
         {"job", l_job}, {"param", l_param}, {"env", l_env}, {"secret", l_secret},
         {"print", l_print}, {"require", l_require}, {NULL, NULL},

@@ -201,7 +201,7 @@ int main(int argc, char **argv)
     lua_State *L = luajob_new(&env, params, nparams, &err);
     if (!L || luajob_load(&env, script, &err)) {
         fprintf(stderr, "runnel: %s\n", err.msg);
-        status = checking ? 1 : 1;
+        status = 1;
         goto done;
     }
     env.job_name = job_name(L);

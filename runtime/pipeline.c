@@ -135,8 +135,11 @@ static void push_dead_letter(struct pipeline *p, const char *stage, const char *
         /* a copy that is sure to encode: the record as JSON text when it cannot be a value */
         buf_clear(&p->scratch);
         struct rn_err err;
-        if (json_encode(L, record_idx, p->env->fieldorder_ref, &p->scratch, &err) == 0) lua_pushvalue(L, record_idx);
-        else lua_pushstring(L, luaL_tolstring(L, record_idx, NULL)), lua_remove(L, -2);
+        if (json_encode(L, record_idx, p->env->fieldorder_ref, &p->scratch, &err) == 0) {
+            lua_pushvalue(L, record_idx);
+        } else {
+            luaL_tolstring(L, record_idx, NULL);
+        }
         lua_setfield(L, dl, "record");
     }
     if (model_text) {
@@ -423,8 +426,6 @@ static int restore_checkpoint(struct pipeline *p, json_t *state, struct rn_err *
 
 /* ---- opening ---- */
 
-static int opts_quiet(const struct pipeline *p) { return p->opts->quiet; }
-
 static void *open_decl(struct pipeline *p, int decl, const char *kind, const void **ops_out, char **label_out,
                        struct rn_err *err)
 {
@@ -554,7 +555,7 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     if (state) {
         if (!p->has_checkpoint) { rn_fail(err, "--resume: source.%s keeps no checkpoints", p->src_ops->name); goto fail; }
         if (restore_checkpoint(p, state, err)) goto fail;
-        if (!opts_quiet(p)) fprintf(stderr, "runnel: resuming %s after line %lld\n", p->env->job_name, (long long)p->resumed_line);
+        if (!p->opts->quiet) fprintf(stderr, "runnel: resuming %s after line %lld\n", p->env->job_name, (long long)p->resumed_line);
     }
     json_decref(state);
     lua_pop(L, 1); /* opts */

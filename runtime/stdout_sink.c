@@ -37,9 +37,14 @@ static int stdout_write(void *self, int rec, const char *json, size_t json_len, 
 {
     struct stdout_sink *s = self;
     (void)rec;
+    if (!s->pretty) {
+        if (fwrite(json, 1, json_len, stdout) != json_len || putchar('\n') == EOF)
+            return rn_fail(err, "sink.stdout: write failed");
+        return 0;
+    }
     buf_clear(&s->line);
     buf_put(&s->line, json, json_len);
-    if (s->pretty) {
+    {
         /* text: the JSON object's members as name=value, strings unquoted when simple */
         json_error_t jerr;
         json_t *obj = json_loadb(s->line.data, s->line.len, JSON_PRESERVE_ORDER, &jerr);
