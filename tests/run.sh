@@ -29,6 +29,11 @@ run_one() {
   fi
 }
 
+for src in tests/unit/test_*.c; do
+  u="build/unit/$(basename "$src" .c)"
+  [[ -z "$pattern" || "$u" == *"$pattern"* ]] || continue
+  [ -x "$u" ] || { failed=$((failed + 1)); failed_names+=("$u (not built)"); echo "FAIL $u: not built"; }
+done
 for t in build/unit/test_*; do
   [ -x "$t" ] || continue
   [[ -z "$pattern" || "$t" == *"$pattern"* ]] || continue
@@ -40,4 +45,4 @@ for t in tests/*/test_*.sh; do
 done
 if [ "$failed" -gt 0 ]; then printf 'failed: %s\n' "${failed_names[*]}"; fi
 echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+[ "$failed" -eq 0 ] && [ $((passed + failed)) -gt 0 ]

@@ -15,30 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lua_job.h"
+#include "fuzz_common.h"
 #include "model_internal.h"
 
 extern const struct provider_ops openai_provider;
-
-/* ---- a Lua allocator that puts a canary after every block it makes ---- */
-#define CANARY 64
-static void *canary_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    (void)ud;
-    /* under ASan malloc_usable_size is the requested size: blocks made before this allocator
-     * was installed have exactly osize and no canary */
-    if (ptr && malloc_usable_size(ptr) == osize + CANARY)
-        for (size_t i = 0; i < CANARY; i++)
-            if (((unsigned char *)ptr)[osize + i] != 0xA5) {
-                fprintf(stderr, "fuzz: write past the end of a %zu-byte Lua block (a Lua stack overflow: "
-                                "pushes without lua_checkstack?)\n", osize);
-                abort();
-            }
-    if (nsize == 0) { free(ptr); return NULL; }
-    unsigned char *block = realloc(ptr, nsize + CANARY);
-    if (block) memset(block + nsize, 0xA5, CANARY);
-    return block;
-}
 
 #define COMMON "endpoint = 'http://127.0.0.1:9/v1', api_key = 'sk-fuzz-SECRET-0123', model = 'm', prompt = 'x', "
 static const char *const declarations[8] = {
@@ -63,11 +43,7 @@ static void init(void)
 {
     struct rn_err err;
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    env.script = "fuzz_answer.lua";
-    env.job_name = "fuzz";
-    lua_State *main_state = luajob_new(&env, NULL, 0, &err);
-    if (!main_state) { fprintf(stderr, "fuzz_answer: %s\n", err.msg); abort(); }
-    lua_setallocf(main_state, canary_alloc, NULL);
+    lua_State *main_state = fuzz_new_state(&env, "fuzz_answer");
     L = lua_newthread(main_state);
     luaL_ref(main_state, LUA_REGISTRYINDEX); /* keeps the thread */
     env.L = L;

@@ -13,27 +13,7 @@
 #include <string.h>
 
 #include "json.h"
-#include "lua_job.h"
-
-/* ---- a Lua allocator that puts a canary after every block it makes ---- */
-#define CANARY 64
-static void *canary_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    (void)ud;
-    /* under ASan malloc_usable_size is the requested size: blocks made before this allocator
-     * was installed have exactly osize and no canary */
-    if (ptr && malloc_usable_size(ptr) == osize + CANARY)
-        for (size_t i = 0; i < CANARY; i++)
-            if (((unsigned char *)ptr)[osize + i] != 0xA5) {
-                fprintf(stderr, "fuzz: write past the end of a %zu-byte Lua block (a Lua stack overflow: "
-                                "pushes without lua_checkstack?)\n", osize);
-                abort();
-            }
-    if (nsize == 0) { free(ptr); return NULL; }
-    unsigned char *block = realloc(ptr, nsize + CANARY);
-    if (block) memset(block + nsize, 0xA5, CANARY);
-    return block;
-}
+#include "fuzz_common.h"
 
 /* Nesting depth is invisible to coverage; a ladder of branches makes each deeper band new
  * coverage, so the fuzzer keeps valid inputs that nest deeper (up to 128 levels). */
@@ -64,14 +44,7 @@ static struct job_env env;
 
 static void init(void)
 {
-    struct rn_err err;
-    env.script = "fuzz_json.lua";
-    env.job_name = "fuzz";
-    if (!luajob_new(&env, NULL, 0, &err)) {
-        fprintf(stderr, "fuzz_json: %s\n", err.msg);
-        abort();
-    }
-    lua_setallocf(env.L, canary_alloc, NULL);
+    fuzz_new_state(&env, "fuzz_json");
     /* a field order as a job has one: these keys come first at the top level */
     fieldorder_add(&env, "id");
     fieldorder_add(&env, "b");

@@ -12,40 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lua_job.h"
+#include "fuzz_common.h"
 #include "prompt.h"
-
-/* ---- a Lua allocator that puts a canary after every block it makes ---- */
-#define CANARY 64
-static void *canary_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    (void)ud;
-    /* under ASan malloc_usable_size is the requested size: blocks made before this allocator
-     * was installed have exactly osize and no canary */
-    if (ptr && malloc_usable_size(ptr) == osize + CANARY)
-        for (size_t i = 0; i < CANARY; i++)
-            if (((unsigned char *)ptr)[osize + i] != 0xA5) {
-                fprintf(stderr, "fuzz: write past the end of a %zu-byte Lua block (a Lua stack overflow: "
-                                "pushes without lua_checkstack?)\n", osize);
-                abort();
-            }
-    if (nsize == 0) { free(ptr); return NULL; }
-    unsigned char *block = realloc(ptr, nsize + CANARY);
-    if (block) memset(block + nsize, 0xA5, CANARY);
-    return block;
-}
 
 static struct job_env env;
 static lua_State *main_state;
 
 static void init(void)
 {
-    struct rn_err err;
-    env.script = "fuzz_prompt.lua";
-    env.job_name = "fuzz";
-    main_state = luajob_new(&env, NULL, 0, &err);
-    if (!main_state) { fprintf(stderr, "fuzz_prompt: %s\n", err.msg); abort(); }
-    lua_setallocf(main_state, canary_alloc, NULL);
+    main_state = fuzz_new_state(&env, "fuzz_prompt");
     /* the fixed part of the record, as a job's source and filter would make it */
     if (luaL_dostring(main_state,
                       "RECORD = { ratio = 0.25, whole = 4.0, ok = true, list = { 1, 2 }, ['Product Id'] = 'B01',"

@@ -12,13 +12,13 @@ expect_check() {
   if [ $rc -eq 1 ] && grep -qF -- "$3" "$out"; then pass "$1"; else fail "$1 (exit $rc):"; sed 's/^/   | /' "$out"; fi
 }
 
-write ok.lua <<'LUA'
-return job { name = "ok", source = source.csv { path = "x.csv" }, sinks = sink.stdout {} }
+cat > "$T/ok.lua" <<LUA
+return job { name = "ok", source = source.csv { path = "x.csv" }, sinks = sink.jsonl { path = "$T/ok-out.jsonl" } }
 LUA
 $RUNNEL check "$T/ok.lua" >"$T/ok.out" 2>&1
 expect_eq "a good script checks ok" 0 $?
 expect_contains "check says ok" "$T/ok.out" "ok (job ok)"
-check "check runs nothing (no output file)" test ! -e x.csv
+check "check runs nothing (the sink file is not created)" test ! -e "$T/ok-out.jsonl"
 
 write typo.lua <<'LUA'
 return job {
