@@ -93,7 +93,6 @@ struct slot {
     int64_t sent_ms;           /* when the current attempt started */
     int64_t tokens_estimate;
     long last_status;          /* HTTP status of the last failed attempt, 0 for transport errors */
-    int cacheable;             /* key holds the cache key of this call's first request */
     uint8_t key[CACHE_KEY_SIZE];
     struct slot *next;         /* ready queue or free list */
     CURL *easy;
@@ -126,7 +125,7 @@ struct model {
     lua_State *L;
     const struct provider_ops *provider;
     void *provider_self;
-    char *where, *provider_name, *model_name;
+    char *provider_name, *model_name;
     enum model_task task;
     char *system;
     size_t system_len;
@@ -712,7 +711,8 @@ static void add_secret(struct model *m, const char *value)
     m->secrets[m->secret_count++] = rn_strdup(value);
 }
 
-/* The api key and every header made with secret() are redacted from reasons and answers. */
+/* The api key and every extra header value (plain strings too: an "api-key" header is as secret
+ * as secret() makes it) are redacted from reasons and answers. */
 static void collect_secrets(struct model *m, int opts)
 {
     lua_State *L = m->L;
@@ -724,7 +724,7 @@ static void collect_secrets(struct model *m, int opts)
         if (lua_type(L, -1) == LUA_TTABLE) {
             lua_pushnil(L);
             while (lua_next(L, -2)) {
-                if (lua_type(L, -1) == LUA_TUSERDATA) add_secret(m, luajob_secret_value(L, -1));
+                add_secret(m, luajob_secret_value(L, -1));
                 lua_pop(L, 1);
             }
         }
@@ -1067,7 +1067,6 @@ struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
     m->env = env;
     m->L = L;
     m->provider = provider;
-    m->where = rn_strdup(where);
     m->provider_name = rn_strdup(type);
     m->rng = (uint64_t)rn_now_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)m;
     if (!m->rng) m->rng = 1;
@@ -1177,7 +1176,6 @@ static void cache_key_of(struct model *m, struct slot *s)
     cache_hash_field(&h, s->call.url.data ? s->call.url.data : "", s->call.url.len);
     cache_hash_field(&h, s->call.body.data ? s->call.body.data : "", s->call.body.len);
     cache_hash_final(&h, s->key);
-    s->cacheable = 1;
 }
 
 static int use_cached(struct model *m, struct slot *s);
@@ -1204,7 +1202,6 @@ int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *e
         release(m, s);
         return -1;
     }
-    s->cacheable = 0;
     if (m->cache) {
         cache_key_of(m, s);
         if (cache_get(m->cache, s->key, &m->cache_value) && use_cached(m, s)) {
@@ -1222,8 +1219,11 @@ int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *e
     return 0;
 }
 
+/* The one way a record leaves the engine. A failure's reason is redacted here, whatever path
+ * built it, so no secret reaches a dead letter. */
 static void finish(struct model *m, struct slot *s, int ok, const char *model_text)
 {
+    if (!ok) redact(m, &m->done_reason);
     uint64_t tag = s->tag;
     int ref = s->record_ref;
     if (ok) m->ok++;
@@ -1238,7 +1238,6 @@ static void fail_now(struct model *m, struct slot *s)
     buf_clear(&m->done_reason);
     if (s->last_status) buf_printf(&m->done_reason, "HTTP %ld: ", s->last_status);
     buf_put(&m->done_reason, s->reason.data, s->reason.len);
-    redact(m, &m->done_reason);
     finish(m, s, 0, NULL);
 }
 
@@ -1253,7 +1252,6 @@ static void fail_exhausted(struct model *m, struct slot *s)
         buf_put(&m->done_reason, s->reason.data, s->reason.len);
         buf_printf(&m->done_reason, " (%d attempt%s)", s->attempts, plural);
     }
-    redact(m, &m->done_reason);
     finish(m, s, 0, NULL);
 }
 
@@ -1390,11 +1388,11 @@ static void describe_json(struct buf *b, json_t *v)
 
 static int check_range(const struct output_field *f, double v, struct buf *why)
 {
-    char lo[40], hi[40], val[40];
-    format_number(lo, sizeof lo, f->min);
-    format_number(hi, sizeof hi, f->max);
-    format_number(val, sizeof val, v);
     if ((f->has_min && v < f->min) || (f->has_max && v > f->max)) {
+        char lo[40], hi[40], val[40]; /* formatted only for the message, not for every answer */
+        format_number(lo, sizeof lo, f->min);
+        format_number(hi, sizeof hi, f->max);
+        format_number(val, sizeof val, v);
         if (f->has_min && f->has_max) buf_printf(why, "%s: %s is out of range %s..%s", f->name, val, lo, hi);
         else if (f->has_min) buf_printf(why, "%s: %s is below the minimum %s", f->name, val, lo);
         else buf_printf(why, "%s: %s is above the maximum %s", f->name, val, hi);
@@ -1779,14 +1777,17 @@ static void handle_answer(struct model *m, struct slot *s, int64_t now)
     buf_clear(&r->text);
     r->vector = NULL;
     r->tokens_in = r->tokens_out = 0;
-    redact(m, &s->response);
     if (m->provider->parse(m->provider_self, s->response.data ? s->response.data : "", s->response.len, r, &perr)) {
         json_decref(r->vector);
         r->vector = NULL;
         s->last_status = 0;
+        /* the parse error may quote bytes of the body: redact before an excerpt could cut a secret */
+        buf_clear(&m->done_reason);
+        buf_puts(&m->done_reason, perr.msg);
+        redact(m, &m->done_reason);
         buf_clear(&s->reason);
         buf_puts(&s->reason, "bad response: ");
-        put_excerpt(&s->reason, perr.msg, strlen(perr.msg), sizeof perr.msg); /* may quote bytes of the body */
+        put_excerpt(&s->reason, m->done_reason.data, m->done_reason.len, sizeof perr.msg);
         retry_or_fail(m, s, 0, now);
         return;
     }
@@ -1805,7 +1806,7 @@ static void handle_answer(struct model *m, struct slot *s, int64_t now)
     if (check_answer(m, &parsed, &m->done_reason) == 0) {
         set_fields(m, s->record_ref);
         if (s->corrected) m->corrected++;
-        if (s->cacheable) cache_store(m, s);
+        if (m->cache) cache_store(m, s); /* its key was made at submit */
         json_decref(parsed);
         json_decref(r->vector);
         r->vector = NULL;
@@ -1833,14 +1834,12 @@ static void handle_answer(struct model *m, struct slot *s, int64_t now)
         if (build_call(m, s, &berr)) {
             buf_clear(&m->done_reason);
             buf_puts(&m->done_reason, berr.msg);
-            redact(m, &m->done_reason);
             finish(m, s, 0, NULL);
             return;
         }
         ready_push_head(m, s);
         return;
     }
-    redact(m, &m->done_reason);
     finish(m, s, 0, r->text.data ? r->text.data : "");
 }
 
@@ -2202,7 +2201,6 @@ void model_close(struct model *m)
     free(m->system);
     free(m->slots);
     free(m->heap);
-    free(m->where);
     free(m->provider_name);
     free(m->model_name);
     buf_free(&m->reply.text);
