@@ -67,21 +67,7 @@ static void *csv_sink_open(struct job_env *env, int opts, struct rn_err *err)
     s->delimiter = delim[0];
     int append = opt_boolean(L, opts, "append", 0) || env->resume;
     s->header = opt_boolean(L, opts, "header", 1);
-    if (opt_push(L, opts, "columns")) {
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            s->columns = rn_calloc(1, sizeof *s->columns);
-            s->columns[s->ncolumns++] = rn_strdup(lua_tostring(L, -1));
-        } else {
-            size_t n = (size_t)luaL_len(L, -1);
-            s->columns = rn_calloc(n, sizeof *s->columns);
-            for (size_t i = 0; i < n; i++) {
-                lua_geti(L, -1, (lua_Integer)i + 1);
-                s->columns[s->ncolumns++] = rn_strdup(lua_tostring(L, -1));
-                lua_pop(L, 1);
-            }
-        }
-        lua_pop(L, 1);
-    }
+    s->columns = opt_string_list(L, opts, "columns", &s->ncolumns);
     if (fw_open(&s->out, opt_string(L, opts, "path", NULL), append, opt_boolean(L, opts, "fsync", 1), err)) {
         fw_close(&s->out);
         for (size_t i = 0; i < s->ncolumns; i++) free(s->columns[i]);

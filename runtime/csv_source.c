@@ -19,11 +19,11 @@
 #include <unistd.h>
 
 #include "lua_job.h"
+#include "field_type.h"
 #include "plugin.h"
 
 #define CHUNK_SIZE (256 * 1024)
 
-enum field_type { FT_STRING, FT_INTEGER, FT_NUMBER, FT_BOOLEAN };
 
 struct out_field {
     char *name;          /* name in the record */
@@ -141,7 +141,6 @@ static void on_row(int terminator, void *data)
     c->building_first = c->nfield_slots;
 }
 
-static int never_space(unsigned char ch) { (void)ch; return 0; }
 
 /* libcsv grows its field buffer by a fixed block (128 bytes): linear growth, quadratic
  * copying for a huge field. Grow geometrically instead, using the allocator's own size. */
@@ -159,7 +158,7 @@ static int parser_reset(struct csv_source *c, struct rn_err *err)
         return rn_fail(err, "%s: cannot initialise the CSV parser", c->path);
     csv_set_delim(&c->parser, c->delimiter);
     csv_set_quote(&c->parser, c->quote);
-    csv_set_space_func(&c->parser, never_space); /* keep spaces: they are data */
+    csv_set_space_func(&c->parser, field_type_no_space); /* keep spaces: they are data */
     csv_set_realloc_func(&c->parser, grow_geometric);
     return 0;
 }
@@ -291,16 +290,6 @@ static int parse_more(struct csv_source *c, struct rn_err *err)
     return 1;
 }
 
-static int type_from_name(const char *s, enum field_type *t)
-{
-    if (strcmp(s, "string") == 0) *t = FT_STRING;
-    else if (strcmp(s, "integer") == 0) *t = FT_INTEGER;
-    else if (strcmp(s, "number") == 0) *t = FT_NUMBER;
-    else if (strcmp(s, "boolean") == 0) *t = FT_BOOLEAN;
-    else return -1;
-    return 0;
-}
-
 static int column_index(struct csv_source *c, const char *name)
 {
     for (size_t i = 0; i < c->ncolumns; i++)
@@ -366,7 +355,7 @@ static int setup_fields(struct csv_source *c, lua_State *L, int opts, const char
             }
             const char *fname = lua_tostring(L, -2), *tname = lua_tostring(L, -1);
             enum field_type t;
-            if (type_from_name(tname, &t)) {
+            if (field_type_parse(tname, &t)) {
                 lua_pop(L, 3);
                 return rn_fail(err, "%s: source.csv: types.%s: unknown type '%s' (string, integer, number, boolean)",
                                where, fname, tname);
@@ -536,23 +525,7 @@ static void *csv_open(struct job_env *env, int opts, struct rn_err *err)
     if (parser_reset(c, err)) goto fail;
     lua_pushvalue(L, opts);
     c->opts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (opt_push(L, opts, "columns")) {
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            c->columns = rn_calloc(1, sizeof *c->columns);
-            c->columns[0] = rn_strdup(lua_tostring(L, -1));
-            c->ncolumns = 1;
-        } else {
-            size_t n = (size_t)luaL_len(L, -1);
-            c->columns = rn_calloc(n, sizeof *c->columns);
-            for (size_t i = 0; i < n; i++) {
-                lua_geti(L, -1, (lua_Integer)i + 1);
-                c->columns[i] = rn_strdup(lua_tostring(L, -1));
-                lua_pop(L, 1);
-            }
-            c->ncolumns = n;
-        }
-        lua_pop(L, 1);
-    }
+    c->columns = opt_string_list(L, opts, "columns", &c->ncolumns);
     if (!c->header && !c->columns) {
         rn_fail(err, "%s: source.csv: header = false needs `columns`", c->where);
         goto fail;
@@ -614,43 +587,6 @@ static void push_bad(struct csv_source *c, lua_State *L, const struct row *r)
     lua_setfield(L, -2, "raw");
 }
 
-static int convert(lua_State *L, enum field_type t, const char *s, size_t n)
-{
-    char *end;
-    switch (t) {
-    case FT_STRING: lua_pushlstring(L, s, n); return 0;
-    case FT_INTEGER: {
-        if (n == 0) { lua_pushnil(L); return 0; }
-        errno = 0;
-        long long v = strtoll(s, &end, 10);
-        if (errno || end != s + n) return -1;
-        lua_pushinteger(L, v);
-        return 0;
-    }
-    case FT_NUMBER: {
-        if (n == 0) { lua_pushnil(L); return 0; }
-        errno = 0;
-        double v = strtod(s, &end);
-        if (errno == ERANGE || end != s + n || !isfinite(v)) return -1;
-        lua_pushnumber(L, v);
-        return 0;
-    }
-    case FT_BOOLEAN:
-        if (n == 0) { lua_pushnil(L); return 0; }
-        if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "t")) lua_pushboolean(L, 1);
-        else if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") || !strcasecmp(s, "f")) lua_pushboolean(L, 0);
-        else return -1;
-        return 0;
-    }
-    return -1;
-}
-
-static const char *type_label(enum field_type t)
-{
-    static const char *const names[] = {"string", "integer", "number", "boolean"};
-    return names[t];
-}
-
 static enum source_status csv_next(void *self, struct source_pos *pos, struct rn_err *err)
 {
     struct csv_source *c = self;
@@ -702,11 +638,11 @@ static enum source_status csv_next(void *self, struct source_pos *pos, struct rn
                     c->columns[f->column], bad + 1);
             return SRC_BAD;
         }
-        if (convert(L, f->type, s, n)) {
+        if (field_type_push(L, f->type, s, n)) {
             lua_pop(L, 1);
             push_bad(c, L, r);
             rn_fail(err, "line %lld: column '%s': '%.60s' is not a valid %s", (long long)r->line,
-                    c->columns[f->column], s, type_label(f->type));
+                    c->columns[f->column], s, field_type_name(f->type));
             return SRC_BAD;
         }
         lua_setfield(L, -2, f->name);

@@ -31,7 +31,7 @@ void kafka_client_free(struct kafka_client *client)
 
 int kafka_property_is_secret(const char *name)
 {
-    static const char *const words[] = {"password", "secret", "sasl.jaas", "ssl.key", "token"};
+    static const char *const words[] = {"password", "secret", "sasl.jaas", "ssl.key", "token", "oauthbearer.config"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         if (strcasestr(name, words[i])) return 1;
     return 0;
@@ -46,31 +46,32 @@ static void add_secret(struct kafka_client *client, const char *value)
     client->secrets[client->nsecrets++] = rn_strdup(value);
 }
 
-/* text with every secret replaced by ***, into out (always NUL-terminated). */
+/* text with every secret replaced by ***, into out (always NUL-terminated). One pass per secret,
+ * appending to a fresh buffer. */
 static void redact(const struct kafka_client *client, const char *text, char *out, size_t n)
 {
-    struct buf b;
+    struct buf b, next;
     buf_init(&b);
+    buf_init(&next);
     buf_puts(&b, text);
     for (size_t i = 0; i < client->nsecrets; i++) {
         const char *secret = client->secrets[i];
         size_t len = strlen(secret);
-        char *hit;
-        size_t from = 0;
-        while ((hit = strstr(b.data + from, secret))) {
-            size_t at = (size_t)(hit - b.data);
-            struct buf next;
-            buf_init(&next);
-            buf_put(&next, b.data, at);
+        const char *from = b.data, *hit;
+        buf_clear(&next);
+        while ((hit = strstr(from, secret))) {
+            buf_put(&next, from, (size_t)(hit - from));
             buf_puts(&next, "***");
-            buf_puts(&next, b.data + at + len);
-            buf_free(&b);
-            b = next;
-            from = at + 3;
+            from = hit + len;
         }
+        buf_puts(&next, from);
+        struct buf t = b;
+        b = next;
+        next = t;
     }
     snprintf(out, n, "%s", b.data ? b.data : "");
     buf_free(&b);
+    buf_free(&next);
 }
 
 void kafka_redact_err(const struct kafka_client *client, struct rn_err *err)
@@ -83,11 +84,19 @@ void kafka_redact_err(const struct kafka_client *client, struct rn_err *err)
 
 int kafka_fail(const struct kafka_client *client, struct rn_err *err, const char *fmt, ...)
 {
+    /* Format at full length and redact before cutting to err->msg: a secret straddling the
+     * cut would otherwise escape redaction in part. */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    kafka_redact_err(client, err);
+    char *full = rn_malloc(n > 0 ? (size_t)n + 1 : 1);
+    full[0] = '\0';
+    va_start(ap, fmt);
+    if (n > 0) vsnprintf(full, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    redact(client, full, err->msg, sizeof err->msg);
+    free(full);
     return -1;
 }
 

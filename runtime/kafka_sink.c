@@ -33,7 +33,7 @@ struct kafka_sink {
     rd_kafka_headers_t *headers;  /* static headers, copied into every message */
     int64_t flush_timeout_ms;     /* message.timeout.ms plus a margin */
     struct buf value, key, scratch;
-    uint64_t delivered, failures;
+    uint64_t failures;
     int failed;                   /* a delivery failed for good */
     struct rn_err fail;           /* the first failure */
 };
@@ -69,10 +69,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 {
     (void)rk;
     struct kafka_sink *s = opaque;
-    if (!m->err) {
-        s->delivered++;
-        return;
-    }
+    if (!m->err) return;
     s->failures++;
     if (s->failed) return;
     s->failed = 1;
@@ -255,17 +252,7 @@ static void *ksink_open(struct job_env *env, int opts, struct rn_err *err)
         rn_fail(err, "%s: sink.kafka: format must be \"json\" or \"csv\", not '%s'", where, format);
         goto fail;
     }
-    if (opt_push(L, opts, "columns")) {
-        size_t n = lua_type(L, -1) == LUA_TSTRING ? 1 : (size_t)luaL_len(L, -1);
-        s->columns = rn_calloc(n, sizeof *s->columns);
-        for (size_t i = 0; i < n; i++) {
-            if (lua_type(L, -1) == LUA_TSTRING) lua_pushvalue(L, -1);
-            else lua_geti(L, -1, (lua_Integer)i + 1);
-            s->columns[s->ncolumns++] = rn_strdup(lua_tostring(L, -1));
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-    }
+    s->columns = opt_string_list(L, opts, "columns", &s->ncolumns);
     if (s->csv && !s->ncolumns) {
         rn_fail(err, "%s: sink.kafka: format = \"csv\" needs columns = { \"field\", ... }", where);
         goto fail;
@@ -301,7 +288,8 @@ static void *ksink_open(struct job_env *env, int opts, struct rn_err *err)
     s->flush_timeout_ms = 60000;
     if (rd_kafka_conf_get(conf, "message.timeout.ms", timeout, &timeout_len) == RD_KAFKA_CONF_OK)
         s->flush_timeout_ms = atoll(timeout);
-    s->flush_timeout_ms += FLUSH_MARGIN_MS;
+    if (s->flush_timeout_ms <= 0) s->flush_timeout_ms = INT32_MAX; /* 0: librdkafka never times a message out */
+    else s->flush_timeout_ms += FLUSH_MARGIN_MS;
     s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!s->rk) {
         kafka_fail(&s->client, err, "%s: sink.kafka: cannot create the producer: %s", where, errstr);

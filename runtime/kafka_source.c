@@ -18,6 +18,7 @@
 #include "json.h"
 #include "kafka_common.h"
 #include "lua_job.h"
+#include "field_type.h"
 #include "plugin.h"
 
 #define METADATA_TIMEOUT_MS 10000
@@ -25,7 +26,6 @@
 
 enum value_format { FORMAT_JSON, FORMAT_CSV, FORMAT_TEXT };
 enum start_kind { START_COMMITTED, START_EARLIEST, START_LATEST, START_TIME };
-enum field_type { FT_STRING, FT_INTEGER, FT_NUMBER, FT_BOOLEAN };
 
 /* What this consumer knows of one partition. */
 struct part {
@@ -199,48 +199,6 @@ static void on_csv_row(int terminator, void *opaque)
     ((struct kafka_source *)opaque)->rows++;
 }
 
-static int never_space(unsigned char c)
-{
-    (void)c;
-    return 0;
-}
-
-static int convert(lua_State *L, enum field_type t, const char *v, size_t n)
-{
-    char *end;
-    if (t == FT_STRING) {
-        lua_pushlstring(L, v, n);
-        return 0;
-    }
-    if (n == 0) {
-        lua_pushnil(L);
-        return 0;
-    }
-    errno = 0;
-    if (t == FT_INTEGER) {
-        long long x = strtoll(v, &end, 10);
-        if (errno || end != v + n) return -1;
-        lua_pushinteger(L, x);
-        return 0;
-    }
-    if (t == FT_NUMBER) {
-        double x = strtod(v, &end);
-        if (errno == ERANGE || end != v + n || !isfinite(x)) return -1;
-        lua_pushnumber(L, x);
-        return 0;
-    }
-    if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "t")) lua_pushboolean(L, 1);
-    else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no") || !strcasecmp(v, "f")) lua_pushboolean(L, 0);
-    else return -1;
-    return 0;
-}
-
-static const char *type_label(enum field_type t)
-{
-    static const char *const names[] = {"string", "integer", "number", "boolean"};
-    return names[t];
-}
-
 static const char *json_type_label(const json_t *v)
 {
     switch (json_typeof(v)) {
@@ -262,8 +220,9 @@ static int decode_value(struct kafka_source *s, lua_State *L, const rd_kafka_mes
     const char *v = m->payload;
     size_t n = m->len;
     if (!v && s->format != FORMAT_TEXT) return rn_fail(err, "the message has no value (a tombstone)");
-    size_t bad;
-    if (v && !rn_utf8_valid(v, n, &bad)) return rn_fail(err, "the value is not valid UTF-8 (byte %zu)", bad + 1);
+    size_t bad; /* JSON is checked by jansson as it parses; text and CSV here */
+    if (v && s->format != FORMAT_JSON && !rn_utf8_valid(v, n, &bad))
+        return rn_fail(err, "the value is not valid UTF-8 (byte %zu)", bad + 1);
     if (s->format == FORMAT_TEXT) {
         lua_createtable(L, 0, s->metadata ? 7 : 1);
         if (v) {
@@ -274,8 +233,11 @@ static int decode_value(struct kafka_source *s, lua_State *L, const rd_kafka_mes
     }
     if (s->format == FORMAT_JSON) {
         json_error_t jerr;
-        json_t *obj = json_loadb(v, n, JSON_DECODE_ANY, &jerr);
-        if (!obj) return rn_fail(err, "the value is not JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        json_t *obj = json_loadb(v, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr); /* as json.decode */
+        if (!obj) {
+            if (!rn_utf8_valid(v, n, &bad)) return rn_fail(err, "the value is not valid UTF-8 (byte %zu)", bad + 1);
+            return rn_fail(err, "the value is not JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        }
         if (!json_is_object(obj)) {
             rn_fail(err, "the value is %s, not a JSON object", json_type_label(obj));
             json_decref(obj);
@@ -298,9 +260,9 @@ static int decode_value(struct kafka_source *s, lua_State *L, const rd_kafka_mes
     lua_createtable(L, 0, (int)s->ncolumns + (s->metadata ? 6 : 0));
     for (size_t i = 0; i < s->ncolumns; i++) {
         const char *f = s->fields.data + s->field_off[i];
-        if (convert(L, s->types[i], f, s->field_len[i])) {
+        if (field_type_push(L, s->types[i], f, s->field_len[i])) {
             lua_pop(L, 1);
-            return rn_fail(err, "column '%s': '%.60s' is not a valid %s", s->columns[i], f, type_label(s->types[i]));
+            return rn_fail(err, "column '%s': '%.60s' is not a valid %s", s->columns[i], f, field_type_name(s->types[i]));
         }
         lua_setfield(L, -2, s->columns[i]);
     }
@@ -589,16 +551,28 @@ static void place_by_time(struct kafka_source *s, rd_kafka_topic_partition_list_
     rd_kafka_topic_partition_list_t *lookup = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *c = &committed->elems[i];
-        if (e || c->err || c->offset < 0) rd_kafka_topic_partition_list_add(lookup, c->topic, c->partition)->offset = s->start_ms;
+        if (e) break; /* failed below: never guess a position that could skip records */
+        if (c->err || c->offset < 0) rd_kafka_topic_partition_list_add(lookup, c->topic, c->partition)->offset = s->start_ms;
         else parts->elems[i].offset = c->offset;
     }
-    if (lookup->cnt > 0) {
+    struct rn_err ferr;
+    if (e) {
+        kafka_fail(&s->client, &ferr, "start = %lld: cannot read the committed offsets: %s", (long long)s->start_ms,
+                   rd_kafka_err2str(e));
+        set_failed(s, &ferr);
+    } else if (lookup->cnt > 0) {
         rd_kafka_resp_err_t te = rd_kafka_offsets_for_times(s->rk, lookup, METADATA_TIMEOUT_MS);
         for (int i = 0; i < lookup->cnt; i++) {
             rd_kafka_topic_partition_t *l = &lookup->elems[i];
             rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(parts, l->topic, l->partition);
             if (!tp) continue;
-            tp->offset = te || l->err || l->offset < 0 ? RD_KAFKA_OFFSET_END : l->offset;
+            if (te || l->err) { /* a failed lookup stops the job rather than skip to the end */
+                kafka_fail(&s->client, &ferr, "start = %lld: cannot look up the offset of %s [%d] by time: %s",
+                           (long long)s->start_ms, l->topic, (int)l->partition, rd_kafka_err2str(te ? te : l->err));
+                set_failed(s, &ferr);
+                break;
+            }
+            tp->offset = l->offset < 0 ? RD_KAFKA_OFFSET_END : l->offset; /* nothing that recent yet */
         }
     }
     rd_kafka_topic_partition_list_destroy(lookup);
@@ -759,20 +733,8 @@ done:
 
 static int parse_columns(struct kafka_source *s, lua_State *L, int opts, struct rn_err *err)
 {
-    if (opt_push(L, opts, "columns")) {
-        size_t n = lua_type(L, -1) == LUA_TSTRING ? 1 : (size_t)luaL_len(L, -1);
-        s->columns = rn_calloc(n, sizeof *s->columns);
-        s->types = rn_calloc(n, sizeof *s->types);
-        for (size_t i = 0; i < n; i++) {
-            if (lua_type(L, -1) == LUA_TSTRING) lua_pushvalue(L, -1);
-            else lua_geti(L, -1, (lua_Integer)i + 1);
-            s->columns[i] = rn_strdup(lua_tostring(L, -1));
-            s->types[i] = FT_STRING;
-            lua_pop(L, 1);
-        }
-        s->ncolumns = n;
-        lua_pop(L, 1);
-    }
+    s->columns = opt_string_list(L, opts, "columns", &s->ncolumns);
+    if (s->ncolumns) s->types = rn_calloc(s->ncolumns, sizeof *s->types); /* FT_STRING is 0 */
     if (s->format == FORMAT_CSV && s->ncolumns == 0)
         return rn_fail(err, "%s: source.kafka: format = \"csv\" needs columns = { \"name\", ... }", s->client.where);
     if (opt_push(L, opts, "types")) {
@@ -787,11 +749,7 @@ static int parse_columns(struct kafka_source *s, lua_State *L, int opts, struct 
             const char *field = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
             const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
             enum field_type t;
-            if (!strcmp(name, "string")) t = FT_STRING;
-            else if (!strcmp(name, "integer")) t = FT_INTEGER;
-            else if (!strcmp(name, "number")) t = FT_NUMBER;
-            else if (!strcmp(name, "boolean")) t = FT_BOOLEAN;
-            else {
+            if (field_type_parse(name, &t)) {
                 rn_fail(err, "%s: source.kafka: types.%s: unknown type '%s' (string, integer, number, boolean)",
                         s->client.where, field ? field : "?", name);
                 lua_pop(L, 3);
@@ -875,7 +833,7 @@ static void *ks_open(struct job_env *env, int opts, struct rn_err *err)
             goto fail;
         }
         s->parser_ready = 1;
-        csv_set_space_func(&s->parser, never_space);
+        csv_set_space_func(&s->parser, field_type_no_space);
     }
 
     /* the topics */

@@ -190,6 +190,23 @@ int opt_push(lua_State *L, int tbl, const char *name)
     return 1;
 }
 
+char **opt_string_list(lua_State *L, int tbl, const char *name, size_t *count)
+{
+    *count = 0;
+    if (!opt_push(L, tbl, name)) return NULL;
+    size_t n = lua_type(L, -1) == LUA_TSTRING ? 1 : (size_t)luaL_len(L, -1);
+    char **list = rn_calloc(n, sizeof *list);
+    for (size_t i = 0; i < n; i++) {
+        if (lua_type(L, -1) == LUA_TSTRING) lua_pushvalue(L, -1);
+        else lua_geti(L, -1, (lua_Integer)i + 1);
+        list[i] = rn_strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    *count = n;
+    return list;
+}
+
 const char *opt_string(lua_State *L, int tbl, const char *name, const char *def)
 {
     lua_getfield(L, tbl, name);

@@ -57,6 +57,9 @@ int64_t opt_integer(lua_State *L, int tbl, const char *name, int64_t def);
 double opt_number(lua_State *L, int tbl, const char *name, double def);
 int opt_boolean(lua_State *L, int tbl, const char *name, int def);
 int64_t opt_duration_ms(lua_State *L, int tbl, const char *name, int64_t def);
+/* An OPT_STRING_OR_LIST option as an array of copies ("a" is the list {"a"}); NULL and
+ * *count = 0 when absent. The caller frees each string and the array. */
+char **opt_string_list(lua_State *L, int tbl, const char *name, size_t *count);
 /* Returns 1 and pushes the value when the option is present and not nil, else 0 (nothing pushed). */
 int opt_push(lua_State *L, int tbl, const char *name);
 
