@@ -11,7 +11,10 @@
 #include <fcntl.h>
 #include <lauxlib.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -37,6 +40,50 @@ struct row {
     int64_t line;
     int64_t end_offset;  /* byte offset just after the row */
 };
+
+/* Rows as libcsv gives them: the parser's own, each row converted as soon as it is complete. */
+struct rowbuf {
+    struct buf data;          /* field bytes, each field NUL-terminated */
+    size_t *field_off, *field_len;
+    size_t nfield_slots, field_cap;
+    struct row *rows;
+    size_t nrows, rows_cap, row_next;
+    size_t building_first;    /* first field of the row being built */
+};
+
+/* One output field of a record, converted to its type; a string's bytes are in batch.text. */
+struct cell {
+    struct field_value value;
+    size_t text_off, text_len;
+};
+
+enum item_kind { ITEM_RECORD, ITEM_BAD_ROW, ITEM_PARSE_ERROR };
+
+/* What csv_next returns next: a record, a row that is bad, or a parse error, in file order. */
+struct item {
+    enum item_kind kind;
+    int64_t line;
+    int64_t end_offset;       /* where reading goes on after it */
+    size_t cell;              /* a record: its first cell */
+    size_t text_off;          /* the others: the message (NUL-terminated), then for a bad row
+                               * its raw text of raw_len bytes */
+    size_t raw_len;
+};
+
+/* Converted rows, handed from the parser to csv_next: a few of them pass back and forth when
+ * a reader thread parses ahead; one is enough without. */
+struct batch {
+    struct item *items;
+    size_t nitems, items_cap, next;
+    struct cell *cells;
+    size_t ncells, cells_cap;
+    struct buf text;          /* string values, messages and raw rows */
+    int last;                 /* reader thread: the file ends after these items */
+};
+
+#define BATCHES 4
+#define BATCH_ROWS 512           /* a batch is handed over at this many items, */
+#define BATCH_BYTES (128 * 1024) /* or this much text */
 
 struct csv_source {
     struct job_env *env;
@@ -66,7 +113,8 @@ struct csv_source {
     size_t ncolumns;
     struct out_field *fields;
     size_t nfields;
-    int header_pending;       /* the next row is the header */
+    int names_ref;            /* registry ref: the field names, a Lua sequence */
+    int reading_header;       /* keep every column of the row being parsed (its names) */
 
     /* reading */
     char *chunk;
@@ -79,14 +127,24 @@ struct csv_source {
     int64_t error_line;       /* first line of the row the last parse error dropped */
     int64_t piece_end;        /* file offset after the piece being parsed */
 
-    /* parsed rows waiting to be returned */
-    struct buf data;          /* field bytes */
-    size_t *field_off, *field_len;
-    size_t nfield_slots, field_cap;
-    struct row *rows;
-    size_t nrows, rows_cap, row_next;
-    size_t building_first;    /* first field of the row being built */
-    size_t building_bytes;
+    struct rowbuf raw;        /* the parser's */
+
+    /* converted rows: `out` is the batch csv_next is returning from */
+    struct batch batches[BATCHES];
+    struct batch *out;
+    int64_t out_offset;       /* byte offset after the last item returned (progress) */
+
+    /* the reader thread, while one parses the current file: the parsing state above is its
+     * own until it is joined; the queues below are shared under `lock` */
+    int threaded;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    struct batch *ready[BATCHES]; /* filled, in file order */
+    size_t nready;
+    struct batch *spare[BATCHES]; /* emptied, for the reader to fill */
+    size_t nspare;
+    int stopping;
 
     /* acknowledged position */
     int64_t done_offset, done_line;
@@ -109,38 +167,90 @@ static const struct option_spec csv_options[] = {
 static void on_field(void *s, size_t len, void *data)
 {
     struct csv_source *c = data;
-    size_t column = c->nfield_slots - c->building_first;
+    struct rowbuf *b = &c->raw;
+    size_t column = b->nfield_slots - b->building_first;
     /* Only the bytes of columns a record uses are kept (the width is still counted); a bad
      * row's raw text then shows the kept columns only. */
-    if (c->wanted && column < c->ncolumns && !c->wanted[column]) { s = NULL; len = 0; }
-    if (c->nfield_slots == c->field_cap) {
-        c->field_cap = c->field_cap ? c->field_cap * 2 : 64;
-        c->field_off = rn_realloc(c->field_off, c->field_cap * sizeof *c->field_off);
-        c->field_len = rn_realloc(c->field_len, c->field_cap * sizeof *c->field_len);
+    if (c->wanted && column < c->ncolumns && !c->wanted[column] && !c->reading_header) { s = NULL; len = 0; }
+    if (b->nfield_slots == b->field_cap) {
+        b->field_cap = b->field_cap ? b->field_cap * 2 : 64;
+        b->field_off = rn_realloc(b->field_off, b->field_cap * sizeof *b->field_off);
+        b->field_len = rn_realloc(b->field_len, b->field_cap * sizeof *b->field_len);
     }
-    c->field_off[c->nfield_slots] = c->data.len;
-    c->field_len[c->nfield_slots] = len;
-    c->nfield_slots++;
-    buf_put(&c->data, s ? s : "", s ? len : 0);
-    buf_putc(&c->data, '\0');
+    b->field_off[b->nfield_slots] = b->data.len;
+    b->field_len[b->nfield_slots] = len;
+    b->nfield_slots++;
+    buf_put(&b->data, s ? s : "", s ? len : 0);
+    buf_putc(&b->data, '\0');
+}
+
+static struct row *add_row(struct rowbuf *b)
+{
+    if (b->nrows == b->rows_cap) {
+        b->rows_cap = b->rows_cap ? b->rows_cap * 2 : 16;
+        b->rows = rn_realloc(b->rows, b->rows_cap * sizeof *b->rows);
+    }
+    return &b->rows[b->nrows++];
 }
 
 static void on_row(int terminator, void *data)
 {
     (void)terminator;
     struct csv_source *c = data;
-    if (c->nrows == c->rows_cap) {
-        c->rows_cap = c->rows_cap ? c->rows_cap * 2 : 16;
-        c->rows = rn_realloc(c->rows, c->rows_cap * sizeof *c->rows);
-    }
-    struct row *r = &c->rows[c->nrows++];
-    r->first = c->building_first;
-    r->count = c->nfield_slots - c->building_first;
+    struct rowbuf *b = &c->raw;
+    struct row *r = add_row(b);
+    r->first = b->building_first;
+    r->count = b->nfield_slots - b->building_first;
     r->line = c->next_row_line;
     r->end_offset = c->piece_end;
-    c->building_first = c->nfield_slots;
+    b->building_first = b->nfield_slots;
 }
 
+static void rowbuf_clear(struct rowbuf *b)
+{
+    buf_clear(&b->data);
+    b->nfield_slots = b->building_first = 0;
+    b->nrows = b->row_next = 0;
+}
+
+static void rowbuf_free(struct rowbuf *b)
+{
+    buf_free(&b->data);
+    free(b->field_off);
+    free(b->field_len);
+    free(b->rows);
+}
+
+static void batch_clear(struct batch *b)
+{
+    if (b->text.cap > 8 * BATCH_BYTES) buf_free(&b->text); /* after a huge record */
+    buf_clear(&b->text);
+    b->nitems = b->next = b->ncells = 0;
+    b->last = 0;
+}
+
+static void batch_free(struct batch *b)
+{
+    buf_free(&b->text);
+    free(b->items);
+    free(b->cells);
+}
+
+static struct item *add_item(struct batch *b, enum item_kind kind, int64_t line, int64_t end_offset)
+{
+    if (b->nitems == b->items_cap) {
+        b->items_cap = b->items_cap ? b->items_cap * 2 : 64;
+        b->items = rn_realloc(b->items, b->items_cap * sizeof *b->items);
+    }
+    struct item *it = &b->items[b->nitems++];
+    it->kind = kind;
+    it->line = line;
+    it->end_offset = end_offset;
+    it->cell = b->ncells;
+    it->text_off = b->text.len;
+    it->raw_len = 0;
+    return it;
+}
 
 /* libcsv grows its field buffer by a fixed block (128 bytes): linear growth, quadratic
  * copying for a huge field. Grow geometrically instead, using the allocator's own size. */
@@ -180,34 +290,35 @@ static int fill_chunk(struct csv_source *c, struct rn_err *err)
 }
 
 /* Drop the rows already returned so the buffers do not grow. */
-static void compact(struct csv_source *c)
+static void compact(struct rowbuf *b)
 {
-    if (c->row_next < c->nrows) return;
-    size_t keep_from = c->building_first;
-    size_t keep = c->nfield_slots - keep_from;
+    if (b->row_next < b->nrows) return;
+    size_t keep_from = b->building_first;
+    size_t keep = b->nfield_slots - keep_from;
     if (keep == 0) {
-        buf_clear(&c->data);
+        buf_clear(&b->data);
     } else {
-        size_t base = c->field_off[keep_from];
-        memmove(c->data.data, c->data.data + base, c->data.len - base);
-        c->data.len -= base;
+        size_t base = b->field_off[keep_from];
+        memmove(b->data.data, b->data.data + base, b->data.len - base);
+        b->data.len -= base;
         for (size_t i = 0; i < keep; i++) {
-            c->field_off[i] = c->field_off[keep_from + i] - base;
-            c->field_len[i] = c->field_len[keep_from + i];
+            b->field_off[i] = b->field_off[keep_from + i] - base;
+            b->field_len[i] = b->field_len[keep_from + i];
         }
     }
-    c->nfield_slots = keep;
-    c->building_first = 0;
-    c->nrows = c->row_next = 0;
+    b->nfield_slots = keep;
+    b->building_first = 0;
+    b->nrows = b->row_next = 0;
 }
 
-/* Parse more input until at least one row is queued. Returns 1 when a row is queued,
- * 0 at end of input (or, when following, no complete row yet), -1 on a parse error
- * (err set; the broken row is discarded and the parser reset). */
+/* Parse more input into c->raw until at least one more row is queued there. Returns 1 when
+ * a row was queued, 0 at end of input (or, when following, no complete row yet), -1 on a
+ * parse error (err set; the broken row is discarded and the parser reset). */
 static int parse_more(struct csv_source *c, struct rn_err *err)
 {
-    compact(c);
-    while (c->nrows == c->row_next) {
+    struct rowbuf *b = &c->raw;
+    size_t queued = b->nrows;
+    while (b->nrows == queued) {
         if (c->chunk_pos == c->chunk_len) {
             if (c->finished) return 0;
             if (fill_chunk(c, err)) return -1;
@@ -218,7 +329,7 @@ static int parse_more(struct csv_source *c, struct rn_err *err)
                 if (csv_fini(&c->parser, on_field, on_row, c) != 0) {
                     c->error_line = c->next_row_line;
                     rn_fail(err, "line %lld: unterminated quoted field at end of file", (long long)c->next_row_line);
-                    c->nfield_slots = c->building_first;
+                    b->nfield_slots = b->building_first;
                     return -1;
                 }
                 continue;
@@ -236,19 +347,19 @@ static int parse_more(struct csv_source *c, struct rn_err *err)
         const char *cr = memchr(start, '\r', piece);
         if (cr) piece = (size_t)(cr - start) + 1;
         c->piece_end = c->chunk_base + (int64_t)(c->chunk_pos + piece);
-        size_t before_rows = c->nrows;
+        size_t before_rows = b->nrows;
         int64_t row_line = c->next_row_line; /* where the row this piece is part of began */
         size_t parsed = csv_parse(&c->parser, start, piece, on_field, on_row, c);
         c->chunk_pos += piece;
         int ended_line = start[piece - 1] == '\n';
         if (ended_line) c->line++;
         /* blank lines are skipped by libcsv; a line that ends inside an open quoted first field is not blank */
-        if (c->nrows > before_rows || (ended_line && c->nfield_slots == c->building_first && !c->parser.quoted))
+        if (b->nrows > before_rows || (ended_line && b->nfield_slots == b->building_first && !c->parser.quoted))
             c->next_row_line = c->line;
         if (parsed < piece) {
             int64_t bad_line = c->error_line = row_line;
             csv_free(&c->parser);
-            c->nfield_slots = c->building_first;
+            b->nfield_slots = b->building_first;
             if (parser_reset(c, err)) return -1;
             /* skip to the end of the current line so the next row starts clean */
             while (!ended_line && c->chunk_pos < c->chunk_len) {
@@ -263,11 +374,11 @@ static int parse_more(struct csv_source *c, struct rn_err *err)
             return rn_fail(err, "line %lld: malformed quoting (a quote inside an unquoted field or text after a closing quote)",
                            (long long)bad_line);
         }
-        size_t building = c->data.len - (c->building_first < c->nfield_slots ? c->field_off[c->building_first] : c->data.len);
+        size_t building = b->data.len - (b->building_first < b->nfield_slots ? b->field_off[b->building_first] : b->data.len);
         if ((int64_t)(building + csv_get_buffer_size(&c->parser)) > c->max_record_bytes) {
             int64_t bad_line = c->error_line = c->next_row_line;
             csv_free(&c->parser);
-            c->nfield_slots = c->building_first;
+            b->nfield_slots = b->building_first;
             if (parser_reset(c, err)) return -1;
             /* skip the rest of the oversized record up to the end of its line */
             for (;;) {
@@ -373,6 +484,12 @@ static int setup_fields(struct csv_source *c, lua_State *L, int opts, const char
         lua_pop(L, 1);
     }
     for (size_t i = 0; i < c->nfields; i++) fieldorder_add(c->env, c->fields[i].name);
+    lua_createtable(L, (int)c->nfields, 0); /* the names as Lua strings, made once */
+    for (size_t i = 0; i < c->nfields; i++) {
+        lua_pushstring(L, c->fields[i].name);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    c->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     c->wanted = rn_calloc(c->ncolumns, 1);
     for (size_t i = 0; i < c->nfields; i++) c->wanted[c->fields[i].column] = 1;
     return 0;
@@ -412,14 +529,17 @@ static char *next_file_name(struct csv_source *c, const char *after)
  * are the same (later files of a directory). */
 static int read_header(struct csv_source *c, struct rn_err *err)
 {
+    struct rowbuf *b = &c->raw;
+    c->reading_header = 1;
     int rc = parse_more(c, err);
+    c->reading_header = 0;
     if (rc < 0) return rn_wrap(err, "%s: header", c->path);
     if (rc == 0) return rn_fail(err, "%s: the file is empty: expected a header row", c->path);
-    struct row *r = &c->rows[c->row_next++];
+    struct row *r = &b->rows[b->row_next++];
     if (!c->columns) {
         c->columns = rn_calloc(r->count, sizeof *c->columns);
         for (size_t i = 0; i < r->count; i++) {
-            c->columns[i] = rn_strndup(c->data.data + c->field_off[r->first + i], c->field_len[r->first + i]);
+            c->columns[i] = rn_strndup(b->data.data + b->field_off[r->first + i], b->field_len[r->first + i]);
             c->ncolumns = i + 1;
             if (!rn_utf8_valid(c->columns[i], strlen(c->columns[i]), NULL))
                 return rn_fail(err, "%s: line 1: header column %zu is not valid UTF-8", c->path, i + 1);
@@ -429,13 +549,13 @@ static int read_header(struct csv_source *c, struct rn_err *err)
                        c->dir ? "as in the first file of the directory" : "as `columns` names");
     } else if (c->dir) {
         for (size_t i = 0; i < r->count; i++) {
-            const char *name = c->data.data + c->field_off[r->first + i];
+            const char *name = b->data.data + b->field_off[r->first + i];
             if (strcmp(name, c->columns[i]) != 0)
                 return rn_fail(err, "%s: header column %zu is '%s', expected '%s' as in the first file", c->path,
                                i + 1, name, c->columns[i]);
         }
     }
-    c->header_offset = r->end_offset;
+    c->header_offset = c->out_offset = r->end_offset;
     c->header_line = r->line;
     return 0;
 }
@@ -451,9 +571,9 @@ static int start_file(struct csv_source *c, const char *path, struct rn_err *err
     c->chunk_base = 0;
     c->chunk_len = c->chunk_pos = 0;
     c->eof = c->finished = 0;
-    c->nrows = c->row_next = 0;
-    c->nfield_slots = c->building_first = 0;
-    buf_clear(&c->data);
+    rowbuf_clear(&c->raw);
+    batch_clear(c->out);
+    c->out_offset = 0;
     c->line = c->next_row_line = 1;
     c->file_size = 0;
     c->fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -500,7 +620,7 @@ static void *csv_open(struct job_env *env, int opts, struct rn_err *err)
     struct csv_source *c = rn_calloc(1, sizeof *c);
     c->env = env;
     c->fd = -1;
-    c->opts_ref = LUA_NOREF;
+    c->opts_ref = c->names_ref = LUA_NOREF;
     c->file_index = -1;
     const char *path = opt_string(L, opts, "path", NULL);
     c->declared_path = rn_strdup(path);
@@ -520,7 +640,11 @@ static void *csv_open(struct job_env *env, int opts, struct rn_err *err)
     c->max_record_bytes = opt_integer(L, opts, "max_record_bytes", 64 << 20);
     c->parser_options = CSV_STRICT | CSV_STRICT_FINI;
     c->chunk = rn_malloc(CHUNK_SIZE);
-    buf_init(&c->data);
+    buf_init(&c->raw.data);
+    for (int i = 0; i < BATCHES; i++) buf_init(&c->batches[i].text);
+    c->out = &c->batches[0];
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->changed, NULL);
     c->header = opt_boolean(L, opts, "header", 1);
     if (parser_reset(c, err)) goto fail;
     lua_pushvalue(L, opts);
@@ -553,45 +677,206 @@ fail:
     return NULL;
 }
 
-/* Push the raw row as a readable string for a dead-letter record (invalid UTF-8 shown as \xNN). */
-static void push_raw_row(struct csv_source *c, lua_State *L, const struct row *r)
+/* Append the raw row as readable text for a dead-letter record (invalid UTF-8 shown as \xNN). */
+static void put_raw_row(struct csv_source *c, struct buf *b, const struct row *r)
 {
-    struct buf b;
-    buf_init(&b);
-    for (size_t i = 0; i < r->count && b.len < 4096; i++) {
-        if (i) buf_putc(&b, (char)c->delimiter);
-        const unsigned char *s = (const unsigned char *)c->data.data + c->field_off[r->first + i];
-        size_t n = c->field_len[r->first + i];
+    const struct rowbuf *rb = &c->raw;
+    size_t start = b->len;
+    for (size_t i = 0; i < r->count && b->len - start < 4096; i++) {
+        if (i) buf_putc(b, (char)c->delimiter);
+        const unsigned char *s = (const unsigned char *)rb->data.data + rb->field_off[r->first + i];
+        size_t n = rb->field_len[r->first + i];
         size_t pos = 0;
         while (pos < n) {
             size_t bad;
-            if (rn_utf8_valid((const char *)s + pos, n - pos, &bad)) { buf_put(&b, s + pos, n - pos); break; }
-            buf_put(&b, s + pos, bad);
-            buf_printf(&b, "\\x%02X", s[pos + bad]);
+            if (rn_utf8_valid((const char *)s + pos, n - pos, &bad)) { buf_put(b, s + pos, n - pos); break; }
+            buf_put(b, s + pos, bad);
+            buf_printf(b, "\\x%02X", s[pos + bad]);
             pos += bad + 1;
         }
     }
-    if (b.len > 4096) { b.len = 4096; buf_puts(&b, "..."); }
-    lua_pushlstring(L, b.data, b.len);
-    buf_free(&b);
+    if (b->len - start > 4096) { b->len = start + 4096; buf_puts(b, "..."); }
 }
 
-static void push_bad(struct csv_source *c, lua_State *L, const struct row *r)
+/* The row is bad: its message (printf-style) and raw text go into the batch instead of cells. */
+static void add_bad_row(struct csv_source *c, struct batch *b, const struct row *r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void add_bad_row(struct csv_source *c, struct batch *b, const struct row *r, const char *fmt, ...)
 {
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, c->path);
-    lua_setfield(L, -2, "file");
-    lua_pushinteger(L, r->line);
-    lua_setfield(L, -2, "line");
-    push_raw_row(c, L, r);
-    lua_setfield(L, -2, "raw");
+    struct item *it = add_item(b, ITEM_BAD_ROW, r->line, r->end_offset);
+    char msg[sizeof ((struct rn_err *)0)->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    buf_puts(&b->text, msg);
+    buf_putc(&b->text, '\0');
+    size_t raw_start = b->text.len;
+    put_raw_row(c, &b->text, r);
+    it->raw_len = b->text.len - raw_start;
+}
+
+/* A parse error takes its place among the rows, so rows and errors keep the file's order. */
+static void add_parse_error(struct csv_source *c, struct batch *b, const struct rn_err *err)
+{
+    add_item(b, ITEM_PARSE_ERROR, c->error_line, c->chunk_base + (int64_t)c->chunk_pos);
+    buf_puts(&b->text, err->msg);
+    buf_putc(&b->text, '\0');
+}
+
+/* Check and convert a complete row into the batch: a record's cells, or a bad row. */
+static void convert_row(struct csv_source *c, struct batch *b, const struct row *r)
+{
+    const struct rowbuf *rb = &c->raw;
+    if (r->count != c->ncolumns) {
+        add_bad_row(c, b, r, "line %lld: expected %zu fields, got %zu", (long long)r->line, c->ncolumns, r->count);
+        return;
+    }
+    if (b->ncells + c->nfields > b->cells_cap) {
+        b->cells_cap = b->cells_cap ? b->cells_cap * 2 : 1024;
+        if (b->cells_cap < b->ncells + c->nfields) b->cells_cap = b->ncells + c->nfields;
+        b->cells = rn_realloc(b->cells, b->cells_cap * sizeof *b->cells);
+    }
+    size_t text_start = b->text.len;
+    struct cell *cells = &b->cells[b->ncells];
+    for (size_t i = 0; i < c->nfields; i++) {
+        const struct out_field *f = &c->fields[i];
+        const char *s = rb->data.data + rb->field_off[r->first + (size_t)f->column];
+        size_t n = rb->field_len[r->first + (size_t)f->column];
+        size_t bad;
+        if (!rn_utf8_valid(s, n, &bad)) {
+            b->text.len = text_start;
+            add_bad_row(c, b, r, "line %lld: column '%s' is not valid UTF-8 (byte %zu)", (long long)r->line,
+                        c->columns[f->column], bad + 1);
+            return;
+        }
+        if (field_type_convert(f->type, s, n, &cells[i].value)) {
+            b->text.len = text_start;
+            add_bad_row(c, b, r, "line %lld: column '%s': '%.60s' is not a valid %s", (long long)r->line,
+                        c->columns[f->column], s, field_type_name(f->type));
+            return;
+        }
+        if (cells[i].value.kind == FV_STRING) {
+            cells[i].text_off = b->text.len;
+            cells[i].text_len = n;
+            buf_put(&b->text, s, n);
+        }
+    }
+    add_item(b, ITEM_RECORD, r->line, r->end_offset);
+    b->ncells += c->nfields;
+}
+
+/* Parse and convert rows into b until it is full or no complete row is left to read (the end
+ * of the file, or of what a followed file holds so far). */
+static void read_rows(struct csv_source *c, struct batch *b)
+{
+    struct rowbuf *raw = &c->raw;
+    while (b->nitems < BATCH_ROWS && b->text.len < BATCH_BYTES) {
+        struct rn_err err;
+        compact(raw);
+        int rc = parse_more(c, &err);
+        if (rc < 0) add_parse_error(c, b, &err);
+        else if (rc == 0) break;
+        else convert_row(c, b, &raw->rows[raw->row_next++]);
+    }
+}
+
+/* ---- the reader thread ----
+ * When a file is read to its end (not followed), a thread parses and converts it ahead of the
+ * job: libcsv's pass over every byte then runs on another core while the job's thread runs
+ * Lua. Batches come over through `ready` and go back emptied through `spare`; order, lines and
+ * offsets are exactly those of reading in the job's thread. */
+
+static void *reader_main(void *arg)
+{
+    struct csv_source *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        while (!c->nspare && !c->stopping) pthread_cond_wait(&c->changed, &c->lock);
+        if (c->stopping) {
+            pthread_mutex_unlock(&c->lock);
+            return NULL;
+        }
+        struct batch *b = c->spare[--c->nspare];
+        pthread_mutex_unlock(&c->lock);
+        batch_clear(b);
+        read_rows(c, b);
+        b->last = c->finished; /* not following: only the end stops read_rows short */
+        pthread_mutex_lock(&c->lock);
+        c->ready[c->nready++] = b;
+        pthread_cond_broadcast(&c->changed);
+        pthread_mutex_unlock(&c->lock);
+        if (b->last) return NULL;
+    }
+}
+
+/* Start a reader thread on the current file; c->out is empty. Without a thread (the system
+ * refused one) the job reads in its own thread as before. */
+static void reader_start(struct csv_source *c)
+{
+    c->nready = c->nspare = 0;
+    c->stopping = 0;
+    for (int i = 0; i < BATCHES; i++)
+        if (&c->batches[i] != c->out) c->spare[c->nspare++] = &c->batches[i];
+    c->threaded = pthread_create(&c->thread, NULL, reader_main, c) == 0;
+}
+
+/* Hand back the emptied batch and wait for the next one. */
+static void reader_next_batch(struct csv_source *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->spare[c->nspare++] = c->out;
+    pthread_cond_broadcast(&c->changed);
+    while (!c->nready) pthread_cond_wait(&c->changed, &c->lock);
+    c->out = c->ready[0];
+    memmove(c->ready, c->ready + 1, --c->nready * sizeof *c->ready);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Stop and join the reader thread; the parsing state is the job thread's again. */
+static void reader_stop(struct csv_source *c)
+{
+    if (!c->threaded) return;
+    pthread_mutex_lock(&c->lock);
+    c->stopping = 1;
+    pthread_cond_broadcast(&c->changed);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->thread, NULL);
+    c->threaded = 0;
+}
+
+static void push_cells(struct csv_source *c, lua_State *L, const struct batch *b, const struct item *it)
+{
+    const struct cell *cell = &b->cells[it->cell];
+    lua_createtable(L, 0, (int)c->nfields);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->names_ref);
+    for (size_t i = 0; i < c->nfields; i++, cell++) {
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        switch (cell->value.kind) {
+        case FV_NIL: lua_pushnil(L); break;
+        case FV_STRING: lua_pushlstring(L, b->text.data + cell->text_off, cell->text_len); break;
+        case FV_INTEGER: lua_pushinteger(L, cell->value.as.integer); break;
+        case FV_NUMBER: lua_pushnumber(L, cell->value.as.number); break;
+        case FV_BOOLEAN: lua_pushboolean(L, cell->value.as.boolean); break;
+        }
+        lua_rawset(L, -4);
+    }
+    lua_pop(L, 1);
 }
 
 static enum source_status csv_next(void *self, struct source_pos *pos, struct rn_err *err)
 {
     struct csv_source *c = self;
     lua_State *L = c->env->L;
-    while (c->row_next == c->nrows) {
+    while (c->out->next == c->out->nitems) {
+        if (c->threaded) {
+            if (!c->out->last) {
+                reader_next_batch(c);
+                continue;
+            }
+            reader_stop(c); /* it has read the whole file */
+        }
+        batch_clear(c->out);
         if (c->fd < 0 || (c->finished && c->dir)) {
             if (!c->dir) return SRC_END;
             int opened = open_next_file(c, err);
@@ -599,55 +884,38 @@ static enum source_status csv_next(void *self, struct source_pos *pos, struct rn
             if (opened == 0) return c->env->streaming ? SRC_IDLE : SRC_END;
             continue;
         }
-        int rc = parse_more(c, err);
-        if (rc < 0) {
-            pos->partition = -1;
-            pos->offset = c->chunk_base + (int64_t)c->chunk_pos;
-            pos->line = c->error_line;
-            pos->file = c->file_index;
-            lua_createtable(L, 0, 2);
-            lua_pushstring(L, c->path);
-            lua_setfield(L, -2, "file");
-            return SRC_BAD;
+        if (!c->follow && !c->finished) {
+            reader_start(c);
+            if (c->threaded) continue;
         }
-        if (rc == 0) {
+        read_rows(c, c->out);
+        if (c->out->nitems == 0) {
             if (c->dir && c->finished) continue;
             return c->finished ? SRC_END : SRC_IDLE;
         }
     }
-    struct row *r = &c->rows[c->row_next++];
+    const struct batch *b = c->out;
+    const struct item *it = &b->items[c->out->next++];
     pos->partition = -1;
-    pos->offset = r->end_offset;
-    pos->line = r->line;
+    pos->offset = c->out_offset = it->end_offset;
+    pos->line = it->line;
     pos->file = c->file_index;
-    if (r->count != c->ncolumns) {
-        push_bad(c, L, r);
-        rn_fail(err, "line %lld: expected %zu fields, got %zu", (long long)r->line, c->ncolumns, r->count);
-        return SRC_BAD;
+    if (it->kind == ITEM_RECORD) {
+        push_cells(c, L, b, it);
+        return SRC_RECORD;
     }
-    lua_createtable(L, 0, (int)c->nfields);
-    for (size_t i = 0; i < c->nfields; i++) {
-        const struct out_field *f = &c->fields[i];
-        const char *s = c->data.data + c->field_off[r->first + (size_t)f->column];
-        size_t n = c->field_len[r->first + (size_t)f->column];
-        size_t bad;
-        if (!rn_utf8_valid(s, n, &bad)) {
-            lua_pop(L, 1);
-            push_bad(c, L, r);
-            rn_fail(err, "line %lld: column '%s' is not valid UTF-8 (byte %zu)", (long long)r->line,
-                    c->columns[f->column], bad + 1);
-            return SRC_BAD;
-        }
-        if (field_type_push(L, f->type, s, n)) {
-            lua_pop(L, 1);
-            push_bad(c, L, r);
-            rn_fail(err, "line %lld: column '%s': '%.60s' is not a valid %s", (long long)r->line,
-                    c->columns[f->column], s, field_type_name(f->type));
-            return SRC_BAD;
-        }
-        lua_setfield(L, -2, f->name);
+    rn_fail(err, "%s", b->text.data + it->text_off);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, c->path);
+    lua_setfield(L, -2, "file");
+    if (it->kind == ITEM_BAD_ROW) {
+        lua_pushinteger(L, it->line);
+        lua_setfield(L, -2, "line");
+        const char *msg = b->text.data + it->text_off;
+        lua_pushlstring(L, msg + strlen(msg) + 1, it->raw_len);
+        lua_setfield(L, -2, "raw");
     }
-    return SRC_RECORD;
+    return SRC_BAD;
 }
 
 static void csv_wait(void *self, int timeout_ms)
@@ -707,9 +975,9 @@ static int seek_to(struct csv_source *c, int64_t offset, int64_t line, struct rn
     c->chunk_base = offset;
     c->chunk_len = c->chunk_pos = 0;
     c->eof = c->finished = 0;
-    c->nrows = c->row_next = 0;
-    c->nfield_slots = c->building_first = 0;
-    buf_clear(&c->data);
+    rowbuf_clear(&c->raw);
+    batch_clear(c->out);
+    c->out_offset = offset;
     c->line = c->next_row_line = before + 1;
     c->done_offset = offset;
     c->done_line = line;
@@ -752,7 +1020,7 @@ static double csv_progress(void *self)
 {
     struct csv_source *c = self;
     if (c->file_size <= 0) return -1;
-    double f = (double)(c->chunk_base + (int64_t)c->chunk_pos) / (double)c->file_size;
+    double f = (double)c->out_offset / (double)c->file_size;
     return f > 1 ? 1 : f;
 }
 
@@ -760,6 +1028,7 @@ static void csv_close(void *self)
 {
     struct csv_source *c = self;
     if (!c) return;
+    reader_stop(c);
     if (c->fd >= 0) close(c->fd);
     csv_free(&c->parser);
     for (size_t i = 0; i < c->ncolumns; i++) free(c->columns[i]);
@@ -767,10 +1036,10 @@ static void csv_close(void *self)
     for (size_t i = 0; i < c->nfields; i++) free(c->fields[i].name);
     free(c->fields);
     free(c->chunk);
-    buf_free(&c->data);
-    free(c->field_off);
-    free(c->field_len);
-    free(c->rows);
+    rowbuf_free(&c->raw);
+    for (int i = 0; i < BATCHES; i++) batch_free(&c->batches[i]);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->changed);
     free(c->path);
     free(c->declared_path);
     free(c->wanted);
@@ -780,6 +1049,7 @@ static void csv_close(void *self)
     for (int32_t i = 0; c->done_names && i <= c->file_index; i++) free(c->done_names[i]);
     free(c->done_names);
     if (c->opts_ref != LUA_NOREF) luaL_unref(c->env->L, LUA_REGISTRYINDEX, c->opts_ref);
+    if (c->names_ref != LUA_NOREF) luaL_unref(c->env->L, LUA_REGISTRYINDEX, c->names_ref);
     free(c);
 }
 

@@ -23,33 +23,50 @@ const char *field_type_name(enum field_type type)
     return names[type];
 }
 
-int field_type_push(lua_State *L, enum field_type type, const char *s, size_t n)
+int field_type_convert(enum field_type type, const char *s, size_t n, struct field_value *out)
 {
     char *end;
     if (type == FT_STRING) {
-        lua_pushlstring(L, s, n);
+        out->kind = FV_STRING;
         return 0;
     }
     if (n == 0) {
-        lua_pushnil(L);
+        out->kind = FV_NIL;
         return 0;
     }
     errno = 0;
     if (type == FT_INTEGER) {
         long long v = strtoll(s, &end, 10);
         if (errno || end != s + n) return -1;
-        lua_pushinteger(L, v);
+        out->kind = FV_INTEGER;
+        out->as.integer = v;
         return 0;
     }
     if (type == FT_NUMBER) {
         double v = strtod(s, &end);
         if (errno == ERANGE || end != s + n || !isfinite(v)) return -1;
-        lua_pushnumber(L, v);
+        out->kind = FV_NUMBER;
+        out->as.number = v;
         return 0;
     }
-    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "t")) lua_pushboolean(L, 1);
-    else if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") || !strcasecmp(s, "f")) lua_pushboolean(L, 0);
+    out->kind = FV_BOOLEAN;
+    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "t")) out->as.boolean = 1;
+    else if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") || !strcasecmp(s, "f")) out->as.boolean = 0;
     else return -1;
+    return 0;
+}
+
+int field_type_push(lua_State *L, enum field_type type, const char *s, size_t n)
+{
+    struct field_value v;
+    if (field_type_convert(type, s, n, &v)) return -1;
+    switch (v.kind) {
+    case FV_NIL: lua_pushnil(L); break;
+    case FV_STRING: lua_pushlstring(L, s, n); break;
+    case FV_INTEGER: lua_pushinteger(L, v.as.integer); break;
+    case FV_NUMBER: lua_pushnumber(L, v.as.number); break;
+    case FV_BOOLEAN: lua_pushboolean(L, v.as.boolean); break;
+    }
     return 0;
 }
 

@@ -68,6 +68,16 @@ $RUNNEL run "$T/job.lua" --set name=batchdir --set input="$T/in" --set output="$
 expect_eq "batch directory: all files in order" "1 2 3 4 5 6" "$(ids "$T/b.jsonl")"
 check "batch directory: invariant" invariant_holds "$T/b.json"
 expect_eq "batch directory: the bad row names its file" "$T/in/004.csv:3" "$(jq -r '"\(.file):\(.line)"' "$T/b.jsonl.err")"
+# a job that selects columns checks every later file's header by all its names
+cat > "$T/select.lua" <<'LUA'
+return job {
+  name = "select", source = source.csv { path = param("input"), select = { n = "id" }, types = { n = "integer" } },
+  sinks = sink.jsonl { path = param("output") }, errors = sink.jsonl { path = param("output") .. ".err" },
+}
+LUA
+$RUNNEL run "$T/select.lua" --set input="$T/in" --set output="$T/sel.jsonl" --no-progress --summary-json "$T/sel.json" 2>"$T/sel.log"
+expect_eq "batch directory with select: every file read" "1 2 3 4 5 6" "$(jq -r .n "$T/sel.jsonl" | tr '\n' ' ' | sed 's/ $//')"
+check "batch directory with select: invariant" invariant_holds "$T/sel.json"
 printf 'id,other\n7,g\n' > "$T/in/005.csv"
 $RUNNEL run "$T/job.lua" --set name=batchdir2 --set input="$T/in" --set output="$T/b2.jsonl" --no-progress >"$T/b2.log" 2>&1
 expect_eq "batch directory: a file with other columns stops the job" 1 $?
