@@ -60,6 +60,8 @@ struct key_entry {
     size_t len;
     lua_Integer rank;
     int value;           /* stack index of the value */
+    int cached;          /* the rank cache held it at `slot` (a later key may take the slot) */
+    size_t slot;
 };
 
 static int key_compare(const void *a, const void *b)
@@ -74,30 +76,50 @@ static int key_compare(const void *a, const void *b)
 
 /* Ranks of field names by the address of their interned Lua string: short strings are
  * interned, so one name has one address while it lives. A direct-mapped cache in front of the
- * order table; an entry is checked against the name's bytes, so a reused address is harmless. */
+ * order table; an entry is checked against the name's bytes, so a reused address is harmless.
+ * It also keeps the name encoded as a JSON key, ready to copy. */
 #define RANK_CACHE 256
-static struct { const char *ptr; size_t len; char head[16]; lua_Integer rank; } rank_cache[RANK_CACHE];
+#define CACHED_NAME 28
+static struct {
+    const char *ptr;
+    size_t len;
+    char name[CACHED_NAME];
+    lua_Integer rank;
+    char encoded[CACHED_NAME * 6 + 3];
+    size_t encoded_len;
+} rank_cache[RANK_CACHE];
 static int rank_cache_order = LUA_NOREF;
 
 void json_forget_field_order(void) { rank_cache_order = LUA_NOREF; }
 
-static lua_Integer key_rank(lua_State *L, int order_idx, int key_idx, const char *name, size_t len)
+/* The key's rank (and its place in the rank cache). */
+static void key_rank(lua_State *L, int order_idx, int key_idx, struct key_entry *k)
 {
-    size_t slot = ((uintptr_t)name >> 4) % RANK_CACHE;
-    if (rank_cache[slot].ptr == name && rank_cache[slot].len == len &&
-        memcmp(rank_cache[slot].head, name, len < 16 ? len : 16) == 0)
-        return rank_cache[slot].rank;
+    size_t slot = k->slot = ((uintptr_t)k->name >> 4) % RANK_CACHE;
+    if (rank_cache[slot].ptr == k->name && rank_cache[slot].len == k->len && memcmp(rank_cache[slot].name, k->name, k->len) == 0) {
+        k->rank = rank_cache[slot].rank;
+        k->cached = 1;
+        return;
+    }
     lua_Integer rank = LUA_MAXINTEGER;
     lua_pushvalue(L, key_idx);
     if (lua_rawget(L, order_idx) == LUA_TNUMBER) rank = lua_tointeger(L, -1);
     lua_pop(L, 1);
-    if (len <= 40) { /* only short (interned) strings have stable addresses */
-        rank_cache[slot].ptr = name;
-        rank_cache[slot].len = len;
-        memcpy(rank_cache[slot].head, name, len < 16 ? len : 16);
+    k->rank = rank;
+    if (k->len <= CACHED_NAME) { /* short (interned) strings have stable addresses */
+        struct buf b;
+        buf_init(&b);
+        buf_put_json_string(&b, k->name, k->len);
+        buf_putc(&b, ':');
+        rank_cache[slot].ptr = k->name;
+        rank_cache[slot].len = k->len;
+        memcpy(rank_cache[slot].name, k->name, k->len);
         rank_cache[slot].rank = rank;
+        memcpy(rank_cache[slot].encoded, b.data, b.len);
+        rank_cache[slot].encoded_len = b.len;
+        buf_free(&b);
+        k->cached = 1;
     }
-    return rank;
 }
 
 static int encode_object(lua_State *L, int idx, int order_idx, struct buf *out, int depth, struct rn_err *err)
@@ -130,7 +152,9 @@ static int encode_object(lua_State *L, int idx, int order_idx, struct buf *out, 
         struct key_entry *k = &keys[count++];
         k->name = lua_tolstring(L, -2, &k->len);
         k->value = lua_gettop(L);
-        k->rank = order_idx ? key_rank(L, order_idx, -2, k->name, k->len) : LUA_MAXINTEGER;
+        k->cached = 0;
+        if (order_idx) key_rank(L, order_idx, -2, k);
+        else k->rank = LUA_MAXINTEGER;
         lua_pushvalue(L, -2);
     }
     if (count > 16) {
@@ -146,8 +170,13 @@ static int encode_object(lua_State *L, int idx, int order_idx, struct buf *out, 
     buf_putc(out, '{');
     for (size_t i = 0; i < count; i++) {
         if (i) buf_putc(out, ',');
-        buf_put_json_string(out, keys[i].name, keys[i].len);
-        buf_putc(out, ':');
+        const struct key_entry *k = &keys[i];
+        if (k->cached && rank_cache[k->slot].ptr == k->name && rank_cache[k->slot].len == k->len) {
+            buf_put(out, rank_cache[k->slot].encoded, rank_cache[k->slot].encoded_len);
+        } else {
+            buf_put_json_string(out, keys[i].name, keys[i].len);
+            buf_putc(out, ':');
+        }
         rc = encode_value(L, keys[i].value, 0, out, depth + 1, err);
         if (rc) {
             rn_wrap(err, "field '%s'", keys[i].name);

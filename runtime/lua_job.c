@@ -4,6 +4,7 @@
  * option table at the line that calls them and return a declaration table
  * {__kind=, __type=, __where=, options=} that the pipeline later opens. */
 #include "lua_job.h"
+#include "lua_alloc.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -297,11 +298,16 @@ static int traceback_handler(lua_State *L)
 int luajob_call(lua_State *L, int nargs, int nresults, struct rn_err *err)
 {
     int base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, traceback_handler);
-    lua_insert(L, base);
+    /* The job state keeps the handler at the bottom of its stack (see luajob_new): per-record
+     * calls then need not push it and take it out again. */
+    int shared = lua_tocfunction(L, 1) == traceback_handler;
+    if (!shared) {
+        lua_pushcfunction(L, traceback_handler);
+        lua_insert(L, base);
+    }
     instructions_left = instruction_limit;
-    int rc = lua_pcall(L, nargs, nresults, base);
-    lua_remove(L, base);
+    int rc = lua_pcall(L, nargs, nresults, shared ? 1 : base);
+    if (!shared) lua_remove(L, base);
     if (rc != LUA_OK) {
         rn_fail(err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error object is not a string");
         lua_pop(L, 1);
@@ -339,9 +345,10 @@ static void add_declaration(lua_State *L, const char *kind, const void *ops, con
 
 lua_State *luajob_new(struct job_env *env, const struct param *params, size_t nparams, struct rn_err *err)
 {
-    lua_State *L = luaL_newstate();
+    lua_State *L = lua_alloc_newstate();
     if (!L) { rn_fail(err, "cannot create a Lua state (out of memory)"); return NULL; }
     env->L = L;
+    lua_pushcfunction(L, traceback_handler); /* stays at index 1 for luajob_call */
     /* Only the libraries a job needs; no io, no package (no C modules), a trimmed os. */
     static const luaL_Reg libs[] = {
         {LUA_GNAME, luaopen_base},     {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
@@ -413,7 +420,7 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
 
 void luajob_close(lua_State *L)
 {
-    if (L) lua_close(L);
+    lua_alloc_close(L);
 }
 
 void fieldorder_add(struct job_env *env, const char *name)

@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "json.h"
+#include "json_scan.h"
 #include "lua_job.h"
 
 static const struct option_spec openai_options[] = {
@@ -351,9 +352,93 @@ static int shape_error(json_t *root, const char *what, struct rn_err *err)
     return rn_fail(err, "%s", what);
 }
 
-static int openai_parse(void *self, const char *body, size_t len, struct model_reply *reply, struct rn_err *err)
+static int key_is(const char *key, size_t len, const char *name)
 {
-    (void)self;
+    return strlen(name) == len && memcmp(key, name, len) == 0;
+}
+
+/* usage: { "prompt_tokens": N, "completion_tokens": N, ... } */
+static int scan_usage(struct jscan *s, struct model_reply *reply)
+{
+    const char *key;
+    size_t key_len;
+    int count = 0, more;
+    if (!jscan_open(s, '{')) return jscan_skip(s); /* null or odd: counted as zero, like jansson's path */
+    while ((more = jscan_member(s, &count, &key, &key_len)) > 0) {
+        int64_t *to = key_is(key, key_len, "prompt_tokens") ? &reply->tokens_in
+                    : key_is(key, key_len, "completion_tokens") ? &reply->tokens_out : NULL;
+        int64_t v;
+        int c = jscan_peek(s);
+        if (to && (c == '-' || (c >= '0' && c <= '9'))) {
+            if (jscan_integer(s, &v)) return -1;
+            *to = v > 0 ? v : 0;
+        } else if (jscan_skip(s)) {
+            return -1;
+        }
+    }
+    return more;
+}
+
+/* choices: [ { "message": { "content": "..." }, ... }, ... ]: the first choice's text. 1 when
+ * it was a plain string, 0 for anything else (content parts, a refusal, no message). */
+static int scan_choices(struct jscan *s, struct model_reply *reply)
+{
+    const char *key;
+    size_t key_len;
+    int elements = 0, more, found = 0;
+    if (!jscan_open(s, '[')) return 0;
+    while ((more = jscan_element(s, &elements)) > 0) {
+        int members = 0;
+        if (elements > 1 || !jscan_open(s, '{')) { if (jscan_skip(s)) return -1; continue; }
+        while ((more = jscan_member(s, &members, &key, &key_len)) > 0) {
+            if (!key_is(key, key_len, "message")) { if (jscan_skip(s)) return -1; continue; }
+            if (found || !jscan_open(s, '{')) return 0;
+            int fields = 0;
+            while ((more = jscan_member(s, &fields, &key, &key_len)) > 0) {
+                if (key_is(key, key_len, "content")) {
+                    if (found || jscan_string(s, &reply->text)) return 0;
+                    found = 1;
+                } else if (jscan_skip(s)) {
+                    return -1;
+                }
+            }
+            if (more < 0) return -1;
+        }
+        if (more < 0) return -1;
+    }
+    return more < 0 ? -1 : found;
+}
+
+/* The usual answer, a chat completion whose first message is a string, read without building a
+ * tree. 1 when it was that; 0 for any other document (the reply is then left empty). */
+static int parse_plain_completion(const char *body, size_t len, struct model_reply *reply)
+{
+    struct jscan s;
+    const char *key;
+    size_t key_len;
+    int count = 0, more, seen_choices = 0, seen_usage = 0, ok = 0;
+    jscan_init(&s, body, len);
+    if (!jscan_open(&s, '{')) return 0;
+    while ((more = jscan_member(&s, &count, &key, &key_len)) > 0) {
+        if (key_is(key, key_len, "choices")) {
+            if (seen_choices++ || (ok = scan_choices(&s, reply)) != 1) goto other;
+        } else if (key_is(key, key_len, "usage")) {
+            if (seen_usage++ || scan_usage(&s, reply)) goto other;
+        } else if (key_is(key, key_len, "data") || key_is(key, key_len, "error")) {
+            goto other;
+        } else if (jscan_skip(&s)) {
+            goto other;
+        }
+    }
+    if (more == 0 && ok && jscan_at_end(&s)) return 1;
+other:
+    buf_clear(&reply->text);
+    reply->tokens_in = reply->tokens_out = 0;
+    return 0;
+}
+
+int openai_parse_tree(const char *body, size_t len, struct model_reply *reply, struct rn_err *err)
+{
     json_error_t jerr;
     json_t *root = json_loadb(body, len, 0, &jerr);
     if (!root) return rn_fail(err, "the answer is not JSON (%s at line %d, column %d)", jerr.text, jerr.line, jerr.column);
@@ -393,6 +478,13 @@ static int openai_parse(void *self, const char *body, size_t len, struct model_r
     }
     json_decref(root);
     return 0;
+}
+
+static int openai_parse(void *self, const char *body, size_t len, struct model_reply *reply, struct rn_err *err)
+{
+    (void)self;
+    if (parse_plain_completion(body, len, reply)) return 0;
+    return openai_parse_tree(body, len, reply, err);
 }
 
 const struct provider_ops openai_provider = {

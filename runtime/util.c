@@ -113,17 +113,40 @@ void buf_printf(struct buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* Whether any of the 8 bytes in v is a control character, '"' or '\\' (exact: the classic
+ * "has a byte less than n" and "has a zero byte" tests). */
+static inline int any_escape8(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t quote = v ^ (ones * '"'), backslash = v ^ (ones * '\\');
+    return ((((v - ones * 0x20) & ~v) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash)) & highs) != 0;
+}
+
+/* Bytes JSON strings must escape: control characters, '"' and '\\'. */
+static const unsigned char escaped_byte[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1,
+};
+
 void buf_put_json_string(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     buf_reserve(b, n + 2);
     b->data[b->len++] = '"';
-    size_t run = 0; /* start of the current run of bytes that need no escaping */
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0, run = 0; /* run: start of the bytes not yet copied, none of which need escaping */
+    for (;;) {
+        /* most text needs no escaping: step over it 8 bytes at a time, then byte by byte */
+        while (n - i >= 8) {
+            uint64_t v;
+            memcpy(&v, s + i, 8);
+            if (any_escape8(v)) break;
+            i += 8;
+        }
+        while (i < n && !escaped_byte[(unsigned char)s[i]]) i++;
+        if (i == n) break;
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
         buf_put(b, s + run, i - run);
-        run = i + 1;
+        run = ++i;
         switch (c) {
         case '"': buf_put(b, "\\\"", 2); break;
         case '\\': buf_put(b, "\\\\", 2); break;

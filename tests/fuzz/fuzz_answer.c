@@ -4,8 +4,9 @@
  *
  * Input: byte 0 picks one of eight models (low 3 bits) and how the rest is read (bit 3): as an
  * HTTP answer body for openai_provider.parse, or directly as the answer text (an embedding
- * model then reads it as the JSON vector). When an answer validates, the fields set on the
- * record must have the declared types, ranges and enum spellings; when it does not, the
+ * model then reads it as the JSON vector). The body parser's fast path must read every body
+ * exactly as jansson alone does (openai_parse_tree). When an answer validates, the fields set
+ * on the record must have the declared types, ranges and enum spellings; when it does not, the
  * reason must be non-empty, and UTF-8 when the answer text is (the reason goes into dead
  * letters and the correction request). Built and run by tools/fuzz.sh. */
 #include <curl/curl.h>
@@ -148,10 +149,37 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     if (raw) {
         buf_put(&reply.text, body, len);
         if (which == 4) reply.vector = json_loadb(body, len, JSON_DECODE_ANY, NULL);
-    } else if (openai_provider.parse(NULL, body, len, &reply, &err)) {
-        if (!err.msg[0]) abort();
-        json_decref(reply.vector);
-        return 0;
+    } else {
+        /* the parser's fast path and jansson alone must read the body the same way */
+        static struct model_reply tree;
+        struct rn_err tree_err;
+        if (!tree.text.data) buf_init(&tree.text);
+        buf_clear(&tree.text);
+        tree.vector = NULL;
+        tree.tokens_in = tree.tokens_out = 0;
+        int fast_rc = openai_provider.parse(NULL, body, len, &reply, &err);
+        int tree_rc = openai_parse_tree(body, len, &tree, &tree_err);
+        json_decref(tree.vector);
+        if (fast_rc != tree_rc) {
+            /* jansson refuses numbers beyond its range even in fields nobody reads */
+            int range = fast_rc == 0 && (strstr(tree_err.msg, "overflow") || strstr(tree_err.msg, "too big"));
+            if (!range) {
+                fprintf(stderr, "fuzz_answer: parse rc %d, jansson alone %d (%s)\n", fast_rc, tree_rc,
+                        tree_rc ? tree_err.msg : err.msg);
+                abort();
+            }
+        } else if (fast_rc == 0 && (reply.text.len != tree.text.len || reply.tokens_in != tree.tokens_in ||
+                                    reply.tokens_out != tree.tokens_out ||
+                                    memcmp(reply.text.data ? reply.text.data : "", tree.text.data ? tree.text.data : "",
+                                           reply.text.len) != 0)) {
+            fprintf(stderr, "fuzz_answer: the fast path read a different answer than jansson\n");
+            abort();
+        }
+        if (fast_rc) {
+            if (!err.msg[0]) abort();
+            json_decref(reply.vector);
+            return 0;
+        }
     }
     if (reply.tokens_in < 0 || reply.tokens_out < 0) abort();
 
