@@ -73,7 +73,7 @@ struct item {
 /* Converted rows, handed from the parser to csv_next: a few of them pass back and forth when
  * a reader thread parses ahead; one is enough without. */
 struct batch {
-    struct item *items;
+    _Alignas(64) struct item *items; /* own cache lines: the two threads write neighbours */
     size_t nitems, items_cap, next;
     struct cell *cells;
     size_t ncells, cells_cap;
@@ -129,14 +129,18 @@ struct csv_source {
 
     struct rowbuf raw;        /* the parser's */
 
-    /* converted rows: `out` is the batch csv_next is returning from */
+    /* converted rows */
     struct batch batches[BATCHES];
-    struct batch *out;
+
+    /* csv_next's side, apart from the parser's state (written for every record: sharing a
+     * cache line with the reader thread's fields would slow both) */
+    _Alignas(64) struct batch *out; /* the batch csv_next is returning from */
     int64_t out_offset;       /* byte offset after the last item returned (progress) */
+    int64_t done_offset, done_line; /* acknowledged position */
 
     /* the reader thread, while one parses the current file: the parsing state above is its
      * own until it is joined; the queues below are shared under `lock` */
-    int threaded;
+    _Alignas(64) int threaded;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t changed;
@@ -145,9 +149,6 @@ struct csv_source {
     struct batch *spare[BATCHES]; /* emptied, for the reader to fill */
     size_t nspare;
     int stopping;
-
-    /* acknowledged position */
-    int64_t done_offset, done_line;
 };
 
 static const struct option_spec csv_options[] = {
@@ -171,16 +172,20 @@ static void on_field(void *s, size_t len, void *data)
     size_t column = b->nfield_slots - b->building_first;
     /* Only the bytes of columns a record uses are kept (the width is still counted); a bad
      * row's raw text then shows the kept columns only. */
-    if (c->wanted && column < c->ncolumns && !c->wanted[column] && !c->reading_header) { s = NULL; len = 0; }
+    if (c->wanted && column < c->ncolumns && !c->wanted[column] && !c->reading_header) len = 0;
     if (b->nfield_slots == b->field_cap) {
         b->field_cap = b->field_cap ? b->field_cap * 2 : 64;
         b->field_off = rn_realloc(b->field_off, b->field_cap * sizeof *b->field_off);
         b->field_len = rn_realloc(b->field_len, b->field_cap * sizeof *b->field_len);
     }
-    b->field_off[b->nfield_slots] = b->data.len;
-    b->field_len[b->nfield_slots] = len;
-    b->nfield_slots++;
-    buf_put(&b->data, s ? s : "", s ? len : 0);
+    size_t slot = b->nfield_slots++;
+    b->field_len[slot] = len;
+    if (len == 0) { /* every empty field is the NUL at offset 0 */
+        b->field_off[slot] = 0;
+        return;
+    }
+    b->field_off[slot] = b->data.len;
+    buf_put(&b->data, s, len);
     buf_putc(&b->data, '\0');
 }
 
@@ -209,6 +214,7 @@ static void on_row(int terminator, void *data)
 static void rowbuf_clear(struct rowbuf *b)
 {
     buf_clear(&b->data);
+    buf_putc(&b->data, '\0'); /* offset 0: the empty field */
     b->nfield_slots = b->building_first = 0;
     b->nrows = b->row_next = 0;
 }
@@ -289,22 +295,25 @@ static int fill_chunk(struct csv_source *c, struct rn_err *err)
     }
 }
 
-/* Drop the rows already returned so the buffers do not grow. */
+/* Drop the rows already converted so the buffers do not grow (the row being built stays). */
 static void compact(struct rowbuf *b)
 {
     if (b->row_next < b->nrows) return;
     size_t keep_from = b->building_first;
     size_t keep = b->nfield_slots - keep_from;
-    if (keep == 0) {
-        buf_clear(&b->data);
+    size_t base = 0; /* the first byte kept: the first non-empty field of the row being built */
+    for (size_t i = keep_from; i < b->nfield_slots && !base; i++) base = b->field_off[i];
+    if (base) {
+        memmove(b->data.data + 1, b->data.data + base, b->data.len - base);
+        b->data.len = 1 + b->data.len - base;
     } else {
-        size_t base = b->field_off[keep_from];
-        memmove(b->data.data, b->data.data + base, b->data.len - base);
-        b->data.len -= base;
-        for (size_t i = 0; i < keep; i++) {
-            b->field_off[i] = b->field_off[keep_from + i] - base;
-            b->field_len[i] = b->field_len[keep_from + i];
-        }
+        b->data.len = 1;
+    }
+    b->data.data[b->data.len] = '\0';
+    for (size_t i = 0; i < keep; i++) {
+        size_t off = b->field_off[keep_from + i];
+        b->field_off[i] = off ? off - base + 1 : 0;
+        b->field_len[i] = b->field_len[keep_from + i];
     }
     b->nfield_slots = keep;
     b->building_first = 0;
@@ -617,7 +626,7 @@ static int open_next_file(struct csv_source *c, struct rn_err *err)
 static void *csv_open(struct job_env *env, int opts, struct rn_err *err)
 {
     lua_State *L = env->L;
-    struct csv_source *c = rn_calloc(1, sizeof *c);
+    struct csv_source *c = rn_aligned_calloc(_Alignof(struct csv_source), sizeof *c);
     c->env = env;
     c->fd = -1;
     c->opts_ref = c->names_ref = LUA_NOREF;

@@ -420,6 +420,7 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
 
 void luajob_close(lua_State *L)
 {
+    json_forget_field_order(); /* its cache names this state's strings */
     lua_alloc_close(L);
 }
 

@@ -54,6 +54,15 @@ void *rn_malloc(size_t n)
     return p;
 }
 
+void *rn_aligned_calloc(size_t align, size_t n)
+{
+    size_t rounded = (n + align - 1) / align * align;
+    void *p = aligned_alloc(align, rounded);
+    if (!p) out_of_memory(rounded);
+    memset(p, 0, rounded);
+    return p;
+}
+
 void *rn_calloc(size_t count, size_t n)
 {
     void *p = calloc(count ? count : 1, n ? n : 1);
@@ -198,6 +207,13 @@ int rn_utf8_valid(const char *str, size_t n, size_t *bad_at)
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < n) {
+        while (n - i >= 8) { /* ASCII runs 8 bytes at a time */
+            uint64_t v;
+            memcpy(&v, s + i, 8);
+            if (v & 0x8080808080808080ull) break;
+            i += 8;
+        }
+        if (i == n) break;
         unsigned char c = s[i];
         if (c < 0x80) { i++; continue; }
         size_t len;

@@ -24,6 +24,8 @@ int rn_wrap(struct rn_err *err, const char *fmt, ...) __attribute__((format(prin
 /* Allocation that aborts the process on out-of-memory: runnel treats OOM as fatal, as Redis does. */
 void *rn_malloc(size_t n);
 void *rn_calloc(size_t count, size_t n);
+/* Zeroed, for a struct with _Alignas members (align: a power of two); free() it. */
+void *rn_aligned_calloc(size_t align, size_t n);
 void *rn_realloc(void *p, size_t n);
 char *rn_strdup(const char *s);
 char *rn_strndup(const char *s, size_t n);
