@@ -103,8 +103,8 @@ static int panic(lua_State *L)
 
 lua_State *lua_alloc_newstate(void)
 {
-    struct pool *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
+    struct pool *p = NULL; /* no pool without POOL_ENABLED: nothing to lose if the allocator is replaced */
+    if (POOL_ENABLED && !(p = calloc(1, sizeof *p))) return NULL;
     lua_State *L = lua_newstate(pool_alloc, p);
     if (!L) {
         free(p);
@@ -121,6 +121,7 @@ void lua_alloc_close(lua_State *L)
     lua_getallocf(L, &ud);
     lua_close(L);
     struct pool *p = ud;
+    if (!p) return;
     for (struct slab *s = p->slabs, *next; s; s = next) {
         next = s->next;
         free(s);
