@@ -1626,11 +1626,10 @@ static int check_text(const struct output_field *f, const char *text, size_t len
     return -1;
 }
 
-/* Check the answer in m->reply against the output declaration, filling m->values. *parsed
- * gets the JSON object the values point into (the caller decrefs it). */
-static int check_answer(struct model *m, json_t **parsed, struct buf *why)
+/* Check the answer r against the output declaration, filling m->values. *parsed gets the
+ * JSON object the values point into (the caller decrefs it). */
+static int check_answer(struct model *m, const struct model_reply *r, json_t **parsed, struct buf *why)
 {
-    struct model_reply *r = &m->reply;
     memset(m->values, 0, m->field_count * sizeof *m->values);
     *parsed = NULL;
     if (m->task == MODEL_TASK_EMBEDDING) {
@@ -1701,22 +1700,17 @@ static void set_fields(struct model *m, int record_ref)
  * The reply text and done_reason of a call being finished are left alone. */
 static int use_cached(struct model *m, struct slot *s)
 {
-    struct model_reply *r = &m->reply;
-    struct buf text = r->text;
-    r->text = m->cache_value; /* lent for the check; the vector slot is always empty here */
+    struct model_reply cached = {.text = m->cache_value}; /* the text is lent, not copied */
     buf_clear(&m->cache_reason);
     int ok = 0;
-    if (m->task == MODEL_TASK_EMBEDDING) r->vector = json_loadb(m->cache_value.data, m->cache_value.len, 0, NULL);
-    if (m->task != MODEL_TASK_EMBEDDING || r->vector) {
+    if (m->task == MODEL_TASK_EMBEDDING) cached.vector = json_loadb(m->cache_value.data, m->cache_value.len, 0, NULL);
+    if (m->task != MODEL_TASK_EMBEDDING || cached.vector) {
         json_t *parsed = NULL;
-        ok = check_answer(m, &parsed, &m->cache_reason) == 0;
+        ok = check_answer(m, &cached, &parsed, &m->cache_reason) == 0;
         if (ok) set_fields(m, s->record_ref);
         json_decref(parsed);
     }
-    json_decref(r->vector);
-    r->vector = NULL;
-    m->cache_value = r->text;
-    r->text = text;
+    json_decref(cached.vector);
     return ok;
 }
 
@@ -1803,7 +1797,7 @@ static void handle_answer(struct model *m, struct slot *s, int64_t now)
     buf_clear(&m->done_reason);
     buf_puts(&m->done_reason, "invalid answer: ");
     size_t prefix = m->done_reason.len;
-    if (check_answer(m, &parsed, &m->done_reason) == 0) {
+    if (check_answer(m, &m->reply, &parsed, &m->done_reason) == 0) {
         set_fields(m, s->record_ref);
         if (s->corrected) m->corrected++;
         if (m->cache) cache_store(m, s); /* its key was made at submit */
@@ -2213,12 +2207,9 @@ void model_close(struct model *m)
 
 int model_check_reply(struct model *m, const struct model_reply *reply, int record_ref, struct buf *why)
 {
-    struct model_reply saved = m->reply;
     json_t *parsed = NULL;
-    m->reply = *reply;
-    int rc = check_answer(m, &parsed, why);
+    int rc = check_answer(m, reply, &parsed, why);
     if (rc == 0) set_fields(m, record_ref);
     json_decref(parsed);
-    m->reply = saved;
     return rc;
 }
