@@ -89,7 +89,7 @@ bin/kafka-dev: tools/kafka-dev.c
 
 # ---- tests --------------------------------------------------------------------------
 # Unit tests are C programs linked with the runtime (without main.c), built with sanitizers.
-build/unit/%: tests/unit/%.c $(ASAN_LIB_OBJ)
+build/unit/%: tests/unit/%.c tests/unit/check.h $(ASAN_LIB_OBJ)
 	@mkdir -p build/unit
 	$(CC) $(CPPFLAGS_ALL) $(SAN) -g -O1 -o $@ $< $(ASAN_LIB_OBJ) $(LDLIBS_ALL)
 

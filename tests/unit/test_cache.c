@@ -11,13 +11,7 @@
 
 #include "cache.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                                 \
-    do {                                                                                                 \
-        if (cond) passed++;                                                                              \
-        else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } \
-    } while (0)
+#include "check.h"
 
 static void hex(const uint8_t *key, char *out)
 {
@@ -269,6 +263,5 @@ int main(void)
     char cmd[300];
     snprintf(cmd, sizeof cmd, "%s %s", getenv("KEEP") ? "echo kept" : "rm -rf", dir);
     if (system(cmd)) { /* best effort */ }
-    printf("test_cache: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_report("test_cache");
 }

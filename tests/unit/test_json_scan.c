@@ -8,13 +8,7 @@
 
 #include "json_scan.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                                \
-    do {                                                                                                \
-        if (cond) passed++;                                                                             \
-        else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } \
-    } while (0)
+#include "check.h"
 
 static int scan_accepts(const char *text, size_t len)
 {
@@ -208,6 +202,5 @@ int main(void)
     test_integers();
     test_walk();
     test_escape_roundtrip();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_report("test_json_scan");
 }

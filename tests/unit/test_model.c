@@ -20,13 +20,7 @@
 #include "lua_job.h"
 #include "model.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                                 \
-    do {                                                                                                 \
-        if (cond) passed++;                                                                              \
-        else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } \
-    } while (0)
+#include "check.h"
 
 #define API_KEY "sk-test-SECRET-9f8e7d6c5b4a"
 
@@ -1163,6 +1157,5 @@ int main(void)
     luaL_unref(L, LUA_REGISTRYINDEX, env.fieldorder_ref);
     lua_close(L);
     curl_global_cleanup();
-    printf("test_model: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_report("test_model");
 }

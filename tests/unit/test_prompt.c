@@ -7,13 +7,7 @@
 
 #include "prompt.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                                \
-    do {                                                                                                \
-        if (cond) passed++;                                                                             \
-        else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } \
-    } while (0)
+#include "check.h"
 
 /* Run Lua code that leaves one value on the stack. */
 static void eval(lua_State *L, const char *code)
@@ -144,6 +138,5 @@ int main(void)
     test_reuse(L);
     test_function(L);
     lua_close(L);
-    printf("test_prompt: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_report("test_prompt");
 }
