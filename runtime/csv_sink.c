@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "csv_format.h"
 #include "file_writer.h"
 #include "json.h"
 #include "plugin.h"
@@ -29,27 +30,6 @@ static const struct option_spec csv_sink_options[] = {
     {"fsync", OPT_BOOLEAN, 0, "true", "fsync at every checkpoint"},
     {NULL, 0, 0, NULL, NULL},
 };
-
-static void put_field(struct csv_sink *s, const char *v, size_t n)
-{
-    int quote = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = v[i];
-        if (c == s->delimiter || c == '"' || c == '\n' || c == '\r') { quote = 1; break; }
-    }
-    struct buf *b = &s->out.pending;
-    if (!quote) { buf_put(b, v, n); return; }
-    buf_putc(b, '"');
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] != '"') continue;
-        buf_put(b, v + run, i - run + 1);
-        buf_putc(b, '"');
-        run = i + 1;
-    }
-    buf_put(b, v + run, n - run);
-    buf_putc(b, '"');
-}
 
 static void *csv_sink_open(struct job_env *env, int opts, struct rn_err *err)
 {
@@ -101,7 +81,7 @@ static int csv_sink_write(void *self, int rec, const char *json, size_t json_len
     if (s->header) {
         for (size_t i = 0; i < s->ncolumns; i++) {
             if (i) buf_putc(&s->out.pending, s->delimiter);
-            put_field(s, s->columns[i], strlen(s->columns[i]));
+            csv_put_text(&s->out.pending, s->columns[i], strlen(s->columns[i]), s->delimiter);
         }
         buf_putc(&s->out.pending, '\n');
         s->header = 0;
@@ -109,27 +89,9 @@ static int csv_sink_write(void *self, int rec, const char *json, size_t json_len
     for (size_t i = 0; i < s->ncolumns; i++) {
         if (i) buf_putc(&s->out.pending, s->delimiter);
         lua_getfield(L, rec, s->columns[i]);
-        switch (lua_type(L, -1)) {
-        case LUA_TNIL: break;
-        case LUA_TSTRING:
-        case LUA_TNUMBER: {
-            size_t n;
-            const char *v = lua_tolstring(L, -1, &n);
-            put_field(s, v, n);
-            break;
-        }
-        case LUA_TBOOLEAN:
-            buf_puts(&s->out.pending, lua_toboolean(L, -1) ? "true" : "false");
-            break;
-        default:
-            buf_clear(&s->scratch);
-            if (json_encode(L, -1, LUA_NOREF, &s->scratch, err)) {
-                lua_pop(L, 1);
-                return rn_wrap(err, "sink.csv %s: column %s", s->out.path, s->columns[i]);
-            }
-            put_field(s, s->scratch.data, s->scratch.len);
-        }
+        int rc = csv_put_value(&s->out.pending, L, -1, s->delimiter, &s->scratch, err);
         lua_pop(L, 1);
+        if (rc) return rn_wrap(err, "sink.csv %s: column %s", s->out.path, s->columns[i]);
     }
     buf_putc(&s->out.pending, '\n');
     return fw_record_done(&s->out, err);

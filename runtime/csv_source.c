@@ -693,16 +693,7 @@ static void put_raw_row(struct csv_source *c, struct buf *b, const struct row *r
     size_t start = b->len;
     for (size_t i = 0; i < r->count && b->len - start < 4096; i++) {
         if (i) buf_putc(b, (char)c->delimiter);
-        const unsigned char *s = (const unsigned char *)rb->data.data + rb->field_off[r->first + i];
-        size_t n = rb->field_len[r->first + i];
-        size_t pos = 0;
-        while (pos < n) {
-            size_t bad;
-            if (rn_utf8_valid((const char *)s + pos, n - pos, &bad)) { buf_put(b, s + pos, n - pos); break; }
-            buf_put(b, s + pos, bad);
-            buf_printf(b, "\\x%02X", s[pos + bad]);
-            pos += bad + 1;
-        }
+        buf_put_visible(b, rb->data.data + rb->field_off[r->first + i], rb->field_len[r->first + i], SIZE_MAX);
     }
     if (b->len - start > 4096) { b->len = start + 4096; buf_puts(b, "..."); }
 }

@@ -100,28 +100,6 @@ int kafka_fail(const struct kafka_client *client, struct rn_err *err, const char
     return -1;
 }
 
-void kafka_put_text(struct buf *b, const void *data, size_t n, size_t max)
-{
-    const unsigned char *s = data;
-    int cut = n > max;
-    if (cut) {
-        n = max;
-        while (n > 0 && (s[n] & 0xC0) == 0x80) n--; /* do not split a character */
-    }
-    size_t pos = 0;
-    while (pos < n) {
-        size_t bad;
-        if (rn_utf8_valid((const char *)s + pos, n - pos, &bad)) {
-            buf_put(b, s + pos, n - pos);
-            break;
-        }
-        buf_put(b, s + pos, bad);
-        buf_printf(b, "\\x%02X", s[pos + bad]);
-        pos += bad + 1;
-    }
-    if (cut) buf_puts(b, "...");
-}
-
 /* librdkafka's log lines (from its own threads), masked and prefixed with the plugin. */
 static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *line)
 {

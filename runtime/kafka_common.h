@@ -54,8 +54,5 @@ void kafka_redact_err(const struct kafka_client *client, struct rn_err *err);
 int kafka_fail(const struct kafka_client *client, struct rn_err *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Append bytes as valid UTF-8 text: invalid bytes become \xNN; at most max bytes of input
- * (then "..."). For keys, headers and excerpts of bad messages. */
-void kafka_put_text(struct buf *b, const void *data, size_t n, size_t max);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "csv_format.h"
 #include "json.h"
 #include "kafka_common.h"
 #include "lua_job.h"
@@ -75,7 +76,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     s->failed = 1;
     struct buf key;
     buf_init(&key);
-    if (m->key) kafka_put_text(&key, m->key, m->key_len, 120);
+    if (m->key) buf_put_visible(&key, m->key, m->key_len, 120);
     char partition[64] = " (no partition: the topic's metadata never arrived)";
     if (m->partition >= 0) snprintf(partition, sizeof partition, " [%d]", (int)m->partition);
     kafka_fail(&s->client, &s->fail, "topic %s%s: delivery failed%s%s%s: %s", s->topic, partition,
@@ -98,35 +99,6 @@ static int check_failed(struct kafka_sink *s, struct rn_err *err)
         snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg), " (and %llu more undelivered)",
                  (unsigned long long)(s->failures - 1));
     return -1;
-}
-
-/* Append a Lua value as one CSV field (RFC 4180 quoting), like sink.csv. */
-static int put_csv_field(struct kafka_sink *s, lua_State *L, int idx, struct rn_err *err)
-{
-    size_t n = 0;
-    const char *v = NULL;
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL: return 0;
-    case LUA_TBOOLEAN: v = lua_toboolean(L, idx) ? "true" : "false"; n = strlen(v); break;
-    case LUA_TSTRING:
-    case LUA_TNUMBER: v = lua_tolstring(L, idx, &n); break;
-    default:
-        buf_clear(&s->scratch);
-        if (json_encode(L, idx, LUA_NOREF, &s->scratch, err)) return -1;
-        v = s->scratch.data;
-        n = s->scratch.len;
-    }
-    if (!memchr(v, ',', n) && !memchr(v, '"', n) && !memchr(v, '\n', n) && !memchr(v, '\r', n)) {
-        buf_put(&s->value, v, n);
-        return 0;
-    }
-    buf_putc(&s->value, '"');
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] == '"') buf_putc(&s->value, '"');
-        buf_putc(&s->value, v[i]);
-    }
-    buf_putc(&s->value, '"');
-    return 0;
 }
 
 /* The key of the record at rec into s->key; returns 0 when the record has no key. */
@@ -168,7 +140,7 @@ static int ksink_write(void *self, int rec, const char *json, size_t json_len, s
         for (size_t i = 0; i < s->ncolumns; i++) {
             if (i) buf_putc(&s->value, ',');
             lua_getfield(L, rec, s->columns[i]);
-            int rc = put_csv_field(s, L, -1, err);
+            int rc = csv_put_value(&s->value, L, -1, ',', &s->scratch, err);
             lua_pop(L, 1);
             if (rc) return rn_wrap(err, "topic %s: column %s", s->topic, s->columns[i]);
         }
@@ -177,8 +149,9 @@ static int ksink_write(void *self, int rec, const char *json, size_t json_len, s
     }
     int has_key = 0;
     if (s->key_field && (has_key = record_key(s, L, rec, err)) < 0) return -1;
+    /* the message takes the copy when it is queued; until then it stays ours */
+    rd_kafka_headers_t *headers = s->headers ? rd_kafka_headers_copy(s->headers) : NULL;
     for (;;) {
-        rd_kafka_headers_t *headers = s->headers ? rd_kafka_headers_copy(s->headers) : NULL;
         rd_kafka_resp_err_t e;
         if (headers)
             e = rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -189,13 +162,17 @@ static int ksink_write(void *self, int rec, const char *json, size_t json_len, s
                                   RD_KAFKA_V_KEY((has_key ? s->key.data : NULL), has_key ? s->key.len : 0),
                                   RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_END);
         if (!e) return 0;
-        if (headers) rd_kafka_headers_destroy(headers);
-        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            if (headers) rd_kafka_headers_destroy(headers);
             return kafka_fail(&s->client, err, "topic %s: cannot queue a message of %zu bytes: %s", s->topic, value_len,
                               rd_kafka_err2str(e));
+        }
         /* the local queue is full: serve delivery reports until there is room; never drop */
         rd_kafka_poll(s->rk, 100);
-        if (check_failed(s, err)) return -1;
+        if (check_failed(s, err)) {
+            if (headers) rd_kafka_headers_destroy(headers);
+            return -1;
+        }
     }
 }
 

@@ -272,7 +272,7 @@ static int decode_value(struct kafka_source *s, lua_State *L, const rd_kafka_mes
 static void push_text(struct kafka_source *s, lua_State *L, const void *data, size_t n, size_t max)
 {
     buf_clear(&s->scratch);
-    kafka_put_text(&s->scratch, data, n, max);
+    buf_put_visible(&s->scratch, data, n, max);
     lua_pushlstring(L, s->scratch.data ? s->scratch.data : "", s->scratch.len);
 }
 
@@ -639,12 +639,21 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t why, rd_kafka_topic
                 s->pending = NULL;
             }
         }
+        /* A failure here loses nothing (what was read is finished and committed above) and
+         * messages of partitions no longer owned are dropped when polled; it is said, not fatal. */
+        const char *unassign_error = NULL;
+        rd_kafka_error_t *error = NULL;
         if (cooperative) {
-            rd_kafka_error_t *error = rd_kafka_incremental_unassign(rk, parts);
-            if (error) rd_kafka_error_destroy(error);
+            if ((error = rd_kafka_incremental_unassign(rk, parts))) unassign_error = rd_kafka_error_string(error);
         } else {
-            rd_kafka_assign(rk, NULL);
+            rd_kafka_resp_err_t e = rd_kafka_assign(rk, NULL);
+            if (e) unassign_error = rd_kafka_err2str(e);
         }
+        if (unassign_error && !s->closing) {
+            kafka_fail(&s->client, &err, "group %s: giving up %s: %s", s->group, names.data, unassign_error);
+            fprintf(stderr, "runnel: %s: %s\n", s->client.label, err.msg);
+        }
+        if (error) rd_kafka_error_destroy(error);
         if (!s->closing && parts->cnt > 0) fprintf(stderr, "runnel: %s: group %s: revoked %s\n", s->client.label, s->group, names.data);
     }
     buf_free(&names);

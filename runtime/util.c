@@ -202,6 +202,28 @@ int rn_parse_duration_ms(const char *text, int64_t *ms_out)
     return 0;
 }
 
+void buf_put_visible(struct buf *b, const void *data, size_t n, size_t max)
+{
+    const unsigned char *s = data;
+    int cut = n > max;
+    if (cut) {
+        n = max;
+        while (n > 0 && (s[n] & 0xC0) == 0x80) n--; /* do not split a character */
+    }
+    size_t pos = 0;
+    while (pos < n) {
+        size_t bad;
+        if (rn_utf8_valid((const char *)s + pos, n - pos, &bad)) {
+            buf_put(b, s + pos, n - pos);
+            break;
+        }
+        buf_put(b, s + pos, bad);
+        buf_printf(b, "\\x%02X", s[pos + bad]);
+        pos += bad + 1;
+    }
+    if (cut) buf_puts(b, "...");
+}
+
 int rn_utf8_valid(const char *str, size_t n, size_t *bad_at)
 {
     const unsigned char *s = (const unsigned char *)str;

@@ -63,6 +63,9 @@ static inline void buf_clear(struct buf *b) { b->len = 0; if (b->data) b->data[0
 
 /* Append s as a JSON string literal (with quotes), escaping as RFC 8259 requires. */
 void buf_put_json_string(struct buf *b, const char *s, size_t n);
+/* Append bytes as valid UTF-8 text: invalid bytes become \xNN; at most max bytes of input
+ * (then "..."). For raw input shown in dead letters and messages. */
+void buf_put_visible(struct buf *b, const void *data, size_t n, size_t max);
 
 /* Monotonic time in seconds and milliseconds. */
 double rn_now(void);
