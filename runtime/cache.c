@@ -257,6 +257,7 @@ int cache_get(struct cache *c, const uint8_t key[CACHE_KEY_SIZE], struct buf *ou
 int cache_put(struct cache *c, const uint8_t key[CACHE_KEY_SIZE], const char *value, size_t len, struct rn_err *err)
 {
     if (c->failed || len > CACHE_VALUE_MAX) return 0;
+    /* read whole, crc and all: a damaged stored copy then reads as absent and is written again */
     if (lookup(c, key, &c->check)) return 0;
     uint8_t head[RECORD_HEAD];
     memcpy(head, key, CACHE_KEY_SIZE);

@@ -1921,10 +1921,6 @@ static int start_transfer(struct model *m, struct slot *s, int64_t now)
     buf_clear(&s->response);
     reset_header_info(s);
     s->errbuf[0] = '\0';
-    s->attempts++;
-    s->sent_ms = now;
-    m->requests++;
-    if (s->attempts > 1) m->retried++;
     CURLMcode mc = curl_multi_add_handle(m->multi, s->easy);
     if (mc != CURLM_OK) {
         buf_clear(&m->done_reason);
@@ -1932,6 +1928,11 @@ static int start_transfer(struct model *m, struct slot *s, int64_t now)
         finish(m, s, 0, NULL);
         return 0;
     }
+    /* counted once it is really on its way */
+    s->attempts++;
+    s->sent_ms = now;
+    m->requests++;
+    if (s->attempts > 1) m->retried++;
     s->state = SLOT_RUNNING;
     m->running++;
     if (m->adaptive) {
@@ -1955,10 +1956,11 @@ static int start_ready(struct model *m, int64_t now)
         }
         struct slot *s = m->ready_head;
         if (bucket_wait_ms(&m->rpm, now, 1) || bucket_wait_ms(&m->tpm, now, (double)s->tokens_estimate)) break;
+        ready_pop(m);
+        if (!start_transfer(m, s, now)) continue; /* it never went out: it takes no budget */
         if (m->rpm.on) m->rpm.level -= 1;
         if (m->tpm.on) m->tpm.level -= (double)s->tokens_estimate;
-        ready_pop(m);
-        started += start_transfer(m, s, now);
+        started++;
     }
     return started;
 }
