@@ -30,10 +30,8 @@ static void put_number(lua_State *L, int idx, struct buf *out)
     }
     double d = lua_tonumber(L, idx);
     if (!isfinite(d)) { buf_put(out, "null", 4); return; }
-    char tmp[40];
-    int n = snprintf(tmp, sizeof tmp, "%.15g", d);
-    if (strtod(tmp, NULL) != d) n = snprintf(tmp, sizeof tmp, "%.16g", d);
-    if (strtod(tmp, NULL) != d) n = snprintf(tmp, sizeof tmp, "%.17g", d);
+    char tmp[RN_DOUBLE_MAX + 2];
+    int n = rn_format_double(tmp, d);
     /* keep a float recognisable as one: 3.0 -> 3.0, not 3 */
     if (!strpbrk(tmp, ".eEn")) { tmp[n++] = '.'; tmp[n++] = '0'; tmp[n] = '\0'; }
     buf_put(out, tmp, (size_t)n);

@@ -330,7 +330,9 @@ static double latency_percentile_ms(const struct model *m, double p)
 
 static void format_number(char *out, size_t n, double v)
 {
-    snprintf(out, n, "%.15g", v);
+    char tmp[RN_DOUBLE_MAX];
+    rn_format_double(tmp, v);
+    snprintf(out, n, "%s", tmp);
 }
 
 /* Replace every secret in b with [redacted]. */
@@ -356,16 +358,29 @@ static void redact(struct model *m, struct buf *b)
     }
 }
 
+static int is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+/* Narrow text[0..len) to leave out leading and trailing whitespace. */
+static void trim_space(const char **text, size_t *len)
+{
+    const char *s = *text;
+    size_t n = *len;
+    while (n && is_space(s[0])) { s++; n--; }
+    while (n && is_space(s[n - 1])) n--;
+    *text = s;
+    *len = n;
+}
+
 /* Append up to max bytes of text to out on one line: whitespace runs become one space, bytes
  * that are not UTF-8 become '?', and a cut never splits a character. */
 static void put_excerpt(struct buf *out, const char *text, size_t len, size_t max)
 {
     size_t used = 0, i = 0;
-    while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t')) i++;
+    while (i < len && is_space(text[i])) i++;
     int space = 0;
     while (i < len) {
         unsigned char c = (unsigned char)text[i];
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') { space = 1; i++; continue; }
+        if (is_space((char)c)) { space = 1; i++; continue; }
         size_t char_len = 1, bad_at;
         if (c >= 0x80) {
             char_len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
@@ -1478,8 +1493,7 @@ static void clean_text(const char **text, size_t *len)
 {
     const char *s = *text;
     size_t n = *len;
-    while (n && (s[0] == ' ' || s[0] == '\n' || s[0] == '\r' || s[0] == '\t')) { s++; n--; }
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == '\t')) n--;
+    trim_space(&s, &n);
     if (n && s[n - 1] == '.') n--;
     while (n >= 2 && (s[0] == '"' || s[0] == '\'' || s[0] == '`' || s[0] == '*') && s[n - 1] == s[0]) { s++; n -= 2; }
     if (n && s[n - 1] == '.') n--;
@@ -1553,8 +1567,7 @@ static void strip_fence(const char **text, size_t *len)
 {
     const char *s = *text;
     size_t n = *len;
-    while (n && (s[0] == ' ' || s[0] == '\n' || s[0] == '\r' || s[0] == '\t')) { s++; n--; }
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == '\t')) n--;
+    trim_space(&s, &n);
     if (n >= 6 && memcmp(s, "```", 3) == 0 && memcmp(s + n - 3, "```", 3) == 0) {
         const char *nl = memchr(s, '\n', n - 3);
         if (nl) {
@@ -1574,8 +1587,7 @@ static int check_text(const struct output_field *f, const char *text, size_t len
     const char *s = text;
     size_t n = len;
     if (f->type == FIELD_STRING && !f->enum_count) {
-        while (n && (s[0] == ' ' || s[0] == '\n' || s[0] == '\r' || s[0] == '\t')) { s++; n--; }
-        while (n && (s[n - 1] == ' ' || s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == '\t')) n--;
+        trim_space(&s, &n);
         out->string = s;
         out->length = n;
         return 0;

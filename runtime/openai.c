@@ -94,10 +94,8 @@ static int valid_header_name(const char *s)
 
 static void put_number(struct buf *b, double v)
 {
-    char tmp[40];
-    snprintf(tmp, sizeof tmp, "%.15g", v);
-    if (strtod(tmp, NULL) != v) snprintf(tmp, sizeof tmp, "%.17g", v);
-    buf_puts(b, tmp);
+    char tmp[RN_DOUBLE_MAX];
+    buf_put(b, tmp, (size_t)rn_format_double(tmp, v));
 }
 
 static int read_headers(struct openai *p, lua_State *L, int opts, int have_key, struct rn_err *err)

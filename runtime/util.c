@@ -172,6 +172,14 @@ void buf_put_json_string(struct buf *b, const char *s, size_t n)
     buf_putc(b, '"');
 }
 
+int rn_format_double(char out[RN_DOUBLE_MAX], double v)
+{
+    int n = snprintf(out, RN_DOUBLE_MAX, "%.15g", v);
+    if (strtod(out, NULL) != v) n = snprintf(out, RN_DOUBLE_MAX, "%.16g", v);
+    if (strtod(out, NULL) != v) n = snprintf(out, RN_DOUBLE_MAX, "%.17g", v);
+    return n;
+}
+
 double rn_now(void)
 {
     struct timespec ts;

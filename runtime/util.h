@@ -67,6 +67,10 @@ void buf_put_json_string(struct buf *b, const char *s, size_t n);
  * (then "..."). For raw input shown in dead letters and messages. */
 void buf_put_visible(struct buf *b, const void *data, size_t n, size_t max);
 
+/* The shortest of %.15g, %.16g and %.17g that reads back as v (finite v). Returns its length. */
+#define RN_DOUBLE_MAX 40
+int rn_format_double(char out[RN_DOUBLE_MAX], double v);
+
 /* Monotonic time in seconds and milliseconds. */
 double rn_now(void);
 int64_t rn_now_ms(void);
