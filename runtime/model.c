@@ -1096,6 +1096,8 @@ struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
         goto fail;
     }
     if (read_options(m, opts, err)) goto fail;
+    lua_pushboolean(L, m->structured); /* the engine's decision, for the provider (plugin.h) */
+    lua_setfield(L, opts, "__structured");
     m->provider_self = provider->open(env, opts, err);
     if (!m->provider_self) goto fail;
     if (open_cache(m, opts, err)) goto fail;

@@ -232,11 +232,9 @@ static void *openai_open(struct job_env *env, int opts, struct rn_err *err)
         lua_pop(L, 1);
     }
 
-    /* the same rule as model.c: structured output by default when output is declared */
-    int has_output = opt_push(L, opts, "output");
-    if (has_output) lua_pop(L, 1);
-    int embedding = strcmp(opt_string(L, opts, "task", "classification"), "embedding") == 0;
-    int structured = opt_boolean(L, opts, "structured", has_output && !embedding);
+    lua_getfield(L, opts, "__structured"); /* decided by the engine (plugin.h) */
+    int structured = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     if (read_parameters(p, L, opts, structured, err)) goto fail;
 
     add_header(p, "Content-Type", "application/json");

@@ -98,6 +98,8 @@ struct provider_ops {
     const char *name;     /* model.<name>{...} */
     const char *summary;
     const struct option_spec *options; /* provider options plus the common ones in model.h */
+    /* opts also holds __structured, a boolean: whether the engine asks for answers that follow
+     * the output schema (then call->schema_json is set on every call). */
     void *(*open)(struct job_env *env, int opts, struct rn_err *err);
     /* Build the HTTP request for one call (see model.h). */
     int (*build)(void *self, struct model_call *call, struct rn_err *err);

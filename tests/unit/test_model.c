@@ -817,6 +817,8 @@ static void test_options(void)
         {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, api_key = 42 }", "api_key: expected secret"},
         {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, api_key = 'a\\nb' }", "api_key: holds a line break"},
         {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, parameters = { model = 'y' } }", "parameters.model: runnel writes it"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, parameters = { response_format = { type = 'json_object' } } }",
+         "structured output writes it"},
         {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, temperature = 3 }", "temperature: must be from 0 to 2"},
         {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, headers = { ['Bad Name'] = 'v' } }", "not a valid header name"},
         {"{ model = 'm', prompt = 'x', task = 'embedding', output = { e = 'integer' } }", "exactly one field of type vector"},
@@ -835,6 +837,10 @@ static void test_options(void)
                                  " parameters = { frequency_penalty = 0.5 }, headers = { ['X-Team'] = 'a' },"
                                  " organization = 'org' }", &err);
     CHECK(m && model_room(m) == 8, "concurrency auto opens with a window of 8: %s", m ? "" : err.msg);
+    model_close(m);
+    m = open_model("{ model = 'm', prompt = 'x', output = { r = 'integer' }, structured = false,"
+                   " parameters = { response_format = { type = 'json_object' } } }", &err);
+    CHECK(m, "without structured output, parameters.response_format is the job's: %s", m ? "" : err.msg);
     model_close(m);
 }
 
