@@ -271,6 +271,10 @@ static int decode_value(struct kafka_source *s, lua_State *L, const rd_kafka_mes
 
 static void push_text(struct kafka_source *s, lua_State *L, const void *data, size_t n, size_t max)
 {
+    if (n <= max && rn_utf8_valid(data, n, NULL)) { /* the usual case: as it is, no copy */
+        lua_pushlstring(L, data, n);
+        return;
+    }
     buf_clear(&s->scratch);
     buf_put_visible(&s->scratch, data, n, max);
     lua_pushlstring(L, s->scratch.data ? s->scratch.data : "", s->scratch.len);
