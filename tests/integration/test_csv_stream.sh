@@ -82,4 +82,31 @@ printf 'id,other\n7,g\n' > "$T/in/005.csv"
 $RUNNEL run "$T/job.lua" --set name=batchdir2 --set input="$T/in" --set output="$T/b2.jsonl" --no-progress >"$T/b2.log" 2>&1
 expect_eq "batch directory: a file with other columns stops the job" 1 $?
 expect_contains "batch directory: and says which" "$T/b2.log" "005.csv: header column 2 is 'other', expected 'word'"
+# 4. the reader thread (batch mode) and reading in the job's thread (a followed file) give the
+#    same records and the same dead letters, lines included, over rows that span lines, bad
+#    rows of every kind, a broken quote, and more rows than one batch of the reader holds
+"$(dirname "$0")/../../bin/gen-reviews" --rows 3000 --seed 9 --broken-every 97 > "$T/same.csv" 2>/dev/null
+printf '9001,P,U,N,0,0,5,1,"broken "quote,x\n9002,P,U,N,0,0,5,1,"two\nlines",ok\n' >> "$T/same.csv"
+cat > "$T/same.lua" <<'LUA'
+return job {
+  name = param("name"), checkpoint_interval = "100ms",
+  source = source.csv { path = param("input"), select = { id = "Id", score = "Score", summary = "Summary", text = "Text" },
+                        types = { id = "integer", score = "integer" } },
+  sinks = sink.jsonl { path = param("output") }, errors = sink.jsonl { path = param("output") .. ".err" },
+}
+LUA
+$RUNNEL run "$T/same.lua" --set name=sameb --set input="$T/same.csv" --set output="$T/sb.jsonl" --no-progress \
+  --summary-json "$T/sb.json" 2>/dev/null
+check "threaded read: invariant" invariant_holds "$T/sb.json"
+$RUNNEL run "$T/same.lua" --mode stream --set name=sames --set input="$T/same.csv" --set output="$T/ss.jsonl" \
+  --no-progress 2>/dev/null &
+pid=$!
+wait_lines "$T/ss.jsonl" "$(jq .written "$T/sb.json")"
+wait_lines "$T/ss.jsonl.err" "$(jq .dead_lettered "$T/sb.json")"
+sleep 0.3
+kill -TERM $pid; wait $pid
+check "threaded and unthreaded reads write the same records" cmp -s "$T/sb.jsonl" "$T/ss.jsonl"
+expect_eq "and the same dead letters (line, reason, raw)" \
+  "$(jq -c '[.line, .reason, .raw]' "$T/sb.jsonl.err" | md5sum)" "$(jq -c '[.line, .reason, .raw]' "$T/ss.jsonl.err" | md5sum)"
+check "there were bad rows of several kinds" test "$(jq -r .reason "$T/sb.jsonl.err" | sed 's/line [0-9]*//' | cut -c1-20 | sort -u | wc -l)" -ge 4
 finish
