@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(LUA_ALLOC_FORCE_POOL) /* tests/unit/test_lua_alloc.c: the pool, even under ASan */
+#define POOL_ENABLED 1
+#elif defined(__SANITIZE_ADDRESS__)
 #define POOL_ENABLED 0
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -70,9 +72,9 @@ static void small_free(struct pool *p, void *ptr, size_t cls)
     p->free[cls] = b;
 }
 
-static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+/* Everything but the two common cases below: carving, large blocks, resizing. */
+static __attribute__((noinline)) void *pool_alloc_slow(struct pool *p, void *ptr, size_t osize, size_t nsize)
 {
-    struct pool *p = ud;
     if (!POOL_ENABLED) {
         if (nsize == 0) { free(ptr); return NULL; }
         return realloc(ptr, nsize);
@@ -92,6 +94,27 @@ static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (old_small) small_free(p, ptr, class_of(osize));
     else free(ptr);
     return block;
+}
+
+/* lua_Alloc. Freeing a small block and taking one off a free list stay short (no calls, so no
+ * registers to save): they are most of a record's allocations. */
+static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct pool *p = ud;
+    if (POOL_ENABLED) {
+        if (nsize == 0 && ptr && osize <= LUA_ALLOC_SMALL) {
+            small_free(p, ptr, class_of(osize));
+            return NULL;
+        }
+        if (!ptr && nsize && nsize <= LUA_ALLOC_SMALL) {
+            struct free_block *b = p->free[class_of(nsize)];
+            if (b) {
+                p->free[class_of(nsize)] = b->next;
+                return b;
+            }
+        }
+    }
+    return pool_alloc_slow(p, ptr, osize, nsize);
 }
 
 static int panic(lua_State *L)
