@@ -33,6 +33,7 @@ run_job() {
   local name="$1" job="$2"; shift 2
   local rates=() cpus=() rsss=()
   for i in $(seq "$RUNS"); do
+    sync # the last run's output is on disk before this one: no writeback competes with it
     bin/bench-measure --out "$W/m.json" -- bin/runnel run "$job" --no-progress --quiet \
       --state-dir "$W/state" --summary-json "$W/s.json" "$@" --set output="$W/out.jsonl"
     local read elapsed
@@ -59,10 +60,10 @@ row() { # CASE DESCRIPTION RATE LIMIT CPU RSS [NOTE]
 echo "runnel bench: $(nproc) cores, RUNS=$RUNS, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "generating inputs..."
 bin/gen-reviews --rows "$CSV_ROWS" --seed 1 > "$W/csv.csv" 2>/dev/null
-head -c 0 /dev/null
 bin/gen-reviews --rows "$MODEL_ROWS" --seed 2 > "$W/model.csv" 2>/dev/null
 bin/gen-reviews --rows 10000 --seed 3 > "$W/small.csv" 2>/dev/null
 bin/gen-reviews --rows "$BIG_ROWS" --seed 4 > "$W/big.csv" 2>/dev/null
+sync # half a gigabyte of new inputs: written back now, not during the first measurements
 printf '\n%-4s %-52s %10s %10s %6s %8s %8s\n' case description rec/s limit ratio "cpu µs" "RSS MB"
 
 # 1. CSV -> filter/map -> JSONL; limit: raw libcsv parse of the same file
