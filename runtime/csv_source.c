@@ -37,6 +37,7 @@ struct out_field {
 struct row {
     size_t first;        /* index of its first field in field_off/field_len */
     size_t count;
+    size_t bytes;        /* its fields' bytes, every column counted */
     int64_t line;
     int64_t end_offset;  /* byte offset just after the row */
 };
@@ -115,6 +116,7 @@ struct csv_source {
     size_t nfields;
     int names_ref;            /* registry ref: the field names, a Lua sequence */
     int reading_header;       /* keep every column of the row being parsed (its names) */
+    size_t building_bytes;    /* bytes of the finished fields of the row being parsed */
 
     /* reading */
     char *chunk;
@@ -170,6 +172,7 @@ static void on_field(void *s, size_t len, void *data)
     struct csv_source *c = data;
     struct rowbuf *b = &c->raw;
     size_t column = b->nfield_slots - b->building_first;
+    c->building_bytes += len + 1;
     /* Only the bytes of columns a record uses are kept (the width is still counted); a bad
      * row's raw text then shows the kept columns only. */
     if (c->wanted && column < c->ncolumns && !c->wanted[column] && !c->reading_header) len = 0;
@@ -208,6 +211,8 @@ static void on_row(int terminator, void *data)
     r->count = b->nfield_slots - b->building_first;
     r->line = c->next_row_line;
     r->end_offset = c->piece_end;
+    r->bytes = c->building_bytes;
+    c->building_bytes = 0;
     b->building_first = b->nfield_slots;
 }
 
@@ -369,6 +374,7 @@ static int parse_more(struct csv_source *c, struct rn_err *err)
             int64_t bad_line = c->error_line = row_line;
             csv_free(&c->parser);
             b->nfield_slots = b->building_first;
+            c->building_bytes = 0;
             if (parser_reset(c, err)) return -1;
             /* skip to the end of the current line so the next row starts clean */
             while (!ended_line && c->chunk_pos < c->chunk_len) {
@@ -383,11 +389,14 @@ static int parse_more(struct csv_source *c, struct rn_err *err)
             return rn_fail(err, "line %lld: malformed quoting (a quote inside an unquoted field or text after a closing quote)",
                            (long long)bad_line);
         }
-        size_t building = b->data.len - (b->building_first < b->nfield_slots ? b->field_off[b->building_first] : b->data.len);
-        if ((int64_t)(building + csv_get_buffer_size(&c->parser)) > c->max_record_bytes) {
+        /* a record still open after this piece (an unbalanced quote, or a huge field) must not
+         * grow without bound: past the limit it is dropped up to the end of its line. A record
+         * that ended is checked whole in convert_row. */
+        if ((int64_t)(c->building_bytes + c->parser.entry_pos) > c->max_record_bytes) {
             int64_t bad_line = c->error_line = c->next_row_line;
             csv_free(&c->parser);
             b->nfield_slots = b->building_first;
+            c->building_bytes = 0;
             if (parser_reset(c, err)) return -1;
             /* skip the rest of the oversized record up to the end of its line */
             for (;;) {
@@ -582,6 +591,7 @@ static int start_file(struct csv_source *c, const char *path, struct rn_err *err
     c->eof = c->finished = 0;
     rowbuf_clear(&c->raw);
     batch_clear(c->out);
+    c->building_bytes = 0;
     c->out_offset = 0;
     c->line = c->next_row_line = 1;
     c->file_size = 0;
@@ -728,6 +738,11 @@ static void add_parse_error(struct csv_source *c, struct batch *b, const struct 
 static void convert_row(struct csv_source *c, struct batch *b, const struct row *r)
 {
     const struct rowbuf *rb = &c->raw;
+    if ((int64_t)r->bytes > c->max_record_bytes) {
+        add_bad_row(c, b, r, "line %lld: record of %zu bytes is larger than max_record_bytes (%lld bytes)",
+                    (long long)r->line, r->bytes, (long long)c->max_record_bytes);
+        return;
+    }
     if (r->count != c->ncolumns) {
         add_bad_row(c, b, r, "line %lld: expected %zu fields, got %zu", (long long)r->line, c->ncolumns, r->count);
         return;
@@ -772,12 +787,15 @@ static void read_rows(struct csv_source *c, struct batch *b)
 {
     struct rowbuf *raw = &c->raw;
     while (b->nitems < BATCH_ROWS && b->text.len < BATCH_BYTES) {
+        if (raw->row_next < raw->nrows) { /* rows queued (the header's parse may leave some) */
+            convert_row(c, b, &raw->rows[raw->row_next++]);
+            continue;
+        }
         struct rn_err err;
         compact(raw);
         int rc = parse_more(c, &err);
         if (rc < 0) add_parse_error(c, b, &err);
         else if (rc == 0) break;
-        else convert_row(c, b, &raw->rows[raw->row_next++]);
     }
 }
 
@@ -977,6 +995,7 @@ static int seek_to(struct csv_source *c, int64_t offset, int64_t line, struct rn
     c->eof = c->finished = 0;
     rowbuf_clear(&c->raw);
     batch_clear(c->out);
+    c->building_bytes = 0;
     c->out_offset = offset;
     c->line = c->next_row_line = before + 1;
     c->done_offset = offset;

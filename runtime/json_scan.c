@@ -1,8 +1,7 @@
 /* json_scan.c: a forward-only JSON reader that allocates nothing (see json_scan.h).
  *
  * The grammar is RFC 8259's. Strings are checked for control characters, escapes and UTF-8 as
- * they are crossed; numbers for their shape (not their range: a number too large for a double
- * in a skipped field is still valid JSON). */
+ * they are crossed; numbers for their shape, and for a size jansson accepts. */
 #include "json_scan.h"
 
 #include <string.h>
@@ -137,13 +136,17 @@ static int digits(struct jscan *s)
     return s->p > start ? 0 : -1;
 }
 
-/* A number's shape; *integral is 1 when it has no fraction or exponent. */
+/* A number's shape; *integral is 1 when it has no fraction or exponent. A number jansson
+ * might refuse for its size (an integer of more than 18 digits, a real that could overflow a
+ * double) reads as an error too, so jansson decides. */
 static int scan_number(struct jscan *s, int *integral)
 {
     if (s->p < s->end && *s->p == '-') s->p++;
     if (s->p == s->end) return -1;
+    const char *int_start = s->p;
     if (*s->p == '0') s->p++;
     else if (digits(s)) return -1;
+    size_t int_digits = (size_t)(s->p - int_start);
     *integral = 1;
     if (s->p < s->end && *s->p == '.') {
         s->p++;
@@ -153,9 +156,12 @@ static int scan_number(struct jscan *s, int *integral)
     if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
         s->p++;
         if (s->p < s->end && (*s->p == '+' || *s->p == '-')) s->p++;
+        const char *exp_start = s->p;
         if (digits(s)) return -1;
+        if (s->p - exp_start > 2) return -1; /* up to e99: with the limit below, below 1e300 */
         *integral = 0;
     }
+    if ((*integral && int_digits > 18) || int_digits > 200) return -1;
     return 0;
 }
 

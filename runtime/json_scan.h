@@ -3,7 +3,8 @@
  * A hot path that needs two or three values out of a small document (a model's answer, once
  * per record) reads them in place and steps over the rest, checking what it steps over, so a
  * document it accepts is valid JSON. Anything it does not handle (keys with escapes, \u0000,
- * nesting deeper than JSCAN_MAX_DEPTH) reads as an error: callers then fall back to jansson,
+ * nesting deeper than JSCAN_MAX_DEPTH, numbers too large for jansson or near it) reads as an
+ * error: callers then fall back to jansson,
  * which either accepts the document or says exactly what is wrong with it. */
 #ifndef RUNNEL_JSON_SCAN_H
 #define RUNNEL_JSON_SCAN_H

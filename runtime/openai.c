@@ -358,11 +358,13 @@ static int scan_usage(struct jscan *s, struct model_reply *reply)
 {
     const char *key;
     size_t key_len;
-    int count = 0, more;
+    int count = 0, more, seen_in = 0, seen_out = 0;
     if (!jscan_open(s, '{')) return jscan_skip(s); /* null or odd: counted as zero, like jansson's path */
     while ((more = jscan_member(s, &count, &key, &key_len)) > 0) {
-        int64_t *to = key_is(key, key_len, "prompt_tokens") ? &reply->tokens_in
-                    : key_is(key, key_len, "completion_tokens") ? &reply->tokens_out : NULL;
+        int64_t *to = NULL;
+        if (key_is(key, key_len, "prompt_tokens")) { to = &reply->tokens_in; seen_in++; }
+        else if (key_is(key, key_len, "completion_tokens")) { to = &reply->tokens_out; seen_out++; }
+        if (seen_in > 1 || seen_out > 1) return -1; /* a repeated key: jansson keeps the last */
         int64_t v;
         int c = jscan_peek(s);
         if (to && (c == '-' || (c >= '0' && c <= '9'))) {

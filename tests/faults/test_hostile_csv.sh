@@ -73,6 +73,17 @@ expect_contains "100 MB field: reason" "$T/huge.err" "larger than max_record_byt
 run huge_ok "$T/huge.csv" --set max=209715200
 expect_eq "100 MB field under the limit is written" 3 "$(jq -r .written "$T/huge_ok.json")"
 
+# a record over the limit on one line (it ends inside one read) is dead-lettered by itself: the
+# rows after it are all read, once, in order; a big field under the limit earlier does not make a
+# later, smaller record spanning lines count as too large
+{ printf 'id,n,text\n1,1,"'; head -c 3000 /dev/zero | tr '\0' 'z'; printf '"\n'
+  printf '2,2,"'; head -c 1500 /dev/zero | tr '\0' 'y'; printf '"\n3,3,"two\nlines"\n4,4,x\n5,5,y\n'; } > "$T/oneline.csv"
+run oneline "$T/oneline.csv" --set max=2000
+check "one-line record over the limit: invariant" invariant_holds "$T/oneline.json"
+expect_eq "one-line record over the limit: only it is dead-lettered" "1 2 3 4 5" \
+  "$(dead oneline) $(jq -r .n "$T/oneline.out" | tr '\n' ' ' | sed 's/ $//')"
+expect_contains "one-line record over the limit: reason and line" "$T/oneline.err" "line 2: record of 3005 bytes is larger"
+
 # long lines, many columns, CR-only line ends
 awk 'BEGIN { printf "id,n,text"; for (i = 0; i < 500; i++) printf ",c%d", i; print "";
              for (r = 1; r <= 50; r++) { printf "%d,%d,t", r, r; for (i = 0; i < 500; i++) printf ",%d", i; print "" } }' > "$T/wide.csv"
