@@ -127,7 +127,9 @@ static int encode_object(lua_State *L, int idx, int order_idx, struct buf *out, 
     size_t count = 0, cap = 32;
     int rc = 0;
     int base = lua_gettop(L);
-    /* One walk: each key and value stays on the stack (a copy of the key drives lua_next). */
+    /* One walk: each key and value stays on the stack (a copy of the key drives lua_next), so
+     * key i's value is at base + 2i + 2. Stack room is made 16 keys at a time. */
+    if (!lua_checkstack(L, 2 * 16 + 4)) return rn_fail(err, "table too large to encode");
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (lua_type(L, -2) != LUA_TSTRING) {
@@ -146,10 +148,11 @@ static int encode_object(lua_State *L, int idx, int order_idx, struct buf *out, 
                 keys = rn_realloc(keys, cap * sizeof *keys);
             }
         }
-        if (!lua_checkstack(L, 4)) { rc = rn_fail(err, "table too large to encode"); goto done; }
-        struct key_entry *k = &keys[count++];
+        if (count % 16 == 15 && !lua_checkstack(L, 2 * 16 + 4)) { rc = rn_fail(err, "table too large to encode"); goto done; }
+        struct key_entry *k = &keys[count];
+        k->value = base + 2 * (int)count + 2;
+        count++;
         k->name = lua_tolstring(L, -2, &k->len);
-        k->value = lua_gettop(L);
         k->cached = 0;
         if (order_idx) key_rank(L, order_idx, -2, k);
         else k->rank = LUA_MAXINTEGER;
