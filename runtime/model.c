@@ -185,7 +185,7 @@ struct model {
 
     struct cache *cache;       /* NULL when caching is off */
     struct cache_hash cache_base; /* the key's fixed part: provider, task, output declaration */
-    struct buf cache_value, cache_reason;
+    struct buf cache_value;
     struct cache_hit *hits;    /* answered from the cache, not reported yet: [hits_next, hits_len) */
     size_t hits_len, hits_cap, hits_next;
     int64_t cache_sync_due_ms;
@@ -326,13 +326,6 @@ static double latency_percentile_ms(const struct model *m, double p)
         if (seen >= rank) return latency_bucket_mid_us(i) / 1000.0;
     }
     return 0;
-}
-
-static void format_number(char *out, size_t n, double v)
-{
-    char tmp[RN_DOUBLE_MAX];
-    rn_format_double(tmp, v);
-    snprintf(out, n, "%s", tmp);
 }
 
 /* Replace every secret in b with [redacted]. */
@@ -557,9 +550,9 @@ static int read_output(struct model *m, int opts, struct rn_err *err)
 /* "an integer from 1 to 5", "one of: a, b", ... */
 static void describe_field(struct buf *b, const struct output_field *f)
 {
-    char lo[40], hi[40];
-    format_number(lo, sizeof lo, f->min);
-    format_number(hi, sizeof hi, f->max);
+    char lo[RN_DOUBLE_MAX], hi[RN_DOUBLE_MAX];
+    rn_format_double(lo, f->min);
+    rn_format_double(hi, f->max);
     switch (f->type) {
     case FIELD_INTEGER:
     case FIELD_NUMBER:
@@ -590,9 +583,9 @@ static void build_schema_and_expected(struct model *m)
             if (i) buf_putc(&b, ',');
             buf_put_json_string(&b, f->name, strlen(f->name));
             buf_printf(&b, ":{\"type\":\"%s\"", field_type_names[f->type]);
-            char num[40];
-            if (f->has_min) { format_number(num, sizeof num, f->min); buf_printf(&b, ",\"minimum\":%s", num); }
-            if (f->has_max) { format_number(num, sizeof num, f->max); buf_printf(&b, ",\"maximum\":%s", num); }
+            char num[RN_DOUBLE_MAX];
+            if (f->has_min) { rn_format_double(num, f->min); buf_printf(&b, ",\"minimum\":%s", num); }
+            if (f->has_max) { rn_format_double(num, f->max); buf_printf(&b, ",\"maximum\":%s", num); }
             if (f->enum_count) {
                 buf_puts(&b, ",\"enum\":[");
                 for (size_t k = 0; k < f->enum_count; k++) {
@@ -1089,7 +1082,6 @@ struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
     buf_init(&m->done_reason);
     buf_init(&m->scratch);
     buf_init(&m->cache_value);
-    buf_init(&m->cache_reason);
     int opts = luajob_decl_options(L, decl);
     if (lua_type(L, opts) != LUA_TTABLE) {
         rn_fail(err, "the declaration has no options table");
@@ -1215,7 +1207,13 @@ int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *e
     int rc = prompt_render(m->prompt, -1, &s->prompt, err);
     lua_pop(m->L, 1);
     if (rc == 0) rc = build_call(m, s, err);
-    if (rc) {
+    if (rc) { /* a prompt function's error can quote any value, a header's among them */
+        struct buf msg;
+        buf_init(&msg);
+        buf_puts(&msg, err->msg);
+        redact(m, &msg);
+        snprintf(err->msg, sizeof err->msg, "%s", msg.data);
+        buf_free(&msg);
         release(m, s);
         return -1;
     }
@@ -1406,10 +1404,10 @@ static void describe_json(struct buf *b, json_t *v)
 static int check_range(const struct output_field *f, double v, struct buf *why)
 {
     if ((f->has_min && v < f->min) || (f->has_max && v > f->max)) {
-        char lo[40], hi[40], val[40]; /* formatted only for the message, not for every answer */
-        format_number(lo, sizeof lo, f->min);
-        format_number(hi, sizeof hi, f->max);
-        format_number(val, sizeof val, v);
+        char lo[RN_DOUBLE_MAX], hi[RN_DOUBLE_MAX], val[RN_DOUBLE_MAX]; /* formatted only for the message, not for every answer */
+        rn_format_double(lo, f->min);
+        rn_format_double(hi, f->max);
+        rn_format_double(val, v);
         if (f->has_min && f->has_max) buf_printf(why, "%s: %s is out of range %s..%s", f->name, val, lo, hi);
         else if (f->has_min) buf_printf(why, "%s: %s is below the minimum %s", f->name, val, lo);
         else buf_printf(why, "%s: %s is above the maximum %s", f->name, val, hi);
@@ -1707,6 +1705,17 @@ static void set_fields(struct model *m, int record_ref)
     lua_pop(L, 1);
 }
 
+/* Check the reply and, when it validates, set the output fields on the record at registry
+ * ref record_ref (also model_internal.h, for tests and fuzzing). 0, or -1 with why. */
+int model_check_reply(struct model *m, const struct model_reply *reply, int record_ref, struct buf *why)
+{
+    json_t *parsed = NULL;
+    int rc = check_answer(m, reply, &parsed, why);
+    if (rc == 0) set_fields(m, record_ref);
+    json_decref(parsed);
+    return rc;
+}
+
 /* ---- the answer cache ---- */
 
 /* The cached answer in m->cache_value, checked again like a fresh one: 1 and the fields set
@@ -1715,14 +1724,11 @@ static void set_fields(struct model *m, int record_ref)
 static int use_cached(struct model *m, struct slot *s)
 {
     struct model_reply cached = {.text = m->cache_value}; /* the text is lent, not copied */
-    buf_clear(&m->cache_reason);
     int ok = 0;
     if (m->task == MODEL_TASK_EMBEDDING) cached.vector = json_loadb(m->cache_value.data, m->cache_value.len, 0, NULL);
     if (m->task != MODEL_TASK_EMBEDDING || cached.vector) {
-        json_t *parsed = NULL;
-        ok = check_answer(m, &cached, &parsed, &m->cache_reason) == 0;
-        if (ok) set_fields(m, s->record_ref);
-        json_decref(parsed);
+        buf_clear(&m->scratch); /* why it does not validate: not kept, the call goes out instead */
+        ok = model_check_reply(m, &cached, s->record_ref, &m->scratch) == 0;
     }
     json_decref(cached.vector);
     return ok;
@@ -1789,7 +1795,7 @@ static void handle_answer(struct model *m, struct slot *s, int64_t now)
         json_decref(r->vector);
         r->vector = NULL;
         s->last_status = 0;
-        /* the parse error may quote bytes of the body: redact before an excerpt could cut a secret */
+        /* the body was redacted, but the parse error may quote it unescaped: again, before a cut */
         buf_clear(&m->done_reason);
         buf_puts(&m->done_reason, perr.msg);
         redact(m, &m->done_reason);
@@ -1807,23 +1813,18 @@ static void handle_answer(struct model *m, struct slot *s, int64_t now)
     if (s->remaining_requests == 0 && s->reset_requests_ms > 0) pause_until(m, now + cap_hint(s->reset_requests_ms));
     if (s->remaining_tokens == 0 && s->reset_tokens_ms > 0) pause_until(m, now + cap_hint(s->reset_tokens_ms));
 
-    json_t *parsed = NULL;
     buf_clear(&m->done_reason);
     buf_puts(&m->done_reason, "invalid answer: ");
     size_t prefix = m->done_reason.len;
-    if (check_answer(m, &m->reply, &parsed, &m->done_reason) == 0) {
-        set_fields(m, s->record_ref);
+    int ok = model_check_reply(m, r, s->record_ref, &m->done_reason) == 0;
+    if (ok && m->cache) cache_store(m, s); /* its key was made at submit; it reads r->vector */
+    json_decref(r->vector);
+    r->vector = NULL;
+    if (ok) {
         if (s->corrected) m->corrected++;
-        if (m->cache) cache_store(m, s); /* its key was made at submit */
-        json_decref(parsed);
-        json_decref(r->vector);
-        r->vector = NULL;
         finish(m, s, 1, NULL);
         return;
     }
-    json_decref(parsed);
-    json_decref(r->vector);
-    r->vector = NULL;
     m->invalid_answers++;
     if (!s->corrected) {
         /* one more try, showing the model its answer and what was wrong with it */
@@ -1892,12 +1893,13 @@ static void handle_done(struct model *m, struct slot *s, CURLcode result)
         else fail_now(m, s);
         return;
     }
+    /* before any code reads or cuts the body: an excerpt or a parse error could split a secret */
+    redact(m, &s->response);
     if (status >= 200 && status < 300) {
         handle_answer(m, s, now);
         return;
     }
     s->last_status = status;
-    redact(m, &s->response);
     put_excerpt(&s->reason, s->response.data ? s->response.data : "", s->response.len, EXCERPT_MAX);
     if (status == 408 || status == 409 || status == 429 || status >= 500) {
         int64_t hint = s->retry_after_ms;
@@ -2191,7 +2193,6 @@ void model_close(struct model *m)
     free(m->hits);
     free(m->cache_error);
     buf_free(&m->cache_value);
-    buf_free(&m->cache_reason);
     prompt_free(m->prompt);
     for (size_t i = 0; i < m->field_count; i++) {
         free(m->fields[i].name);
@@ -2219,13 +2220,3 @@ void model_close(struct model *m)
     free(m);
 }
 
-/* ---- for tests and fuzzing (model_internal.h) ---- */
-
-int model_check_reply(struct model *m, const struct model_reply *reply, int record_ref, struct buf *why)
-{
-    json_t *parsed = NULL;
-    int rc = check_answer(m, reply, &parsed, why);
-    if (rc == 0) set_fields(m, record_ref);
-    json_decref(parsed);
-    return rc;
-}
