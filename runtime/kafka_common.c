@@ -74,14 +74,6 @@ static void redact(const struct kafka_client *client, const char *text, char *ou
     buf_free(&next);
 }
 
-void kafka_redact_err(const struct kafka_client *client, struct rn_err *err)
-{
-    if (!client->nsecrets) return;
-    char copy[sizeof err->msg];
-    memcpy(copy, err->msg, sizeof copy);
-    redact(client, copy, err->msg, sizeof err->msg);
-}
-
 int kafka_fail(const struct kafka_client *client, struct rn_err *err, const char *fmt, ...)
 {
     /* Format at full length and redact before cutting to err->msg: a secret straddling the

@@ -44,11 +44,9 @@ rd_kafka_conf_t *kafka_conf_new(struct kafka_client *client, lua_State *L, int o
                                 struct rn_err *err);
 
 /* 1 when a property's value must never be shown (its name contains password, secret,
- * sasl.jaas, ssl.key or token). */
+ * sasl.jaas, ssl.key, token or oauthbearer.config). */
 int kafka_property_is_secret(const char *name);
 
-/* Mask every known secret in err->msg with ***. */
-void kafka_redact_err(const struct kafka_client *client, struct rn_err *err);
 
 /* rn_fail, then mask the secrets: for messages that carry librdkafka text. Returns -1. */
 int kafka_fail(const struct kafka_client *client, struct rn_err *err, const char *fmt, ...)

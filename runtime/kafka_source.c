@@ -937,6 +937,7 @@ static void ks_close(void *self)
     if (!s) return;
     s->closing = 1;
     if (s->pending) rd_kafka_message_destroy(s->pending);
+    s->pending = NULL; /* consumer_close runs the last revoke, which looks at it */
     if (s->rk) {
         rd_kafka_consumer_close(s->rk);
         rd_kafka_destroy(s->rk);
