@@ -104,7 +104,7 @@ static void key_rank(lua_State *L, int order_idx, int key_idx, struct key_entry 
     if (lua_rawget(L, order_idx) == LUA_TNUMBER) rank = lua_tointeger(L, -1);
     lua_pop(L, 1);
     k->rank = rank;
-    if (k->len <= CACHED_NAME) { /* short (interned) strings have stable addresses */
+    if (k->len <= CACHED_NAME && rn_utf8_valid(k->name, k->len, NULL)) { /* short (interned) strings have stable addresses */
         struct buf b;
         buf_init(&b);
         buf_put_json_string(&b, k->name, k->len);
@@ -156,6 +156,10 @@ static int encode_object(lua_State *L, int idx, int order_idx, struct buf *out, 
         k->cached = 0;
         if (order_idx) key_rank(L, order_idx, -2, k);
         else k->rank = LUA_MAXINTEGER;
+        if (!k->cached && !rn_utf8_valid(k->name, k->len, NULL)) { /* cached names were checked */
+            rc = rn_fail(err, "a field name is not valid UTF-8, which JSON cannot hold");
+            goto done;
+        }
         lua_pushvalue(L, -2);
     }
     if (count > 16) {
@@ -204,6 +208,7 @@ static int encode_value(lua_State *L, int idx, int order_idx, struct buf *out, i
     case LUA_TSTRING: {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
+        if (!rn_utf8_valid(s, n, NULL)) return rn_fail(err, "a string is not valid UTF-8, which JSON cannot hold");
         buf_put_json_string(out, s, n);
         return 0;
     }

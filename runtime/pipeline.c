@@ -120,8 +120,18 @@ static void push_dead_letter(struct pipeline *p, const char *stage, const char *
     lua_setfield(L, dl, "job");
     lua_pushstring(L, stage);
     lua_setfield(L, dl, "stage");
-    lua_pushstring(L, reason);
+    struct buf visible; /* a reason can quote bad input: kept valid UTF-8 so the letter encodes */
+    buf_init(&visible);
+    buf_put_visible(&visible, reason, strlen(reason), SIZE_MAX);
+    lua_pushlstring(L, visible.data ? visible.data : "", visible.len);
     lua_setfield(L, dl, "reason");
+    if (model_text) {
+        buf_clear(&visible);
+        buf_put_visible(&visible, model_text, strlen(model_text), SIZE_MAX);
+        lua_pushlstring(L, visible.data ? visible.data : "", visible.len);
+        lua_setfield(L, dl, "model_text");
+    }
+    buf_free(&visible);
     if (pos->partition >= 0) {
         lua_pushinteger(L, pos->partition);
         lua_setfield(L, dl, "partition");
@@ -141,10 +151,6 @@ static void push_dead_letter(struct pipeline *p, const char *stage, const char *
             luaL_tolstring(L, record_idx, NULL);
         }
         lua_setfield(L, dl, "record");
-    }
-    if (model_text) {
-        lua_pushstring(L, model_text);
-        lua_setfield(L, dl, "model_text");
     }
     char now[64];
     iso_time(now, sizeof now);

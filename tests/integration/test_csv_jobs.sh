@@ -93,4 +93,20 @@ $RUNNEL run "$T/loop.lua" --set input="$T/30.csv" --set output="$T/l.jsonl" --se
 expect_eq "endless loop: one record dead-lettered" 1 "$(sj "$T/l.json" .dead_lettered)"
 check "endless loop: reason names the limit" grep -q "instruction limit" "$T/l.err"
 expect_eq "endless loop: others written" 29 "$(sj "$T/l.json" .written)"
+# a map that cuts a character in two: JSON cannot hold the string, so the record is a dead
+# letter with the reason, and every line written (JSON and CSV) stays valid
+cat > "$T/utf8.lua" <<'LUA'
+return job {
+  name = "utf8", source = source.csv { path = param("input"), types = { Id = "integer" } },
+  map = function(r) if r.Id % 5 == 0 then return { id = r.Id, cut = ("é"):sub(1, 1) } end return { id = r.Id } end,
+  sinks = { sink.jsonl { path = param("output") }, sink.csv { path = param("output") .. ".csv" } },
+  errors = sink.jsonl { path = param("output") .. ".err" },
+}
+LUA
+check "invalid UTF-8 from map: the job finishes" $RUNNEL run "$T/utf8.lua" --set input="$T/30.csv" \
+  --set output="$T/u.jsonl" --summary-json "$T/u.json" --no-progress
+expect_eq "invalid UTF-8 from map: written and dead-lettered" "24 6" "$(sj "$T/u.json" .written) $(sj "$T/u.json" .dead_lettered)"
+expect_eq "invalid UTF-8 from map: every line is JSON" 24 "$(jq -s length "$T/u.jsonl")"
+expect_contains "invalid UTF-8 from map: reason" "$T/u.jsonl.err" "field 'cut': a string is not valid UTF-8"
+expect_eq "invalid UTF-8 from map: the CSV has a header and 24 rows" 25 "$(wc -l < "$T/u.jsonl.csv")"
 finish
