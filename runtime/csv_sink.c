@@ -15,7 +15,7 @@ struct csv_sink {
     struct job_env *env;
     struct file_writer out;
     char delimiter;
-    int header;
+    int header;               /* the option: a header row starts an empty file */
     char **columns;
     size_t ncolumns;
     struct buf scratch;
@@ -55,7 +55,6 @@ static void *csv_sink_open(struct job_env *env, int opts, struct rn_err *err)
         free(s);
         return NULL;
     }
-    if (s->out.written_len > 0) s->header = 0; /* appending to a file that has one */
     return s;
 }
 
@@ -78,13 +77,13 @@ static int csv_sink_write(void *self, int rec, const char *json, size_t json_len
     lua_State *L = s->env->L;
     rec = lua_absindex(L, rec);
     if (!s->columns) columns_from_record(s, json, json_len);
-    if (s->header) {
+    /* an empty file (new, or cut back to nothing by a resume) starts with the header */
+    if (s->header && s->out.written_len == 0 && s->out.pending.len == 0) {
         for (size_t i = 0; i < s->ncolumns; i++) {
             if (i) buf_putc(&s->out.pending, s->delimiter);
             csv_put_text(&s->out.pending, s->columns[i], strlen(s->columns[i]), s->delimiter);
         }
         buf_putc(&s->out.pending, '\n');
-        s->header = 0;
     }
     for (size_t i = 0; i < s->ncolumns; i++) {
         if (i) buf_putc(&s->out.pending, s->delimiter);

@@ -109,4 +109,22 @@ check "threaded and unthreaded reads write the same records" cmp -s "$T/sb.jsonl
 expect_eq "and the same dead letters (line, reason, raw)" \
   "$(jq -c '[.line, .reason, .raw]' "$T/sb.jsonl.err" | md5sum)" "$(jq -c '[.line, .reason, .raw]' "$T/ss.jsonl.err" | md5sum)"
 check "there were bad rows of several kinds" test "$(jq -r .reason "$T/sb.jsonl.err" | sed 's/line [0-9]*//' | cut -c1-20 | sort -u | wc -l)" -ge 4
+# 5. a CSV sink cut back to nothing by a resume starts with its header again: the first run
+#    commits an empty file; the second writes rows (past the 1 MB write buffer) and is killed
+#    before it commits; the third resumes from the empty file
+cat > "$T/hdr.lua" <<'LUA'
+return job { name = "hdr", checkpoint_interval = "1h", source = source.csv { path = param("input") },
+  sinks = sink.csv { path = param("output") } }
+LUA
+printf 'id,word\n' > "$T/hdr.csv"
+$RUNNEL run "$T/hdr.lua" --mode stream --set input="$T/hdr.csv" --set output="$T/hdr.out" --no-progress 2>/dev/null &
+pid=$!; sleep 0.5; kill -TERM $pid; wait $pid
+seq 1 40000 | sed 's/$/,a-word-long-enough-to-fill-the-write-buffer-soon/' >> "$T/hdr.csv"
+$RUNNEL run "$T/hdr.lua" --mode stream --set input="$T/hdr.csv" --set output="$T/hdr.out" --no-progress 2>/dev/null &
+pid=$!
+check "header after resume: the killed run wrote rows past its checkpoint" wait_lines "$T/hdr.out" 1000
+kill -KILL $pid; wait $pid 2>/dev/null
+$RUNNEL run "$T/hdr.lua" --resume --set input="$T/hdr.csv" --set output="$T/hdr.out" --no-progress 2>/dev/null
+expect_eq "header after resume: the file starts with it, once, then every row" "id,word 1 40001" \
+  "$(head -1 "$T/hdr.out") $(grep -c '^id,word$' "$T/hdr.out") $(wc -l < "$T/hdr.out")"
 finish
