@@ -36,12 +36,12 @@ int csv_put_value(struct buf *out, lua_State *L, int idx, char delimiter, struct
     switch (lua_type(L, idx)) {
     case LUA_TNIL: return 0;
     case LUA_TBOOLEAN: buf_puts(out, lua_toboolean(L, idx) ? "true" : "false"); return 0;
+    case LUA_TNUMBER: /* as in the JSON line (lua_tolstring would keep only 14 digits) */
+        json_put_number(L, idx, out);
+        return 0;
     case LUA_TSTRING:
-    case LUA_TNUMBER:
-        lua_pushvalue(L, idx); /* lua_tolstring turns a number into a string in place */
-        text = lua_tolstring(L, -1, &n);
+        text = lua_tolstring(L, idx, &n);
         csv_put_text(out, text, n, delimiter);
-        lua_pop(L, 1);
         return 0;
     default:
         buf_clear(scratch);

@@ -15,7 +15,7 @@ static const char json_null_key = 'n'; /* address used as the registry key of js
 
 static int encode_value(lua_State *L, int idx, int order_idx, struct buf *out, int depth, struct rn_err *err);
 
-static void put_number(lua_State *L, int idx, struct buf *out)
+void json_put_number(lua_State *L, int idx, struct buf *out)
 {
     if (lua_isinteger(L, idx)) {
         /* by hand: snprintf was a visible share of the per-record cost */
@@ -204,7 +204,7 @@ static int encode_value(lua_State *L, int idx, int order_idx, struct buf *out, i
         if (lua_toboolean(L, idx)) buf_put(out, "true", 4);
         else buf_put(out, "false", 5);
         return 0;
-    case LUA_TNUMBER: put_number(L, idx, out); return 0;
+    case LUA_TNUMBER: json_put_number(L, idx, out); return 0;
     case LUA_TSTRING: {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);

@@ -15,6 +15,10 @@
  * hold (functions, userdata, cycles deeper than 64). */
 int json_encode(lua_State *L, int idx, int order_ref, struct buf *out, struct rn_err *err);
 
+/* Append the number at stack index idx as JSON writes it: integers exactly, floats with the
+ * fewest digits that read back the same (3.0 stays 3.0), NaN and infinities as null. */
+void json_put_number(lua_State *L, int idx, struct buf *out);
+
 /* The field order table changed: drop what the encoder cached about it. */
 void json_forget_field_order(void);
 

@@ -109,4 +109,13 @@ expect_eq "invalid UTF-8 from map: written and dead-lettered" "24 6" "$(sj "$T/u
 expect_eq "invalid UTF-8 from map: every line is JSON" 24 "$(jq -s length "$T/u.jsonl")"
 expect_contains "invalid UTF-8 from map: reason" "$T/u.jsonl.err" "field 'cut': a string is not valid UTF-8"
 expect_eq "invalid UTF-8 from map: the CSV has a header and 24 rows" 25 "$(wc -l < "$T/u.jsonl.csv")"
+# numbers in CSV are written as in the JSON line: all their digits
+cat > "$T/num.lua" <<'LUA'
+return job { name = "num", source = source.csv { path = param("input"), types = { Id = "integer" } },
+  map = function(r) return { id = r.Id, x = 1234567.123456789, y = 3.0 } end,
+  sinks = { sink.jsonl { path = param("output") }, sink.csv { path = param("output") .. ".csv" } } }
+LUA
+check "numbers: the job finishes" $RUNNEL run "$T/num.lua" --set input="$T/30.csv" --set output="$T/num.jsonl" --limit 1 --no-progress
+expect_eq "numbers: CSV keeps every digit, as JSON does" '1,1234567.123456789,3.0 1234567.123456789' \
+  "$(sed -n 2p "$T/num.jsonl.csv") $(jq -r .x "$T/num.jsonl")"
 finish
