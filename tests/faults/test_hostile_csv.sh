@@ -28,6 +28,7 @@ expect_contains "unbalanced quote: reason names the line" "$T/unbalanced.err" "l
 
 printf 'id,n,text\n1,1,ok\n2,2,bad"quote\n3,3,fine\n4,4,"closed"trailing\n5,5,end\n' > "$T/quotes.csv"
 run quotes "$T/quotes.csv"
+expect_eq "stray quotes: job succeeds" 0 "$RC"
 expect_eq "stray quotes: two dead letters" 2 "$(dead quotes)"
 expect_eq "stray quotes: the good rows written" "1 3 5" "$(jq -r .id "$T/quotes.out" | tr '\n' ' ' | sed 's/ $//')"
 expect_contains "stray quotes: reason" "$T/quotes.err" "malformed quoting"
@@ -36,16 +37,18 @@ printf 'id,n,text\n1,1,a\0b\n2,2,ok\n' > "$T/nul.csv"
 run nul "$T/nul.csv"
 expect_eq "NUL byte: job succeeds" 0 "$RC"
 check "NUL byte: invariant" invariant_holds "$T/nul.json"
-check "NUL byte: output is valid JSON" jq -e . "$T/nul.out"
+expect_eq "NUL byte: both rows written, as JSON" 2 "$(jq -s length "$T/nul.out")"
 
 printf 'id,n,text\n1,1,\xc3\x28bad\n2,2,caf\xc3\xa9\n3,3,\xed\xa0\x80surrogate\n' > "$T/utf8.csv"
 run utf8 "$T/utf8.csv"
+expect_eq "invalid UTF-8: job succeeds" 0 "$RC"
 expect_eq "invalid UTF-8 and surrogates dead-lettered" 2 "$(dead utf8)"
 expect_eq "valid UTF-8 kept" "café" "$(jq -r .text "$T/utf8.out")"
-check "dead letters are valid JSON" jq -e . "$T/utf8.err"
+expect_eq "dead letters are valid JSON, both" 2 "$(jq -s length "$T/utf8.err")"
 
 printf 'id,n,text\n1,x1,a\n2,99999999999999999999,b\n3,,empty\n4,-7,neg\n' > "$T/types.csv"
 run types "$T/types.csv"
+expect_eq "bad integers: job succeeds" 0 "$RC"
 expect_eq "bad integers dead-lettered (not-a-number and overflow)" 2 "$(dead types)"
 expect_eq "empty integer is absent, negative kept" '{"id":"3","text":"empty"} {"id":"4","n":-7,"text":"neg"}' \
   "$(tr '\n' ' ' < "$T/types.out" | sed 's/ $//')"
