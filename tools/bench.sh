@@ -37,7 +37,8 @@ run_job() {
     bin/bench-measure --out "$W/m.json" -- bin/runnel run "$job" --no-progress --quiet \
       --state-dir "$W/state" --summary-json "$W/s.json" "$@" --set output="$W/out.jsonl"
     local read elapsed
-    read=$(jq .read "$W/s.json"); elapsed=$(jq .elapsed_s "$W/s.json")
+    # records that went through (filtered ones never reach a model: the bare client skips them too)
+    read=$(jq '.read - .filtered' "$W/s.json"); elapsed=$(jq .elapsed_s "$W/s.json")
     jq -e '.read == .written + .filtered + .dead_lettered' "$W/s.json" >/dev/null || { echo "bench: $name lost records" >&2; exit 1; }
     rates+=("$(echo "$read $elapsed" | awk '{ printf "%.0f", $1 / $2 }')")
     cpus+=("$(jq -r .cpu_s "$W/m.json" | awk -v n="$read" '{ printf "%.2f", $1 * 1e6 / n }')")
