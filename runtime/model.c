@@ -2175,7 +2175,6 @@ void model_close(struct model *m)
                 if (s->state == SLOT_RUNNING) curl_multi_remove_handle(m->multi, s->easy);
                 curl_easy_cleanup(s->easy);
             }
-            curl_slist_free_all(s->call.headers);
             buf_free(&s->call.url);
             buf_free(&s->call.body);
             buf_free(&s->prompt);

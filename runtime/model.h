@@ -26,8 +26,7 @@ struct model_call {
     const char *previous_answer; /* on the one retry after an invalid answer: what the model said */
     const char *correction;      /* ... and why it was rejected; NULL otherwise */
     /* filled by the provider. The engine empties url and body before every build and frees
-     * all three when the model closes. headers are the same for every call: build them only
-     * while NULL; the engine keeps them for the later calls made through the same slot. */
+     * them when the model closes. headers stay the provider's (lent, valid until it closes). */
     struct buf url;
     struct buf body;
     struct curl_slist *headers;

@@ -38,8 +38,8 @@ struct openai {
     struct buf head;             /* {"model":"..." */
     struct buf chat_tail;        /* ,"temperature":... and the parameters, for chat bodies */
     struct buf embedding_tail;   /* the parameters, for embedding bodies */
-    char **header_lines;
-    size_t header_count;
+    struct curl_slist *headers;  /* the same for every request, lent to each call; holds the key */
+    int headers_failed;          /* curl could not copy one (out of memory) */
     const char *system_source;   /* the system prompt system_json encodes (the engine's pointer) */
     struct buf system_json;
 };
@@ -53,19 +53,21 @@ static void openai_close(void *self)
     buf_free(&p->head);
     buf_free(&p->chat_tail);
     buf_free(&p->embedding_tail);
-    for (size_t i = 0; i < p->header_count; i++) {
-        explicit_bzero(p->header_lines[i], strlen(p->header_lines[i])); /* may hold the api key */
-        free(p->header_lines[i]);
-    }
-    free(p->header_lines);
+    for (struct curl_slist *h = p->headers; h; h = h->next) /* one holds the api key */
+        explicit_bzero(h->data, strlen(h->data));
+    curl_slist_free_all(p->headers);
     buf_free(&p->system_json);
     free(p);
 }
 
+/* Add a header line (curl copies it; the caller's copy is wiped and freed). */
 static void add_line(struct openai *p, char *line)
 {
-    p->header_lines = rn_realloc(p->header_lines, (p->header_count + 1) * sizeof *p->header_lines);
-    p->header_lines[p->header_count++] = line;
+    struct curl_slist *next = curl_slist_append(p->headers, line);
+    if (next) p->headers = next;
+    else p->headers_failed = 1;
+    explicit_bzero(line, strlen(line));
+    free(line);
 }
 
 static void add_header(struct openai *p, const char *name, const char *value)
@@ -270,6 +272,10 @@ static void *openai_open(struct job_env *env, int opts, struct rn_err *err)
         add_header(p, "OpenAI-Organization", organization);
     }
     if (read_headers(p, L, opts, have_key, err)) goto fail;
+    if (p->headers_failed) {
+        rn_fail(err, "model.openai: out of memory for request headers");
+        goto fail;
+    }
     return p;
 fail:
     openai_close(p);
@@ -285,14 +291,9 @@ static void put_message(struct buf *b, const char *role, const char *text, size_
 
 static int openai_build(void *self, struct model_call *call, struct rn_err *err)
 {
+    (void)err; /* nothing here can fail */
     struct openai *p = self;
-    if (!call->headers) {
-        for (size_t i = 0; i < p->header_count; i++) {
-            struct curl_slist *next = curl_slist_append(call->headers, p->header_lines[i]);
-            if (!next) return rn_fail(err, "model.openai: out of memory for request headers");
-            call->headers = next;
-        }
-    }
+    call->headers = p->headers;
     struct buf *b = &call->body;
     buf_put(b, p->head.data, p->head.len);
     if (call->task == MODEL_TASK_EMBEDDING) {
