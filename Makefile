@@ -1,7 +1,7 @@
 # runnel: build, test, demo, bench. Read top to bottom; `make help` lists the targets.
 
 CC      ?= cc
-PKGS    := lua5.4 libcurl rdkafka jansson
+PKGS    := lua5.4 libcurl jansson $(if $(WITHOUT_KAFKA),,rdkafka)
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
 CPPFLAGS_ALL = $(WARN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Iruntime
@@ -13,9 +13,14 @@ DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps \
                 liblua5.4-dev libcurl4-openssl-dev librdkafka-dev libcsv-dev \
                 libjansson-dev libmicrohttpd-dev
 
-RUNTIME_SRC  := $(wildcard runtime/*.c)
+# Sources are found in runtime/'s folders (see runtime/README.md). A plugin whose library is
+# missing can be left out: WITHOUT_KAFKA=1 builds without source.kafka and sink.kafka.
+RUNTIME_SRC  := $(shell find runtime -name '*.c' | sort)
+ifdef WITHOUT_KAFKA
+RUNTIME_SRC  := $(filter-out runtime/sources/kafka/% runtime/sinks/kafka.c,$(RUNTIME_SRC))
+CPPFLAGS_ALL += -DRUNNEL_WITHOUT_KAFKA
+endif
 RUNTIME_LIB  := $(filter-out runtime/main.c,$(RUNTIME_SRC))
-RUNTIME_HDR  := $(wildcard runtime/*.h)
 OBJ          := $(RUNTIME_SRC:runtime/%.c=build/obj/%.o)
 LIB_OBJ      := $(RUNTIME_LIB:runtime/%.c=build/obj/%.o)
 ASAN_OBJ     := $(RUNTIME_SRC:runtime/%.c=build/asan/%.o)
@@ -59,20 +64,23 @@ bin/runnel: $(OBJ)
 	@mkdir -p bin
 	$(CC) $(CFLAGS) -o $@ $(OBJ) $(LDLIBS_ALL)
 
-build/obj/%.o: runtime/%.c $(RUNTIME_HDR)
-	@mkdir -p build/obj
+# -MMD -MP: each object's header dependencies in a .d file beside it (included below).
+build/obj/%.o: runtime/%.c
+	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	@$(CC) $(CPPFLAGS_ALL) $(CFLAGS) -c -o $@ $<
+	@$(CC) $(CPPFLAGS_ALL) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 # The same runner built with AddressSanitizer and UndefinedBehaviorSanitizer.
 asan: build/asan/runnel
 build/asan/runnel: $(ASAN_OBJ)
 	$(CC) $(SAN) -g -O1 -o $@ $(ASAN_OBJ) $(LDLIBS_ALL)
 
-build/asan/%.o: runtime/%.c $(RUNTIME_HDR)
-	@mkdir -p build/asan
+build/asan/%.o: runtime/%.c
+	@mkdir -p $(dir $@)
 	@echo "  CC asan $<"
-	@$(CC) $(CPPFLAGS_ALL) $(SAN) -g -O1 -c -o $@ $<
+	@$(CC) $(CPPFLAGS_ALL) $(SAN) -g -O1 -MMD -MP -c -o $@ $<
+
+-include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d) $(UNIT_BIN:=.d)
 
 # ---- tools --------------------------------------------------------------------------
 bin/model-server: tools/model-server.c tools/lexicon.h
@@ -89,9 +97,9 @@ bin/kafka-dev: tools/kafka-dev.c
 
 # ---- tests --------------------------------------------------------------------------
 # Unit tests are C programs linked with the runtime (without main.c), built with sanitizers.
-build/unit/%: tests/unit/%.c tests/unit/check.h $(ASAN_LIB_OBJ)
+build/unit/%: tests/unit/%.c $(ASAN_LIB_OBJ)
 	@mkdir -p build/unit
-	$(CC) $(CPPFLAGS_ALL) $(SAN) -g -O1 -o $@ $< $(ASAN_LIB_OBJ) $(LDLIBS_ALL)
+	$(CC) $(CPPFLAGS_ALL) $(SAN) -g -O1 -MMD -MP -MF $@.d -o $@ $< $(ASAN_LIB_OBJ) $(LDLIBS_ALL)
 
 test: deps
 	@$(MAKE) --no-print-directory all build/asan/runnel $(UNIT_BIN)

@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lua_job.h"
-#include "pipeline.h"
+#include "lua/job.h"
+#include "engine/pipeline.h"
 
 static volatile sig_atomic_t stop_requested = 0;
 

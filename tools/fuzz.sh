@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tools/fuzz.sh: build the libFuzzer targets in tests/fuzz/ with clang (ASan+UBSan) against the
-# runtime (runtime/*.c without main.c) and run each for FUZZ_SECONDS (default 30) seconds.
+# runtime (every runtime/**/*.c but main.c) and run each for FUZZ_SECONDS (default 30) seconds.
 #   FUZZ_SECONDS=N     seconds per target          FUZZ_TARGETS="csv json"  only these targets
 #   FUZZ_JOBS=N        compile jobs (default: nproc)
 # Seeds are tests/fuzz/corpus/NAME (read only); what the fuzzer learns goes to
@@ -41,9 +41,9 @@ libs="$(pkg-config --libs $pkgs) -lcsv -lm"
 mkdir -p "$out/obj" "$out/crashes"
 objs=()
 stale=()
-for src in runtime/*.c; do
+for src in $(find runtime -name '*.c' | sort); do
   [ "$src" = runtime/main.c ] && continue
-  obj="$out/obj/$(basename "${src%.c}").o"
+  obj="$out/obj/$(echo "${src#runtime/}" | tr / _ | sed 's/\.c$/.o/')"
   objs+=("$obj")
   if [ ! -e "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find runtime -name '*.h' -newer "$obj" -print -quit)" ]; then
     stale+=("$src")
@@ -52,7 +52,7 @@ done
 if [ ${#stale[@]} -gt 0 ]; then
   echo "fuzz: compiling ${#stale[@]} runtime files"
   printf '%s\n' "${stale[@]}" | xargs -P "$jobs" -I{} sh -c \
-    "$CC $cflags $san -fsanitize=fuzzer-no-link -c -o $out/obj/\$(basename {} .c).o {}"
+    "$CC $cflags $san -fsanitize=fuzzer-no-link -c -o $out/obj/\$(echo {} | sed 's|^runtime/||; s|/|_|g; s|\\.c\$|.o|') {}"
 fi
 for t in $targets; do
   echo "fuzz: linking $out/fuzz_$t"

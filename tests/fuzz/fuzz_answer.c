@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "model_internal.h"
+#include "models/model_int.h"
 
 extern const struct provider_ops openai_provider;
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lua_job.h"
+#include "lua/job.h"
 
 /* ---- a Lua allocator that puts a canary after every block it makes ---- */
 #define CANARY 64

@@ -14,7 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "json.h"
+#include "core/json.h"
 #include "fuzz_common.h"
 
 extern const struct source_ops csv_source;

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "core/json.h"
 #include "fuzz_common.h"
 
 /* Nesting depth is invisible to coverage; a ladder of branches makes each deeper band new

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "prompt.h"
+#include "models/prompt.h"
 
 static struct job_env env;
 static lua_State *main_state;

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "json_scan.h"
+#include "core/json_scan.h"
 
 #include "check.h"
 

@@ -5,7 +5,7 @@
 #define LUA_ALLOC_FORCE_POOL 1
 #define lua_alloc_newstate test_lua_alloc_newstate
 #define lua_alloc_close test_lua_alloc_close
-#include "../../runtime/lua_alloc.c"
+#include "../../runtime/lua/alloc.c"
 
 #include <lualib.h>
 

@@ -17,8 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "lua_job.h"
-#include "model.h"
+#include "lua/job.h"
+#include "models/model.h"
 
 #include "check.h"
 

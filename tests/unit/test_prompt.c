@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "prompt.h"
+#include "models/prompt.h"
 
 #include "check.h"
 

@@ -1,0 +1,26 @@
+/* pipeline.h: running one job: the event loop that moves records from the source through
+ * filter, predict and map to the sinks, with acknowledgements, checkpoints and the summary.
+ *
+ * Records may finish out of order (model calls run concurrently) but are written to the
+ * sinks in source order through a bounded reorder window, so file outputs are deterministic,
+ * the source position to commit is simply the last record written, and memory is flat. */
+#ifndef RUNNEL_PIPELINE_H
+#define RUNNEL_PIPELINE_H
+
+#include "engine/plugin.h"
+
+struct run_options {
+    int64_t limit;              /* stop after reading this many records (0: no limit) */
+    const char *summary_json;   /* write the summary as JSON here, or NULL */
+    int progress;               /* 1: show a progress line (stderr is a terminal) */
+    int quiet;                  /* no summary on stderr */
+};
+
+/* Open everything the job declaration at the top of the stack names, run it to the end
+ * (batch) or until stopped (stream), print the summary. Returns 0 on success, -1 with err. */
+int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_err *err);
+
+/* Open every plugin the job declares and close them again: `runnel check --open`. */
+int pipeline_check_open(struct job_env *env, struct rn_err *err);
+
+#endif

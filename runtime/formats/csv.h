@@ -1,0 +1,17 @@
+/* csv_format.h: writing CSV fields (RFC 4180 quoting), for sink.csv and sink.kafka with
+ * format = "csv". */
+#ifndef RUNNEL_CSV_FORMAT_H
+#define RUNNEL_CSV_FORMAT_H
+
+#include <lua.h>
+#include "core/util.h"
+
+/* Append text as one field, quoted when it holds the delimiter, a quote or a line break. */
+void csv_put_text(struct buf *out, const char *text, size_t n, char delimiter);
+
+/* Append the Lua value at idx as one field: nil is empty, booleans are true/false, strings
+ * their text, numbers as JSON writes them, tables their JSON (built in the caller's scratch
+ * buffer). -1 and err when a value cannot be encoded. */
+int csv_put_value(struct buf *out, lua_State *L, int idx, char delimiter, struct buf *scratch, struct rn_err *err);
+
+#endif

@@ -1,0 +1,42 @@
+/* lua_job.h: the job's Lua state: a sandboxed Lua 5.4 with the declaration functions
+ * (source.*, sink.*, model.*, job, param, env, secret) and the helpers that call back into
+ * job-script functions safely.
+ *
+ * Declarations are checked when the script runs them, so an error names the script line.
+ * Every call into script code goes through luajob_call: a traceback on error and an
+ * instruction limit, so a bad script cannot crash or hang the runner. */
+#ifndef RUNNEL_LUA_JOB_H
+#define RUNNEL_LUA_JOB_H
+
+#include <lua.h>
+#include "engine/plugin.h"
+
+struct param { const char *key; const char *value; };
+
+/* Create the job's Lua state with the sandbox and declaration functions. params are the
+ * --set key=value pairs (borrowed; must outlive the state). NULL and err on failure. */
+lua_State *luajob_new(struct job_env *env, const struct param *params, size_t nparams, struct rn_err *err);
+void luajob_close(lua_State *L);
+
+/* Run the job script and leave its job declaration table on the stack (checked). */
+int luajob_load(struct job_env *env, const char *path, struct rn_err *err);
+
+/* Call the function below nargs arguments on the stack, like lua_pcall, with a traceback and
+ * the instruction limit. On error err holds "script:line: message" plus the traceback. */
+int luajob_call(lua_State *L, int nargs, int nresults, struct rn_err *err);
+
+/* Set the per-call instruction limit (0: none). */
+void luajob_set_instruction_limit(lua_State *L, int64_t limit);
+
+/* The value of a secret made by secret() (or a plain string) at idx; NULL if neither.
+ * The pointer lives as long as the value on the stack/in the table. */
+const char *luajob_secret_value(lua_State *L, int idx);
+/* Push the options table of a declaration value at idx and return its stack index. */
+int luajob_decl_options(lua_State *L, int idx);
+/* "script:line" where the declaration at idx was made. */
+const char *luajob_decl_where(lua_State *L, int idx);
+
+/* The options of job{...}, for `runnel help job`. */
+const struct option_spec *luajob_job_options(void);
+
+#endif

@@ -1,0 +1,96 @@
+/* model.h: the remote model engine: turns records into model calls and answers back into
+ * record fields, for any provider plugin (openai.c, and later others).
+ *
+ * The engine owns everything that is the same for every provider: prompt rendering, the
+ * libcurl multi handle inside the job's event loop, concurrency, request and token rate
+ * limits, timeouts, retries with backoff and jitter, Retry-After, answer validation against
+ * the job's `output` declaration, usage and latency statistics. A provider only builds one
+ * HTTP request and parses one answer. Records stay owned by the pipeline (registry refs). */
+#ifndef RUNNEL_MODEL_H
+#define RUNNEL_MODEL_H
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include "engine/plugin.h"
+
+enum model_task { MODEL_TASK_CLASSIFICATION, MODEL_TASK_TEXT_GENERATION, MODEL_TASK_EMBEDDING };
+
+/* One request as the engine hands it to provider->build. */
+struct model_call {
+    enum model_task task;
+    const char *system;          /* system prompt, or NULL */
+    const char *prompt;          /* the rendered user prompt */
+    size_t prompt_len;
+    const char *schema_json;     /* JSON schema of `output` when structured output is wanted, else NULL */
+    const char *previous_answer; /* on the one retry after an invalid answer: what the model said */
+    const char *correction;      /* ... and why it was rejected; NULL otherwise */
+    /* filled by the provider. The engine empties url and body before every build and frees
+     * them when the model closes. headers stay the provider's (lent, valid until it closes). */
+    struct buf url;
+    struct buf body;
+    struct curl_slist *headers;
+};
+
+/* One parsed answer as provider->parse fills it. */
+struct model_reply {
+    struct buf text;         /* the answer text (chat and completions) */
+    json_t *vector;          /* embeddings: a JSON array of numbers (owned; the engine decrefs) */
+    int64_t tokens_in;
+    int64_t tokens_out;
+};
+
+/* Options every provider accepts, to be listed in each provider's option table. */
+#define MODEL_COMMON_OPTIONS                                                                       \
+    {"task", OPT_STRING, 0, "classification", "classification, text_generation or embedding"},     \
+    {"system", OPT_STRING, 0, NULL, "system prompt"},                                              \
+    {"prompt", OPT_STRING_OR_FUNCTION, 1, NULL, "template with {{field}} placeholders, or function(record) -> string"}, \
+    {"output", OPT_TABLE, 0, NULL, "fields the answer fills: { name = { type=, min=, max=, enum= } }"}, \
+    {"limits", OPT_TABLE, 0, NULL, "{ concurrency=64|\"auto\", rpm=, tpm=, timeout=\"30s\", retries=5 }"}, \
+    {"price", OPT_TABLE, 0, NULL, "{ input = USD per 1M tokens, output = USD per 1M tokens } for the cost estimate"}, \
+    {"cache", OPT_BOOLEAN, 0, "batch mode", "reuse answers stored on disk (state dir) for the same request; --no-cache bypasses it"}
+
+struct model;
+
+/* Open the model declared by the table at stack index decl ({__kind="model", __type=,
+ * options=}). NULL and err (naming the option at fault) on failure.
+ *
+ * The answer cache (option cache, on by default in batch mode, off with env->no_cache or
+ * without env->state_dir) lives in STATE_DIR/cache/JOB/PROVIDER.MODEL.cache. Its key is a
+ * SHA-256 over the provider, the task, the output declaration, the request URL and the
+ * request body the provider built (model, messages, sampling parameters, schema): never the
+ * api key or headers. Only answers that validated are stored, and they are validated again
+ * when used. */
+struct model *model_open(struct job_env *env, int decl, struct rn_err *err);
+
+/* How many more records the model accepts now (0 when the in-flight window is full). */
+int model_room(struct model *m);
+size_t model_in_flight(struct model *m);
+
+/* Start predicting the record table held at registry ref record_ref. The pipeline keeps
+ * ownership of the ref; tag comes back in the completion. -1 and err when the prompt cannot
+ * be rendered (the pipeline dead-letters the record with that reason). */
+int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *err);
+
+/* Completion of one record: ok=1 means the output fields are set on the record; ok=0 means
+ * it failed for good, with the reason (HTTP status and body, validation error, ...) and the
+ * model's last answer text (NULL when there was none). */
+typedef void (*model_done_fn)(void *ctx, uint64_t tag, int record_ref, int ok, const char *reason,
+                              const char *model_text);
+
+/* Drive network I/O for up to timeout_ms (0: do what is ready now), calling done() for each
+ * finished record. Records answered from the cache at submit are reported here too, first,
+ * and then the call does not wait. -1 and err only for failures that must stop the job. */
+int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, struct rn_err *err);
+
+/* Print the model figures of the run summary (requests, retries, tokens, latency, cost, cache
+ * hits and, with concurrency "auto", the window: started, ended, mean over the requests sent,
+ * min, max). Answers served from the cache count as ok and as cache hits, never as requests or
+ * tokens. */
+void model_print_summary(struct model *m, FILE *out);
+/* Add the same figures to the summary JSON object under "model"; "concurrency" is
+ * {"mode":"fixed","limit":N} or {"mode":"auto","start":,"final":,"mean":,"min":,"max":}. */
+void model_summary_json(struct model *m, json_t *summary);
+void model_close(struct model *m);
+
+#endif

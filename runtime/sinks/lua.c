@@ -1,0 +1,83 @@
+/* lua_sink.c: sink.lua, a job-script function called with every record (for custom output
+ * or aggregation in Lua). An error in it stops the job: a sink that fails must not be
+ * committed past. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "lua/job.h"
+#include "engine/plugin.h"
+
+struct lua_sink {
+    struct job_env *env;
+    int write_ref, flush_ref, close_ref;
+};
+
+static const struct option_spec lua_sink_options[] = {
+    {"write", OPT_FUNCTION, 1, NULL, "function(record) called for every record"},
+    {"flush", OPT_FUNCTION, 0, NULL, "function() called at every checkpoint and at the end"},
+    {"close", OPT_FUNCTION, 0, NULL, "function() called once when the job ends"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+static int ref_option(lua_State *L, int opts, const char *name)
+{
+    if (!opt_push(L, opts, name)) return LUA_NOREF;
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static void *lua_sink_open(struct job_env *env, int opts, struct rn_err *err)
+{
+    (void)err;
+    struct lua_sink *s = rn_calloc(1, sizeof *s);
+    s->env = env;
+    s->write_ref = ref_option(env->L, opts, "write");
+    s->flush_ref = ref_option(env->L, opts, "flush");
+    s->close_ref = ref_option(env->L, opts, "close");
+    return s;
+}
+
+static int call_ref(lua_State *L, int ref, int arg, const char *what, struct rn_err *err)
+{
+    if (ref == LUA_NOREF) return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    int nargs = 0;
+    if (arg) { lua_pushvalue(L, arg); nargs = 1; }
+    if (luajob_call(L, nargs, 0, err)) return rn_wrap(err, "sink.lua %s", what);
+    return 0;
+}
+
+static int lua_sink_write(void *self, int rec, const char *json, size_t json_len, struct rn_err *err)
+{
+    (void)json;
+    (void)json_len;
+    struct lua_sink *s = self;
+    return call_ref(s->env->L, s->write_ref, lua_absindex(s->env->L, rec), "write", err);
+}
+
+static int lua_sink_flush(void *self, struct rn_err *err)
+{
+    struct lua_sink *s = self;
+    return call_ref(s->env->L, s->flush_ref, 0, "flush", err);
+}
+
+static void lua_sink_close(void *self)
+{
+    struct lua_sink *s = self;
+    struct rn_err err;
+    if (call_ref(s->env->L, s->close_ref, 0, "close", &err)) fprintf(stderr, "runnel: %s\n", err.msg);
+    luaL_unref(s->env->L, LUA_REGISTRYINDEX, s->write_ref);
+    luaL_unref(s->env->L, LUA_REGISTRYINDEX, s->flush_ref);
+    luaL_unref(s->env->L, LUA_REGISTRYINDEX, s->close_ref);
+    free(s);
+}
+
+const struct sink_ops lua_sink = {
+    .name = "lua",
+    .summary = "a Lua function called with every record",
+    .options = lua_sink_options,
+    .open = lua_sink_open,
+    .write = lua_sink_write,
+    .flush = lua_sink_flush,
+    .close = lua_sink_close,
+};

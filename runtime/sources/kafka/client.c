@@ -1,0 +1,234 @@
+/* kafka_common.c: librdkafka configuration and secret redaction shared by source.kafka and
+ * sink.kafka (see kafka_common.h). */
+#include "sources/kafka/client.h"
+
+#include <lauxlib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lua/job.h"
+
+void kafka_client_init(struct kafka_client *client, const char *what, lua_State *L, int opts)
+{
+    lua_getfield(L, opts, "__where");
+    const char *where = lua_isstring(L, -1) ? lua_tostring(L, -1) : "?";
+    snprintf(client->what, sizeof client->what, "%s", what);
+    snprintf(client->where, sizeof client->where, "%s", where);
+    snprintf(client->label, sizeof client->label, "%s (%s)", what, where);
+    lua_pop(L, 1);
+}
+
+void kafka_client_free(struct kafka_client *client)
+{
+    for (size_t i = 0; i < client->nsecrets; i++) free(client->secrets[i]);
+    free(client->secrets);
+    client->secrets = NULL;
+    client->nsecrets = 0;
+}
+
+int kafka_property_is_secret(const char *name)
+{
+    static const char *const words[] = {"password", "secret", "sasl.jaas", "ssl.key", "token", "oauthbearer.config"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strcasestr(name, words[i])) return 1;
+    return 0;
+}
+
+static void add_secret(struct kafka_client *client, const char *value)
+{
+    if (!value || !*value) return;
+    for (size_t i = 0; i < client->nsecrets; i++)
+        if (strcmp(client->secrets[i], value) == 0) return;
+    client->secrets = rn_realloc(client->secrets, (client->nsecrets + 1) * sizeof *client->secrets);
+    client->secrets[client->nsecrets++] = rn_strdup(value);
+}
+
+/* text with every secret replaced by ***, into out (always NUL-terminated). One pass per secret,
+ * appending to a fresh buffer. */
+static void redact(const struct kafka_client *client, const char *text, char *out, size_t n)
+{
+    struct buf b, next;
+    buf_init(&b);
+    buf_init(&next);
+    buf_puts(&b, text);
+    for (size_t i = 0; i < client->nsecrets; i++) {
+        const char *secret = client->secrets[i];
+        size_t len = strlen(secret);
+        const char *from = b.data, *hit;
+        buf_clear(&next);
+        while ((hit = strstr(from, secret))) {
+            buf_put(&next, from, (size_t)(hit - from));
+            buf_puts(&next, "***");
+            from = hit + len;
+        }
+        buf_puts(&next, from);
+        struct buf t = b;
+        b = next;
+        next = t;
+    }
+    snprintf(out, n, "%s", b.data ? b.data : "");
+    buf_free(&b);
+    buf_free(&next);
+}
+
+int kafka_fail(const struct kafka_client *client, struct rn_err *err, const char *fmt, ...)
+{
+    /* Format at full length and redact before cutting to err->msg: a secret straddling the
+     * cut would otherwise escape redaction in part. */
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *full = rn_malloc(n > 0 ? (size_t)n + 1 : 1);
+    full[0] = '\0';
+    va_start(ap, fmt);
+    if (n > 0) vsnprintf(full, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    redact(client, full, err->msg, sizeof err->msg);
+    free(full);
+    return -1;
+}
+
+/* librdkafka's log lines (from its own threads), masked and prefixed with the plugin. */
+static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *line)
+{
+    (void)level;
+    if (strcmp(facility, "FAIL") == 0) return; /* the same text comes through on_error */
+    const struct kafka_client *client = rd_kafka_opaque(rk);
+    char masked[1024];
+    redact(client, line, masked, sizeof masked);
+    fprintf(stderr, "runnel: %s: librdkafka %s: %s\n", client->label, facility, masked);
+}
+
+/* Errors librdkafka reports while it retries on its own (brokers down, ...): printed once
+ * per burst; a fatal one is remembered so the plugin stops. */
+static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
+{
+    (void)rk;
+    struct kafka_client *client = opaque;
+    if (code == RD_KAFKA_RESP_ERR__FATAL) client->fatal = 1;
+    int64_t now = rn_now_ms();
+    if (code == client->last_error && now - client->last_error_ms < 10000) return;
+    client->last_error = code;
+    client->last_error_ms = now;
+    char masked[1024];
+    redact(client, reason, masked, sizeof masked);
+    fprintf(stderr, "runnel: %s: %s\n", client->label, masked);
+}
+
+static int set_one(struct kafka_client *client, rd_kafka_conf_t *conf, const char *name, const char *value,
+                   const char *origin, struct rn_err *err)
+{
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
+        return kafka_fail(client, err, "%s: %s: %s: %s", client->where, client->what, origin, errstr);
+    return 0;
+}
+
+/* The text of the property value at the top of the stack, or NULL when it has no text form. */
+static const char *property_text(lua_State *L, char *numbuf, size_t n)
+{
+    switch (lua_type(L, -1)) {
+    case LUA_TSTRING: return lua_tostring(L, -1);
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, -1)) snprintf(numbuf, n, "%lld", (long long)lua_tointeger(L, -1));
+        else snprintf(numbuf, n, "%.17g", lua_tonumber(L, -1));
+        return numbuf;
+    case LUA_TBOOLEAN: return lua_toboolean(L, -1) ? "true" : "false";
+    case LUA_TUSERDATA: return luajob_secret_value(L, -1);
+    default: return NULL;
+    }
+}
+
+static int is_enforced(const struct kafka_setting *enforced, const char *name)
+{
+    for (const struct kafka_setting *s = enforced; s && s->name; s++)
+        if (strcmp(s->name, name) == 0) return 1;
+    return 0;
+}
+
+rd_kafka_conf_t *kafka_conf_new(struct kafka_client *client, lua_State *L, int opts,
+                                const struct kafka_setting *defaults, const struct kafka_setting *enforced,
+                                struct rn_err *err)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    int props = 0, has_bootstrap = 0;
+    char numbuf[64], origin[300];
+    if (opt_push(L, opts, "properties")) {
+        props = lua_gettop(L);
+        /* first pass: learn every secret before any value can reach a message */
+        lua_pushnil(L);
+        while (lua_next(L, props)) {
+            if (lua_type(L, -2) != LUA_TSTRING) {
+                lua_pop(L, 2);
+                rn_fail(err, "%s: %s: properties must map librdkafka property names to values", client->where,
+                        client->what);
+                goto fail_props;
+            }
+            const char *name = lua_tostring(L, -2);
+            const char *value = property_text(L, numbuf, sizeof numbuf);
+            if (value && (kafka_property_is_secret(name) || lua_type(L, -1) == LUA_TUSERDATA)) add_secret(client, value);
+            if (!strcmp(name, "bootstrap.servers") || !strcmp(name, "metadata.broker.list")) has_bootstrap = 1;
+            lua_pop(L, 1);
+        }
+    }
+    for (const struct kafka_setting *s = defaults; s && s->name; s++)
+        if (set_one(client, conf, s->name, s->value, "default setting", err)) goto fail_props;
+    const char *brokers = opt_string(L, opts, "brokers", NULL);
+    if (!brokers && !has_bootstrap) {
+        brokers = getenv("KAFKA_BROKERS");
+        if (!brokers || !*brokers) {
+            rn_fail(err, "%s: %s: no brokers: set the option brokers (e.g. brokers = env(\"KAFKA_BROKERS\")) "
+                         "or the environment variable KAFKA_BROKERS", client->where, client->what);
+            goto fail_props;
+        }
+    }
+    if (brokers && set_one(client, conf, "bootstrap.servers", brokers, "brokers", err)) goto fail_props;
+    if (props) {
+        lua_pushnil(L);
+        while (lua_next(L, props)) {
+            const char *name = lua_tostring(L, -2);
+            snprintf(origin, sizeof origin, "properties[\"%s\"]", name);
+            const char *value = property_text(L, numbuf, sizeof numbuf);
+            if (!value) {
+                rn_fail(err, "%s: %s: %s must be a string, number, boolean or secret(), got %s", client->where,
+                        client->what, origin, luaL_typename(L, -1));
+                lua_pop(L, 2);
+                goto fail_props;
+            }
+            if (lua_type(L, -1) == LUA_TUSERDATA && !*value) {
+                const char *shown = luaL_tolstring(L, -1, NULL);
+                rn_fail(err, "%s: %s: %s: %s is empty (set its environment variable)", client->where, client->what,
+                        origin, shown);
+                lua_pop(L, 3);
+                goto fail_props;
+            }
+            if (is_enforced(enforced, name)) {
+                rn_fail(err, "%s: %s: %s: runnel sets this property itself (see runnel help %s); remove it", client->where, client->what, origin, client->what);
+                lua_pop(L, 2);
+                goto fail_props;
+            }
+            if (set_one(client, conf, name, value, origin, err)) {
+                lua_pop(L, 2);
+                goto fail_props;
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        props = 0;
+    }
+    for (const struct kafka_setting *s = enforced; s && s->name; s++)
+        if (set_one(client, conf, s->name, s->value, "setting", err)) goto fail;
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_opaque(conf, client);
+    return conf;
+fail_props:
+    if (props) lua_pop(L, 1);
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}

@@ -1,0 +1,56 @@
+/* kafka_common.h: what source.kafka and sink.kafka share: a librdkafka configuration built
+ * from a plugin's options (brokers, properties, secrets) and the redaction that keeps every
+ * secret out of messages, logs and errors.
+ *
+ * A plugin struct starts with a struct kafka_client and hands itself to librdkafka as the
+ * opaque, so the log and error callbacks find the label and the secrets to mask. */
+#ifndef RUNNEL_KAFKA_COMMON_H
+#define RUNNEL_KAFKA_COMMON_H
+
+#include <librdkafka/rdkafka.h>
+#include <lua.h>
+#include <signal.h>
+
+#include "engine/plugin.h"
+
+struct kafka_client {
+    char what[32];            /* "source.kafka" */
+    char where[224];          /* "jobs/x.lua:3", the declaration */
+    char label[272];          /* "source.kafka (jobs/x.lua:3)", for log lines */
+    char **secrets;           /* values masked as *** wherever text leaves the process */
+    size_t nsecrets;
+    volatile sig_atomic_t fatal; /* librdkafka raised a fatal error (error callback) */
+    int last_error;           /* the error callback prints each distinct error once per burst */
+    int64_t last_error_ms;
+};
+
+/* A librdkafka property and its value. */
+struct kafka_setting {
+    const char *name;
+    const char *value;
+};
+
+/* Fill client->label from the options table at opts (its __where) and `what` ("source.kafka"). */
+void kafka_client_init(struct kafka_client *client, const char *what, lua_State *L, int opts);
+void kafka_client_free(struct kafka_client *client);
+
+/* Build a configuration from the plugin options at opts: `defaults`, then `brokers` (or env
+ * KAFKA_BROKERS unless properties set bootstrap.servers), then every entry of `properties`
+ * verbatim (values: strings, numbers, booleans or secret()), then `enforced`, which a property
+ * may not override. Installs the redacting log and error callbacks; the opaque is `client`.
+ * Both setting lists end with {NULL}. Returns NULL and err (naming the option) on failure. */
+rd_kafka_conf_t *kafka_conf_new(struct kafka_client *client, lua_State *L, int opts,
+                                const struct kafka_setting *defaults, const struct kafka_setting *enforced,
+                                struct rn_err *err);
+
+/* 1 when a property's value must never be shown (its name contains password, secret,
+ * sasl.jaas, ssl.key, token or oauthbearer.config). */
+int kafka_property_is_secret(const char *name);
+
+
+/* rn_fail, then mask the secrets: for messages that carry librdkafka text. Returns -1. */
+int kafka_fail(const struct kafka_client *client, struct rn_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+
+#endif
