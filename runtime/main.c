@@ -1,5 +1,6 @@
 /* main.c: the runnel command line: run, check, help. The only place that prints errors
- * and chooses exit codes (0 ok, 1 the job failed, 2 usage, 130 interrupted). */
+ * and chooses exit codes (0 ok, 1 the job failed, 2 usage or the job is
+ * already running, 130 interrupted). */
 #include <curl/curl.h>
 #include <lauxlib.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "lua/job.h"
+#include "engine/lock.h"
 #include "engine/pipeline.h"
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -198,6 +200,7 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct rn_err err;
     int status = 0;
+    struct job_lock lock = {-1};
     lua_State *L = luajob_new(&env, params, nparams, &err);
     if (!L || luajob_load(&env, script, &err)) {
         fprintf(stderr, "runnel: %s\n", err.msg);
@@ -207,6 +210,12 @@ int main(int argc, char **argv)
     env.job_name = job_name(L);
     if (checking) {
         printf("%s: ok (job %s)\n", script, env.job_name);
+        goto done;
+    }
+    int busy;
+    if (job_lock_take(&lock, env.state_dir, env.job_name, &busy, &err)) {
+        fprintf(stderr, "runnel: %s\n", err.msg);
+        status = busy ? 2 : 1;
         goto done;
     }
     struct sigaction sa;
@@ -224,6 +233,7 @@ int main(int argc, char **argv)
         status = 1;
     }
 done:
+    job_lock_release(&lock);
     luajob_close(L);
     curl_global_cleanup();
     free(params);

@@ -1,5 +1,6 @@
 /* file_writer.c: buffered whole-record file output with truncate-on-resume (see file_writer.h). */
 #include "core/file_writer.h"
+#include "core/fingerprint.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +19,7 @@ int fw_open(struct file_writer *w, const char *path, int append, int do_fsync, s
     w->do_fsync = do_fsync;
     buf_init(&w->pending);
     if (rn_mkdir_parent(path, err)) return -1;
-    w->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
+    w->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
     if (w->fd < 0) return rn_fail(err, "%s: cannot open for writing: %s", path, strerror(errno));
     struct stat st;
     if (fstat(w->fd, &st) == 0) w->written_len = st.st_size;
@@ -60,10 +61,9 @@ int fw_flush(struct file_writer *w, struct rn_err *err)
 
 int fw_save(struct file_writer *w, json_t *state, struct rn_err *err)
 {
-    (void)err;
     json_object_set_new(state, "path", json_string(w->path));
     json_object_set_new(state, "length", json_integer(w->written_len));
-    return 0;
+    return fingerprint_save(w->fd, w->path, w->written_len, state, err);
 }
 
 int fw_restore(struct file_writer *w, json_t *state, struct rn_err *err)
@@ -75,6 +75,10 @@ int fw_restore(struct file_writer *w, json_t *state, struct rn_err *err)
     if (fstat(w->fd, &st) == 0 && st.st_size < n)
         return rn_fail(err, "%s: the file is shorter (%lld bytes) than at the checkpoint (%lld): it was changed; start without --resume",
                        w->path, (long long)st.st_size, (long long)n);
+    if (fingerprint_check(w->fd, w->path, n, state,
+                          "to start from the beginning, run without --resume (a stream job: remove its checkpoint "
+                          "JOB.checkpoint.json from the state directory)", err))
+        return -1;
     if (ftruncate(w->fd, n) < 0) return rn_fail(err, "%s: cannot truncate to %lld: %s", w->path, (long long)n, strerror(errno));
     if (lseek(w->fd, n, SEEK_SET) < 0) return rn_fail(err, "%s: cannot seek: %s", w->path, strerror(errno));
     w->written_len = n;

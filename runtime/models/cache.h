@@ -1,5 +1,5 @@
 /* cache.h: the on-disk answer cache: an append-only log of (key, value) records plus an
- * in-memory index from key to file offset, and the SHA-256 the keys are made with.
+ * in-memory index from key to file offset.
  *
  * One file per cache, locked by one process at a time. A record is [key 32][length 4]
  * [crc32 4][value], appended with one write; the index keeps 16 bytes per entry (a key
@@ -11,24 +11,18 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "core/sha256.h"
 #include "core/util.h"
 
-#define CACHE_KEY_SIZE 32
+#define CACHE_KEY_SIZE SHA256_SIZE
 #define CACHE_VALUE_MAX (64u << 20) /* a longer value is not stored */
 
-/* SHA-256 (FIPS 180-4), for cache keys. init, update any number of times, final. A context
- * may be copied to continue from a common prefix. */
-struct cache_hash {
-    uint32_t state[8];
-    uint64_t length;   /* bytes hashed so far */
-    uint8_t block[64];
-    size_t used;       /* bytes waiting in block */
-};
-void cache_hash_init(struct cache_hash *h);
-void cache_hash_update(struct cache_hash *h, const void *data, size_t n);
-/* Length-prefixed field: hashing "ab","c" and "a","bc" this way gives different keys. */
-void cache_hash_field(struct cache_hash *h, const void *data, size_t n);
-void cache_hash_final(struct cache_hash *h, uint8_t out[CACHE_KEY_SIZE]);
+/* Cache keys are SHA-256 digests (core/sha256.h); these names keep the cache's callers short. */
+struct cache_hash { struct sha256 sha; };
+static inline void cache_hash_init(struct cache_hash *h) { sha256_init(&h->sha); }
+static inline void cache_hash_update(struct cache_hash *h, const void *data, size_t n) { sha256_update(&h->sha, data, n); }
+static inline void cache_hash_field(struct cache_hash *h, const void *data, size_t n) { sha256_field(&h->sha, data, n); }
+static inline void cache_hash_final(struct cache_hash *h, uint8_t out[CACHE_KEY_SIZE]) { sha256_final(&h->sha, out); }
 
 struct cache;
 

@@ -104,15 +104,16 @@ start_model_server --latency-ms 200
 good=$(run good --state-dir "$T/st-bad" --limit 200)
 check "after invalid answers, the records are asked again ($good requests)" test "$good" -gt 150
 
-# --- two runners on one cache ----------------------------------------------------------------------
+# --- two runners on one cache: the job's lock refuses the second before it opens the cache ------
+# (the cache's own lock, tested in tests/unit/test_cache.c, stays as a second guard)
 $RUNNEL run "$T/job.lua" --set input="$T/in.csv" --set output="$T/first.jsonl" --set errors="$T/first.err" \
   --state-dir "$T/st-two" --no-progress 2>/dev/null &
 first=$!
 sleep 1
 $RUNNEL run "$T/job.lua" --set input="$T/in.csv" --set output="$T/second.jsonl" --set errors="$T/second.err" \
   --state-dir "$T/st-two" --no-progress 2>"$T/second.log"
-expect_eq "a second runner on the same cache exits 1" 1 "$?"
-expect_contains "... naming the cache file and the way out" "$T/second.log" "openai.gpt-4o-mini.cache: in use by another runnel process"
+expect_eq "a second runner on the same cache exits 2" 2 "$?"
+expect_contains "... saying the job is already running" "$T/second.log" "is already running (pid $first, since "
 kill "$first" 2>/dev/null; wait "$first" 2>/dev/null
 
 sed 's/^/  /' "$T/times"

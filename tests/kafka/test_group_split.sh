@@ -10,13 +10,14 @@ start_kafka --topic in:4 --topic out:4
 # session_timeout: after the group is up, the mock cluster waits (session timeout - 1 s) for
 # every member before a rebalance completes
 common=(--set group=split --set session_timeout=6000 --set checkpoint=10s --set out=out)
-start_runner "$T/a.log" "${common[@]}" --set output="$T/a.jsonl" --set errors="$T/ea.jsonl"
+# each runner has its own state directory: one holds the job's lock per directory
+start_runner "$T/a.log" "${common[@]}" --state-dir "$T/state-a" --set output="$T/a.jsonl" --set errors="$T/ea.jsonl"
 a=$RUNNER_PID
 check "runner a alone gets all 4 partitions" wait_until 30 grep -q "assigned in \[0\], in \[1\], in \[2\], in \[3\]" "$T/a.log"
 produce_json in early 1 200
 sleep 1   # a reads them; its next checkpoint is 10 s away, so only the rebalance commits them
 
-start_runner "$T/b.log" "${common[@]}" --set output="$T/b.jsonl" --set errors="$T/eb.jsonl"
+start_runner "$T/b.log" "${common[@]}" --state-dir "$T/state-b" --set output="$T/b.jsonl" --set errors="$T/eb.jsonl"
 b=$RUNNER_PID
 # the partitions each runner holds now: from its last "assigned" line
 held() { grep "assigned" "$1" | tail -1 | grep -o '\[[0-9]*\]' | tr -d '[]' | sort -n | tr '\n' ' '; }

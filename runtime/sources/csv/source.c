@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fingerprint.h"
 #include "lua/job.h"
 #include "formats/field_type.h"
 #include "engine/plugin.h"
@@ -950,15 +951,41 @@ static void csv_advance(void *self, const struct source_pos *pos)
     c->done_line = pos->line;
 }
 
+/* The fingerprint of the file the last acknowledged record came from, up to its end: the
+ * file being read, or, in a directory, an earlier one whose last records are still finishing. */
+static int save_fingerprint(struct csv_source *c, json_t *state, struct rn_err *err)
+{
+    if (c->done_file == c->file_index && c->fd >= 0)
+        return fingerprint_save(c->fd, c->path, c->done_offset, state, err);
+    if (!c->dir || c->done_file < 0) return 0;
+    char full[4096];
+    snprintf(full, sizeof full, "%s/%s", c->dir, c->done_names[c->done_file]);
+    int fd = open(full, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0; /* finished and removed: nothing to resume in it */
+    int rc = fingerprint_save(fd, full, c->done_offset, state, err);
+    close(fd);
+    return rc;
+}
+
 static int csv_save(void *self, json_t *state, struct rn_err *err)
 {
-    (void)err;
     struct csv_source *c = self;
     json_object_set_new(state, "path", json_string(c->declared_path));
     if (c->dir && c->done_file >= 0) json_object_set_new(state, "file", json_string(c->done_names[c->done_file]));
     json_object_set_new(state, "offset", json_integer(c->done_offset));
     json_object_set_new(state, "line", json_integer(c->done_line));
-    return 0;
+    return save_fingerprint(c, state, err);
+}
+
+/* A resumed file must hold, before the checkpoint's offset, the bytes it held when the
+ * checkpoint was taken; rows appended after it are fine. */
+static int check_fingerprint(struct csv_source *c, json_t *state, int64_t offset, struct rn_err *err)
+{
+    char start_over[4400];
+    snprintf(start_over, sizeof start_over,
+             "to start from the beginning, run without --resume (a stream job: remove %s/%s.checkpoint.json)",
+             c->env->state_dir, c->env->job_name);
+    return fingerprint_check(c->fd, c->path, offset, state, start_over, err);
 }
 
 /* Lines before byte `offset` of the current file, counted (the checkpoint's line is where its
@@ -1013,7 +1040,10 @@ static int csv_restore(void *self, json_t *state, struct rn_err *err)
     if (strcmp(path, c->declared_path) != 0)
         return rn_fail(err, "the checkpoint is for %s but the job reads %s; start without --resume", path,
                        c->declared_path);
-    if (!c->dir) return seek_to(c, json_integer_value(off), json_integer_value(line), err);
+    if (!c->dir) {
+        if (check_fingerprint(c, state, json_integer_value(off), err)) return -1;
+        return seek_to(c, json_integer_value(off), json_integer_value(line), err);
+    }
     const char *name = json_string_value(json_object_get(state, "file"));
     if (!name) return rn_fail(err, "%s: the checkpoint names no file of the directory", c->declared_path);
     char full[4096];
@@ -1032,6 +1062,7 @@ static int csv_restore(void *self, json_t *state, struct rn_err *err)
         return 0;
     }
     if (start_file(c, full, err) || ensure_fields(c, err)) return -1;
+    if (check_fingerprint(c, state, json_integer_value(off), err)) return -1;
     return seek_to(c, json_integer_value(off), json_integer_value(line), err);
 }
 
