@@ -11,7 +11,7 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 # Debian packages the build, the tests and the demo need (checked by `make deps`).
 DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps \
                 liblua5.4-dev libcurl4-openssl-dev librdkafka-dev libcsv-dev \
-                libjansson-dev libmicrohttpd-dev
+                libjansson-dev libmicrohttpd-dev tzdata
 
 # Sources are found in runtime/'s folders (see runtime/README.md). A plugin whose library is
 # missing can be left out: WITHOUT_KAFKA=1 builds without source.kafka and sink.kafka.
