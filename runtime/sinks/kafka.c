@@ -49,7 +49,7 @@ static const struct option_spec kafka_sink_options[] = {
     {"properties", OPT_TABLE, 0, NULL,
      "librdkafka producer properties, verbatim; defaults: enable.idempotence=true, acks=all, linger.ms=5, "
      "batch.num.messages=10000, batch.size=1000000, compression.type=lz4, message.timeout.ms=60000; "
-     "passwords, secrets, tokens and keys are shown as ***"},
+     "passwords, secrets, tokens and keys are shown as [redacted]"},
     {NULL, 0, 0, NULL, NULL},
 };
 

@@ -1,4 +1,4 @@
-/* kafka_common.c: librdkafka configuration and secret redaction shared by source.kafka and
+/* client.c: librdkafka configuration and secret redaction shared by source.kafka and
  * sink.kafka (see kafka_common.h). */
 #include "sources/kafka/client.h"
 
@@ -23,10 +23,7 @@ void kafka_client_init(struct kafka_client *client, const char *what, lua_State 
 
 void kafka_client_free(struct kafka_client *client)
 {
-    for (size_t i = 0; i < client->nsecrets; i++) free(client->secrets[i]);
-    free(client->secrets);
-    client->secrets = NULL;
-    client->nsecrets = 0;
+    secret_set_free(&client->secrets);
 }
 
 int kafka_property_is_secret(const char *name)
@@ -37,58 +34,12 @@ int kafka_property_is_secret(const char *name)
     return 0;
 }
 
-static void add_secret(struct kafka_client *client, const char *value)
-{
-    if (!value || !*value) return;
-    for (size_t i = 0; i < client->nsecrets; i++)
-        if (strcmp(client->secrets[i], value) == 0) return;
-    client->secrets = rn_realloc(client->secrets, (client->nsecrets + 1) * sizeof *client->secrets);
-    client->secrets[client->nsecrets++] = rn_strdup(value);
-}
-
-/* text with every secret replaced by ***, into out (always NUL-terminated). One pass per secret,
- * appending to a fresh buffer. */
-static void redact(const struct kafka_client *client, const char *text, char *out, size_t n)
-{
-    struct buf b, next;
-    buf_init(&b);
-    buf_init(&next);
-    buf_puts(&b, text);
-    for (size_t i = 0; i < client->nsecrets; i++) {
-        const char *secret = client->secrets[i];
-        size_t len = strlen(secret);
-        const char *from = b.data, *hit;
-        buf_clear(&next);
-        while ((hit = strstr(from, secret))) {
-            buf_put(&next, from, (size_t)(hit - from));
-            buf_puts(&next, "***");
-            from = hit + len;
-        }
-        buf_puts(&next, from);
-        struct buf t = b;
-        b = next;
-        next = t;
-    }
-    snprintf(out, n, "%s", b.data ? b.data : "");
-    buf_free(&b);
-    buf_free(&next);
-}
-
 int kafka_fail(const struct kafka_client *client, struct rn_err *err, const char *fmt, ...)
 {
-    /* Format at full length and redact before cutting to err->msg: a secret straddling the
-     * cut would otherwise escape redaction in part. */
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    secret_vfail(&client->secrets, err, fmt, ap);
     va_end(ap);
-    char *full = rn_malloc(n > 0 ? (size_t)n + 1 : 1);
-    full[0] = '\0';
-    va_start(ap, fmt);
-    if (n > 0) vsnprintf(full, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    redact(client, full, err->msg, sizeof err->msg);
-    free(full);
     return -1;
 }
 
@@ -99,7 +50,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *facility, const 
     if (strcmp(facility, "FAIL") == 0) return; /* the same text comes through on_error */
     const struct kafka_client *client = rd_kafka_opaque(rk);
     char masked[1024];
-    redact(client, line, masked, sizeof masked);
+    secret_redact_text(&client->secrets, line, masked, sizeof masked);
     fprintf(stderr, "runnel: %s: librdkafka %s: %s\n", client->label, facility, masked);
 }
 
@@ -115,7 +66,7 @@ static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
     client->last_error = code;
     client->last_error_ms = now;
     char masked[1024];
-    redact(client, reason, masked, sizeof masked);
+    secret_redact_text(&client->secrets, reason, masked, sizeof masked);
     fprintf(stderr, "runnel: %s: %s\n", client->label, masked);
 }
 
@@ -170,7 +121,7 @@ rd_kafka_conf_t *kafka_conf_new(struct kafka_client *client, lua_State *L, int o
             }
             const char *name = lua_tostring(L, -2);
             const char *value = property_text(L, numbuf, sizeof numbuf);
-            if (value && (kafka_property_is_secret(name) || lua_type(L, -1) == LUA_TUSERDATA)) add_secret(client, value);
+            if (value && (kafka_property_is_secret(name) || lua_type(L, -1) == LUA_TUSERDATA)) secret_set_add(&client->secrets, value);
             if (!strcmp(name, "bootstrap.servers") || !strcmp(name, "metadata.broker.list")) has_bootstrap = 1;
             lua_pop(L, 1);
         }

@@ -1,4 +1,4 @@
-/* kafka_common.h: what source.kafka and sink.kafka share: a librdkafka configuration built
+/* client.h: what source.kafka and sink.kafka share: a librdkafka configuration built
  * from a plugin's options (brokers, properties, secrets) and the redaction that keeps every
  * secret out of messages, logs and errors.
  *
@@ -11,14 +11,14 @@
 #include <lua.h>
 #include <signal.h>
 
+#include "core/secret.h"
 #include "engine/plugin.h"
 
 struct kafka_client {
     char what[32];            /* "source.kafka" */
     char where[224];          /* "jobs/x.lua:3", the declaration */
     char label[272];          /* "source.kafka (jobs/x.lua:3)", for log lines */
-    char **secrets;           /* values masked as *** wherever text leaves the process */
-    size_t nsecrets;
+    struct secret_set secrets; /* values masked wherever text leaves the process */
     volatile sig_atomic_t fatal; /* librdkafka raised a fatal error (error callback) */
     int last_error;           /* the error callback prints each distinct error once per burst */
     int64_t last_error_ms;

@@ -104,7 +104,7 @@ static const struct option_spec kafka_source_options[] = {
     {"metadata", OPT_BOOLEAN, 0, "true", "add the fields _topic, _partition, _offset, _timestamp, _key, _headers"},
     {"properties", OPT_TABLE, 0, NULL,
      "librdkafka consumer properties, verbatim ([\"security.protocol\"] = \"SASL_SSL\", ...); values may be "
-     "secret(\"NAME\"); passwords, secrets, tokens and keys are shown as ***"},
+     "secret(\"NAME\"); passwords, secrets, tokens and keys are shown as [redacted]"},
     {NULL, 0, 0, NULL, NULL},
 };
 
