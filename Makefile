@@ -11,7 +11,8 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 # Debian packages the build, the tests and the demo need (checked by `make deps`).
 DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps \
                 liblua5.4-dev libcurl4-openssl-dev librdkafka-dev libcsv-dev \
-                libjansson-dev libmicrohttpd-dev libssl-dev tzdata
+                libjansson-dev libmicrohttpd-dev libssl-dev tzdata \
+                postgresql-15 libpq-dev python3 python3-avro libavro-dev
 
 # Sources are found in runtime/'s folders (see runtime/README.md). A plugin whose library is
 # missing can be left out: WITHOUT_KAFKA=1 builds without source.kafka and sink.kafka.
@@ -27,7 +28,7 @@ ASAN_OBJ     := $(RUNTIME_SRC:runtime/%.c=build/asan/%.o)
 ASAN_LIB_OBJ := $(RUNTIME_LIB:runtime/%.c=build/asan/%.o)
 UNIT_SRC     := $(wildcard tests/unit/test_*.c)
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=build/unit/%)
-TOOLS        := bin/model-server bin/gen-reviews bin/kafka-dev
+TOOLS        := bin/model-server bin/gen-reviews bin/kafka-dev bin/schema-registry-dev bin/es-dev
 
 .PHONY: all deps test test-fast demo bench fuzz clean help asan
 
@@ -94,6 +95,18 @@ bin/gen-reviews: tools/gen-reviews.c tools/lexicon.h
 bin/kafka-dev: tools/kafka-dev.c
 	@mkdir -p bin
 	$(CC) $(WARN) $(CFLAGS) -o $@ $< $(shell pkg-config --cflags --libs rdkafka)
+
+# The stand-ins for services that cannot be installed here share tools/standin.c (the HTTP
+# server on libmicrohttpd, the buffer, the options table).
+STANDIN_LIBS := $(shell pkg-config --cflags --libs libmicrohttpd jansson) -lpthread
+
+bin/schema-registry-dev: tools/schema-registry.c tools/avro_schema.c tools/avro_schema.h tools/standin.c tools/standin.h
+	@mkdir -p bin
+	$(CC) $(WARN) $(CFLAGS) -o $@ tools/schema-registry.c tools/avro_schema.c tools/standin.c $(STANDIN_LIBS)
+
+bin/es-dev: tools/es-dev.c tools/es_index.c tools/es_index.h tools/standin.c tools/standin.h
+	@mkdir -p bin
+	$(CC) $(WARN) $(CFLAGS) -o $@ tools/es-dev.c tools/es_index.c tools/standin.c $(STANDIN_LIBS)
 
 # ---- tests --------------------------------------------------------------------------
 # Unit tests are C programs linked with the runtime (without main.c), built with sanitizers.
