@@ -13,7 +13,9 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitco
 export RUNNEL_STATE_DIR="$T/state"
 _failures=0
 _pids=()
+_cleanups=()   # functions run first on exit (tests/pg_lib.sh stops its server with one)
 cleanup() {
+  for c in "${_cleanups[@]}"; do "$c"; done
   for p in "${_pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${_pids[@]}"; do wait "$p" 2>/dev/null; done
   [ "${KEEP_TMP:-0}" = 1 ] || rm -rf "$T"
@@ -70,4 +72,23 @@ start_kafka() {
   KAFKA_PID=$pid
   [ -n "$KAFKA_BROKERS" ] || { echo "kafka-dev did not start:"; cat "$out.err"; exit 1; }
   export KAFKA_BROKERS
+}
+
+# start_standin NAME [ARGS...]: starts bin/NAME --port 0 ARGS, a stand-in that prints
+# "listening on http://127.0.0.1:PORT" first (schema-registry-dev, es-dev); sets STANDIN_URL and
+# STANDIN_PID. Its stderr is in $T/NAME.N.out.err.
+start_standin() {
+  local name="$1"; shift
+  local out="$T/$name.$RANDOM.out"
+  "bin/$name" --port 0 "$@" >"$out" 2>"$out.err" &
+  local pid=$!
+  _pids+=("$pid")
+  for _ in $(seq 100); do
+    if grep -q '^listening on ' "$out" 2>/dev/null; then break; fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  STANDIN_URL="$(sed -n 's/^listening on \(http[^ ]*\).*/\1/p' "$out" | head -1)"
+  STANDIN_PID=$pid
+  [ -n "$STANDIN_URL" ] || { echo "$name did not start:"; cat "$out.err"; exit 1; }
 }
