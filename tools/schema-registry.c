@@ -680,6 +680,11 @@ static void get_version(struct registry *registry, struct standin_reply *reply, 
     reply_json(reply, version_json(registry, subject, version));
 }
 
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
+}
+
 /* GET /schemas/ids/ID[/subjects|/versions|/schema] */
 static void get_schema(struct registry *registry, const struct standin_request *request,
                        struct standin_reply *reply, const char *id_text, const char *what)
@@ -720,12 +725,18 @@ static void get_schema(struct registry *registry, const struct standin_request *
             listed = true;
         }
     }
+    if (subjects_only) {
+        size_t count = json_array_size(list);
+        json_t **names = calloc(count + 1, sizeof *names);
+        for (size_t i = 0; names && i < count; i++) names[i] = json_incref(json_array_get(list, i));
+        if (names) {
+            qsort(names, count, sizeof *names, compare_names);
+            json_array_clear(list);
+            for (size_t i = 0; i < count; i++) json_array_append_new(list, names[i]);
+        }
+        free(names);
+    }
     reply_json(reply, list);
-}
-
-static int compare_names(const void *a, const void *b)
-{
-    return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
 }
 
 static void list_subjects(struct registry *registry, const struct standin_request *request, struct standin_reply *reply)
