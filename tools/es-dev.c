@@ -47,7 +47,7 @@ static const struct standin_option options[] = {
     {"--item-fault-status", STANDIN_INTEGER, &config.item_status, 429, 503,
      "status of injected item failures: 429 (es_rejected_execution_exception) or 503"},
     {"--item-fault-every", STANDIN_INTEGER, &config.item_every, 0, 100000000,
-     "fail every Nth bulk item (counted over all bulk requests from 1); 0 = off"},
+     "fail every Nth bulk item (counted over all bulk requests from 1, again from each POST /_fault); 0 = off"},
     {"--item-fault-next", STANDIN_INTEGER, &config.item_next, 0, 100000000, "fail the next N bulk items"},
     {"--reject-status", STANDIN_INTEGER, &config.request_status, 429, 504,
      "status of whole-request failures of _bulk: 429, 500, 502, 503 or 504"},
@@ -103,6 +103,7 @@ struct counters {
 
 struct store {
     pthread_mutex_t lock;
+    unsigned long long items_since_faults, requests_since_faults;  /* the "every N" counters, reset by /_fault */
     struct es_index *indices[MAX_INDICES];
     size_t index_count;
     struct faults faults;
@@ -763,7 +764,8 @@ static json_t *item_fault_error(long status, const char *index_name)
 static bool bulk_request_fault(struct store *store, struct standin_reply *reply)
 {
     struct faults *faults = &store->faults;
-    unsigned long long serial = ++store->counters.bulk_requests;
+    store->counters.bulk_requests++;
+    unsigned long long serial = ++store->requests_since_faults;
     reply->delay_ms = (uint64_t)faults->latency_ms;
     if (faults->close_next > 0 || fault_every(serial, faults->close_every)) {
         if (faults->close_next > 0) faults->close_next--;
@@ -820,7 +822,8 @@ static void bulk_route(struct store *store, const struct standin_request *reques
             generate_id(store, generated);
             item->id = strdup(generated);
         }
-        unsigned long long serial = ++store->counters.items;
+        store->counters.items++;
+        unsigned long long serial = ++store->items_since_faults;
         struct outcome outcome;
         if (faults->item_next > 0 || fault_every(serial, faults->item_every)) {
             if (faults->item_next > 0) faults->item_next--;
@@ -1243,11 +1246,13 @@ static void fault_route(struct store *store, const struct standin_request *reque
             for (size_t i = 0; i < FAULT_MEMBER_COUNT; i++)
                 if (strcmp(fault_members[i].name, key) == 0)
                     *(long *)((char *)&store->faults + fault_members[i].offset) = (long)json_integer_value(value);
+        store->items_since_faults = store->requests_since_faults = 0;
         pthread_mutex_unlock(&store->lock);
         json_decref(body);
     } else if (strcmp(request->method, "DELETE") == 0) {
         pthread_mutex_lock(&store->lock);
         store->faults = (struct faults){.item_status = 429, .request_status = 429};
+        store->items_since_faults = store->requests_since_faults = 0;
         pthread_mutex_unlock(&store->lock);
     } else if (strcmp(request->method, "GET") != 0) {
         reply_simple_error(reply, 405, "illegal_argument_exception", "/_fault takes GET, POST or DELETE");
