@@ -286,7 +286,7 @@ static json_t *filter_apply(const json_t *node, const struct filter_state *given
 static void reply_postprocess(const struct standin_request *request, struct standin_reply *reply)
 {
     const char *filter_path = standin_query(request, "filter_path");
-    const char *pretty = standin_query(request, "pretty");
+    bool pretty = standin_query_flag(request, "pretty");
     if ((!filter_path && !pretty) || reply->status >= 300 || reply->body.length == 0) return;
     json_t *value = json_loadb(reply->body.data, reply->body.length, JSON_DECODE_ANY, NULL);
     if (!value) return;

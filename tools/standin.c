@@ -325,6 +325,16 @@ const char *standin_query(const struct standin_request *request, const char *nam
     return MHD_lookup_connection_value(request->connection, MHD_GET_ARGUMENT_KIND, name);
 }
 
+bool standin_query_flag(const struct standin_request *request, const char *name)
+{
+    const char *value = NULL;
+    size_t length = 0;
+    if (MHD_lookup_connection_value_n(request->connection, MHD_GET_ARGUMENT_KIND, name, strlen(name), &value,
+                                      &length) != MHD_YES)
+        return false;
+    return !value || length == 0 || strcmp(value, "true") == 0;
+}
+
 void standin_reply_header(struct standin_reply *reply, const char *name, const char *value)
 {
     if (reply->header_count >= STANDIN_MAX_HEADERS) return;

@@ -70,6 +70,8 @@ struct standin_request {
 /* Value of a request header or query parameter, NULL when absent. */
 const char *standin_header(const struct standin_request *request, const char *name);
 const char *standin_query(const struct standin_request *request, const char *name);
+/* Whether a query parameter is on: present without a value (?pretty), empty, or "true". */
+bool standin_query_flag(const struct standin_request *request, const char *name);
 
 #define STANDIN_MAX_HEADERS 6
 
