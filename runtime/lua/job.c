@@ -301,6 +301,21 @@ static int l_print(lua_State *L)
     return 0;
 }
 
+/* load(chunk [, chunkname [, mode [, env]]]) with mode "t" whatever the script asks: a binary
+ * chunk (string.dump's) can break the VM's invariants, so only text is loaded. */
+static int l_load(lua_State *L)
+{
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the base library's load */
+    lua_pushvalue(L, 1);
+    if (n >= 2) lua_pushvalue(L, 2);
+    else lua_pushnil(L);
+    lua_pushliteral(L, "t");
+    if (n >= 4) lua_pushvalue(L, 4); /* an absent env and a nil one differ to load */
+    lua_call(L, n >= 4 ? 4 : 3, LUA_MULTRET);
+    return lua_gettop(L) - n;
+}
+
 /* require(name): Lua modules from the runtime's scripts/ directory or the job's own
  * directory; never C modules. */
 static int l_require(lua_State *L)
@@ -448,6 +463,13 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
     }
     static const char *const removed_base[] = {"dofile", "loadfile", NULL};
     for (const char *const *f = removed_base; *f; f++) { lua_pushnil(L); lua_setglobal(L, *f); }
+    lua_getglobal(L, "load");
+    lua_pushcclosure(L, l_load, 1);
+    lua_setglobal(L, "load");
+    lua_getglobal(L, "string");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump"); /* binary chunks are never loaded; nor made */
+    lua_pop(L, 1);
     lua_getglobal(L, "os");
     static const char *const removed_os[] = {"execute", "exit", "remove", "rename", "tmpname", "getenv", "setlocale", NULL};
     for (const char *const *f = removed_os; *f; f++) { lua_pushnil(L); lua_setfield(L, -2, *f); }
