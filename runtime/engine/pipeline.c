@@ -253,6 +253,12 @@ static void settle(struct pipeline *p, uint64_t seq, enum outcome outcome, const
 static int script_error(struct pipeline *p, const struct rn_err *err)
 {
     p->n.script_errors++;
+    if (luajob_fatal(p->L)) { /* the sandbox cannot go on (memory_limit) */
+        struct rn_err e;
+        rn_fail(&e, "%s", luajob_fatal(p->L));
+        set_fatal(p, &e);
+        return -1;
+    }
     if (p->max_errors > 0 && (int64_t)p->n.script_errors >= p->max_errors) {
         struct rn_err e;
         rn_fail(&e, "stopping after %llu script errors (job max_errors = %lld); the last: %s",
@@ -489,7 +495,6 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     if (p->window < 1 || p->window > (1u << 24))
         return rn_fail(err, "%s: job: window must be between 1 and 16777216", where);
     p->checkpoint_ms = opt_duration_ms(L, opts, "checkpoint_interval", 5000);
-    luajob_set_instruction_limit(L, opt_integer(L, opts, "instruction_limit", 100000000));
     p->ring = rn_calloc(p->window, sizeof *p->ring);
     for (uint64_t i = 0; i < p->window; i++) p->ring[i].ref = LUA_NOREF;
 

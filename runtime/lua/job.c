@@ -2,7 +2,9 @@
  *
  * source.X{...}, sink.X{...}, model.X{...} and job{...} check their options against the
  * plugin's option table at the line that calls them and return a declaration: a userdata
- * (metatable DECL_META) whose user value is the checked options table. */
+ * (metatable DECL_META) whose user value is the checked options table. The sandbox's own
+ * state (limits, counters) hangs off the lua_State's extra space, so threads share it and
+ * nothing of it is process-wide. */
 #include "lua/job.h"
 #include "lua/alloc.h"
 
@@ -19,19 +21,26 @@
 
 #define SECRET_META "runnel.secret"
 #define DECL_META "runnel.declaration"
+#define MEMORY_LIMIT_DEFAULT "512MB" /* also the limit while the script itself runs */
 
-static const char env_key = 'e';        /* registry: light userdata -> struct job_env */
+/* What one job state knows about itself, reached from every thread through the extra space
+ * (lua_newthread copies the main thread's). Owned by the state: freed by luajob_close. */
+struct sandbox {
+    struct job_env *env;
+    struct lua_heap *heap;      /* NULL when the allocator is not lua/alloc.c's (fuzz targets) */
+    int64_t instruction_limit;  /* per call; 0: none */
+    int64_t instructions_left;
+    char job_where[256];        /* where job{...} was declared, for fatal */
+    char fatal[sizeof ((struct rn_err *)0)->msg]; /* why the job must stop; "" while it may go on */
+};
+
+_Static_assert(LUA_EXTRASPACE >= sizeof(struct sandbox *), "the sandbox pointer fits the extra space");
+
+static struct sandbox *sandbox_of(lua_State *L) { return *(struct sandbox **)lua_getextraspace(L); }
+
 static const char params_key = 'p';     /* registry: table of --set params */
-static int64_t instruction_limit = 0;   /* per call; one job state per process */
-static int64_t instructions_left = 0;
 
-static struct job_env *get_env(lua_State *L)
-{
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &env_key);
-    struct job_env *env = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return env;
-}
+static struct job_env *get_env(lua_State *L) { return sandbox_of(L)->env; }
 
 /* "script:line" of the Lua code that called the current C function. */
 static void caller_where(lua_State *L, char *out, size_t n)
@@ -175,6 +184,9 @@ static const struct option_spec job_options[] = {
      OPT_AT_LEAST(0)},
     {"instruction_limit", OPT_INTEGER, 0, "100000000", .help = "Lua instructions one filter/map call may run (0: no limit)",
      OPT_AT_LEAST(0)},
+    {"memory_limit", OPT_SIZE, 0, MEMORY_LIMIT_DEFAULT,
+     .help = "the Lua heap at most: a filter/map call that needs more dead-letters its record; a script that keeps "
+             "more than half of it stops the job", OPT_AT_LEAST(1 << 20)},
     {"window", OPT_INTEGER, 0, "4096", .help = "records in flight at most (bounds memory and replays)",
      OPT_RANGE(1, 1 << 24)},
     {"checkpoint_interval", OPT_DURATION, 0, "5s", .help = "how often sinks are flushed and progress committed",
@@ -358,17 +370,31 @@ static int l_require(lua_State *L)
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
-    instructions_left -= 10000;
-    if (instruction_limit > 0 && instructions_left <= 0)
-        luaL_error(L, "instruction limit of %I exceeded (an endless loop?)", (lua_Integer)instruction_limit);
+    struct sandbox *sb = sandbox_of(L);
+    sb->instructions_left -= 10000;
+    if (sb->instruction_limit > 0 && sb->instructions_left <= 0)
+        luaL_error(L, "instruction limit of %I exceeded (an endless loop?)", (lua_Integer)sb->instruction_limit);
 }
 
 void luajob_set_instruction_limit(lua_State *L, int64_t limit)
 {
-    instruction_limit = limit;
-    instructions_left = limit;
+    struct sandbox *sb = sandbox_of(L);
+    sb->instruction_limit = limit;
+    sb->instructions_left = limit;
     if (limit > 0) lua_sethook(L, count_hook, LUA_MASKCOUNT, 10000);
     else lua_sethook(L, NULL, 0, 0);
+}
+
+void luajob_set_memory_limit(lua_State *L, int64_t bytes)
+{
+    struct sandbox *sb = sandbox_of(L);
+    if (sb->heap) sb->heap->limit = bytes > 0 ? (size_t)bytes : SIZE_MAX;
+}
+
+const char *luajob_fatal(lua_State *L)
+{
+    struct sandbox *sb = sandbox_of(L);
+    return sb->fatal[0] ? sb->fatal : NULL;
 }
 
 static int l_param(lua_State *L);
@@ -394,8 +420,28 @@ static int traceback_handler(lua_State *L)
     return 1;
 }
 
+/* A call failed on the memory limit: say so, collect, and stop the job when the script keeps
+ * more than half of the limit (what it holds between calls leaves too little for the calls). */
+static int memory_failure(lua_State *L, struct sandbox *sb, struct rn_err *err)
+{
+    char limit[32], used[32];
+    opt_format_size(limit, sizeof limit, (int64_t)sb->heap->limit);
+    rn_fail(err, "Lua memory limit of %s reached", limit);
+    sb->heap->limit_hit = 0;
+    lua_gc(L, LUA_GCCOLLECT);
+    if (sb->heap->used > sb->heap->limit / 2) {
+        opt_format_size(used, sizeof used, (int64_t)sb->heap->used);
+        snprintf(sb->fatal, sizeof sb->fatal,
+                 "%s: job: memory_limit: the Lua heap still holds %s of %s after a full collection: the script "
+                 "keeps more than half of it (in globals or upvalues?); keep less, or raise memory_limit",
+                 sb->job_where[0] ? sb->job_where : sb->env->script, used, limit);
+    }
+    return -1;
+}
+
 int luajob_call(lua_State *L, int nargs, int nresults, struct rn_err *err)
 {
+    struct sandbox *sb = sandbox_of(L);
     int base = lua_gettop(L) - nargs;
     /* The job state keeps the handler at the bottom of its stack (see luajob_new): per-record
      * calls then need not push it and take it out again. */
@@ -404,10 +450,22 @@ int luajob_call(lua_State *L, int nargs, int nresults, struct rn_err *err)
         lua_pushcfunction(L, traceback_handler);
         lua_insert(L, base);
     }
-    instructions_left = instruction_limit;
+    sb->instructions_left = sb->instruction_limit;
+    struct lua_heap *heap = sb->heap;
+    size_t ceiling = 0;
+    if (heap) { /* the limit holds inside the protected call only: outside, a refusal would panic */
+        ceiling = heap->ceiling;
+        heap->ceiling = heap->limit;
+        heap->limit_hit = 0;
+    }
     int rc = lua_pcall(L, nargs, nresults, shared ? 1 : base);
+    if (heap) heap->ceiling = ceiling;
     if (!shared) lua_remove(L, base);
     if (rc != LUA_OK) {
+        if (rc == LUA_ERRMEM && heap && heap->limit_hit) {
+            lua_pop(L, 1);
+            return memory_failure(L, sb, err);
+        }
         rn_fail(err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error object is not a string");
         lua_pop(L, 1);
         return -1;
@@ -446,6 +504,10 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
 {
     lua_State *L = lua_alloc_newstate();
     if (!L) { rn_fail(err, "cannot create a Lua state (out of memory)"); return NULL; }
+    struct sandbox *sb = rn_calloc(1, sizeof *sb);
+    sb->env = env;
+    sb->heap = lua_alloc_heap(L);
+    *(struct sandbox **)lua_getextraspace(L) = sb; /* before any thread exists: they copy it */
     env->L = L;
     lua_pushcfunction(L, traceback_handler); /* stays at index 1 for luajob_call */
     /* Records are short-lived tables: the generational collector leaves survivors alone
@@ -475,8 +537,6 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
     for (const char *const *f = removed_os; *f; f++) { lua_pushnil(L); lua_setfield(L, -2, *f); }
     lua_pop(L, 1);
 
-    lua_pushlightuserdata(L, env);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &env_key);
     lua_createtable(L, 0, (int)nparams);
     for (size_t i = 0; i < nparams; i++) {
         lua_pushstring(L, params[i].value);
@@ -536,8 +596,10 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
 void luajob_close(lua_State *L)
 {
     if (!L) return;
+    struct sandbox *sb = sandbox_of(L);
     json_forget_field_order(); /* its cache names this state's strings */
     lua_alloc_close(L);
+    free(sb);
 }
 
 void fieldorder_add(struct job_env *env, const char *name)
@@ -556,6 +618,28 @@ void fieldorder_add(struct job_env *env, const char *name)
     lua_pop(L, 2);
 }
 
+/* The limits job{...} sets for its own sandbox. */
+static int apply_job_limits(lua_State *L, int job, struct rn_err *err)
+{
+    struct sandbox *sb = sandbox_of(L);
+    snprintf(sb->job_where, sizeof sb->job_where, "%s", luajob_decl_where(L, job));
+    int opts = luajob_decl_options(L, job);
+    luajob_set_instruction_limit(L, opt_integer(L, opts, "instruction_limit", 100000000));
+    int64_t limit = opt_size(L, opts, "memory_limit", 512 << 20);
+    lua_pop(L, 1);
+    luajob_set_memory_limit(L, limit);
+    if (!sb->heap) return 0;
+    lua_gc(L, LUA_GCCOLLECT);
+    if (sb->heap->used > sb->heap->limit / 2) {
+        char used[32], shown[32];
+        opt_format_size(used, sizeof used, (int64_t)sb->heap->used);
+        opt_format_size(shown, sizeof shown, limit);
+        return rn_fail(err, "%s: job: memory_limit: the script holds %s once it has run, more than half of its "
+                            "limit of %s (raise memory_limit)", luajob_decl_where(L, job), used, shown);
+    }
+    return 0;
+}
+
 int luajob_load(struct job_env *env, const char *path, struct rn_err *err)
 {
     lua_State *L = env->L;
@@ -565,16 +649,22 @@ int luajob_load(struct job_env *env, const char *path, struct rn_err *err)
         lua_pop(L, 1);
         return -1;
     }
-    /* Loading the script runs no per-record code, so a generous fixed limit is enough. */
-    int64_t saved = instruction_limit;
+    /* The script's own run: a generous fixed instruction limit, and the default memory limit
+     * (its memory_limit is known once job{...} has run). */
+    int64_t default_limit = 0;
+    opt_parse_size(MEMORY_LIMIT_DEFAULT, &default_limit);
     luajob_set_instruction_limit(L, 1000000000);
+    luajob_set_memory_limit(L, default_limit);
     rc = luajob_call(L, 0, 1, err);
-    luajob_set_instruction_limit(L, saved);
     if (rc) return -1;
     const char *kind = luajob_decl_kind(L, -1);
     if (!kind || strcmp(kind, "job") != 0) {
         lua_pop(L, 1);
         return rn_fail(err, "%s: the script must end with `return job { ... }`", path);
+    }
+    if (apply_job_limits(L, lua_gettop(L), err)) {
+        lua_pop(L, 1);
+        return -1;
     }
     return 0;
 }

@@ -5,7 +5,9 @@
  * A declaration (what source.csv{...} and the others return) is a userdata with a metatable,
  * holding its kind, its plugin, the script line that made it and its options, checked at that
  * line (lua/options.h). Every call into script code goes through luajob_call: a traceback on
- * error and an instruction limit, so a bad script cannot crash or hang the runner. */
+ * error, an instruction limit and a memory limit, so a bad script can neither crash nor hang
+ * the runner nor take all of its memory. Each state keeps these in its own structures: any
+ * number of job states may live in one process. */
 #ifndef RUNNEL_LUA_JOB_H
 #define RUNNEL_LUA_JOB_H
 
@@ -20,16 +22,24 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
 /* Close a state made by luajob_new (NULL is fine). */
 void luajob_close(lua_State *L);
 
-/* Run the job script and leave its job declaration on the stack. -1 and err (naming the
- * script line) when the script fails or does not return job{...}. */
+/* Run the job script and leave its job declaration on the stack; set the sandbox's limits
+ * from its options (instruction_limit, memory_limit). -1 and err (naming the script line)
+ * when the script fails or does not return job{...}. */
 int luajob_load(struct job_env *env, const char *path, struct rn_err *err);
 
 /* Call the function below nargs arguments on the stack, like lua_pcall, with a traceback and
- * the instruction limit. On error err holds "script:line: message" plus the traceback. */
+ * the instruction and memory limits. On error err holds "script:line: message" plus the
+ * traceback, or "Lua memory limit of 64 MB reached". L must be a job state (or one of its
+ * threads). */
 int luajob_call(lua_State *L, int nargs, int nresults, struct rn_err *err);
+/* NULL while the job may go on; else why it must stop: a call reached memory_limit and a full
+ * collection afterwards left more than half of it in use (the script keeps the memory). */
+const char *luajob_fatal(lua_State *L);
 
 /* Set the per-call instruction limit (0: none). */
 void luajob_set_instruction_limit(lua_State *L, int64_t limit);
+/* Set the Lua heap limit in bytes (0: none). */
+void luajob_set_memory_limit(lua_State *L, int64_t bytes);
 
 /* The value of a secret made by secret() (or a plain string) at idx; NULL if neither.
  * The pointer lives as long as the value on the stack/in the table. */
