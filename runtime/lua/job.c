@@ -462,7 +462,8 @@ int luajob_call(lua_State *L, int nargs, int nresults, struct rn_err *err)
     if (heap) heap->ceiling = ceiling;
     if (!shared) lua_remove(L, base);
     if (rc != LUA_OK) {
-        if (rc == LUA_ERRMEM && heap && heap->limit_hit) {
+        /* the limit may also strike in the message handler (LUA_ERRERR) */
+        if ((rc == LUA_ERRMEM || rc == LUA_ERRERR) && heap && heap->limit_hit) {
             lua_pop(L, 1);
             return memory_failure(L, sb, err);
         }
