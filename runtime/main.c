@@ -13,6 +13,7 @@
 #include "engine/lock.h"
 #include "engine/pipeline.h"
 
+/* The one process-wide variable, on purpose: a signal handler can reach nothing else. */
 static volatile sig_atomic_t stop_requested = 0;
 
 static void on_signal(int sig)

@@ -253,6 +253,12 @@ static void settle(struct pipeline *p, uint64_t seq, enum outcome outcome, const
 static int script_error(struct pipeline *p, const struct rn_err *err)
 {
     p->n.script_errors++;
+    if (luajob_fatal(p->L)) { /* the sandbox cannot go on (memory_limit) */
+        struct rn_err e;
+        rn_fail(&e, "%s", luajob_fatal(p->L));
+        set_fatal(p, &e);
+        return -1;
+    }
     if (p->max_errors > 0 && (int64_t)p->n.script_errors >= p->max_errors) {
         struct rn_err e;
         rn_fail(&e, "stopping after %llu script errors (job max_errors = %lld); the last: %s",
@@ -437,14 +443,11 @@ static void *open_decl(struct pipeline *p, int decl, const char *kind, const voi
 {
     lua_State *L = p->L;
     decl = lua_absindex(L, decl);
-    lua_getfield(L, decl, "__type");
-    const char *type = lua_tostring(L, -1);
+    const char *type = luajob_decl_type(L, decl); /* a declaration of this kind: checked by job{} */
     const char *where = luajob_decl_where(L, decl);
     char label[600];
     snprintf(label, sizeof label, "%s.%s (%s)", kind, type, where);
     int opts = luajob_decl_options(L, decl);
-    lua_pushstring(L, where);
-    lua_setfield(L, opts, "__where");
     void *self = NULL;
     if (strcmp(kind, "source") == 0) {
         const struct source_ops *ops = plugin_source(type);
@@ -455,9 +458,7 @@ static void *open_decl(struct pipeline *p, int decl, const char *kind, const voi
         *ops_out = ops;
         self = ops->open(p->env, opts, err);
     }
-    lua_pushnil(L);
-    lua_setfield(L, opts, "__where");
-    lua_pop(L, 2);
+    lua_pop(L, 1);
     if (!self) {
         if (strncmp(err->msg, where, strlen(where)) != 0) rn_wrap(err, "%s: %s.%s", where, kind, type);
         return NULL;
@@ -494,7 +495,6 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     if (p->window < 1 || p->window > (1u << 24))
         return rn_fail(err, "%s: job: window must be between 1 and 16777216", where);
     p->checkpoint_ms = opt_duration_ms(L, opts, "checkpoint_interval", 5000);
-    luajob_set_instruction_limit(L, opt_integer(L, opts, "instruction_limit", 100000000));
     p->ring = rn_calloc(p->window, sizeof *p->ring);
     for (uint64_t i = 0; i < p->window; i++) p->ring[i].ref = LUA_NOREF;
 
@@ -525,17 +525,13 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     p->src_ops = src_ops;
     p->has_checkpoint = p->src_ops->save && p->src_ops->restore;
 
-    lua_getfield(L, opts, "sinks");
+    lua_getfield(L, opts, "sinks"); /* a list of sink declarations: checked */
     int sinks = lua_gettop(L);
-    lua_getfield(L, sinks, "__kind");
-    int single = !lua_isnil(L, -1);
-    lua_pop(L, 1);
-    size_t count = single ? 1 : (size_t)luaL_len(L, sinks);
+    size_t count = (size_t)luaL_len(L, sinks);
     if (count == 0) { lua_pop(L, 1); rn_fail(err, "%s: job: sinks is empty", where); goto fail; }
     if (count > MAX_SINKS) { lua_pop(L, 1); rn_fail(err, "%s: job: at most %d sinks", where, MAX_SINKS); goto fail; }
     for (size_t i = 0; i < count; i++) {
-        if (single) lua_pushvalue(L, sinks);
-        else lua_geti(L, sinks, (lua_Integer)i + 1);
+        lua_geti(L, sinks, (lua_Integer)i + 1);
         int rc = open_sink(p, -1, &p->sinks[i], err);
         lua_pop(L, 1);
         if (rc) { lua_pop(L, 1); goto fail; }

@@ -1,11 +1,14 @@
-/* lua_alloc.c: size-class free lists for a Lua state's small blocks (see lua_alloc.h).
+/* lua_alloc.c: size-class free lists for a Lua state's small blocks, and the count of the
+ * bytes it holds (see lua_alloc.h).
  *
  * Lua tells the allocator the old size of every block it frees or resizes, so a block needs
  * no header: its size class is (size + 15) / 16. Freed small blocks go on their class's list
- * and are reused first (warm in the cache); slabs are returned only when the state closes. */
+ * and are reused first (warm in the cache); slabs are returned only when the state closes.
+ * The same sizes keep heap.used exact, so the memory limit costs one compare per allocation. */
 #include "lua/alloc.h"
 
 #include <lauxlib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +40,7 @@ struct slab {
 };
 
 struct pool {
+    struct lua_heap heap;                 /* first: lua_alloc_heap hands out its address */
     struct free_block *free[CLASSES + 1]; /* by class: 1 .. CLASSES */
     struct slab *slabs;
     char *carve, *carve_end;              /* the unused tail of the newest slab */
@@ -72,8 +76,8 @@ static void small_free(struct pool *p, void *ptr, size_t cls)
     p->free[cls] = b;
 }
 
-/* Everything but the two common cases below: carving, large blocks, resizing. */
-static __attribute__((noinline)) void *pool_alloc_slow(struct pool *p, void *ptr, size_t osize, size_t nsize)
+/* The block change itself: everything but the two common cases of pool_alloc. */
+static void *pool_resize(struct pool *p, void *ptr, size_t osize, size_t nsize)
 {
     if (!POOL_ENABLED) {
         if (nsize == 0) { free(ptr); return NULL; }
@@ -96,6 +100,20 @@ static __attribute__((noinline)) void *pool_alloc_slow(struct pool *p, void *ptr
     return block;
 }
 
+/* Carving, large blocks, resizing, and every allocation the ceiling refuses. Lua never asks
+ * a shrink to fail, so only growth is refused. */
+static __attribute__((noinline)) void *pool_alloc_slow(struct pool *p, void *ptr, size_t osize, size_t nsize)
+{
+    size_t old = ptr ? osize : 0; /* with ptr NULL, osize is the kind of object, not a size */
+    if (nsize > old && p->heap.used - old + nsize > p->heap.ceiling) {
+        p->heap.limit_hit = 1;
+        return NULL;
+    }
+    void *block = pool_resize(p, ptr, osize, nsize);
+    if (block || nsize == 0) p->heap.used = p->heap.used - old + nsize;
+    return block;
+}
+
 /* lua_Alloc. Freeing a small block and taking one off a free list stay short (no calls, so no
  * registers to save): they are most of a record's allocations. */
 static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -103,13 +121,15 @@ static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     struct pool *p = ud;
     if (POOL_ENABLED) {
         if (nsize == 0 && ptr && osize <= LUA_ALLOC_SMALL) {
+            p->heap.used -= osize;
             small_free(p, ptr, class_of(osize));
             return NULL;
         }
-        if (!ptr && nsize && nsize <= LUA_ALLOC_SMALL) {
+        if (!ptr && nsize && nsize <= LUA_ALLOC_SMALL && p->heap.used + nsize <= p->heap.ceiling) {
             struct free_block *b = p->free[class_of(nsize)];
             if (b) {
                 p->free[class_of(nsize)] = b->next;
+                p->heap.used += nsize;
                 return b;
             }
         }
@@ -126,8 +146,9 @@ static int panic(lua_State *L)
 
 lua_State *lua_alloc_newstate(void)
 {
-    struct pool *p = NULL; /* no pool without POOL_ENABLED: nothing to lose if the allocator is replaced */
-    if (POOL_ENABLED && !(p = calloc(1, sizeof *p))) return NULL;
+    struct pool *p = calloc(1, sizeof *p); /* without POOL_ENABLED only its heap is used */
+    if (!p) return NULL;
+    p->heap.ceiling = p->heap.limit = SIZE_MAX;
     lua_State *L = lua_newstate(pool_alloc, p);
     if (!L) {
         free(p);
@@ -137,14 +158,21 @@ lua_State *lua_alloc_newstate(void)
     return L;
 }
 
+struct lua_heap *lua_alloc_heap(lua_State *L)
+{
+    void *ud;
+    if (lua_getallocf(L, &ud) != pool_alloc) return NULL;
+    return &((struct pool *)ud)->heap;
+}
+
 void lua_alloc_close(lua_State *L)
 {
     if (!L) return;
     void *ud;
-    lua_getallocf(L, &ud);
+    int ours = lua_getallocf(L, &ud) == pool_alloc;
     lua_close(L);
     struct pool *p = ud;
-    if (!p) return;
+    if (!ours || !p) return;
     for (struct slab *s = p->slabs, *next; s; s = next) {
         next = s->next;
         free(s);

@@ -1,14 +1,17 @@
-/* lua_job.c: the job's sandboxed Lua state and its declaration functions (see lua_job.h).
+/* job.c: the job's sandboxed Lua state and its declaration functions (see job.h).
  *
- * source.X{...}, sink.X{...} and model.X{...} check their options against the plugin's
- * option table at the line that calls them and return a declaration table
- * {__kind=, __type=, __where=, options=} that the pipeline later opens. */
+ * source.X{...}, sink.X{...}, model.X{...} and job{...} check their options against the
+ * plugin's option table at the line that calls them and return a declaration: a userdata
+ * (metatable DECL_META) whose user value is the checked options table. The sandbox's own
+ * state (limits, counters) hangs off the lua_State's extra space, so threads share it and
+ * nothing of it is process-wide. */
 #include "lua/job.h"
 #include "lua/alloc.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,19 +20,27 @@
 #include "core/json.h"
 
 #define SECRET_META "runnel.secret"
+#define DECL_META "runnel.declaration"
+#define MEMORY_LIMIT_DEFAULT "512MB" /* also the limit while the script itself runs */
 
-static const char env_key = 'e';        /* registry: light userdata -> struct job_env */
+/* What one job state knows about itself, reached from every thread through the extra space
+ * (lua_newthread copies the main thread's). Owned by the state: freed by luajob_close. */
+struct sandbox {
+    struct job_env *env;
+    struct lua_heap *heap;      /* NULL when the allocator is not lua/alloc.c's (fuzz targets) */
+    int64_t instruction_limit;  /* per call; 0: none */
+    int64_t instructions_left;
+    char job_where[256];        /* where job{...} was declared, for fatal */
+    char fatal[sizeof ((struct rn_err *)0)->msg]; /* why the job must stop; "" while it may go on */
+};
+
+_Static_assert(LUA_EXTRASPACE >= sizeof(struct sandbox *), "the sandbox pointer fits the extra space");
+
+static struct sandbox *sandbox_of(lua_State *L) { return *(struct sandbox **)lua_getextraspace(L); }
+
 static const char params_key = 'p';     /* registry: table of --set params */
-static int64_t instruction_limit = 0;   /* per call; one job state per process */
-static int64_t instructions_left = 0;
 
-static struct job_env *get_env(lua_State *L)
-{
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &env_key);
-    struct job_env *env = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return env;
-}
+static struct job_env *get_env(lua_State *L) { return sandbox_of(L)->env; }
 
 /* "script:line" of the Lua code that called the current C function. */
 static void caller_where(lua_State *L, char *out, size_t n)
@@ -43,51 +54,144 @@ static void caller_where(lua_State *L, char *out, size_t n)
 
 /* ---- declarations ---- */
 
-struct decl_kind {
+/* A plugin as the declaration function source.X/sink.X/model.X knows it (its upvalue). */
+struct plugin_kind {
     const char *kind;     /* "source", "sink", "model" */
     const void *ops;      /* the plugin's ops struct */
     const char *name;
     const struct option_spec *options;
 };
 
+/* A declaration's userdata; user value 1 is its checked options table. */
+struct declaration {
+    const char *kind;     /* static strings: "source", "sink", "model", "job" */
+    const char *type;     /* the plugin's name, "job" for job{} */
+    const void *ops;
+    char where[];         /* "jobs/x.lua:12" */
+};
+
+static const struct declaration *decl_at(lua_State *L, int idx) { return luaL_testudata(L, idx, DECL_META); }
+
+/* Replace the checked options table at the top of the stack by a declaration holding it. */
+static void push_declaration(lua_State *L, const char *kind, const char *type, const void *ops, const char *where)
+{
+    size_t n = strlen(where) + 1;
+    struct declaration *d = lua_newuserdatauv(L, sizeof *d + n, 1);
+    d->kind = kind;
+    d->type = type;
+    d->ops = ops;
+    memcpy(d->where, where, n);
+    luaL_setmetatable(L, DECL_META);
+    lua_insert(L, -2);
+    lua_setiuservalue(L, -2, 1);
+}
+
+/* Errors of the declaration functions name their line already: no traceback (see
+ * traceback_handler). */
+static int declaration_error(lua_State *L, const struct rn_err *err)
+{
+    lua_pushstring(L, err->msg);
+    return lua_error(L);
+}
+
 static int l_declare(lua_State *L)
 {
-    const struct decl_kind *dk = lua_touserdata(L, lua_upvalueindex(1));
+    const struct plugin_kind *pk = lua_touserdata(L, lua_upvalueindex(1));
     char where[512], what[128];
     caller_where(L, where, sizeof where);
-    snprintf(what, sizeof what, "%s.%s", dk->kind, dk->name);
+    snprintf(what, sizeof what, "%s.%s", pk->kind, pk->name);
     if (lua_gettop(L) == 0) lua_newtable(L);
+    lua_settop(L, 1);
     struct rn_err err;
-    if (options_check(L, 1, dk->options, what, where, &err)) {
-        lua_pushstring(L, err.msg);
-        return lua_error(L);
-    }
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, dk->kind);
-    lua_setfield(L, -2, "__kind");
-    lua_pushstring(L, dk->name);
-    lua_setfield(L, -2, "__type");
-    lua_pushstring(L, where);
-    lua_setfield(L, -2, "__where");
-    lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "options");
+    if (options_check(L, 1, pk->options, what, where, &err)) return declaration_error(L, &err);
+    push_declaration(L, pk->kind, pk->name, pk->ops, where);
     return 1;
 }
 
+/* tostring(decl): "sink.jsonl (jobs/x.lua:20)", "job (jobs/x.lua:30)". */
+static int l_decl_tostring(lua_State *L)
+{
+    const struct declaration *d = luaL_checkudata(L, 1, DECL_META);
+    if (strcmp(d->kind, "job") == 0) lua_pushfstring(L, "job (%s)", d->where);
+    else lua_pushfstring(L, "%s.%s (%s)", d->kind, d->type, d->where);
+    return 1;
+}
+
+const char *luajob_decl_kind(lua_State *L, int idx)
+{
+    const struct declaration *d = decl_at(L, idx);
+    return d ? d->kind : NULL;
+}
+
+const char *luajob_decl_type(lua_State *L, int idx)
+{
+    const struct declaration *d = decl_at(L, idx);
+    return d ? d->type : NULL;
+}
+
+const void *luajob_decl_ops(lua_State *L, int idx)
+{
+    const struct declaration *d = decl_at(L, idx);
+    return d ? d->ops : NULL;
+}
+
+const char *luajob_decl_where(lua_State *L, int idx)
+{
+    const struct declaration *d = decl_at(L, idx);
+    return d ? d->where : "?";
+}
+
+int luajob_decl_options(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (decl_at(L, idx)) lua_getiuservalue(L, idx, 1);
+    else lua_pushnil(L);
+    return lua_gettop(L);
+}
+
+/* ---- job{...} ---- */
+
+/* A job's name makes file names (STATE_DIR/NAME.checkpoint.json, the cache directory): it
+ * must be one safe path component. */
+static int check_job_name(lua_State *L, int idx, struct rn_err *err)
+{
+    size_t n;
+    const char *name = lua_tolstring(L, idx, &n);
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+    if (n >= 1 && n <= 128 && name[0] != '.' && strspn(name, allowed) == n) return 0;
+    struct buf shown;
+    buf_init(&shown);
+    buf_put_visible(&shown, name, n, 60);
+    rn_fail(err, "\"%s\" cannot be a job name: it names the job's state files, so use 1 to 128 letters, digits, "
+                 "'_', '-' and '.', not starting with '.'", shown.data ? shown.data : "");
+    buf_free(&shown);
+    return -1;
+}
+
 static const struct option_spec job_options[] = {
-    {"name", OPT_STRING, 1, NULL, "the job's name (used for state files and consumer groups)"},
-    {"source", OPT_SOURCE, 1, NULL, "where records come from: source.csv{}, source.kafka{}"},
-    {"filter", OPT_FUNCTION, 0, NULL, "function(record) -> true to keep the record"},
-    {"predict", OPT_MODEL, 0, NULL, "a model that adds its output fields to each record"},
-    {"map", OPT_FUNCTION, 0, NULL, "function(record) -> record to write, or nil to drop it"},
-    {"sinks", OPT_SINK_LIST, 1, NULL, "one sink or a list of sinks that receive every record"},
-    {"errors", OPT_SINK, 0, "stderr", "dead-letter sink: bad records with the reason"},
-    {"evaluate", OPT_TABLE, 0, NULL, "{ truth = field, predicted = field }: accuracy, MAE, confusion matrix"},
-    {"max_errors", OPT_INTEGER, 0, "100", "stop after this many script errors in filter/map (0: never)"},
-    {"instruction_limit", OPT_INTEGER, 0, "100000000", "Lua instructions one filter/map call may run"},
-    {"window", OPT_INTEGER, 0, "4096", "records in flight at most (bounds memory and replays)"},
-    {"checkpoint_interval", OPT_DURATION, 0, "5s", "how often sinks are flushed and progress committed"},
-    {NULL, 0, 0, NULL, NULL},
+    {"name", OPT_STRING, 1, NULL, .help = "the job's name: letters, digits, '_', '-' and '.' (it names the state files)",
+     .check = check_job_name},
+    {"source", OPT_SOURCE, 1, NULL, .help = "where records come from: source.csv{}, source.kafka{}"},
+    {"filter", OPT_FUNCTION, 0, NULL, .help = "function(record) -> true to keep the record"},
+    {"predict", OPT_MODEL, 0, NULL, .help = "a model that adds its output fields to each record"},
+    {"map", OPT_FUNCTION, 0, NULL, .help = "function(record) -> record to write, or nil to drop it"},
+    {"sinks", OPT_SINK_LIST, 1, NULL, .help = "one sink or a list of sinks that receive every record"},
+    {"errors", OPT_SINK, 0, NULL, .help = "dead-letter sink: bad records with the reason", .default_note = "stderr"},
+    {"evaluate", OPT_NESTED, 0, NULL, .help = "compare a model output with an input field: accuracy, MAE, confusion matrix",
+     .fields = OPT_FIELDS({"truth", OPT_STRING, 1, NULL, .help = "the input field that holds the right answer"},
+                          {"predicted", OPT_STRING, 1, NULL, .help = "the model output to compare with it"})},
+    {"max_errors", OPT_INTEGER, 0, "100", .help = "stop after this many script errors in filter/map (0: never)",
+     OPT_AT_LEAST(0)},
+    {"instruction_limit", OPT_INTEGER, 0, "100000000", .help = "Lua instructions one filter/map call may run (0: no limit)",
+     OPT_AT_LEAST(0)},
+    {"memory_limit", OPT_SIZE, 0, MEMORY_LIMIT_DEFAULT,
+     .help = "the Lua heap at most: a filter/map call that needs more dead-letters its record; a script that keeps "
+             "more than half of it stops the job", OPT_AT_LEAST(1 << 20)},
+    {"window", OPT_INTEGER, 0, "4096", .help = "records in flight at most (bounds memory and replays)",
+     OPT_RANGE(1, 1 << 24)},
+    {"checkpoint_interval", OPT_DURATION, 0, "5s", .help = "how often sinks are flushed and progress committed",
+     OPT_AT_LEAST(0)},
+    {NULL},
 };
 
 const struct option_spec *luajob_job_options(void) { return job_options; }
@@ -96,20 +200,11 @@ static int l_job(lua_State *L)
 {
     char where[512];
     caller_where(L, where, sizeof where);
+    if (lua_gettop(L) == 0) lua_newtable(L);
+    lua_settop(L, 1);
     struct rn_err err;
-    if (options_check(L, 1, job_options, "job", where, &err)) {
-        lua_pushstring(L, err.msg);
-        return lua_error(L);
-    }
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, "job");
-    lua_setfield(L, -2, "__kind");
-    lua_pushstring(L, "job");
-    lua_setfield(L, -2, "__type");
-    lua_pushstring(L, where);
-    lua_setfield(L, -2, "__where");
-    lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "options");
+    if (options_check(L, 1, job_options, "job", where, &err)) return declaration_error(L, &err);
+    push_declaration(L, "job", "job", NULL, where);
     return 1;
 }
 
@@ -199,37 +294,38 @@ const char *luajob_secret_value(lua_State *L, int idx)
     return ud + strlen(ud) + 1;
 }
 
-int luajob_decl_options(lua_State *L, int idx)
-{
-    lua_getfield(L, idx, "options");
-    return lua_gettop(L);
-}
-
-const char *luajob_decl_where(lua_State *L, int idx)
-{
-    lua_getfield(L, idx, "__where");
-    const char *s = lua_tostring(L, -1);
-    lua_pop(L, 1); /* the declaration table keeps the string alive */
-    return s ? s : "?";
-}
-
 /* print(...) goes to stderr so stdout stays free for sink.stdout. */
 static int l_print(lua_State *L)
 {
     int n = lua_gettop(L);
-    struct buf b;
-    buf_init(&b);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
     for (int i = 1; i <= n; i++) {
-        size_t len;
-        const char *s = luaL_tolstring(L, i, &len);
-        if (i > 1) buf_putc(&b, '\t');
-        buf_put(&b, s, len);
-        lua_pop(L, 1);
+        if (i > 1) luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
     }
-    buf_putc(&b, '\n');
-    fwrite(b.data, 1, b.len, stderr);
-    buf_free(&b);
+    luaL_addchar(&b, '\n');
+    luaL_pushresult(&b);
+    size_t len;
+    const char *line = lua_tolstring(L, -1, &len);
+    fwrite(line, 1, len, stderr);
     return 0;
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]) with mode "t" whatever the script asks: a binary
+ * chunk (string.dump's) can break the VM's invariants, so only text is loaded. */
+static int l_load(lua_State *L)
+{
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the base library's load */
+    lua_pushvalue(L, 1);
+    if (n >= 2) lua_pushvalue(L, 2);
+    else lua_pushnil(L);
+    lua_pushliteral(L, "t");
+    if (n >= 4) lua_pushvalue(L, 4); /* an absent env and a nil one differ to load */
+    lua_call(L, n >= 4 ? 4 : 3, LUA_MULTRET);
+    return lua_gettop(L) - n;
 }
 
 /* require(name): Lua modules from the runtime's scripts/ directory or the job's own
@@ -274,29 +370,78 @@ static int l_require(lua_State *L)
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
-    instructions_left -= 10000;
-    if (instruction_limit > 0 && instructions_left <= 0)
-        luaL_error(L, "instruction limit of %I exceeded (an endless loop?)", (lua_Integer)instruction_limit);
+    struct sandbox *sb = sandbox_of(L);
+    sb->instructions_left -= 10000;
+    if (sb->instruction_limit > 0 && sb->instructions_left <= 0)
+        luaL_error(L, "instruction limit of %I exceeded (an endless loop?)", (lua_Integer)sb->instruction_limit);
 }
 
 void luajob_set_instruction_limit(lua_State *L, int64_t limit)
 {
-    instruction_limit = limit;
-    instructions_left = limit;
+    struct sandbox *sb = sandbox_of(L);
+    sb->instruction_limit = limit;
+    sb->instructions_left = limit;
     if (limit > 0) lua_sethook(L, count_hook, LUA_MASKCOUNT, 10000);
     else lua_sethook(L, NULL, 0, 0);
 }
 
+void luajob_set_memory_limit(lua_State *L, int64_t bytes)
+{
+    struct sandbox *sb = sandbox_of(L);
+    if (sb->heap) sb->heap->limit = bytes > 0 ? (size_t)bytes : SIZE_MAX;
+}
+
+const char *luajob_fatal(lua_State *L)
+{
+    struct sandbox *sb = sandbox_of(L);
+    return sb->fatal[0] ? sb->fatal : NULL;
+}
+
+static int l_param(lua_State *L);
+static int l_env(lua_State *L);
+static int l_secret(lua_State *L);
+
+/* Adds the traceback to an error message, except to the errors of the declaration functions,
+ * which name the script line and the option already. */
 static int traceback_handler(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
     if (!msg) msg = luaL_tolstring(L, 1, NULL);
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "f", &ar)) {
+        lua_CFunction f = lua_tocfunction(L, -1);
+        lua_pop(L, 1);
+        if (f == l_declare || f == l_job || f == l_param || f == l_env || f == l_secret) {
+            lua_pushstring(L, msg);
+            return 1;
+        }
+    }
     luaL_traceback(L, L, msg, 1);
     return 1;
 }
 
+/* A call failed on the memory limit: say so, collect, and stop the job when the script keeps
+ * more than half of the limit (what it holds between calls leaves too little for the calls). */
+static int memory_failure(lua_State *L, struct sandbox *sb, struct rn_err *err)
+{
+    char limit[32], used[32];
+    opt_format_size(limit, sizeof limit, (int64_t)sb->heap->limit);
+    rn_fail(err, "Lua memory limit of %s reached", limit);
+    sb->heap->limit_hit = 0;
+    lua_gc(L, LUA_GCCOLLECT);
+    if (sb->heap->used > sb->heap->limit / 2) {
+        opt_format_size(used, sizeof used, (int64_t)sb->heap->used);
+        snprintf(sb->fatal, sizeof sb->fatal,
+                 "%s: job: memory_limit: the Lua heap still holds %s of %s after a full collection: the script "
+                 "keeps more than half of it (in globals or upvalues?); keep less, or raise memory_limit",
+                 sb->job_where[0] ? sb->job_where : sb->env->script, used, limit);
+    }
+    return -1;
+}
+
 int luajob_call(lua_State *L, int nargs, int nresults, struct rn_err *err)
 {
+    struct sandbox *sb = sandbox_of(L);
     int base = lua_gettop(L) - nargs;
     /* The job state keeps the handler at the bottom of its stack (see luajob_new): per-record
      * calls then need not push it and take it out again. */
@@ -305,10 +450,23 @@ int luajob_call(lua_State *L, int nargs, int nresults, struct rn_err *err)
         lua_pushcfunction(L, traceback_handler);
         lua_insert(L, base);
     }
-    instructions_left = instruction_limit;
+    sb->instructions_left = sb->instruction_limit;
+    struct lua_heap *heap = sb->heap;
+    size_t ceiling = 0;
+    if (heap) { /* the limit holds inside the protected call only: outside, a refusal would panic */
+        ceiling = heap->ceiling;
+        heap->ceiling = heap->limit;
+        heap->limit_hit = 0;
+    }
     int rc = lua_pcall(L, nargs, nresults, shared ? 1 : base);
+    if (heap) heap->ceiling = ceiling;
     if (!shared) lua_remove(L, base);
     if (rc != LUA_OK) {
+        /* the limit may also strike in the message handler (LUA_ERRERR) */
+        if ((rc == LUA_ERRMEM || rc == LUA_ERRERR) && heap && heap->limit_hit) {
+            lua_pop(L, 1);
+            return memory_failure(L, sb, err);
+        }
         rn_fail(err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error object is not a string");
         lua_pop(L, 1);
         return -1;
@@ -334,11 +492,11 @@ static void scripts_dir(char *out, size_t n)
 static void add_declaration(lua_State *L, const char *kind, const void *ops, const char *name,
                             const struct option_spec *options)
 {
-    struct decl_kind *dk = lua_newuserdatauv(L, sizeof *dk, 0);
-    dk->kind = kind;
-    dk->ops = ops;
-    dk->name = name;
-    dk->options = options;
+    struct plugin_kind *pk = lua_newuserdatauv(L, sizeof *pk, 0);
+    pk->kind = kind;
+    pk->ops = ops;
+    pk->name = name;
+    pk->options = options;
     lua_pushcclosure(L, l_declare, 1); /* the userdata lives as the closure's upvalue */
     lua_setfield(L, -2, name);
 }
@@ -347,6 +505,10 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
 {
     lua_State *L = lua_alloc_newstate();
     if (!L) { rn_fail(err, "cannot create a Lua state (out of memory)"); return NULL; }
+    struct sandbox *sb = rn_calloc(1, sizeof *sb);
+    sb->env = env;
+    sb->heap = lua_alloc_heap(L);
+    *(struct sandbox **)lua_getextraspace(L) = sb; /* before any thread exists: they copy it */
     env->L = L;
     lua_pushcfunction(L, traceback_handler); /* stays at index 1 for luajob_call */
     /* Records are short-lived tables: the generational collector leaves survivors alone
@@ -364,13 +526,18 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
     }
     static const char *const removed_base[] = {"dofile", "loadfile", NULL};
     for (const char *const *f = removed_base; *f; f++) { lua_pushnil(L); lua_setglobal(L, *f); }
+    lua_getglobal(L, "load");
+    lua_pushcclosure(L, l_load, 1);
+    lua_setglobal(L, "load");
+    lua_getglobal(L, "string");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump"); /* binary chunks are never loaded; nor made */
+    lua_pop(L, 1);
     lua_getglobal(L, "os");
     static const char *const removed_os[] = {"execute", "exit", "remove", "rename", "tmpname", "getenv", "setlocale", NULL};
     for (const char *const *f = removed_os; *f; f++) { lua_pushnil(L); lua_setfield(L, -2, *f); }
     lua_pop(L, 1);
 
-    lua_pushlightuserdata(L, env);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &env_key);
     lua_createtable(L, 0, (int)nparams);
     for (size_t i = 0; i < nparams; i++) {
         lua_pushstring(L, params[i].value);
@@ -382,6 +549,12 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
     lua_pushcfunction(L, l_secret_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pushstring(L, "secret");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, DECL_META);
+    lua_pushcfunction(L, l_decl_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushstring(L, "declaration");
     lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
 
@@ -423,8 +596,11 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
 
 void luajob_close(lua_State *L)
 {
+    if (!L) return;
+    struct sandbox *sb = sandbox_of(L);
     json_forget_field_order(); /* its cache names this state's strings */
     lua_alloc_close(L);
+    free(sb);
 }
 
 void fieldorder_add(struct job_env *env, const char *name)
@@ -443,6 +619,28 @@ void fieldorder_add(struct job_env *env, const char *name)
     lua_pop(L, 2);
 }
 
+/* The limits job{...} sets for its own sandbox. */
+static int apply_job_limits(lua_State *L, int job, struct rn_err *err)
+{
+    struct sandbox *sb = sandbox_of(L);
+    snprintf(sb->job_where, sizeof sb->job_where, "%s", luajob_decl_where(L, job));
+    int opts = luajob_decl_options(L, job);
+    luajob_set_instruction_limit(L, opt_integer(L, opts, "instruction_limit", 100000000));
+    int64_t limit = opt_size(L, opts, "memory_limit", 512 << 20);
+    lua_pop(L, 1);
+    luajob_set_memory_limit(L, limit);
+    if (!sb->heap) return 0;
+    lua_gc(L, LUA_GCCOLLECT);
+    if (sb->heap->used > sb->heap->limit / 2) {
+        char used[32], shown[32];
+        opt_format_size(used, sizeof used, (int64_t)sb->heap->used);
+        opt_format_size(shown, sizeof shown, limit);
+        return rn_fail(err, "%s: job: memory_limit: the script holds %s once it has run, more than half of its "
+                            "limit of %s (raise memory_limit)", luajob_decl_where(L, job), used, shown);
+    }
+    return 0;
+}
+
 int luajob_load(struct job_env *env, const char *path, struct rn_err *err)
 {
     lua_State *L = env->L;
@@ -452,19 +650,22 @@ int luajob_load(struct job_env *env, const char *path, struct rn_err *err)
         lua_pop(L, 1);
         return -1;
     }
-    /* Loading the script runs no per-record code, so a generous fixed limit is enough. */
-    int64_t saved = instruction_limit;
+    /* The script's own run: a generous fixed instruction limit, and the default memory limit
+     * (its memory_limit is known once job{...} has run). */
+    int64_t default_limit = 0;
+    opt_parse_size(MEMORY_LIMIT_DEFAULT, &default_limit);
     luajob_set_instruction_limit(L, 1000000000);
+    luajob_set_memory_limit(L, default_limit);
     rc = luajob_call(L, 0, 1, err);
-    luajob_set_instruction_limit(L, saved);
     if (rc) return -1;
-    if (lua_type(L, -1) != LUA_TTABLE) goto not_job;
-    lua_getfield(L, -1, "__kind");
-    int is_job = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "job") == 0;
-    lua_pop(L, 1);
-    if (!is_job) goto not_job;
+    const char *kind = luajob_decl_kind(L, -1);
+    if (!kind || strcmp(kind, "job") != 0) {
+        lua_pop(L, 1);
+        return rn_fail(err, "%s: the script must end with `return job { ... }`", path);
+    }
+    if (apply_job_limits(L, lua_gettop(L), err)) {
+        lua_pop(L, 1);
+        return -1;
+    }
     return 0;
-not_job:
-    lua_pop(L, 1);
-    return rn_fail(err, "%s: the script must end with `return job { ... }`", path);
 }

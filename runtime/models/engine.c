@@ -1060,10 +1060,9 @@ struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
     int top = lua_gettop(L);
     decl = lua_absindex(L, decl);
     const char *where = luajob_decl_where(L, decl);
-    lua_getfield(L, decl, "__type");
+    const char *kind = luajob_decl_kind(L, decl);
     char type[64];
-    snprintf(type, sizeof type, "%s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
-    lua_pop(L, 1);
+    snprintf(type, sizeof type, "%s", kind && strcmp(kind, "model") == 0 ? luajob_decl_type(L, decl) : "?");
     const struct provider_ops *provider = plugin_provider(type);
     if (!provider) {
         rn_fail(err, "%s: model.%s: unknown model provider", where, type);

@@ -40,20 +40,49 @@ struct model_reply {
     int64_t tokens_out;
 };
 
-/* Options every provider accepts, to be listed in each provider's option table. */
+/* Options every provider accepts, to be listed in each provider's option table. Nested
+ * tables have their own specs, checked at the declaration line (lua/options.h); the engine
+ * reads the checked values. */
+#define MODEL_OUTPUT_FIELD_OPTIONS                                                                 \
+    OPT_FIELDS({"type", OPT_ENUM, 1, NULL, .help = "the field's type",                            \
+                .choices = OPT_CHOICES("integer", "number", "string", "boolean", "vector")},       \
+               {"min", OPT_NUMBER, 0, NULL, .help = "integer and number: the smallest valid value"}, \
+               {"max", OPT_NUMBER, 0, NULL, .help = "integer and number: the largest valid value"},  \
+               {"enum", OPT_STRING_OR_LIST, 0, NULL, .help = "string: the valid values"},          \
+               {"description", OPT_STRING, 0, NULL, .help = "what the field means, for the model"})
+#define MODEL_LIMITS_OPTIONS                                                                       \
+    OPT_FIELDS({"concurrency", OPT_INTEGER_OR_STRING, 0, "64",                                     \
+                .help = "calls in flight at most, or \"auto\" (adapts, AIMD)",                     \
+                .choices = OPT_CHOICES("auto"), OPT_RANGE(1, 10000)},                              \
+               {"rpm", OPT_NUMBER, 0, NULL, .help = "requests per minute at most", OPT_ABOVE(0)},   \
+               {"tpm", OPT_NUMBER, 0, NULL, .help = "tokens per minute at most", OPT_ABOVE(0)},     \
+               {"timeout", OPT_DURATION, 0, "30s", .help = "per request", OPT_ABOVE(0)},            \
+               {"connect_timeout", OPT_DURATION, 0, NULL, .help = "per connection",                \
+                .default_note = "timeout, at most 10s", OPT_ABOVE(0)},                             \
+               {"retries", OPT_INTEGER, 0, "5", .help = "retries per call after the first attempt", \
+                OPT_RANGE(0, 100)})
+#define MODEL_PRICE_OPTIONS                                                                        \
+    OPT_FIELDS({"input", OPT_NUMBER, 0, NULL, .help = "USD per 1M input tokens", OPT_AT_LEAST(0)}, \
+               {"output", OPT_NUMBER, 0, NULL, .help = "USD per 1M output tokens", OPT_AT_LEAST(0)})
 #define MODEL_COMMON_OPTIONS                                                                       \
-    {"task", OPT_STRING, 0, "classification", "classification, text_generation or embedding"},     \
-    {"system", OPT_STRING, 0, NULL, "system prompt"},                                              \
-    {"prompt", OPT_STRING_OR_FUNCTION, 1, NULL, "template with {{field}} placeholders, or function(record) -> string"}, \
-    {"output", OPT_TABLE, 0, NULL, "fields the answer fills: { name = { type=, min=, max=, enum= } }"}, \
-    {"limits", OPT_TABLE, 0, NULL, "{ concurrency=64|\"auto\", rpm=, tpm=, timeout=\"30s\", retries=5 }"}, \
-    {"price", OPT_TABLE, 0, NULL, "{ input = USD per 1M tokens, output = USD per 1M tokens } for the cost estimate"}, \
-    {"cache", OPT_BOOLEAN, 0, "batch mode", "reuse answers stored on disk (state dir) for the same request; --no-cache bypasses it"}
+    {"task", OPT_ENUM, 0, "classification", .help = "what the model does for each record",        \
+     .choices = OPT_CHOICES("classification", "text_generation", "embedding")},                   \
+    {"system", OPT_STRING, 0, NULL, .help = "system prompt"},                                      \
+    {"prompt", OPT_STRING_OR_FUNCTION, 1, NULL,                                                    \
+     .help = "template with {{field}} placeholders, or function(record) -> string"},              \
+    {"output", OPT_MAP, 0, NULL, .help = "fields the answer fills: { name = { type=, min=, max=, enum= } } or { name = \"type\" }", \
+     .value = OPT_VALUE(OPT_NESTED, .fields = MODEL_OUTPUT_FIELD_OPTIONS, .short_form = "type")}, \
+    {"limits", OPT_NESTED, 0, NULL, .help = "concurrency, rate limits, timeouts and retries",      \
+     .fields = MODEL_LIMITS_OPTIONS},                                                              \
+    {"price", OPT_NESTED, 0, NULL, .help = "prices for the cost estimate", .fields = MODEL_PRICE_OPTIONS}, \
+    {"cache", OPT_BOOLEAN, 0, NULL,                                                                \
+     .help = "reuse answers stored on disk (state dir) for the same request; --no-cache bypasses it", \
+     .default_note = "batch mode"}
 
 struct model;
 
-/* Open the model declared by the table at stack index decl ({__kind="model", __type=,
- * options=}). NULL and err (naming the option at fault) on failure.
+/* Open the model declared at stack index decl (a model.X{...} declaration, lua/job.h). NULL
+ * and err (naming the option at fault) on failure.
  *
  * The answer cache (option cache, on by default in batch mode, off with env->no_cache or
  * without env->state_dir) lives in STATE_DIR/cache/JOB/PROVIDER.MODEL.cache. Its key is a

@@ -22,13 +22,13 @@ struct csv_sink {
 };
 
 static const struct option_spec csv_sink_options[] = {
-    {"path", OPT_STRING, 1, NULL, "the output file (parent directories are created)"},
-    {"columns", OPT_STRING_OR_LIST, 0, "first record", "the fields to write, in order"},
-    {"header", OPT_BOOLEAN, 0, "true", "write a header row"},
-    {"delimiter", OPT_STRING, 0, ",", "field separator (one byte)"},
-    {"append", OPT_BOOLEAN, 0, "false", "append to the file instead of replacing it"},
-    {"fsync", OPT_BOOLEAN, 0, "true", "fsync at every checkpoint"},
-    {NULL, 0, 0, NULL, NULL},
+    {"path", OPT_STRING, 1, NULL, .help = "the output file (parent directories are created)"},
+    {"columns", OPT_STRING_OR_LIST, 0, NULL, .help = "the fields to write, in order", .default_note = "first record"},
+    {"header", OPT_BOOLEAN, 0, "true", .help = "write a header row"},
+    {"delimiter", OPT_BYTE, 0, ",", .help = "field separator (\"\\t\" for TSV)"},
+    {"append", OPT_BOOLEAN, 0, "false", .help = "append to the file instead of replacing it"},
+    {"fsync", OPT_BOOLEAN, 0, "true", .help = "fsync at every checkpoint"},
+    {NULL},
 };
 
 static void *csv_sink_open(struct job_env *env, int opts, struct rn_err *err)
@@ -37,14 +37,7 @@ static void *csv_sink_open(struct job_env *env, int opts, struct rn_err *err)
     struct csv_sink *s = rn_calloc(1, sizeof *s);
     s->env = env;
     buf_init(&s->scratch);
-    const char *delim = opt_string(L, opts, "delimiter", ",");
-    if (strcmp(delim, "\\t") == 0) delim = "\t";
-    if (strlen(delim) != 1) {
-        rn_fail(err, "sink.csv: delimiter must be one byte");
-        free(s);
-        return NULL;
-    }
-    s->delimiter = delim[0];
+    s->delimiter = opt_string(L, opts, "delimiter", ",")[0]; /* one byte: checked */
     int append = opt_boolean(L, opts, "append", 0) || env->resume;
     s->header = opt_boolean(L, opts, "header", 1);
     s->columns = opt_string_list(L, opts, "columns", &s->ncolumns);

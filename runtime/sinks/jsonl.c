@@ -13,10 +13,10 @@ struct jsonl_sink {
 };
 
 static const struct option_spec jsonl_options[] = {
-    {"path", OPT_STRING, 1, NULL, "the output file (parent directories are created)"},
-    {"append", OPT_BOOLEAN, 0, "false", "append to the file instead of replacing it"},
-    {"fsync", OPT_BOOLEAN, 0, "true", "fsync at every checkpoint"},
-    {NULL, 0, 0, NULL, NULL},
+    {"path", OPT_STRING, 1, NULL, .help = "the output file (parent directories are created)"},
+    {"append", OPT_BOOLEAN, 0, "false", .help = "append to the file instead of replacing it"},
+    {"fsync", OPT_BOOLEAN, 0, "true", .help = "fsync at every checkpoint"},
+    {NULL},
 };
 
 static void *jsonl_open(struct job_env *env, int opts, struct rn_err *err)

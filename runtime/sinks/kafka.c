@@ -40,17 +40,21 @@ struct kafka_sink {
 };
 
 static const struct option_spec kafka_sink_options[] = {
-    {"brokers", OPT_STRING, 0, "$KAFKA_BROKERS", "bootstrap servers: host:port[,host:port...]"},
-    {"topic", OPT_STRING, 1, NULL, "the topic to write to"},
-    {"key", OPT_STRING, 0, NULL, "the field whose value is the message key (none: no key)"},
-    {"format", OPT_STRING, 0, "json", "message value: \"json\" (the record as a JSON object) or \"csv\" (one row, see columns)"},
-    {"columns", OPT_STRING_OR_LIST, 0, NULL, "csv: the fields to write, in order (required)"},
-    {"headers", OPT_TABLE, 0, NULL, "{ name = \"value\", ... }: headers added to every message"},
-    {"properties", OPT_TABLE, 0, NULL,
-     "librdkafka producer properties, verbatim; defaults: enable.idempotence=true, acks=all, linger.ms=5, "
-     "batch.num.messages=10000, batch.size=1000000, compression.type=lz4, message.timeout.ms=60000; "
-     "passwords, secrets, tokens and keys are shown as [redacted]"},
-    {NULL, 0, 0, NULL, NULL},
+    {"brokers", OPT_STRING, 0, NULL, .help = "bootstrap servers: host:port[,host:port...]", .default_note = "$KAFKA_BROKERS"},
+    {"topic", OPT_STRING, 1, NULL, .help = "the topic to write to"},
+    {"key", OPT_STRING, 0, NULL, .help = "the field whose value is the message key (none: no key)"},
+    {"format", OPT_ENUM, 0, "json",
+     .help = "message value: \"json\" (the record as a JSON object) or \"csv\" (one row, see columns)",
+     .choices = OPT_CHOICES("json", "csv")},
+    {"columns", OPT_STRING_OR_LIST, 0, NULL, .help = "csv: the fields to write, in order (required)"},
+    {"headers", OPT_MAP, 0, NULL, .help = "{ name = \"value\", ... }: headers added to every message",
+     .value = OPT_VALUE(OPT_SCALAR)},
+    {"properties", OPT_MAP, 0, NULL,
+     .help = "librdkafka producer properties, verbatim; defaults: enable.idempotence=true, acks=all, linger.ms=5, "
+             "batch.num.messages=10000, batch.size=1000000, compression.type=lz4, message.timeout.ms=60000; "
+             "passwords, secrets, tokens and keys are shown as [redacted]",
+     .value = OPT_VALUE(OPT_SCALAR, .secret = 1)},
+    {NULL},
 };
 
 static const struct kafka_setting producer_defaults[] = {
@@ -223,12 +227,7 @@ static void *ksink_open(struct job_env *env, int opts, struct rn_err *err)
     }
     const char *key = opt_string(L, opts, "key", NULL);
     if (key) s->key_field = rn_strdup(key);
-    const char *format = opt_string(L, opts, "format", "json");
-    if (!strcmp(format, "csv")) s->csv = 1;
-    else if (strcmp(format, "json")) {
-        rn_fail(err, "%s: sink.kafka: format must be \"json\" or \"csv\", not '%s'", where, format);
-        goto fail;
-    }
+    s->csv = !strcmp(opt_string(L, opts, "format", "json"), "csv"); /* json or csv: checked */
     s->columns = opt_string_list(L, opts, "columns", &s->ncolumns);
     if (s->csv && !s->ncolumns) {
         rn_fail(err, "%s: sink.kafka: format = \"csv\" needs columns = { \"field\", ... }", where);
@@ -242,15 +241,9 @@ static void *ksink_open(struct job_env *env, int opts, struct rn_err *err)
         int tbl = lua_gettop(L);
         s->headers = rd_kafka_headers_new(8);
         lua_pushnil(L);
-        while (lua_next(L, tbl)) {
-            if (lua_type(L, -2) != LUA_TSTRING || (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)) {
-                lua_pop(L, 3);
-                rn_fail(err, "%s: sink.kafka: headers must map names to strings", where);
-                goto fail;
-            }
+        while (lua_next(L, tbl)) { /* names to strings, numbers or booleans: checked */
             size_t n;
-            lua_pushvalue(L, -1);
-            const char *v = lua_tolstring(L, -1, &n);
+            const char *v = luaL_tolstring(L, -1, &n);
             rd_kafka_header_add(s->headers, lua_tostring(L, -3), -1, v, (ssize_t)n);
             lua_pop(L, 2);
         }

@@ -14,10 +14,10 @@ struct lua_sink {
 };
 
 static const struct option_spec lua_sink_options[] = {
-    {"write", OPT_FUNCTION, 1, NULL, "function(record) called for every record"},
-    {"flush", OPT_FUNCTION, 0, NULL, "function() called at every checkpoint and at the end"},
-    {"close", OPT_FUNCTION, 0, NULL, "function() called once when the job ends"},
-    {NULL, 0, 0, NULL, NULL},
+    {"write", OPT_FUNCTION, 1, NULL, .help = "function(record) called for every record"},
+    {"flush", OPT_FUNCTION, 0, NULL, .help = "function() called at every checkpoint and at the end"},
+    {"close", OPT_FUNCTION, 0, NULL, .help = "function() called once when the job ends"},
+    {NULL},
 };
 
 static int ref_option(lua_State *L, int opts, const char *name)

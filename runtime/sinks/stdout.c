@@ -1,5 +1,6 @@
 /* stdout_sink.c: sink.stdout, records printed to standard output, as JSON lines or as
  * readable `field=value` lines. */
+#include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,17 +16,15 @@ struct stdout_sink {
 };
 
 static const struct option_spec stdout_options[] = {
-    {"format", OPT_STRING, 0, "json", "json (one object per line) or text (field=value pairs)"},
-    {NULL, 0, 0, NULL, NULL},
+    {"format", OPT_ENUM, 0, "json", .help = "json (one object per line) or text (field=value pairs)",
+     .choices = OPT_CHOICES("json", "text")},
+    {NULL},
 };
 
 static void *stdout_open(struct job_env *env, int opts, struct rn_err *err)
 {
-    const char *format = opt_string(env->L, opts, "format", "json");
-    if (strcmp(format, "json") != 0 && strcmp(format, "text") != 0) {
-        rn_fail(err, "sink.stdout: format must be \"json\" or \"text\", got \"%s\"", format);
-        return NULL;
-    }
+    (void)err;
+    const char *format = opt_string(env->L, opts, "format", "json"); /* json or text: checked */
     struct stdout_sink *s = rn_calloc(1, sizeof *s);
     s->env = env;
     s->pretty = strcmp(format, "text") == 0;
@@ -39,7 +38,7 @@ static int stdout_write(void *self, int rec, const char *json, size_t json_len, 
     (void)rec;
     if (!s->pretty) {
         if (fwrite(json, 1, json_len, stdout) != json_len || putchar('\n') == EOF)
-            return rn_fail(err, "sink.stdout: write failed");
+            return rn_fail(err, "write failed: %s", strerror(errno));
         return 0;
     }
     buf_clear(&s->line);
@@ -66,14 +65,14 @@ static int stdout_write(void *self, int rec, const char *json, size_t json_len, 
     }
     buf_putc(&s->line, '\n');
     if (fwrite(s->line.data, 1, s->line.len, stdout) != s->line.len)
-        return rn_fail(err, "sink.stdout: write failed");
+        return rn_fail(err, "write failed: %s", strerror(errno));
     return 0;
 }
 
 static int stdout_flush(void *self, struct rn_err *err)
 {
     (void)self;
-    if (fflush(stdout) != 0) return rn_fail(err, "sink.stdout: flush failed");
+    if (fflush(stdout) != 0) return rn_fail(err, "flush failed: %s", strerror(errno));
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #define LUA_ALLOC_FORCE_POOL 1
 #define lua_alloc_newstate test_lua_alloc_newstate
 #define lua_alloc_close test_lua_alloc_close
+#define lua_alloc_heap test_lua_alloc_heap
 #include "../../runtime/lua/alloc.c"
 
 #include <lualib.h>
@@ -32,7 +33,7 @@ static int holds(const unsigned char *b, size_t n, unsigned seed)
 
 static void test_direct(void)
 {
-    struct pool p = {0};
+    struct pool p = {.heap = {.ceiling = SIZE_MAX, .limit = SIZE_MAX}};
     void *blocks[LUA_ALLOC_SMALL + 1];
     int bad = 0;
     for (size_t n = 1; n <= LUA_ALLOC_SMALL; n++) {
@@ -60,6 +61,34 @@ static void test_direct(void)
     blocks[40] = NULL;
     for (size_t n = 1; n <= LUA_ALLOC_SMALL; n++)
         if (blocks[n]) pool_alloc(&p, blocks[n], n, 0);
+    for (struct slab *s = p.slabs, *next; s; s = next) {
+        next = s->next;
+        free(s);
+    }
+}
+
+/* The count of bytes held is exact, and the ceiling refuses growth only: Lua may never see a
+ * shrink or a free fail. */
+static void test_ceiling(void)
+{
+    struct pool p = {.heap = {.ceiling = SIZE_MAX, .limit = SIZE_MAX}};
+    void *small = pool_alloc(&p, NULL, LUA_TTABLE, 40);  /* with ptr NULL, osize is a type, not a size */
+    void *large = pool_alloc(&p, NULL, LUA_TSTRING, 5000);
+    CHECK(small && large && p.heap.used == 5040, "used counts what was asked for: %zu", p.heap.used);
+    p.heap.ceiling = 6000;
+    CHECK(pool_alloc(&p, NULL, LUA_TTABLE, 1000) == NULL && p.heap.limit_hit, "an allocation past the ceiling fails");
+    CHECK(pool_alloc(&p, large, 5000, 6000) == NULL, "growing past the ceiling fails");
+    CHECK(p.heap.used == 5040, "a refusal changes nothing: %zu", p.heap.used);
+    large = pool_alloc(&p, large, 5000, 100);
+    CHECK(large && p.heap.used == 140, "shrinking works under the ceiling, and is counted: %zu", p.heap.used);
+    p.heap.ceiling = 100;
+    large = pool_alloc(&p, large, 100, 50);
+    CHECK(large && p.heap.used == 90, "shrinking works even above the ceiling: %zu", p.heap.used);
+    pool_alloc(&p, large, 50, 0);
+    pool_alloc(&p, small, 40, 0);
+    CHECK(p.heap.used == 0, "frees are counted out: %zu", p.heap.used);
+    p.heap.ceiling = 10;
+    CHECK(pool_alloc(&p, NULL, LUA_TTABLE, 40) == NULL, "even a block from a free list obeys the ceiling");
     for (struct slab *s = p.slabs, *next; s; s = next) {
         next = s->next;
         free(s);
@@ -120,6 +149,7 @@ static void test_workload(void)
 int main(void)
 {
     test_direct();
+    test_ceiling();
     test_workload();
     return check_report("test_lua_alloc");
 }

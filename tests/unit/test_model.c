@@ -196,15 +196,16 @@ static void on_done(void *ctx, uint64_t tag, int record_ref, int ok, const char 
     run->done++;
 }
 
-/* Open a model from a Lua options table constructor; NULL and err on failure. */
+/* Open a model from a Lua options table constructor, declared with model.openai on line 7
+ * of test.lua as a script would; NULL and err on failure (the declaration's or the open's). */
 static struct model *open_model(const char *options, struct rn_err *err)
 {
     struct buf code;
     buf_init(&code);
-    buf_printf(&code, "return {__kind='model', __type='openai', __where='test.lua:7', options = %s}", options);
+    buf_printf(&code, "\n\n\n\n\n\nreturn model.openai %s", options);
     struct model *m = NULL;
-    if (luaL_dostring(L, code.data) != LUA_OK) {
-        rn_fail(err, "lua: %s", lua_tostring(L, -1));
+    if (luaL_loadbuffer(L, code.data, code.len, "@test.lua") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        rn_fail(err, "%s", lua_tostring(L, -1));
     } else {
         int top = lua_gettop(L);
         m = model_open(&env, -1, err);
@@ -803,23 +804,23 @@ static void test_options(void)
         {"{ model = 'm', prompt = 'x', output = { r = { type = 'integer' } }, limits = { timeout = '3x' } }",
          "test.lua:7: model.openai: limits.timeout: bad duration \"3x\""},
         {"{ model = 'm', prompt = 'x' }", "test.lua:7: model.openai: output is required for task classification"},
-        {"{ model = 'm', prompt = 'x', output = { r = { type = 'int' } } }", "output.r: unknown type \"int\""},
-        {"{ model = 'm', prompt = 'x', output = { r = { type = 'integer', minimum = 1 } } }", "output.r: unknown key 'minimum'"},
+        {"{ model = 'm', prompt = 'x', output = { r = { type = 'int' } } }", "output.r.type: unknown value \"int\"; did you mean integer?"},
+        {"{ model = 'm', prompt = 'x', output = { r = { type = 'integer', minimum = 1 } } }", "output.r.minimum: unknown option (known: type, min, max, enum, description)"},
         {"{ model = 'm', prompt = 'x', output = { r = { type = 'string', min = 1 } } }", "output.r: min applies to integer"},
         {"{ model = 'm', prompt = 'x', output = { r = { type = 'vector' } } }", "type vector is for task embedding"},
-        {"{ model = 'm', prompt = 'x', task = 'classify', output = { r = 'integer' } }", "task: unknown task \"classify\""},
-        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { bogus = 1 } }", "limits: unknown key 'bogus'"},
-        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { concurrency = 0 } }", "limits.concurrency:"},
-        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { retries = -1 } }", "limits.retries:"},
-        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, price = { input = -1 } }", "price.input:"},
+        {"{ model = 'm', prompt = 'x', task = 'classify', output = { r = 'integer' } }", "task: unknown value \"classify\"; did you mean classification?"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { bogus = 1 } }", "limits.bogus: unknown option (known: concurrency, rpm, tpm, timeout, connect_timeout, retries)"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { concurrency = 0 } }", "limits.concurrency: must be from 1 to 10000, got 0"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { retries = -1 } }", "limits.retries: must be from 0 to 100, got -1"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, price = { input = -1 } }", "price.input: must be at least 0, got -1"},
         {"{ model = 'm', prompt = 'a {{x', output = { r = 'integer' } }", "prompt: unclosed {{"},
         {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, endpoint = 'ftp://h' }", "endpoint: \"ftp://h\" must start"},
-        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, api_key = 42 }", "api_key: expected secret"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, api_key = 42 }", "api_key: expected a string or secret(\"NAME\"), got 42"},
         {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, api_key = 'a\\nb' }", "api_key: holds a line break"},
         {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, parameters = { model = 'y' } }", "parameters.model: runnel writes it"},
         {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, parameters = { response_format = { type = 'json_object' } } }",
          "structured output writes it"},
-        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, temperature = 3 }", "temperature: must be from 0 to 2"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, temperature = 3 }", "test.lua:7: model.openai: temperature: must be from 0 to 2, got 3"},
         {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, headers = { ['Bad Name'] = 'v' } }", "not a valid header name"},
         {"{ model = 'm', prompt = 'x', task = 'embedding', output = { e = 'integer' } }", "exactly one field of type vector"},
     };
@@ -1123,13 +1124,14 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    L = luaL_newstate();
-    luaL_openlibs(L);
-    env.L = L;
     env.script = "test.lua";
     env.job_name = "test";
-    lua_newtable(L);
-    env.fieldorder_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    struct rn_err err;
+    L = luajob_new(&env, NULL, 0, &err);
+    if (!L) {
+        fprintf(stderr, "test_model: %s\n", err.msg);
+        return 1;
+    }
 
     TIMED(test_options());
     struct server srv;
@@ -1160,8 +1162,7 @@ int main(void)
     TIMED(test_idle_close());
     TIMED(test_close_in_flight());
 
-    luaL_unref(L, LUA_REGISTRYINDEX, env.fieldorder_ref);
-    lua_close(L);
+    luajob_close(L);
     curl_global_cleanup();
     return check_report("test_model");
 }

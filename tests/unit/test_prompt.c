@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lua/job.h"
 #include "models/prompt.h"
 
 #include "check.h"
@@ -133,11 +134,16 @@ static void test_function(lua_State *L)
 
 int main(void)
 {
-    lua_State *L = luaL_newstate();
-    luaL_openlibs(L);
+    struct job_env env = {.script = "test_prompt.lua", .job_name = "test"};
+    struct rn_err err;
+    lua_State *L = luajob_new(&env, NULL, 0, &err); /* prompt functions run in the job's sandbox */
+    if (!L) {
+        printf("FAIL %s\n", err.msg);
+        return 1;
+    }
     test_templates(L);
     test_reuse(L);
     test_function(L);
-    lua_close(L);
+    luajob_close(L);
     return check_report("test_prompt");
 }

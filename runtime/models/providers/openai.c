@@ -17,20 +17,36 @@
 #include "core/json_scan.h"
 #include "lua/job.h"
 
+static int has_control(const char *s);
+
+/* endpoint: an http(s) URL without spaces. */
+static int check_endpoint(lua_State *L, int idx, struct rn_err *err)
+{
+    const char *endpoint = lua_tostring(L, idx);
+    if (strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0)
+        return rn_fail(err, "\"%.200s\" must start with http:// or https://", endpoint);
+    if (has_control(endpoint) || strchr(endpoint, ' ')) return rn_fail(err, "holds spaces or control characters");
+    return 0;
+}
+
 static const struct option_spec openai_options[] = {
-    {"endpoint", OPT_STRING, 0, "https://api.openai.com/v1", "base URL; /chat/completions or /embeddings is added"},
-    {"api_key", OPT_ANY, 0, NULL, "secret(\"OPENAI_API_KEY\") or a string; never printed or logged"},
-    {"model", OPT_STRING, 1, NULL, "model name, e.g. \"gpt-4o-mini\" or \"text-embedding-3-small\""},
-    {"temperature", OPT_NUMBER, 0, NULL, "sampling temperature, 0..2"},
-    {"max_tokens", OPT_INTEGER, 0, NULL, "longest answer in tokens"},
-    {"top_p", OPT_NUMBER, 0, NULL, "nucleus sampling, 0..1"},
-    {"seed", OPT_INTEGER, 0, NULL, "seed for more repeatable answers"},
-    {"parameters", OPT_TABLE, 0, NULL, "more request fields, sent as JSON as they are"},
-    {"structured", OPT_BOOLEAN, 0, "with output", "ask for JSON that follows the output schema (response_format)"},
-    {"headers", OPT_TABLE, 0, NULL, "extra HTTP headers: { [\"X-Name\"] = \"value\" or secret(...) }"},
-    {"organization", OPT_STRING, 0, NULL, "sent as OpenAI-Organization"},
+    {"endpoint", OPT_STRING, 0, "https://api.openai.com/v1", .help = "base URL; /chat/completions or /embeddings is added",
+     .check = check_endpoint},
+    {"api_key", OPT_STRING, 0, NULL, .help = "secret(\"OPENAI_API_KEY\") or a string; never printed or logged", .secret = 1},
+    {"model", OPT_STRING, 1, NULL, .help = "model name, e.g. \"gpt-4o-mini\" or \"text-embedding-3-small\""},
+    {"temperature", OPT_NUMBER, 0, NULL, .help = "sampling temperature", OPT_RANGE(0, 2)},
+    {"max_tokens", OPT_INTEGER, 0, NULL, .help = "longest answer in tokens", OPT_AT_LEAST(1)},
+    {"top_p", OPT_NUMBER, 0, NULL, .help = "nucleus sampling", .bounds = OPT_MIN | OPT_MIN_EXCLUSIVE | OPT_MAX, .min = 0,
+     .max = 1},
+    {"seed", OPT_INTEGER, 0, NULL, .help = "seed for more repeatable answers"},
+    {"parameters", OPT_TABLE, 0, NULL, .help = "more request fields, sent as JSON as they are"},
+    {"structured", OPT_BOOLEAN, 0, NULL, .help = "ask for JSON that follows the output schema (response_format)",
+     .default_note = "with output"},
+    {"headers", OPT_MAP, 0, NULL, .help = "extra HTTP headers: { [\"X-Name\"] = \"value\" or secret(...) }",
+     .value = OPT_VALUE(OPT_STRING, .secret = 1)},
+    {"organization", OPT_STRING, 0, NULL, .help = "sent as OpenAI-Organization"},
     MODEL_COMMON_OPTIONS,
-    {0},
+    {NULL},
 };
 
 struct openai {
@@ -105,15 +121,10 @@ static int read_headers(struct openai *p, lua_State *L, int opts, int have_key, 
     if (!opt_push(L, opts, "headers")) return 0;
     lua_pushnil(L);
     while (lua_next(L, -2)) {
-        if (lua_type(L, -2) != LUA_TSTRING) {
-            lua_pop(L, 3);
-            return rn_fail(err, "headers: name each header: headers = { [\"X-Name\"] = \"value\" }");
-        }
-        const char *name = lua_tostring(L, -2);
+        const char *name = lua_tostring(L, -2); /* names to strings or secrets: checked */
         const char *value = luajob_secret_value(L, -1);
         int rc = 0;
         if (!valid_header_name(name)) rc = rn_fail(err, "headers: '%s' is not a valid header name", name);
-        else if (!value) rc = rn_fail(err, "headers.%s: expected a string or secret(...), got %s", name, luaL_typename(L, -1));
         else if (has_control(value)) rc = rn_fail(err, "headers.%s: the value holds a line break or control character", name);
         else if (strcasecmp(name, "content-type") == 0) rc = rn_fail(err, "headers.%s: set by runnel (application/json)", name);
         else if (have_key && strcasecmp(name, "authorization") == 0)
@@ -181,15 +192,7 @@ static void *openai_open(struct job_env *env, int opts, struct rn_err *err)
     buf_init(&p->embedding_tail);
     buf_init(&p->system_json);
 
-    const char *endpoint = opt_string(L, opts, "endpoint", "https://api.openai.com/v1");
-    if (strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0) {
-        rn_fail(err, "endpoint: \"%s\" must start with http:// or https://", endpoint);
-        goto fail;
-    }
-    if (has_control(endpoint) || strchr(endpoint, ' ')) {
-        rn_fail(err, "endpoint: holds spaces or control characters");
-        goto fail;
-    }
+    const char *endpoint = opt_string(L, opts, "endpoint", "https://api.openai.com/v1"); /* an http(s) URL: checked */
     size_t n = strlen(endpoint);
     while (n > 8 && endpoint[n - 1] == '/') n--;
     struct buf url;
@@ -208,26 +211,23 @@ static void *openai_open(struct job_env *env, int opts, struct rn_err *err)
     buf_puts(&p->head, "{\"model\":");
     buf_put_json_string(&p->head, model, strlen(model));
 
+    /* temperature, top_p and max_tokens are within their ranges: checked */
     double v;
     if (opt_push(L, opts, "temperature")) {
         v = lua_tonumber(L, -1);
         lua_pop(L, 1);
-        if (!(v >= 0 && v <= 2)) { rn_fail(err, "temperature: must be from 0 to 2"); goto fail; }
         buf_puts(&p->chat_tail, ",\"temperature\":");
         put_number(&p->chat_tail, v);
     }
     if (opt_push(L, opts, "top_p")) {
         v = lua_tonumber(L, -1);
         lua_pop(L, 1);
-        if (!(v > 0 && v <= 1)) { rn_fail(err, "top_p: must be greater than 0 and at most 1"); goto fail; }
         buf_puts(&p->chat_tail, ",\"top_p\":");
         put_number(&p->chat_tail, v);
     }
     if (opt_push(L, opts, "max_tokens")) {
-        int64_t max_tokens = (int64_t)lua_tonumber(L, -1);
+        buf_printf(&p->chat_tail, ",\"max_tokens\":%lld", (long long)lua_tointeger(L, -1));
         lua_pop(L, 1);
-        if (max_tokens < 1) { rn_fail(err, "max_tokens: must be at least 1"); goto fail; }
-        buf_printf(&p->chat_tail, ",\"max_tokens\":%lld", (long long)max_tokens);
     }
     if (opt_push(L, opts, "seed")) {
         buf_printf(&p->chat_tail, ",\"seed\":%lld", (long long)lua_tonumber(L, -1));
@@ -243,12 +243,9 @@ static void *openai_open(struct job_env *env, int opts, struct rn_err *err)
     add_line(p, rn_strdup("Expect:")); /* no value: curl sends no Expect and never waits for 100-continue */
     int have_key = 0;
     if (opt_push(L, opts, "api_key")) {
-        const char *key = luajob_secret_value(L, -1);
+        const char *key = luajob_secret_value(L, -1); /* a string or a secret: checked */
         int is_secret = lua_type(L, -1) == LUA_TUSERDATA;
-        const char *type = luaL_typename(L, -1);
-        if (!key) {
-            rn_fail(err, "api_key: expected secret(\"NAME\") or a string, got %s", type);
-        } else if (has_control(key)) {
+        if (has_control(key)) {
             rn_fail(err, "api_key: holds a line break or control character");
             key = NULL;
         } else if (is_secret && !*key) {
@@ -273,7 +270,7 @@ static void *openai_open(struct job_env *env, int opts, struct rn_err *err)
     }
     if (read_headers(p, L, opts, have_key, err)) goto fail;
     if (p->headers_failed) {
-        rn_fail(err, "model.openai: out of memory for request headers");
+        rn_fail(err, "out of memory for request headers");
         goto fail;
     }
     return p;

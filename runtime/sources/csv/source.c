@@ -154,18 +154,39 @@ struct csv_source {
     int stopping;
 };
 
+/* select: { field = "Column", ... } or { "Column", ... }; the columns themselves are known
+ * once the file is open (setup_fields). */
+static int check_select(lua_State *L, int idx, struct rn_err *err)
+{
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int ok = lua_type(L, -1) == LUA_TSTRING && (lua_type(L, -2) == LUA_TSTRING || lua_isinteger(L, -2));
+        lua_pop(L, 1);
+        if (!ok) {
+            lua_pop(L, 1);
+            return rn_fail(err, "expected { field = \"Column\", ... } or { \"Column\", ... } (strings)");
+        }
+    }
+    return 0;
+}
+
+#define FIELD_TYPES OPT_CHOICES("string", "integer", "number", "boolean")
+
 static const struct option_spec csv_options[] = {
-    {"path", OPT_STRING, 1, NULL, "the CSV file to read, or a directory of CSV files (read in name order; in stream mode new files are picked up)"},
-    {"header", OPT_BOOLEAN, 0, "true", "the first row names the columns"},
-    {"columns", OPT_STRING_OR_LIST, 0, NULL, "column names when the file has no header (or to rename all)"},
-    {"select", OPT_TABLE, 0, "all", "{ field = \"Column\", ... } or { \"Column\", ... }: columns to keep, renamed"},
-    {"types", OPT_TABLE, 0, "string", "{ field = \"integer\"|\"number\"|\"boolean\"|\"string\" }"},
-    {"delimiter", OPT_STRING, 0, ",", "field separator (one byte; \"\\t\" for TSV)"},
-    {"quote", OPT_STRING, 0, "\"", "quote character (one byte)"},
-    {"follow", OPT_BOOLEAN, 0, "stream mode", "at the end of the file, wait for more lines (tail -f)"},
-    {"pattern", OPT_STRING, 0, "*.csv", "when path is a directory: the files to read, in name order"},
-    {"max_record_bytes", OPT_INTEGER, 0, "67108864", "a record larger than this is dead-lettered"},
-    {NULL, 0, 0, NULL, NULL},
+    {"path", OPT_STRING, 1, NULL,
+     .help = "the CSV file to read, or a directory of CSV files (read in name order; in stream mode new files are picked up)"},
+    {"header", OPT_BOOLEAN, 0, "true", .help = "the first row names the columns"},
+    {"columns", OPT_STRING_OR_LIST, 0, NULL, .help = "column names when the file has no header (or to rename all)"},
+    {"select", OPT_TABLE, 0, NULL, .help = "{ field = \"Column\", ... } or { \"Column\", ... }: columns to keep, renamed",
+     .default_note = "all", .check = check_select},
+    {"types", OPT_MAP, 0, NULL, .help = "{ field = type }: the type of a selected field", .default_note = "string",
+     .value = OPT_VALUE(OPT_ENUM, .choices = FIELD_TYPES)},
+    {"delimiter", OPT_BYTE, 0, ",", .help = "field separator (\"\\t\" for TSV)"},
+    {"quote", OPT_BYTE, 0, "\"", .help = "quote character"},
+    {"follow", OPT_BOOLEAN, 0, NULL, .help = "at the end of the file, wait for more lines (tail -f)", .default_note = "stream mode"},
+    {"pattern", OPT_STRING, 0, "*.csv", .help = "when path is a directory: the files to read, in name order"},
+    {"max_record_bytes", OPT_SIZE, 0, "64MB", .help = "a record larger than this is dead-lettered", OPT_AT_LEAST(1)},
+    {NULL},
 };
 
 static void on_field(void *s, size_t len, void *data)
@@ -443,16 +464,9 @@ static int setup_fields(struct csv_source *c, lua_State *L, int opts, const char
         int sel = lua_gettop(L);
         lua_pushnil(L);
         while (lua_next(L, sel)) {
-            const char *out_name, *col_name;
-            if (lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TSTRING) {
-                out_name = col_name = lua_tostring(L, -1);
-            } else if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
-                out_name = lua_tostring(L, -2);
-                col_name = lua_tostring(L, -1);
-            } else {
-                lua_pop(L, 3);
-                return rn_fail(err, "%s: source.csv: select must map field names to column names (strings)", where);
-            }
+            /* strings both, or a position and a string: checked (check_select) */
+            const char *col_name = lua_tostring(L, -1);
+            const char *out_name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : col_name;
             int col = column_index(c, col_name);
             if (col < 0) {
                 lua_pop(L, 3);
@@ -479,17 +493,9 @@ static int setup_fields(struct csv_source *c, lua_State *L, int opts, const char
         int types = lua_gettop(L);
         lua_pushnil(L);
         while (lua_next(L, types)) {
-            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
-                lua_pop(L, 3);
-                return rn_fail(err, "%s: source.csv: types must map field names to type names", where);
-            }
-            const char *fname = lua_tostring(L, -2), *tname = lua_tostring(L, -1);
-            enum field_type t;
-            if (field_type_parse(tname, &t)) {
-                lua_pop(L, 3);
-                return rn_fail(err, "%s: source.csv: types.%s: unknown type '%s' (string, integer, number, boolean)",
-                               where, fname, tname);
-            }
+            const char *fname = lua_tostring(L, -2); /* a name and one of FIELD_TYPES: checked */
+            enum field_type t = FT_STRING;
+            field_type_parse(lua_tostring(L, -1), &t);
             size_t i;
             for (i = 0; i < c->nfields; i++)
                 if (strcmp(c->fields[i].name, fname) == 0) break;
@@ -645,19 +651,10 @@ static void *csv_open(struct job_env *env, int opts, struct rn_err *err)
     const char *path = opt_string(L, opts, "path", NULL);
     c->declared_path = rn_strdup(path);
     c->path = rn_strdup(path);
-    lua_getfield(L, opts, "__where");
-    snprintf(c->where, sizeof c->where, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : env->script);
-    lua_pop(L, 1);
-    const char *delim = opt_string(L, opts, "delimiter", ",");
-    const char *quote = opt_string(L, opts, "quote", "\"");
-    if (strcmp(delim, "\\t") == 0) delim = "\t";
-    if (strlen(delim) != 1 || strlen(quote) != 1) {
-        rn_fail(err, "%s: source.csv: delimiter and quote must be one byte each", c->where);
-        goto fail;
-    }
-    c->delimiter = (unsigned char)delim[0];
-    c->quote = (unsigned char)quote[0];
-    c->max_record_bytes = opt_integer(L, opts, "max_record_bytes", 64 << 20);
+    snprintf(c->where, sizeof c->where, "%s", options_where(L, opts));
+    c->delimiter = (unsigned char)opt_string(L, opts, "delimiter", ",")[0]; /* one byte: checked */
+    c->quote = (unsigned char)opt_string(L, opts, "quote", "\"")[0];
+    c->max_record_bytes = opt_size(L, opts, "max_record_bytes", 64 << 20);
     c->parser_options = CSV_STRICT | CSV_STRICT_FINI;
     c->chunk = rn_malloc(CHUNK_SIZE);
     buf_init(&c->raw.data);

@@ -13,12 +13,10 @@
 
 void kafka_client_init(struct kafka_client *client, const char *what, lua_State *L, int opts)
 {
-    lua_getfield(L, opts, "__where");
-    const char *where = lua_isstring(L, -1) ? lua_tostring(L, -1) : "?";
+    const char *where = options_where(L, opts);
     snprintf(client->what, sizeof client->what, "%s", what);
     snprintf(client->where, sizeof client->where, "%s", where);
     snprintf(client->label, sizeof client->label, "%s (%s)", what, where);
-    lua_pop(L, 1);
 }
 
 void kafka_client_free(struct kafka_client *client)
@@ -79,18 +77,17 @@ static int set_one(struct kafka_client *client, rd_kafka_conf_t *conf, const cha
     return 0;
 }
 
-/* The text of the property value at the top of the stack, or NULL when it has no text form. */
+/* The text of the property value at the top of the stack: a string, number, boolean or
+ * secret() (checked by the option spec). */
 static const char *property_text(lua_State *L, char *numbuf, size_t n)
 {
     switch (lua_type(L, -1)) {
-    case LUA_TSTRING: return lua_tostring(L, -1);
     case LUA_TNUMBER:
         if (lua_isinteger(L, -1)) snprintf(numbuf, n, "%lld", (long long)lua_tointeger(L, -1));
         else snprintf(numbuf, n, "%.17g", lua_tonumber(L, -1));
         return numbuf;
     case LUA_TBOOLEAN: return lua_toboolean(L, -1) ? "true" : "false";
-    case LUA_TUSERDATA: return luajob_secret_value(L, -1);
-    default: return NULL;
+    default: return luajob_secret_value(L, -1); /* a string or a secret */
     }
 }
 
@@ -113,12 +110,6 @@ rd_kafka_conf_t *kafka_conf_new(struct kafka_client *client, lua_State *L, int o
         /* first pass: learn every secret before any value can reach a message */
         lua_pushnil(L);
         while (lua_next(L, props)) {
-            if (lua_type(L, -2) != LUA_TSTRING) {
-                lua_pop(L, 2);
-                rn_fail(err, "%s: %s: properties must map librdkafka property names to values", client->where,
-                        client->what);
-                goto fail_props;
-            }
             const char *name = lua_tostring(L, -2);
             const char *value = property_text(L, numbuf, sizeof numbuf);
             if (value && (kafka_property_is_secret(name) || lua_type(L, -1) == LUA_TUSERDATA)) secret_set_add(&client->secrets, value);
@@ -144,12 +135,6 @@ rd_kafka_conf_t *kafka_conf_new(struct kafka_client *client, lua_State *L, int o
             const char *name = lua_tostring(L, -2);
             snprintf(origin, sizeof origin, "properties[\"%s\"]", name);
             const char *value = property_text(L, numbuf, sizeof numbuf);
-            if (!value) {
-                rn_fail(err, "%s: %s: %s must be a string, number, boolean or secret(), got %s", client->where,
-                        client->what, origin, luaL_typename(L, -1));
-                lua_pop(L, 2);
-                goto fail_props;
-            }
             if (lua_type(L, -1) == LUA_TUSERDATA && !*value) {
                 const char *shown = luaL_tolstring(L, -1, NULL);
                 rn_fail(err, "%s: %s: %s: %s is empty (set its environment variable)", client->where, client->what,

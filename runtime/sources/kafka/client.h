@@ -30,7 +30,8 @@ struct kafka_setting {
     const char *value;
 };
 
-/* Fill client->label from the options table at opts (its __where) and `what` ("source.kafka"). */
+/* Fill client->label from the checked options table at opts (its place, options_where) and `what`
+ * ("source.kafka"). */
 void kafka_client_init(struct kafka_client *client, const char *what, lua_State *L, int opts);
 void kafka_client_free(struct kafka_client *client);
 

@@ -89,23 +89,27 @@ struct kafka_source {
 };
 
 static const struct option_spec kafka_source_options[] = {
-    {"brokers", OPT_STRING, 0, "$KAFKA_BROKERS", "bootstrap servers: host:port[,host:port...]"},
-    {"topic", OPT_STRING_OR_LIST, 1, NULL, "a topic or a list of topics (stream mode also takes \"^regex\")"},
+    {"brokers", OPT_STRING, 0, NULL, .help = "bootstrap servers: host:port[,host:port...]", .default_note = "$KAFKA_BROKERS"},
+    {"topic", OPT_STRING_OR_LIST, 1, NULL, .help = "a topic or a list of topics (stream mode also takes \"^regex\")"},
     {"group", OPT_STRING, 0, NULL,
-     "consumer group; required in stream mode; in batch mode: start from its committed offsets and commit"},
+     .help = "consumer group; required in stream mode; in batch mode: start from its committed offsets and commit"},
     {"start", OPT_INTEGER_OR_STRING, 0, "committed",
-     "\"committed\" (earliest when none), \"earliest\", \"latest\" or a timestamp in ms; in stream mode "
-     "committed offsets win and start only places partitions the group has none for"},
-    {"format", OPT_STRING, 0, "json",
-     "message value: \"json\" (an object; its members are the fields), \"csv\" (one row, see columns) or "
-     "\"text\" (field value)"},
-    {"columns", OPT_STRING_OR_LIST, 0, NULL, "csv: the column names (required); json: the fields' output order"},
-    {"types", OPT_TABLE, 0, "string", "csv: { field = \"integer\"|\"number\"|\"boolean\"|\"string\" }"},
-    {"metadata", OPT_BOOLEAN, 0, "true", "add the fields _topic, _partition, _offset, _timestamp, _key, _headers"},
-    {"properties", OPT_TABLE, 0, NULL,
-     "librdkafka consumer properties, verbatim ([\"security.protocol\"] = \"SASL_SSL\", ...); values may be "
-     "secret(\"NAME\"); passwords, secrets, tokens and keys are shown as [redacted]"},
-    {NULL, 0, 0, NULL, NULL},
+     .help = "\"committed\" (earliest when none), \"earliest\", \"latest\" or a timestamp in ms; in stream mode "
+             "committed offsets win and start only places partitions the group has none for",
+     .choices = OPT_CHOICES("committed", "earliest", "latest"), OPT_AT_LEAST(0)},
+    {"format", OPT_ENUM, 0, "json",
+     .help = "message value: \"json\" (an object; its members are the fields), \"csv\" (one row, see columns) or "
+             "\"text\" (field value)",
+     .choices = OPT_CHOICES("json", "csv", "text")},
+    {"columns", OPT_STRING_OR_LIST, 0, NULL, .help = "csv: the column names (required); json: the fields' output order"},
+    {"types", OPT_MAP, 0, NULL, .help = "csv: { field = type }: the type of a column", .default_note = "string",
+     .value = OPT_VALUE(OPT_ENUM, .choices = OPT_CHOICES("string", "integer", "number", "boolean"))},
+    {"metadata", OPT_BOOLEAN, 0, "true", .help = "add the fields _topic, _partition, _offset, _timestamp, _key, _headers"},
+    {"properties", OPT_MAP, 0, NULL,
+     .help = "librdkafka consumer properties, verbatim ([\"security.protocol\"] = \"SASL_SSL\", ...); "
+             "passwords, secrets, tokens and keys are shown as [redacted]",
+     .value = OPT_VALUE(OPT_SCALAR, .secret = 1)},
+    {NULL},
 };
 
 static const char *const metadata_fields[] = {"_topic", "_partition", "_offset", "_timestamp", "_key", "_headers"};
@@ -759,19 +763,13 @@ static int parse_columns(struct kafka_source *s, lua_State *L, int opts, struct 
         }
         lua_pushnil(L);
         while (lua_next(L, types)) {
-            const char *field = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-            const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-            enum field_type t;
-            if (field_type_parse(name, &t)) {
-                rn_fail(err, "%s: source.kafka: types.%s: unknown type '%s' (string, integer, number, boolean)",
-                        s->client.where, field ? field : "?", name);
-                lua_pop(L, 3);
-                return -1;
-            }
+            const char *field = lua_tostring(L, -2); /* a name and a type name: checked */
+            enum field_type t = FT_STRING;
+            field_type_parse(lua_tostring(L, -1), &t);
             size_t i = 0;
-            while (field && i < s->ncolumns && strcmp(s->columns[i], field)) i++;
-            if (!field || i == s->ncolumns) {
-                rn_fail(err, "%s: source.kafka: types.%s: not one of the columns", s->client.where, field ? field : "?");
+            while (i < s->ncolumns && strcmp(s->columns[i], field)) i++;
+            if (i == s->ncolumns) {
+                rn_fail(err, "%s: source.kafka: types.%s: not one of the columns", s->client.where, field);
                 lua_pop(L, 3);
                 return -1;
             }
@@ -800,14 +798,8 @@ static void *ks_open(struct job_env *env, int opts, struct rn_err *err)
     const char **names = NULL;
     size_t nnames = 0;
 
-    const char *format = opt_string(L, opts, "format", "json");
-    if (!strcmp(format, "json")) s->format = FORMAT_JSON;
-    else if (!strcmp(format, "csv")) s->format = FORMAT_CSV;
-    else if (!strcmp(format, "text")) s->format = FORMAT_TEXT;
-    else {
-        rn_fail(err, "%s: source.kafka: format must be \"json\", \"csv\" or \"text\", not '%s'", where, format);
-        goto fail;
-    }
+    const char *format = opt_string(L, opts, "format", "json"); /* one of the three: checked */
+    s->format = !strcmp(format, "csv") ? FORMAT_CSV : !strcmp(format, "text") ? FORMAT_TEXT : FORMAT_JSON;
     s->metadata = opt_boolean(L, opts, "metadata", 1);
     const char *group = opt_string(L, opts, "group", NULL);
     if (group && !*group) group = NULL;
@@ -818,26 +810,15 @@ static void *ks_open(struct job_env *env, int opts, struct rn_err *err)
         goto fail;
     }
     s->start = START_COMMITTED;
-    if (opt_push(L, opts, "start")) {
+    if (opt_push(L, opts, "start")) { /* a timestamp >= 0 (a --set param's digits too) or a choice: checked */
         if (lua_isinteger(L, -1)) {
             s->start = START_TIME;
             s->start_ms = lua_tointeger(L, -1);
         } else {
             const char *v = lua_tostring(L, -1);
-            if (!strcmp(v, "committed")) s->start = START_COMMITTED;
-            else if (!strcmp(v, "earliest")) s->start = START_EARLIEST;
-            else if (!strcmp(v, "latest")) s->start = START_LATEST;
-            else if (*v && strspn(v, "0123456789") == strlen(v) && strlen(v) < 19) { /* a --set param */
-                s->start = START_TIME;
-                s->start_ms = atoll(v);
-            } else s->start = -1;
+            s->start = !strcmp(v, "earliest") ? START_EARLIEST : !strcmp(v, "latest") ? START_LATEST : START_COMMITTED;
         }
         lua_pop(L, 1);
-        if ((int)s->start < 0 || (s->start == START_TIME && s->start_ms < 0)) {
-            rn_fail(err, "%s: source.kafka: start must be \"committed\", \"earliest\", \"latest\" or a timestamp in "
-                         "milliseconds since 1970", where);
-            goto fail;
-        }
     }
     if (parse_columns(s, L, opts, err)) goto fail;
     if (s->format == FORMAT_CSV) {
