@@ -91,22 +91,8 @@ struct sink_ops {
     void (*close)(void *self);
 };
 
-struct model_call;   /* model.h */
-struct model_reply;
-
-struct provider_ops {
-    const char *name;     /* model.<name>{...} */
-    const char *summary;
-    const struct option_spec *options; /* provider options plus the common ones in model.h */
-    /* opts also holds __structured, a boolean: whether the engine asks for answers that follow
-     * the output schema (then call->schema_json is set on every call). */
-    void *(*open)(struct job_env *env, int opts, struct rn_err *err);
-    /* Build the HTTP request for one call (see model.h). */
-    int (*build)(void *self, struct model_call *call, struct rn_err *err);
-    /* Parse a 2xx answer body into reply (text, vector, usage). -1 and err when it does not parse. */
-    int (*parse)(void *self, const char *body, size_t len, struct model_reply *reply, struct rn_err *err);
-    void (*close)(void *self);
-};
+/* struct provider_ops, the model provider interface, lives with the model engine. */
+#include "models/provider.h"
 
 /* registry.c: the tables of plugins, ending with NULL. */
 extern const struct source_ops *const source_plugins[];

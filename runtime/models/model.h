@@ -1,44 +1,19 @@
 /* model.h: the remote model engine: turns records into model calls and answers back into
- * record fields, for any provider plugin (openai.c, and later others).
+ * record fields, for any provider plugin (models/provider.h; providers/openai.c, and later
+ * others).
  *
- * The engine owns everything that is the same for every provider: prompt rendering, the
- * libcurl multi handle inside the job's event loop, concurrency, request and token rate
- * limits, timeouts, retries with backoff and jitter, Retry-After, answer validation against
- * the job's `output` declaration, usage and latency statistics. A provider only builds one
- * HTTP request and parses one answer. Records stay owned by the pipeline (registry refs). */
+ * The engine owns everything that is the same for every provider: prompt rendering, the HTTP
+ * client (core/http.h) inside the job's event loop, concurrency, request and token rate limits,
+ * timeouts, retries with backoff and jitter from the provider's verdicts, answer validation
+ * against the job's `output` declaration, the answer cache, redaction of the provider's
+ * secrets, usage and latency statistics. Records stay owned by the pipeline (registry refs). */
 #ifndef RUNNEL_MODEL_H
 #define RUNNEL_MODEL_H
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include "engine/plugin.h"
-
-enum model_task { MODEL_TASK_CLASSIFICATION, MODEL_TASK_TEXT_GENERATION, MODEL_TASK_EMBEDDING };
-
-/* One request as the engine hands it to provider->build. */
-struct model_call {
-    enum model_task task;
-    const char *system;          /* system prompt, or NULL */
-    const char *prompt;          /* the rendered user prompt */
-    size_t prompt_len;
-    const char *schema_json;     /* JSON schema of `output` when structured output is wanted, else NULL */
-    const char *previous_answer; /* on the one retry after an invalid answer: what the model said */
-    const char *correction;      /* ... and why it was rejected; NULL otherwise */
-    /* filled by the provider. The engine empties url and body before every build and frees
-     * them when the model closes. headers stay the provider's (lent, valid until it closes). */
-    struct buf url;
-    struct buf body;
-    struct curl_slist *headers;
-};
-
-/* One parsed answer as provider->parse fills it. */
-struct model_reply {
-    struct buf text;         /* the answer text (chat and completions) */
-    json_t *vector;          /* embeddings: a JSON array of numbers (owned; the engine decrefs) */
-    int64_t tokens_in;
-    int64_t tokens_out;
-};
+#include "models/provider.h"
 
 /* Options every provider accepts, to be listed in each provider's option table. Nested
  * tables have their own specs, checked at the declaration line (lua/options.h); the engine

@@ -1,17 +1,258 @@
-/* model_internal.h: model.c and openai.c internals exposed for tests and fuzzing (tests/fuzz/fuzz_answer.c),
- * not for the runtime. */
-#ifndef RUNNEL_MODEL_INTERNAL_H
-#define RUNNEL_MODEL_INTERNAL_H
+/* model_int.h: the model engine's private declarations, shared by the files of runtime/models/
+ * (engine, output, check, limits, retry, stats, answer_cache) and their tests and fuzzers;
+ * nothing outside models/ includes it.
+ *
+ * struct model is made of one part per concern, each owned by the file named beside it; the
+ * engine (engine.c) holds the slots and drives the rest. Every pointer in these structs is
+ * owned by the struct that holds it and freed by its file's close/free function. */
+#ifndef RUNNEL_MODEL_INT_H
+#define RUNNEL_MODEL_INT_H
 
+#include <lua.h>
+
+#include "core/http.h"
+#include "models/cache.h"
 #include "models/model.h"
+
+/* ---- output.c: the `output` declaration, its JSON schema, what a valid answer looks like ---- */
+
+enum field_type { FIELD_INTEGER, FIELD_NUMBER, FIELD_STRING, FIELD_BOOLEAN, FIELD_VECTOR };
+
+struct output_field {
+    char *name;
+    enum field_type type;
+    int has_min, has_max;
+    double min, max;
+    char **enum_values;
+    size_t enum_count;
+    char *description;
+};
+
+struct output {
+    struct output_field *fields; /* sorted by name */
+    size_t field_count;
+    int structured;              /* answers are asked to follow schema_json */
+    char *schema_json;           /* NULL without structured output */
+    char *expected;              /* "Answer with ...", for the correction round */
+};
+
+/* Read `output` (and `structured`) from the options table at opts for a model of this task
+ * whose provider has these capabilities (provider.h); fields a task fills by default are added.
+ * -1 and err naming the option at fault. o is freed with output_free either way. */
+int output_read(struct output *o, lua_State *L, int opts, enum model_task task, unsigned capabilities,
+                struct rn_err *err);
+void output_free(struct output *o);
+const char *output_type_name(enum field_type type);
+/* "an integer from 1 to 5", "one of: a, b", ... */
+void output_describe_field(struct buf *b, const struct output_field *f);
+
+/* ---- check.c: an answer checked against the output declaration ---- */
+
+/* One checked answer value, ready to be set on the record. Strings point into the answer text,
+ * the parsed JSON or the declaration; they live until the fields are set. */
+struct value {
+    lua_Integer integer;
+    double number;
+    const char *string;
+    size_t length;
+    int boolean;
+    json_t *vector;
+};
+
+/* Check reply against o, filling values[0..field_count). *parsed gets the JSON the values point
+ * into (the caller decrefs it). 0, or -1 with the reason appended to why. */
+int check_answer(const struct output *o, enum model_task task, const struct model_reply *reply, struct value *values,
+                 json_t **parsed, struct buf *why);
+/* Set the checked values as fields of the record table at registry ref record_ref. */
+void check_set_fields(lua_State *L, const struct output *o, const struct value *values, int record_ref);
+/* Append up to max bytes of text on one line: whitespace runs become one space, bytes that are
+ * not UTF-8 become '?', and a cut never splits a character (then "..."). */
+void check_put_excerpt(struct buf *out, const char *text, size_t len, size_t max);
+
+/* ---- limits.c: request and token buckets, the "auto" concurrency window (AIMD) ---- */
+
+#define LIMITS_AUTO_START 8   /* concurrency = "auto": the window starts here */
+
+/* A token bucket refilled continuously: rpm counts requests, tpm estimated tokens. */
+struct bucket {
+    int on;
+    double level, capacity, per_ms;
+    int64_t last_ms;
+};
+
+struct limits {
+    int concurrency;           /* slots; with adaptive, the window's ceiling */
+    int adaptive;              /* concurrency = "auto" */
+    int retries;
+    int64_t timeout_ms, connect_timeout_ms;
+    struct bucket rpm, tpm;
+    /* concurrency = "auto": the window limits the requests on the wire (READY and RUNNING
+     * slots), not the slots waiting for a retry */
+    double window, threshold;  /* AIMD: congestion window and slow-start threshold */
+    int64_t last_cut_ms;       /* when the window was last cut; only requests sent since may cut it */
+    double rtt_baseline_us;    /* EWMA of the RTT at low concurrency; 0 until measured */
+    int64_t interval_start_ms; /* the current measuring interval (about one RTT) */
+    double interval_rtt_us;    /* sum of the RTTs of its answers */
+    uint64_t interval_answers;
+    int interval_cut;          /* the window was cut during it */
+    int window_full;           /* the window was full during it: growing it can help */
+    double share_429;          /* EWMA of the share of rate-limit refusals among HTTP answers */
+    double window_sum, window_min, window_max; /* the window each request was sent under */
+    uint64_t window_samples;
+};
+
+/* Read `limits` from the options table at opts (defaults when absent). -1 and err. */
+int limits_read(struct limits *l, lua_State *L, int opts, struct rn_err *err);
+/* How long until rpm and tpm allow a request of about `tokens` tokens; 0: now. */
+int64_t limits_wait_ms(struct limits *l, int64_t now, int64_t tokens);
+/* A request of about `tokens` tokens went out. */
+void limits_spend(struct limits *l, int64_t tokens);
+/* Its answer used `used` tokens, not the estimate: correct the token bucket. */
+void limits_usage(struct limits *l, int64_t used, int64_t estimate);
+/* The window: a request went out at now; a congestion signal from a request sent at sent_ms;
+ * an answer (rate_limited: a refusal for rate) and, when ok, the server's RTT for it; on_wire
+ * is how many requests are on the wire now. */
+void limits_sent(struct limits *l, int64_t now);
+void limits_congestion(struct limits *l, int64_t sent_ms, int64_t now);
+void limits_answer(struct limits *l, int rate_limited, int ok, int64_t rtt_us, int64_t now, int on_wire);
+/* Whether a rate-limit refusal with a hint should hold back every send: always with a fixed
+ * concurrency; with "auto" only when most answers are refusals or the window cannot shrink. */
+int limits_pause_all(const struct limits *l);
+double limits_window_mean(const struct limits *l);
+
+/* ---- retry.c: the retry policy ---- */
+
+/* The wait before attempt `attempts` + 1: exponential backoff with full jitter, but no sooner
+ * than hint_ms (plus up to 10%) when the server gave one (> 0). rng: xorshift state, not 0. */
+int64_t retry_delay_ms(int attempts, int64_t hint_ms, uint64_t *rng);
+/* The longest server hint honoured, in ms. */
+int64_t retry_cap_hint(int64_t ms);
+/* Whether a transfer that failed with rc (no answer) is worth another attempt. */
+int retry_transport(CURLcode rc);
+
+/* ---- stats.c: counters, the latency histogram, the summary ---- */
+
+#define LATENCY_BUCKETS (32 + 59 * 16)
+
+struct stats {
+    uint64_t requests, ok, retried, failed, invalid_answers, corrections, connections;
+    uint64_t corrected;        /* correction calls whose answer validated */
+    uint64_t cache_hits, cache_stored;
+    int64_t tokens_in, tokens_out;
+    uint64_t latency_count;
+    uint64_t latency[LATENCY_BUCKETS]; /* microseconds, log-linear: 16 buckets per power of two */
+    int has_price;
+    double price_in, price_out;
+};
+
+void stats_latency_add(struct stats *s, int64_t us);
+double stats_latency_percentile_ms(const struct stats *s, double p);
+/* Read `price` from the options table at opts. -1 and err. */
+int stats_read_price(struct stats *s, lua_State *L, int opts, struct rn_err *err);
+
+/* ---- engine.c: slots ---- */
+
+enum slot_state { SLOT_FREE, SLOT_READY, SLOT_WAITING, SLOT_RUNNING, SLOT_STOPPED };
+
+/* One record in flight, with everything its calls need; made at open and reused. */
+struct slot {
+    enum slot_state state;
+    uint64_t tag;
+    int record_ref;
+    int attempts;              /* HTTP attempts of the current call */
+    int corrected;             /* the one correction call was made */
+    int64_t due_ms;            /* WAITING: when to send again */
+    int64_t sent_ms;           /* when the current attempt started */
+    int64_t tokens_estimate;
+    long last_status;          /* HTTP status of the last failed attempt, 0 for transport errors */
+    size_t built_headers;      /* header lines of build; authorize's come after */
+    uint8_t key[CACHE_KEY_SIZE];
+    struct slot *next;         /* ready queue or free list */
+    struct model_call call;
+    struct http_request req;   /* the request build made, and the answer of its last attempt */
+    struct buf prompt;
+    struct buf answer;         /* the rejected answer, for the correction call */
+    struct buf correction;
+    struct buf reason;         /* why the last attempt failed */
+};
+
+/* ---- answer_cache.c: the answer cache (cache.c) in front of the calls ---- */
+
+/* A record answered from the cache, waiting for model_poll to report it. */
+struct cache_hit {
+    uint64_t tag;
+    int record_ref;
+};
+
+struct answer_cache {
+    struct cache *log;         /* NULL when caching is off */
+    struct cache_hash base;    /* the key's fixed part: provider, task, output declaration */
+    struct buf value;
+    struct cache_hit *hits;    /* answered from the cache, not reported yet: [hits_next, hits_len) */
+    size_t hits_len, hits_cap, hits_next;
+    int64_t sync_due_ms;
+    char *error;               /* why the cache stopped storing, or NULL */
+};
+
+struct model;
+
+/* Open STATE_DIR/cache/JOB/PROVIDER.MODEL.cache when the cache is on for this run. */
+int answer_cache_open(struct model *m, int opts, struct rn_err *err);
+/* Answer the record of slot s (its request built) from the cache: 1 when a cached answer
+ * validated, its fields are set and it waits for answer_cache_report; 0 when the call must go
+ * out (s->key is then its key). */
+int answer_cache_lookup(struct model *m, struct slot *s);
+/* Store m->reply, which validated, under the slot's key. */
+void answer_cache_store(struct model *m, struct slot *s);
+/* Report the records answered from the cache through m->done. Returns how many. */
+size_t answer_cache_report(struct model *m);
+/* fsync what was stored, at most every few seconds. */
+void answer_cache_tick(struct model *m, int64_t now);
+void answer_cache_close(struct answer_cache *c);
+
+/* ---- the engine ---- */
+
+struct model {
+    struct job_env *env;
+    lua_State *L;
+    const struct provider_ops *provider;
+    void *provider_self;
+    struct provider_setup setup; /* what the provider was opened with */
+    char *provider_name, *model_name;
+    enum model_task task;
+    char *system;
+    size_t system_len;
+    struct prompt *prompt;
+    struct output output;
+    struct value *values;      /* one per output field, for check_answer */
+    char **secrets;            /* redacted from every reason and answer text */
+    size_t secret_count;
+    struct limits limits;
+    struct http *http;
+
+    struct slot *slots;
+    struct slot *free_list;
+    struct slot *ready_head, *ready_tail;
+    struct slot **heap;        /* WAITING slots, min-heap by due_ms */
+    size_t heap_len;
+    size_t occupied;
+    int64_t now_ms;            /* the clock, read once per wake-up */
+    int64_t paused_until_ms;
+    uint64_t rng;
+    struct buf fatal;          /* why the job must stop (a FAIL_JOB verdict), empty while it need not */
+
+    model_done_fn done;
+    void *done_ctx;
+    struct model_reply reply;
+    struct buf done_reason, scratch;
+
+    struct answer_cache cache;
+    struct stats stats;
+};
 
 /* Check a parsed answer against m's output declaration exactly as an answer in flight is
  * checked; when it validates, set the output fields on the record table at registry ref
  * record_ref. 0 on success; -1 with the reason appended to why. reply stays the caller's. */
 int model_check_reply(struct model *m, const struct model_reply *reply, int record_ref, struct buf *why);
-
-/* openai.c: the answer parser without its fast path (jansson only), so the fuzzer can check
- * that both read every body the same way. */
-int openai_parse_tree(const char *body, size_t len, struct model_reply *reply, struct rn_err *err);
 
 #endif

@@ -1,6 +1,6 @@
 /* fuzz_answer.c: libFuzzer target for a model's answer: the OpenAI response body parser
  * (openai_provider.parse) and the answer checks against the job's `output` declaration
- * (model.c, through model_check_reply in model_internal.h).
+ * (models/check.c, through model_check_reply in models/model_int.h).
  *
  * Input: byte 0 picks one of eight models (low 3 bits) and how the rest is read (bit 3): as an
  * HTTP answer body for openai_provider.parse, or directly as the answer text (an embedding
@@ -18,8 +18,7 @@
 
 #include "fuzz_common.h"
 #include "models/model_int.h"
-
-extern const struct provider_ops openai_provider;
+#include "models/providers/openai_int.h"
 
 #define COMMON "endpoint = 'http://127.0.0.1:9/v1', api_key = 'sk-fuzz-SECRET-0123', model = 'm', prompt = 'x', "
 static const char *const declarations[8] = {
@@ -157,7 +156,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         buf_clear(&tree.text);
         tree.vector = NULL;
         tree.tokens_in = tree.tokens_out = 0;
-        int fast_rc = openai_provider.parse(NULL, body, len, &reply, &err);
+        struct http_response answer = {.status = 200, .body = body, .body_len = len};
+        int fast_rc = openai_provider.parse(NULL, &answer, &reply, &err);
         int tree_rc = openai_parse_tree(body, len, &tree, &tree_err);
         json_decref(tree.vector);
         if (fast_rc != tree_rc) {

@@ -1,4 +1,4 @@
-/* test_model.c: the model engine (runtime/model.c) and the OpenAI provider (runtime/openai.c)
+/* test_model.c: the model engine (runtime/models/) and the OpenAI provider (models/providers/openai.c)
  * against the real bin/model-server, plus a tiny in-test server that echoes the api key back.
  * Run from the repository root. Prints failures and "N passed, N failed"; exits non-zero on
  * failure. */
@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/http.h"
 #include "lua/job.h"
 #include "models/model.h"
 

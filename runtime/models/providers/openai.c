@@ -1,11 +1,14 @@
 /* openai.c: the OpenAI provider, model.openai{}: chat completions and embeddings over the
- * OpenAI HTTP API or any server that speaks it. It only builds one request and parses one
- * answer; retries, limits, prompts and answer checks are model.c's.
+ * OpenAI HTTP API or any server that speaks it (provider interface v2, models/provider.h). It
+ * builds one request and parses one answer; its answers are classified by the default rules
+ * (provider.c), which are OpenAI's. Retries, limits, prompts and answer checks are the
+ * engine's.
  *
  * Everything that is the same for every request (URL, headers, the fixed JSON around the
  * messages) is made once at open; a request body is a few appends. The api key goes into the
- * Authorization header and nowhere else; model.c redacts it from every reason. */
-#include "models/model.h"
+ * Authorization header and nowhere else; the engine redacts it (a secret option) from every
+ * reason. */
+#include "models/providers/openai_int.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -13,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/http.h"
 #include "core/json.h"
 #include "core/json_scan.h"
 #include "lua/job.h"
@@ -182,7 +186,7 @@ static int read_parameters(struct openai *p, lua_State *L, int opts, int structu
     return 0;
 }
 
-static void *openai_open(struct job_env *env, int opts, struct rn_err *err)
+static void *openai_open(struct job_env *env, int opts, const struct provider_setup *setup, struct rn_err *err)
 {
     lua_State *L = env->L;
     opts = lua_absindex(L, opts);
@@ -234,10 +238,7 @@ static void *openai_open(struct job_env *env, int opts, struct rn_err *err)
         lua_pop(L, 1);
     }
 
-    lua_getfield(L, opts, "__structured"); /* decided by the engine (plugin.h) */
-    int structured = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    if (read_parameters(p, L, opts, structured, err)) goto fail;
+    if (read_parameters(p, L, opts, setup->structured, err)) goto fail;
 
     add_header(p, "Content-Type", "application/json");
     add_line(p, rn_strdup("Expect:")); /* no value: curl sends no Expect and never waits for 100-continue */
@@ -286,22 +287,23 @@ static void put_message(struct buf *b, const char *role, const char *text, size_
     buf_putc(b, '}');
 }
 
-static int openai_build(void *self, struct model_call *call, struct rn_err *err)
+static int openai_build(void *self, const struct model_call *call, struct http_request *req, struct rn_err *err)
 {
     (void)err; /* nothing here can fail */
     struct openai *p = self;
-    call->headers = p->headers;
-    struct buf *b = &call->body;
+    req->method = "POST";
+    req->headers = p->headers;
+    struct buf *b = &req->body;
     buf_put(b, p->head.data, p->head.len);
     if (call->task == MODEL_TASK_EMBEDDING) {
-        buf_puts(&call->url, p->url_embeddings);
+        buf_puts(&req->url, p->url_embeddings);
         buf_puts(b, ",\"input\":");
         buf_put_json_string(b, call->prompt, call->prompt_len);
         buf_put(b, p->embedding_tail.data, p->embedding_tail.len);
         buf_putc(b, '}');
         return 0;
     }
-    buf_puts(&call->url, p->url_chat);
+    buf_puts(&req->url, p->url_chat);
     buf_puts(b, ",\"messages\":[");
     if (call->system) {
         if (call->system != p->system_source) {
@@ -476,19 +478,25 @@ int openai_parse_tree(const char *body, size_t len, struct model_reply *reply, s
     return 0;
 }
 
-static int openai_parse(void *self, const char *body, size_t len, struct model_reply *reply, struct rn_err *err)
+static int openai_parse(void *self, const struct http_response *answer, struct model_reply *reply, struct rn_err *err)
 {
     (void)self;
-    if (parse_plain_completion(body, len, reply)) return 0;
-    return openai_parse_tree(body, len, reply, err);
+    if (parse_plain_completion(answer->body, answer->body_len, reply)) return 0;
+    return openai_parse_tree(answer->body, answer->body_len, reply, err);
 }
 
+static const char *const openai_secrets[] = {"api_key", "headers", NULL};
+
 const struct provider_ops openai_provider = {
+    .version = PROVIDER_INTERFACE_VERSION,
     .name = "openai",
     .summary = "OpenAI chat completions and embeddings (or any compatible server)",
     .options = openai_options,
+    .capabilities = PROVIDER_CHAT | PROVIDER_EMBEDDINGS | PROVIDER_STRUCTURED,
+    .secret_options = openai_secrets,
     .open = openai_open,
     .build = openai_build,
+    .classify = NULL, /* OpenAI's rules are the default */
     .parse = openai_parse,
     .close = openai_close,
 };

@@ -1,0 +1,142 @@
+/* provider.c: what the provider interface (provider.h) gives every provider: the default
+ * classification of answers (OpenAI's rules, which OpenAI-compatible servers follow) and the
+ * parsing of the headers it reads. A provider with other rules writes its own classify and may
+ * call the default for what it shares. */
+#include "models/provider.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/http.h"
+
+void provider_verdict_init(struct provider_verdict *v)
+{
+    *v = (struct provider_verdict){
+        .outcome = PROVIDER_OK,
+        .retry_after_ms = -1,
+        .remaining_requests = -1,
+        .remaining_tokens = -1,
+        .reset_requests_ms = -1,
+        .reset_tokens_ms = -1,
+    };
+}
+
+int64_t provider_parse_duration(const char *s, size_t n)
+{
+    double total = 0;
+    size_t i = 0;
+    if (n == 0) return -1;
+    while (i < n) {
+        char number[32];
+        size_t k = 0;
+        while (i < n && k < sizeof number - 1 && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) number[k++] = s[i++];
+        number[k] = '\0';
+        if (k == 0) return -1;
+        double v = strtod(number, NULL), unit;
+        if (i + 1 < n && s[i] == 'm' && s[i + 1] == 's') { unit = 1; i += 2; }
+        else if (i < n && s[i] == 'h') { unit = 3600000; i++; }
+        else if (i < n && s[i] == 'm') { unit = 60000; i++; }
+        else if (i < n && s[i] == 's') { unit = 1000; i++; }
+        else if (i == n) unit = 1000;
+        else return -1;
+        total += v * unit;
+    }
+    return (int64_t)ceil(total);
+}
+
+int64_t provider_parse_retry_after(const char *s, size_t n)
+{
+    char text[128];
+    if (n == 0 || n >= sizeof text) return -1;
+    memcpy(text, s, n);
+    text[n] = '\0';
+    char *end;
+    double seconds = strtod(text, &end);
+    if (end != text && *end == '\0') return seconds < 0 ? -1 : (int64_t)ceil(seconds * 1000);
+    time_t when = curl_getdate(text, NULL);
+    if (when < 0) return -1;
+    double delta = difftime(when, time(NULL));
+    return delta > 0 ? (int64_t)(delta * 1000) : 0;
+}
+
+static int name_is(const struct http_header *h, const char *name)
+{
+    return strlen(name) == h->name_len && strncasecmp(h->name, name, h->name_len) == 0;
+}
+
+/* A 429 that no wait can cure: {"error": {"type"/"code": "insufficient_quota"}}. */
+static int out_of_quota(const struct http_response *a)
+{
+    if (!memmem(a->body, a->body_len, "insufficient_quota", 18)) return 0; /* most 429s: no parse */
+    json_t *root = json_loadb(a->body, a->body_len, 0, NULL);
+    json_t *error = json_object_get(root, "error");
+    const char *code = json_string_value(json_object_get(error, "code"));
+    const char *type = json_string_value(json_object_get(error, "type"));
+    int out = (code && strcmp(code, "insufficient_quota") == 0) || (type && strcmp(type, "insufficient_quota") == 0);
+    json_decref(root);
+    return out;
+}
+
+void provider_classify_default(const struct http_response *a, struct provider_verdict *v)
+{
+    provider_verdict_init(v);
+    /* one pass over the headers; a repeated Retry-After counts at its longest */
+    for (size_t i = 0; i < a->header_count; i++) {
+        const struct http_header *h = &a->headers[i];
+        char first = (char)(h->name[0] | 32);
+        if (first != 'r' && first != 'x') continue; /* neither retry-after* nor x-ratelimit-*: most stop here */
+        if (name_is(h, "retry-after")) {
+            int64_t ms = provider_parse_retry_after(h->value, h->value_len);
+            if (ms > v->retry_after_ms) v->retry_after_ms = ms;
+        } else if (name_is(h, "retry-after-ms")) {
+            char number[32];
+            snprintf(number, sizeof number, "%.*s", (int)(h->value_len < 31 ? h->value_len : 31), h->value);
+            int64_t ms = (int64_t)ceil(strtod(number, NULL));
+            if (ms > v->retry_after_ms) v->retry_after_ms = ms;
+        } else if (name_is(h, "x-ratelimit-reset-requests")) {
+            v->reset_requests_ms = provider_parse_duration(h->value, h->value_len);
+        } else if (name_is(h, "x-ratelimit-reset-tokens")) {
+            v->reset_tokens_ms = provider_parse_duration(h->value, h->value_len);
+        } else if (name_is(h, "x-ratelimit-remaining-requests") && h->value_len) {
+            v->remaining_requests = strtoll(h->value, NULL, 10);
+        } else if (name_is(h, "x-ratelimit-remaining-tokens") && h->value_len) {
+            v->remaining_tokens = strtoll(h->value, NULL, 10);
+        }
+    }
+    long status = a->status;
+    if (status >= 200 && status < 300) {
+        v->retry_after_ms = -1; /* a hint on a good answer is no instruction */
+        return;
+    }
+    if (status == 429 && out_of_quota(a)) {
+        v->outcome = PROVIDER_FAIL_JOB;
+        v->retry_after_ms = -1;
+        v->why = "the account has no quota left (insufficient_quota): no retry can succeed";
+        return;
+    }
+    if (status == 408 || status == 409 || status == 429 || status >= 500) {
+        v->outcome = PROVIDER_RETRY;
+        v->congestion = status == 429 || status >= 500;
+        v->rate_limited = status == 429;
+        if (status == 429) { /* wait for the limit that ran out, when the server says when it resets */
+            if (v->remaining_requests <= 0 && v->reset_requests_ms > v->retry_after_ms)
+                v->retry_after_ms = v->reset_requests_ms;
+            if (v->remaining_tokens == 0 && v->reset_tokens_ms > v->retry_after_ms)
+                v->retry_after_ms = v->reset_tokens_ms;
+        }
+        return;
+    }
+    v->outcome = PROVIDER_FAIL_RECORD;
+    v->retry_after_ms = -1;
+}
+
+void provider_classify(const struct provider_ops *ops, void *self, const struct http_response *answer,
+                       struct provider_verdict *verdict)
+{
+    if (ops->classify) ops->classify(self, answer, verdict);
+    else provider_classify_default(answer, verdict);
+}

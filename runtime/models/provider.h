@@ -1,0 +1,132 @@
+/* provider.h: the model provider interface, version 2: what a provider plugin (model.openai,
+ * and the coming azure_openai, anthropic, bedrock, gemini, ollama) gives the model engine.
+ *
+ * A provider turns one call into one HTTP request (build), may sign or refresh credentials
+ * before every attempt (authorize), says what an answer means (classify: ok, retry after N ms,
+ * fatal for the record or for the job, with the rate-limit state it reported) and reads a 2xx
+ * body into a reply (parse). Everything else (prompts, slots, limits, backoff, answer checks,
+ * the cache, redaction of the secrets it names) is the engine's (models/engine.c), the same for
+ * every provider. Nothing here blocks; a provider makes no network calls of its own. */
+#ifndef RUNNEL_PROVIDER_H
+#define RUNNEL_PROVIDER_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "core/util.h"
+#include "lua/options.h"
+
+#define PROVIDER_INTERFACE_VERSION 2
+
+struct job_env;        /* engine/plugin.h */
+struct http_request;   /* core/http.h */
+struct http_response;
+
+enum model_task { MODEL_TASK_CLASSIFICATION, MODEL_TASK_TEXT_GENERATION, MODEL_TASK_EMBEDDING };
+
+/* What a provider can do (provider_ops.capabilities). The engine refuses a task the provider
+ * cannot do and asks for structured output only from one that has it. */
+enum provider_capability {
+    PROVIDER_CHAT = 1 << 0,        /* tasks classification and text_generation */
+    PROVIDER_EMBEDDINGS = 1 << 1,  /* task embedding */
+    PROVIDER_STRUCTURED = 1 << 2,  /* answers that follow a JSON schema */
+    PROVIDER_BATCH = 1 << 3,       /* a batch API (hooks to come with the batch executor) */
+};
+
+/* What the engine decided for this model, handed to open. Lent; valid until close. */
+struct provider_setup {
+    enum model_task task;
+    int structured;            /* every call carries schema_json and wants an answer that follows it */
+    const char *schema_json;   /* the JSON schema built from `output`, or NULL */
+};
+
+/* One call as the engine hands it to build. Everything is lent for the duration of build. */
+struct model_call {
+    enum model_task task;
+    const char *system;          /* system prompt, or NULL */
+    const char *prompt;          /* the rendered user prompt */
+    size_t prompt_len;
+    const char *schema_json;     /* JSON schema of `output` when structured output is wanted, else NULL */
+    const char *previous_answer; /* on the one retry after an invalid answer: what the model said */
+    const char *correction;      /* ... and why it was rejected; NULL otherwise */
+};
+
+/* One parsed answer as parse fills it. The engine empties text and sets vector to NULL first. */
+struct model_reply {
+    struct buf text;         /* the answer text (chat and completions) */
+    json_t *vector;          /* embeddings: a JSON array of numbers (owned; the engine decrefs) */
+    int64_t tokens_in;
+    int64_t tokens_out;
+};
+
+enum provider_outcome {
+    PROVIDER_OK,            /* a good answer: parse reads it */
+    PROVIDER_RETRY,         /* try again, no sooner than retry_after_ms (-1: the engine's backoff) */
+    PROVIDER_FAIL_RECORD,   /* retrying cannot help this record: dead-letter it with the answer */
+    PROVIDER_FAIL_JOB,      /* no record can succeed (e.g. no quota left): stop the job */
+};
+
+/* What classify says about one answer. provider_verdict_init sets the "nothing known" values. */
+struct provider_verdict {
+    enum provider_outcome outcome;
+    int64_t retry_after_ms;     /* the server's hint (Retry-After, a reset time); -1: none */
+    int rate_limited;           /* the server refused for rate (429): other sends hold back too */
+    int congestion;             /* the server is overloaded (429, 5xx): the "auto" window shrinks */
+    /* the rate-limit state the answer reported; -1 when it did not. A 2xx answer that says none
+     * are left holds back every send until the reset. */
+    int64_t remaining_requests, remaining_tokens;
+    int64_t reset_requests_ms, reset_tokens_ms;
+    const char *why;            /* FAIL_JOB: a static explanation for the job's error, or NULL */
+};
+
+struct provider_ops {
+    int version;                       /* PROVIDER_INTERFACE_VERSION */
+    const char *name;                  /* model.<name>{...} */
+    const char *summary;
+    const struct option_spec *options; /* provider options plus MODEL_COMMON_OPTIONS (model.h) */
+    unsigned capabilities;             /* enum provider_capability bits */
+    /* Names of the options whose values are secrets, NULL-terminated. A string or secret()
+     * value, or every value of a table option (headers), is redacted from every reason, dead
+     * letter and log line the engine writes. */
+    const char *const *secret_options;
+
+    /* Open from the checked options table at stack index opts. NULL and err (naming the option)
+     * on failure. */
+    void *(*open)(struct job_env *env, int opts, const struct provider_setup *setup, struct rn_err *err);
+    /* Build the request of one call into req, which the engine has cleared (core/http.h: method,
+     * url, body, the lent header list, own header lines). Called once per call, not per attempt.
+     * -1 and err fails the record. */
+    int (*build)(void *self, const struct model_call *call, struct http_request *req, struct rn_err *err);
+    /* Optional: called before every attempt, after the header lines of the last attempt's
+     * authorize were dropped; may add header lines (a signature, a fresh token). -1 and err stops
+     * the job (credentials that cannot be had fail every record). */
+    int (*authorize)(void *self, struct http_request *req, struct rn_err *err);
+    /* Optional: what an answer means. NULL: provider_classify_default (OpenAI's rules). The body
+     * has had the job's secrets redacted. */
+    void (*classify)(void *self, const struct http_response *answer, struct provider_verdict *verdict);
+    /* Parse an answer classified ok into reply (text, vector, usage). -1 and err when it does
+     * not parse (the engine retries the call). */
+    int (*parse)(void *self, const struct http_response *answer, struct model_reply *reply, struct rn_err *err);
+    void (*close)(void *self);
+};
+
+void provider_verdict_init(struct provider_verdict *v);
+
+/* OpenAI's rules, the default classify: 2xx ok; 408, 409, 429 and 5xx retried (429 and 5xx
+ * are congestion, 429 is a rate limit) no sooner than Retry-After / retry-after-ms, or for a 429
+ * the x-ratelimit-reset-* time of the limit that ran out; a 429 whose error is
+ * insufficient_quota fails the job; any other status fails the record. x-ratelimit-remaining-*
+ * and -reset-* fill the rate-limit state of every answer. */
+void provider_classify_default(const struct http_response *answer, struct provider_verdict *verdict);
+
+/* The verdict of ops on answer: its classify, or the default. What the engine and the provider
+ * contract tests call. */
+void provider_classify(const struct provider_ops *ops, void *self, const struct http_response *answer,
+                       struct provider_verdict *verdict);
+
+/* Header values in milliseconds, -1 when they do not parse: Retry-After (seconds or an
+ * HTTP-date, from now), and durations like "6m0s", "1.5s", "20ms" (x-ratelimit-reset-*). */
+int64_t provider_parse_retry_after(const char *value, size_t len);
+int64_t provider_parse_duration(const char *value, size_t len);
+
+#endif
