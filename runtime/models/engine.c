@@ -176,6 +176,12 @@ static int read_options(struct model *m, int opts, struct rn_err *err)
  * be paired with main's curl_global_cleanup). */
 struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
 {
+    return model_open_provider(env, decl, NULL, err);
+}
+
+struct model *model_open_provider(struct job_env *env, int decl, const struct provider_ops *provider,
+                                  struct rn_err *err)
+{
     lua_State *L = env->L;
     int top = lua_gettop(L);
     decl = lua_absindex(L, decl);
@@ -183,7 +189,7 @@ struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
     const char *kind = luajob_decl_kind(L, decl);
     char type[64];
     snprintf(type, sizeof type, "%s", kind && strcmp(kind, "model") == 0 ? luajob_decl_type(L, decl) : "?");
-    const struct provider_ops *provider = plugin_provider(type);
+    if (!provider) provider = plugin_provider(type);
     if (!provider) {
         rn_fail(err, "%s: model.%s: unknown model provider", where, type);
         return NULL;

@@ -250,6 +250,11 @@ struct model {
     struct stats stats;
 };
 
+/* model_open with this provider instead of the one the declaration names (NULL: that one),
+ * for tests of the engine with providers of their own. */
+struct model *model_open_provider(struct job_env *env, int decl, const struct provider_ops *provider,
+                                  struct rn_err *err);
+
 /* Check a parsed answer against m's output declaration exactly as an answer in flight is
  * checked; when it validates, set the output fields on the record table at registry ref
  * record_ref. 0 on success; -1 with the reason appended to why. reply stays the caller's. */

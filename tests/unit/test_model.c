@@ -20,6 +20,8 @@
 #include "core/http.h"
 #include "lua/job.h"
 #include "models/model.h"
+#include "models/model_int.h"
+#include "models/providers/openai_int.h"
 
 #include "check.h"
 
@@ -107,10 +109,13 @@ static long long server_stat(struct server *s, const char *name)
     return v;
 }
 
-/* A one-connection-at-a-time HTTP server in a child process that puts the Authorization header
- * it got into its answer: a 400 error body, or, when the request mentions ANSWER, a 200 chat
- * answer whose content holds it. It stands for a server that echoes the api key. */
-static void echo_serve(int client)
+/* A one-connection-at-a-time HTTP server in a child process that answers each request (its
+ * head and body, NUL-terminated) as its rule says: the rule fills status and body (a JSON
+ * answer) and may add header lines ("Name: value\r\n") to head. */
+typedef void (*serve_rule)(const char *request, int *status, char *head, size_t head_size, char *body,
+                           size_t body_size);
+
+static void scripted_serve(int client, serve_rule rule)
 {
     char req[65536];
     size_t n = 0;
@@ -130,22 +135,15 @@ static void echo_serve(int client)
         n += (size_t)got;
         req[n] = '\0';
     }
-    char auth[256] = "";
-    char *a = strcasestr(req, "\nauthorization: ");
-    if (a) sscanf(a + 16, "%255[^\r\n]", auth);
-    char body[1024], head[256];
-    int status = strstr(req, "ANSWER") ? 200 : 400;
-    if (status == 200)
-        snprintf(body, sizeof body, "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"key %s\"}}],"
-                 "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}", auth);
-    else
-        snprintf(body, sizeof body, "{\"error\":{\"message\":\"Incorrect API key provided: %s\"}}", auth);
-    snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-             "Connection: close\r\n\r\n", status, status == 200 ? "OK" : "Bad Request", strlen(body));
+    char body[4096], extra[512] = "", head[1024];
+    int status = 200;
+    rule(req, &status, extra, sizeof extra, body, sizeof body);
+    snprintf(head, sizeof head, "HTTP/1.1 %d Answer\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+             "Connection: close\r\n%s\r\n", status, strlen(body), extra);
     if (write(client, head, strlen(head)) < 0 || write(client, body, strlen(body)) < 0) return;
 }
 
-static int echo_start(struct server *s)
+static int scripted_start(struct server *s, serve_rule rule)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -159,13 +157,40 @@ static int echo_start(struct server *s)
         for (;;) {
             int client = accept(fd, NULL, NULL);
             if (client < 0) continue;
-            echo_serve(client);
+            scripted_serve(client, rule);
             close(client);
         }
     }
     close(fd);
     return s->pid < 0 ? -1 : 0;
 }
+
+static void scripted_stop(struct server *s)
+{
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+}
+
+#define CHAT_ANSWER "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"%s\"}}]," \
+                    "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}"
+
+/* It puts the Authorization header it got into its answer: a 400 error body, or, when the
+ * request mentions ANSWER, a 200 chat answer whose content holds it. It stands for a server
+ * that echoes the api key. */
+static void echo_rule(const char *req, int *status, char *head, size_t head_size, char *body, size_t body_size)
+{
+    (void)head;
+    (void)head_size;
+    char auth[256] = "", content[300];
+    const char *a = strcasestr(req, "\nauthorization: ");
+    if (a) sscanf(a + 16, "%255[^\r\n]", auth);
+    *status = strstr(req, "ANSWER") ? 200 : 400;
+    snprintf(content, sizeof content, "key %s", auth);
+    if (*status == 200) snprintf(body, body_size, CHAT_ANSWER, content);
+    else snprintf(body, body_size, "{\"error\":{\"message\":\"Incorrect API key provided: %s\"}}", auth);
+}
+
+static int echo_start(struct server *s) { return scripted_start(s, echo_rule); }
 
 /* ---- the job side ---- */
 
@@ -198,8 +223,9 @@ static void on_done(void *ctx, uint64_t tag, int record_ref, int ok, const char 
 }
 
 /* Open a model from a Lua options table constructor, declared with model.openai on line 7
- * of test.lua as a script would; NULL and err on failure (the declaration's or the open's). */
-static struct model *open_model(const char *options, struct rn_err *err)
+ * of test.lua as a script would, with the provider given (NULL: the one declared); NULL and
+ * err on failure (the declaration's or the open's). */
+static struct model *open_model_with(const char *options, const struct provider_ops *provider, struct rn_err *err)
 {
     struct buf code;
     buf_init(&code);
@@ -209,13 +235,15 @@ static struct model *open_model(const char *options, struct rn_err *err)
         rn_fail(err, "%s", lua_tostring(L, -1));
     } else {
         int top = lua_gettop(L);
-        m = model_open(&env, -1, err);
+        m = provider ? model_open_provider(&env, -1, provider, err) : model_open(&env, -1, err);
         CHECK(lua_gettop(L) == top, "model_open moved the stack");
     }
     lua_pop(L, 1);
     buf_free(&code);
     return m;
 }
+
+static struct model *open_model(const char *options, struct rn_err *err) { return open_model_with(options, NULL, err); }
 
 static const char *const texts[] = {"awful terrible", "bad", "okay", "good", "excellent delicious"};
 static const int ratings[] = {1, 2, 3, 4, 5};
@@ -734,8 +762,7 @@ static void test_redaction(void)
         unref_all(refs, 1);
         model_close(m);
     }
-    kill(echo.pid, SIGKILL);
-    waitpid(echo.pid, NULL, 0);
+    scripted_stop(&echo);
 }
 
 static void test_embedding(struct server *srv)
@@ -1113,6 +1140,219 @@ static void test_throughput(struct server *srv)
     model_close(m);
 }
 
+/* ---- the provider interface, through the engine ---- */
+
+/* 429 insufficient_quota, with the key it got in the message. */
+static void quota_rule(const char *req, int *status, char *head, size_t head_size, char *body, size_t body_size)
+{
+    (void)head;
+    (void)head_size;
+    char auth[256] = "";
+    const char *a = strcasestr(req, "\nauthorization: ");
+    if (a) sscanf(a + 16, "%255[^\r\n]", auth);
+    *status = 429;
+    snprintf(body, body_size, "{\"error\":{\"message\":\"You exceeded your current quota (%s)\","
+             "\"type\":\"insufficient_quota\",\"code\":\"insufficient_quota\"}}", auth);
+}
+
+/* A verdict "fail job" stops the job: model_poll fails with the reason (redacted), no record is
+ * reported (they are read again when the job reruns), nothing more is sent. */
+static void test_job_fatal(void)
+{
+    struct server srv;
+    if (scripted_start(&srv, quota_rule)) { CHECK(0, "quota server"); return; }
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}', api_key = '%s',"
+             "  output = { rating = { type = 'integer' } }, limits = { retries = 5, concurrency = 2 } }",
+             srv.port, API_KEY);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        struct run run = {results, 0};
+        memset(results, 0, 3 * sizeof results[0]);
+        for (int i = 0; i < 2; i++) {
+            lua_createtable(L, 0, 1);
+            lua_pushstring(L, texts[i]);
+            lua_setfield(L, -2, "summary");
+            refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+            CHECK(model_submit(m, refs[i], (uint64_t)i, &err) == 0, "submit: %s", err.msg);
+        }
+        int rc = 0;
+        int64_t deadline = rn_now_ms() + 5000;
+        while (rc == 0 && rn_now_ms() < deadline) rc = model_poll(m, 20, on_done, &run, &err);
+        CHECK(rc == -1 && strstr(err.msg, "model.openai: the account has no quota left (insufficient_quota)") &&
+                  strstr(err.msg, "HTTP 429: {") && strstr(err.msg, "[redacted]") && !strstr(err.msg, "SECRET"),
+              "job stops: rc %d: %s", rc, err.msg);
+        CHECK(run.done == 0 && model_room(m) == 0, "job stops: %zu records reported, room %d", run.done, model_room(m));
+        struct rn_err again;
+        CHECK(model_poll(m, 0, on_done, &run, &again) == -1 && strcmp(again.msg, err.msg) == 0,
+              "the next poll says the same: %s", again.msg);
+        CHECK(figure(m, "requests") == 2 && figure(m, "retries") == 0 && figure(m, "failed") == 0,
+              "job stops: %lld requests, %lld retries", figure(m, "requests"), figure(m, "retries"));
+        unref_all(refs, 2);
+        model_close(m);
+    }
+    scripted_stop(&srv);
+}
+
+/* The server wants exactly one X-Signature line: sig-N with N odd gets a 500, even a 200. */
+static void signature_rule(const char *req, int *status, char *head, size_t head_size, char *body, size_t body_size)
+{
+    (void)head;
+    (void)head_size;
+    int lines = 0, number = 0;
+    for (const char *p = req; (p = strcasestr(p, "\r\nX-Signature: ")); p += 2, lines++) sscanf(p, "\r\nX-Signature: sig-%d", &number);
+    if (lines != 1) {
+        *status = 400;
+        snprintf(body, body_size, "{\"error\":{\"message\":\"%d signature lines\"}}", lines);
+    } else if (number % 2) {
+        *status = 500;
+        snprintf(body, body_size, "{\"error\":{\"message\":\"signature %d refused\"}}", number);
+    } else {
+        snprintf(body, body_size, CHAT_ANSWER, "4");
+    }
+}
+
+static int signatures; /* made by test_authorize's provider */
+
+static int sign(void *self, struct http_request *req, struct rn_err *err)
+{
+    (void)self;
+    (void)err;
+    char value[32];
+    snprintf(value, sizeof value, "sig-%d", ++signatures);
+    http_request_add_header(req, "X-Signature", value);
+    return 0;
+}
+
+static int refuse_to_sign(void *self, struct http_request *req, struct rn_err *err)
+{
+    (void)self;
+    (void)req;
+    return rn_fail(err, "the token endpoint answered 400");
+}
+
+/* authorize runs before every attempt, and the lines it added for the last attempt are gone. */
+static void test_authorize(void)
+{
+    struct server srv;
+    if (scripted_start(&srv, signature_rule)) { CHECK(0, "signature server"); return; }
+    struct provider_ops signing = openai_provider;
+    signing.authorize = sign;
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
+             "  output = { rating = { type = 'integer' } }, limits = { retries = 3, concurrency = 1 } }", srv.port);
+    struct rn_err err;
+    signatures = 0;
+    struct model *m = open_model_with(options, &signing, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        drive(m, 4, results, refs, NULL, 5000);
+        size_t ok = 0;
+        for (size_t i = 0; i < 4; i++) ok += results[i].ok && record_integer(refs[i], "rating") == 4;
+        CHECK(ok == 4 && signatures == 8 && figure(m, "requests") == 8 && figure(m, "retries") == 4,
+              "signed per attempt: %zu ok, %d signatures, %lld requests (first reason: %s)", ok, signatures,
+              figure(m, "requests"), results[0].reason);
+        unref_all(refs, 4);
+        model_close(m);
+    }
+    /* an authorize that fails stops the job: credentials that cannot be had fail every record */
+    signing.authorize = refuse_to_sign;
+    m = open_model_with(options, &signing, &err);
+    CHECK(m, "open: %s", err.msg);
+    if (m) {
+        struct run run = {results, 0};
+        memset(results, 0, sizeof results[0]);
+        lua_createtable(L, 0, 1);
+        lua_pushstring(L, texts[0]);
+        lua_setfield(L, -2, "summary");
+        refs[0] = luaL_ref(L, LUA_REGISTRYINDEX);
+        CHECK(model_submit(m, refs[0], 0, &err) == 0, "submit: %s", err.msg);
+        int rc = model_poll(m, 20, on_done, &run, &err);
+        CHECK(rc == -1 && strcmp(err.msg, "model.openai: authorize: the token endpoint answered 400") == 0 &&
+                  run.done == 0 && figure(m, "requests") == 0,
+              "authorize fails: rc %d: %s", rc, err.msg);
+        unref_all(refs, 1);
+        model_close(m);
+    }
+    scripted_stop(&srv);
+}
+
+/* The engine asks the provider only for what it says it can do, and checks its version. */
+static void test_capabilities(void)
+{
+    struct provider_ops chat_only = openai_provider, embeddings_only = openai_provider, old = openai_provider;
+    chat_only.capabilities = PROVIDER_CHAT;
+    embeddings_only.capabilities = PROVIDER_EMBEDDINGS;
+    old.version = 1;
+    struct rn_err err;
+    struct model *m = open_model_with("{ model = 'm', prompt = 'x', task = 'embedding' }", &chat_only, &err);
+    CHECK(!m && strstr(err.msg, "test.lua:7: model.openai: task: this provider does not do embedding"), "%s", err.msg);
+    model_close(m);
+    m = open_model_with("{ model = 'm', prompt = 'x', output = { r = 'integer' } }", &embeddings_only, &err);
+    CHECK(!m && strstr(err.msg, "task: this provider does not do classification"), "%s", err.msg);
+    model_close(m);
+    m = open_model_with("{ model = 'm', prompt = 'x', output = { r = 'integer' } }", &chat_only, &err);
+    CHECK(m && !m->output.structured && !m->output.schema_json && !m->setup.structured,
+          "without the capability, no structured output by default: %s", m ? "" : err.msg);
+    model_close(m);
+    m = open_model_with("{ model = 'm', prompt = 'x', output = { r = 'integer' }, structured = true }", &chat_only, &err);
+    CHECK(!m && strstr(err.msg, "structured: this provider has no structured output"), "%s", err.msg);
+    model_close(m);
+    m = open_model_with("{ model = 'm', prompt = 'x', output = { r = 'integer' } }", NULL, &err);
+    CHECK(m && m->output.structured && m->setup.structured && m->setup.schema_json == m->output.schema_json,
+          "openai: structured output by default, and open was told: %s", m ? "" : err.msg);
+    model_close(m);
+    m = open_model_with("{ model = 'm', prompt = 'x', output = { r = 'integer' } }", &old, &err);
+    CHECK(!m && strstr(err.msg, "model.openai: the provider implements interface version 1, the engine version 2"),
+          "%s", err.msg);
+    model_close(m);
+}
+
+/* A 400 that quotes the OpenAI-Organization header it got. */
+static void organization_rule(const char *req, int *status, char *head, size_t head_size, char *body,
+                              size_t body_size)
+{
+    (void)head;
+    (void)head_size;
+    char org[256] = "";
+    const char *a = strcasestr(req, "\nOpenAI-Organization: ");
+    if (a) sscanf(a + 22, "%255[^\r\n]", org);
+    *status = 400;
+    snprintf(body, body_size, "{\"error\":{\"message\":\"no such organization: %s\"}}", org);
+}
+
+/* Secrets are the options the provider names (secret_options), not names the engine knows. */
+static void test_secret_options(void)
+{
+    struct server srv;
+    if (scripted_start(&srv, organization_rule)) { CHECK(0, "organization server"); return; }
+    static const char *const organization_secret[] = {"organization", NULL};
+    struct provider_ops org_secret = openai_provider;
+    org_secret.secret_options = organization_secret;
+    char options[512];
+    snprintf(options, sizeof options,
+             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}', organization = 'org-SECRET-77',"
+             "  output = { rating = { type = 'integer' } }, limits = { retries = 0 } }", srv.port);
+    for (int k = 0; k < 2; k++) {
+        struct rn_err err;
+        struct model *m = open_model_with(options, k ? &org_secret : NULL, &err);
+        CHECK(m, "open: %s", err.msg);
+        if (!m) continue;
+        drive(m, 1, results, refs, NULL, 5000);
+        if (k) CHECK(!results[0].ok && strstr(results[0].reason, "no such organization: [redacted]") &&
+                         !strstr(results[0].reason, "SECRET"), "a secret option: %s", results[0].reason);
+        else CHECK(!results[0].ok && strstr(results[0].reason, "no such organization: org-SECRET-77"),
+                   "not a secret option of openai: %s", results[0].reason);
+        unref_all(refs, 1);
+        model_close(m);
+    }
+    scripted_stop(&srv);
+}
+
 /* TEST_TIMES=1 prints how long each test took. */
 #define TIMED(call)                                                                              \
     do {                                                                                         \
@@ -1162,6 +1402,10 @@ int main(void)
     TIMED(test_auto_refused());
     TIMED(test_idle_close());
     TIMED(test_close_in_flight());
+    TIMED(test_job_fatal());
+    TIMED(test_authorize());
+    TIMED(test_capabilities());
+    TIMED(test_secret_options());
 
     luajob_close(L);
     curl_global_cleanup();
