@@ -354,9 +354,13 @@ static void apply(struct http_request *r)
     CURL *e = r->easy;
     if (r->method != r->applied_method && (!r->applied_method || strcmp(r->method, r->applied_method) != 0)) {
         int get = strcmp(r->method, "GET") == 0, head = strcmp(r->method, "HEAD") == 0;
-        curl_easy_setopt(e, CURLOPT_NOBODY, head ? 1L : 0L);
-        if (get || head) curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-        else curl_easy_setopt(e, CURLOPT_POST, 1L);
+        if (head) { /* in this order: HTTPGET and POST clear NOBODY, NOBODY 0 turns a HEAD into a GET */
+            curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+            curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        } else {
+            curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+            curl_easy_setopt(e, get ? CURLOPT_HTTPGET : CURLOPT_POST, 1L);
+        }
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, get || head || strcmp(r->method, "POST") == 0 ? NULL : r->method);
     }
     r->applied_method = r->method;
