@@ -563,24 +563,34 @@ enum mutation { WRONG_BODY, WRONG_HEADER, WRONG_OUTCOME, WRONG_HINT, WRONG_REPLY
 static const char *const mutation_names[] = {"request body", "request header", "verdict outcome", "retry hint",
                                              "reply text", "usage tokens"};
 
+/* The first answer whose reply is a text to compare, or NULL. */
+static struct answer_case *first_reply(struct case_file *c)
+{
+    for (size_t i = 0; i < c->answer_count; i++)
+        if (c->answers[i].reply_line && !c->answers[i].error) return &c->answers[i];
+    return NULL;
+}
+
+/* *text with one more character (the old value goes to *saved). */
+static void lengthen(char **text, void **saved)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "%s~", *text);
+    *saved = *text;
+    *text = b.data;
+}
+
 /* Make one expectation of c wrong; 0 when the case has none of that kind. The old value goes
- * to *saved for mutation_undo. */
+ * to *saved or *saved_number for mutation_undo. */
 static int mutate(struct case_file *c, enum mutation m, void **saved, int64_t *saved_number)
 {
-    struct answer_case *a = c->answer_count ? &c->answers[0] : NULL;
-    struct answer_case *replied = NULL;
-    for (size_t i = 0; i < c->answer_count && !replied; i++)
-        if (c->answers[i].reply_line && !c->answers[i].error) replied = &c->answers[i];
+    struct answer_case *a = c->answer_count ? &c->answers[0] : NULL, *replied = first_reply(c);
     switch (m) {
-    case WRONG_BODY: {
+    case WRONG_BODY:
         if (c->open_error) return 0;
-        *saved = c->request_body;
-        struct buf b;
-        buf_init(&b);
-        buf_printf(&b, "%s ", c->request_body);
-        c->request_body = b.data;
+        lengthen(&c->request_body, saved);
         return 1;
-    }
     case WRONG_HEADER:
         if (c->open_error || !c->request_header_count) return 0;
         c->request_header_count--; /* the last expected header is missing from the expectation */
@@ -595,15 +605,10 @@ static int mutate(struct case_file *c, enum mutation m, void **saved, int64_t *s
         *saved_number = a->verdict.retry_after_ms;
         a->verdict.retry_after_ms += 1;
         return 1;
-    case WRONG_REPLY: {
+    case WRONG_REPLY:
         if (!replied) return 0;
-        *saved = replied->text;
-        struct buf b;
-        buf_init(&b);
-        buf_printf(&b, "%sx", replied->text);
-        replied->text = b.data;
+        lengthen(&replied->text, saved);
         return 1;
-    }
     case WRONG_TOKENS:
         if (!replied) return 0;
         *saved_number = replied->tokens_in;
@@ -617,9 +622,7 @@ static int mutate(struct case_file *c, enum mutation m, void **saved, int64_t *s
 
 static void mutation_undo(struct case_file *c, enum mutation m, void *saved, int64_t saved_number)
 {
-    struct answer_case *a = &c->answers[0], *replied = NULL;
-    for (size_t i = 0; i < c->answer_count && !replied; i++)
-        if (c->answers[i].reply_line && !c->answers[i].error) replied = &c->answers[i];
+    struct answer_case *a = &c->answers[0], *replied = first_reply(c);
     switch (m) {
     case WRONG_BODY: free(c->request_body); c->request_body = saved; break;
     case WRONG_HEADER: c->request_header_count++; break;
