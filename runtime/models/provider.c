@@ -25,6 +25,15 @@ void provider_verdict_init(struct provider_verdict *v)
     };
 }
 
+#define MS_MAX 1e15 /* 31,000 years: a longer wait said is this one (and capped by the engine) */
+
+/* A wait in ms from a number a header said: -1 for a negative one or NaN, at most MS_MAX. */
+static int64_t wait_ms(double ms)
+{
+    if (!(ms >= 0)) return -1;
+    return (int64_t)ceil(ms < MS_MAX ? ms : MS_MAX);
+}
+
 int64_t provider_parse_duration(const char *s, size_t n)
 {
     double total = 0;
@@ -45,7 +54,7 @@ int64_t provider_parse_duration(const char *s, size_t n)
         else return -1;
         total += v * unit;
     }
-    return (int64_t)ceil(total);
+    return wait_ms(total);
 }
 
 int64_t provider_parse_retry_after(const char *s, size_t n)
@@ -56,11 +65,11 @@ int64_t provider_parse_retry_after(const char *s, size_t n)
     text[n] = '\0';
     char *end;
     double seconds = strtod(text, &end);
-    if (end != text && *end == '\0') return seconds < 0 ? -1 : (int64_t)ceil(seconds * 1000);
+    if (end != text && *end == '\0') return wait_ms(seconds * 1000);
     time_t when = curl_getdate(text, NULL);
     if (when < 0) return -1;
     double delta = difftime(when, time(NULL));
-    return delta > 0 ? (int64_t)(delta * 1000) : 0;
+    return delta > 0 ? wait_ms(delta * 1000) : 0;
 }
 
 static int name_is(const struct http_header *h, const char *name)
@@ -95,7 +104,7 @@ void provider_classify_default(const struct http_response *a, struct provider_ve
         } else if (name_is(h, "retry-after-ms")) {
             char number[32];
             snprintf(number, sizeof number, "%.*s", (int)(h->value_len < 31 ? h->value_len : 31), h->value);
-            int64_t ms = (int64_t)ceil(strtod(number, NULL));
+            int64_t ms = wait_ms(strtod(number, NULL));
             if (ms > v->retry_after_ms) v->retry_after_ms = ms;
         } else if (name_is(h, "x-ratelimit-reset-requests")) {
             v->reset_requests_ms = provider_parse_duration(h->value, h->value_len);

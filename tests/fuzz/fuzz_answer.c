@@ -4,7 +4,10 @@
  *
  * Input: byte 0 picks one of eight models (low 3 bits) and how the rest is read (bit 3): as an
  * HTTP answer body for openai_provider.parse, or directly as the answer text (an embedding
- * model then reads it as the JSON vector). The body parser's fast path must read every body
+ * model then reads it as the JSON vector). With bit 4 set the rest is a whole answer instead
+ * ("STATUS\n", header lines, an empty line, the body) for the default classification
+ * (provider_classify_default, which reads Retry-After, rate-limit headers and error bodies):
+ * its verdict must agree with the status. The body parser's fast path must read every body
  * exactly as jansson alone does (openai_parse_tree). When an answer validates, the fields set
  * on the record must have the declared types, ranges and enum spellings; when it does not, the
  * reason must be non-empty, and UTF-8 when the answer text is (the reason goes into dead
@@ -130,10 +133,60 @@ static const char *check_record(int which)
     return bad;
 }
 
+/* The verdict on a whole answer must fit its status (provider.h). */
+static void classify_answer(const char *text, size_t len)
+{
+    static char copy[8192];
+    struct http_header headers[64];
+    size_t n = 0;
+    if (len >= sizeof copy) return;
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    char *p = copy, *nl = memchr(p, '\n', len);
+    long status = strtol(p, NULL, 10);
+    if (status < 100 || status > 999) return;
+    p = nl ? nl + 1 : copy + len;
+    while ((nl = strchr(p, '\n')) && nl != p && n < 64) {
+        *nl = '\0';
+        char *colon = strchr(p, ':');
+        if (colon) {
+            *colon = '\0';
+            char *value = colon + 1;
+            while (*value == ' ') value++;
+            headers[n++] = (struct http_header){p, value, strlen(p), strlen(value)};
+        }
+        p = nl + 1;
+    }
+    if (nl == p) p++;
+    size_t body_len = len - (size_t)(p - copy) <= len ? len - (size_t)(p - copy) : 0;
+    struct http_response answer = {status, headers, n, p, body_len};
+    struct provider_verdict v;
+    provider_classify_default(&answer, &v);
+    int good = status >= 200 && status < 300;
+    int retryable = status == 408 || status == 409 || status == 429 || status >= 500;
+    const char *bad = NULL;
+    if ((v.outcome == PROVIDER_OK) != good) bad = "ok is for 2xx only";
+    else if (v.outcome == PROVIDER_RETRY && !retryable) bad = "retried a status that is not";
+    else if (v.outcome == PROVIDER_FAIL_JOB && (status != 429 || !v.why)) bad = "fail job without a 429 or a reason";
+    else if (v.outcome == PROVIDER_FAIL_RECORD && retryable && status != 429) bad = "failed a retryable status";
+    else if (v.retry_after_ms < -1 || (v.outcome != PROVIDER_RETRY && v.retry_after_ms != -1)) bad = "retry_after_ms";
+    else if (v.rate_limited && (status != 429 || v.outcome != PROVIDER_RETRY)) bad = "rate_limited";
+    else if (v.congestion && (v.outcome != PROVIDER_RETRY || (status != 429 && status < 500))) bad = "congestion";
+    else if (v.reset_requests_ms < -1 || v.reset_tokens_ms < -1) bad = "a reset below -1";
+    if (bad) {
+        fprintf(stderr, "fuzz_answer: HTTP %ld classified %d: %s\n", status, (int)v.outcome, bad);
+        abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     if (!L) init();
     if (size < 1) return 0;
+    if (data[0] & 16) {
+        classify_answer((const char *)data + 1, size - 1);
+        return 0;
+    }
     int which = data[0] & 7, raw = data[0] & 8;
     const char *body = (const char *)data + 1;
     size_t len = size - 1;
