@@ -163,7 +163,8 @@ static int read_options(struct model *m, int opts, struct rn_err *err)
     }
     lua_pop(L, 1);
     if (!m->prompt) return -1;
-    m->model_name = rn_strdup(opt_string(L, opts, "model", "?"));
+    const char *model_option = m->provider->model_option;
+    m->model_name = rn_strdup(model_option ? opt_string(L, opts, model_option, "?") : m->provider_name);
     if (output_read(&m->output, L, opts, m->task, can, err) || limits_read(&m->limits, L, opts, err) ||
         stats_read_price(&m->stats, L, opts, err))
         return -1;

@@ -84,7 +84,10 @@ struct provider_ops {
     const char *name;                  /* model.<name>{...} */
     const char *summary;
     const struct option_spec *options; /* provider options plus MODEL_COMMON_OPTIONS (model.h) */
-    unsigned capabilities;             /* enum provider_capability bits */
+    unsigned capabilities;             /* enum provider_capability bits; with PROVIDER_STRUCTURED the
+                                        * options list `structured`, which the engine reads */
+    const char *model_option;          /* the option that names the model ("model"), for the summary
+                                        * and the cache file; NULL: none */
     /* Names of the options whose values are secrets, NULL-terminated. A string or secret()
      * value, or every value of a table option (headers), is redacted from every reason, dead
      * letter and log line the engine writes. */

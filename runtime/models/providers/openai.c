@@ -493,6 +493,7 @@ const struct provider_ops openai_provider = {
     .summary = "OpenAI chat completions and embeddings (or any compatible server)",
     .options = openai_options,
     .capabilities = PROVIDER_CHAT | PROVIDER_EMBEDDINGS | PROVIDER_STRUCTURED,
+    .model_option = "model",
     .secret_options = openai_secrets,
     .open = openai_open,
     .build = openai_build,
