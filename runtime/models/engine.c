@@ -1,9 +1,9 @@
 /* engine.c: the model engine (model.h): the slots that hold the records in flight, submit,
  * poll, and what happens to each finished attempt. The other concerns are their own files:
  * output.c (the declaration), check.c (answer checks), limits.c (rpm, tpm, the "auto" window),
- * retry.c (backoff), stats.c (the summary), answer_cache.c (the cache in front), and the
- * provider (provider.h) for the request, the verdict on an answer and its parsing; HTTP is
- * core/http.c's.
+ * retry.c (backoff), stats.c (the summary), answer_cache.c (the cache in front), secrets.c
+ * (redaction), and the provider (provider.h) for the request, the verdict on an answer and
+ * its parsing; HTTP is core/http.c's.
  *
  * Every record in flight holds one slot. Slots are made at open, each with its request and
  * buffers, and reused for the whole run, so the per-record path allocates nothing once warm.
@@ -80,59 +80,6 @@ static struct slot *heap_pop(struct model *m)
     return top;
 }
 
-/* ---- secrets ---- */
-
-/* Replace every secret in b with [redacted]. */
-static void redact(struct model *m, struct buf *b)
-{
-    for (size_t k = 0; k < m->secret_count; k++) {
-        const char *secret = m->secrets[k];
-        size_t n = strlen(secret);
-        if (!b->len || !memmem(b->data, b->len, secret, n)) continue;
-        buf_clear(&m->scratch);
-        size_t i = 0;
-        while (i < b->len) {
-            char *hit = memmem(b->data + i, b->len - i, secret, n);
-            if (!hit) break;
-            buf_put(&m->scratch, b->data + i, (size_t)(hit - (b->data + i)));
-            buf_puts(&m->scratch, "[redacted]");
-            i = (size_t)(hit - b->data) + n;
-        }
-        buf_put(&m->scratch, b->data + i, b->len - i);
-        struct buf t = *b;
-        *b = m->scratch;
-        m->scratch = t;
-    }
-}
-
-static void add_secret(struct model *m, const char *value)
-{
-    if (!value || strlen(value) < 4) return;
-    m->secrets = rn_realloc(m->secrets, (m->secret_count + 1) * sizeof *m->secrets);
-    m->secrets[m->secret_count++] = rn_strdup(value);
-}
-
-/* The values of the options the provider names as secret (every value of a table option, plain
- * strings too: an "api-key" header is as secret as secret() makes it) are redacted from
- * reasons and answers. */
-static void collect_secrets(struct model *m, int opts)
-{
-    lua_State *L = m->L;
-    for (const char *const *name = m->provider->secret_options; name && *name; name++) {
-        if (!opt_push(L, opts, *name)) continue;
-        if (lua_type(L, -1) == LUA_TTABLE) {
-            lua_pushnil(L);
-            while (lua_next(L, -2)) {
-                add_secret(m, luajob_secret_value(L, -1));
-                lua_pop(L, 1);
-            }
-        } else {
-            add_secret(m, luajob_secret_value(L, -1));
-        }
-        lua_pop(L, 1);
-    }
-}
-
 /* ---- opening ---- */
 
 static int read_options(struct model *m, int opts, struct rn_err *err)
@@ -169,7 +116,7 @@ static int read_options(struct model *m, int opts, struct rn_err *err)
         stats_read_price(&m->stats, L, opts, err))
         return -1;
     m->values = rn_calloc(m->output.field_count, sizeof *m->values);
-    collect_secrets(m, opts);
+    secrets_collect(&m->secrets, L, opts, m->provider->secret_options);
     return 0;
 }
 
@@ -210,6 +157,7 @@ struct model *model_open_provider(struct job_env *env, int decl, const struct pr
     buf_init(&m->reply.text);
     buf_init(&m->done_reason);
     buf_init(&m->scratch);
+    buf_init(&m->secrets.scratch);
     buf_init(&m->fatal);
     int opts = luajob_decl_options(L, decl);
     if (lua_type(L, opts) != LUA_TTABLE) {
@@ -315,7 +263,7 @@ int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *e
         struct buf msg;
         buf_init(&msg);
         buf_puts(&msg, err->msg);
-        redact(m, &msg);
+        secrets_redact(&m->secrets, &msg);
         snprintf(err->msg, sizeof err->msg, "%s", msg.data);
         buf_free(&msg);
         release(m, s);
@@ -334,7 +282,7 @@ int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *e
  * built it, so no secret reaches a dead letter. */
 static void finish(struct model *m, struct slot *s, int ok, const char *model_text)
 {
-    if (!ok) redact(m, &m->done_reason);
+    if (!ok) secrets_redact(&m->secrets, &m->done_reason);
     uint64_t tag = s->tag;
     int ref = s->record_ref;
     if (ok) m->stats.ok++;
@@ -374,7 +322,7 @@ static void stop_job(struct model *m, struct slot *s, const char *message)
     s->state = SLOT_STOPPED;
     if (m->fatal.len) return;
     buf_printf(&m->fatal, "model.%s: %s", m->provider_name, message);
-    redact(m, &m->fatal);
+    secrets_redact(&m->secrets, &m->fatal);
 }
 
 /* Schedule another attempt after backoff with full jitter, but no sooner than hint_ms; or fail
@@ -409,14 +357,14 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
         /* the body was redacted, but the parse error may quote it unescaped: again, before a cut */
         buf_clear(&m->done_reason);
         buf_puts(&m->done_reason, perr.msg);
-        redact(m, &m->done_reason);
+        secrets_redact(&m->secrets, &m->done_reason);
         buf_clear(&s->reason);
         buf_puts(&s->reason, "bad response: ");
         check_put_excerpt(&s->reason, m->done_reason.data, m->done_reason.len, sizeof perr.msg);
         retry_or_fail(m, s, 0, now);
         return;
     }
-    redact(m, &r->text); /* before any excerpt of it is taken: a cut could split a secret */
+    secrets_redact(&m->secrets, &r->text); /* before any excerpt of it is taken: a cut could split a secret */
     m->stats.tokens_in += r->tokens_in;
     m->stats.tokens_out += r->tokens_out;
     limits_usage(&m->limits, r->tokens_in + r->tokens_out, s->tokens_estimate); /* the real usage */
@@ -487,7 +435,7 @@ static void handle_done(struct model *m, struct slot *s)
     }
     stats_latency_add(&m->stats, r->timings.total_us);
     /* before any code reads or cuts the body: an excerpt or a parse error could split a secret */
-    redact(m, &r->response);
+    secrets_redact(&m->secrets, &r->response);
     struct http_response answer = http_response_of(r);
     struct provider_verdict v;
     provider_classify(m->provider, m->provider_self, &answer, &v);
@@ -660,11 +608,7 @@ void model_close(struct model *m)
     answer_cache_close(&m->cache);
     prompt_free(m->prompt);
     output_free(&m->output);
-    for (size_t i = 0; i < m->secret_count; i++) {
-        explicit_bzero(m->secrets[i], strlen(m->secrets[i]));
-        free(m->secrets[i]);
-    }
-    free(m->secrets);
+    secrets_free(&m->secrets);
     free(m->values);
     free(m->system);
     free(m->slots);
