@@ -1,9 +1,9 @@
 /* engine.c: the model engine (model.h): the slots that hold the records in flight, submit,
  * poll, and what happens to each finished attempt. The other concerns are their own files:
  * output.c (the declaration), check.c (answer checks), limits.c (rpm, tpm, the "auto" window),
- * retry.c (backoff), stats.c (the summary), answer_cache.c (the cache in front), secrets.c
- * (redaction), and the provider (provider.h) for the request, the verdict on an answer and
- * its parsing; HTTP is core/http.c's.
+ * retry.c (backoff), stats.c (the summary), answer_cache.c (the cache in front), and the
+ * provider (provider.h) for the request, the verdict on an answer and its parsing; HTTP is
+ * core/http.c's, redaction core/secret.c's.
  *
  * Every record in flight holds one slot. Slots are made at open, each with its request and
  * buffers, and reused for the whole run, so the per-record path allocates nothing once warm.
@@ -80,6 +80,36 @@ static struct slot *heap_pop(struct model *m)
     return top;
 }
 
+/* ---- secrets ---- */
+
+static void redact(struct model *m, struct buf *b) { secret_redact_buf(&m->secrets, b, &m->redact_scratch); }
+
+static void add_secret(struct model *m, const char *value)
+{
+    if (value && strlen(value) >= 4) secret_set_add(&m->secrets, value); /* shorter: not worth the name */
+}
+
+/* The values of the options the provider names as secret: a string or secret() value, or every
+ * value of a table option, plain strings too (an "api-key" header is as secret as secret()
+ * makes it). */
+static void collect_secrets(struct model *m, int opts)
+{
+    lua_State *L = m->L;
+    for (const char *const *name = m->provider->secret_options; name && *name; name++) {
+        if (!opt_push(L, opts, *name)) continue;
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_pushnil(L);
+            while (lua_next(L, -2)) {
+                add_secret(m, luajob_secret_value(L, -1));
+                lua_pop(L, 1);
+            }
+        } else {
+            add_secret(m, luajob_secret_value(L, -1));
+        }
+        lua_pop(L, 1);
+    }
+}
+
 /* ---- opening ---- */
 
 static int read_options(struct model *m, int opts, struct rn_err *err)
@@ -116,7 +146,7 @@ static int read_options(struct model *m, int opts, struct rn_err *err)
         stats_read_price(&m->stats, L, opts, err))
         return -1;
     m->values = rn_calloc(m->output.field_count, sizeof *m->values);
-    secrets_collect(&m->secrets, L, opts, m->provider->secret_options);
+    collect_secrets(m, opts);
     return 0;
 }
 
@@ -157,7 +187,8 @@ struct model *model_open_provider(struct job_env *env, int decl, const struct pr
     buf_init(&m->reply.text);
     buf_init(&m->done_reason);
     buf_init(&m->scratch);
-    buf_init(&m->secrets.scratch);
+    secret_set_init(&m->secrets);
+    buf_init(&m->redact_scratch);
     buf_init(&m->fatal);
     int opts = luajob_decl_options(L, decl);
     if (lua_type(L, opts) != LUA_TTABLE) {
@@ -260,12 +291,7 @@ int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *e
     lua_pop(m->L, 1);
     if (rc == 0) rc = build_call(m, s, err);
     if (rc) { /* a prompt function's error can quote any value, a header's among them */
-        struct buf msg;
-        buf_init(&msg);
-        buf_puts(&msg, err->msg);
-        secrets_redact(&m->secrets, &msg);
-        snprintf(err->msg, sizeof err->msg, "%s", msg.data);
-        buf_free(&msg);
+        secret_redact_text(&m->secrets, err->msg, err->msg, sizeof err->msg);
         release(m, s);
         return -1;
     }
@@ -282,7 +308,7 @@ int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *e
  * built it, so no secret reaches a dead letter. */
 static void finish(struct model *m, struct slot *s, int ok, const char *model_text)
 {
-    if (!ok) secrets_redact(&m->secrets, &m->done_reason);
+    if (!ok) redact(m, &m->done_reason);
     uint64_t tag = s->tag;
     int ref = s->record_ref;
     if (ok) m->stats.ok++;
@@ -322,7 +348,7 @@ static void stop_job(struct model *m, struct slot *s, const char *message)
     s->state = SLOT_STOPPED;
     if (m->fatal.len) return;
     buf_printf(&m->fatal, "model.%s: %s", m->provider_name, message);
-    secrets_redact(&m->secrets, &m->fatal);
+    redact(m, &m->fatal);
 }
 
 /* Schedule another attempt after backoff with full jitter, but no sooner than hint_ms; or fail
@@ -357,14 +383,14 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
         /* the body was redacted, but the parse error may quote it unescaped: again, before a cut */
         buf_clear(&m->done_reason);
         buf_puts(&m->done_reason, perr.msg);
-        secrets_redact(&m->secrets, &m->done_reason);
+        redact(m, &m->done_reason);
         buf_clear(&s->reason);
         buf_puts(&s->reason, "bad response: ");
         check_put_excerpt(&s->reason, m->done_reason.data, m->done_reason.len, sizeof perr.msg);
         retry_or_fail(m, s, 0, now);
         return;
     }
-    secrets_redact(&m->secrets, &r->text); /* before any excerpt of it is taken: a cut could split a secret */
+    redact(m, &r->text); /* before any excerpt of it is taken: a cut could split a secret */
     m->stats.tokens_in += r->tokens_in;
     m->stats.tokens_out += r->tokens_out;
     limits_usage(&m->limits, r->tokens_in + r->tokens_out, s->tokens_estimate); /* the real usage */
@@ -435,7 +461,7 @@ static void handle_done(struct model *m, struct slot *s)
     }
     stats_latency_add(&m->stats, r->timings.total_us);
     /* before any code reads or cuts the body: an excerpt or a parse error could split a secret */
-    secrets_redact(&m->secrets, &r->response);
+    redact(m, &r->response);
     struct http_response answer = http_response_of(r);
     struct provider_verdict v;
     provider_classify(m->provider, m->provider_self, &answer, &v);
@@ -608,7 +634,8 @@ void model_close(struct model *m)
     answer_cache_close(&m->cache);
     prompt_free(m->prompt);
     output_free(&m->output);
-    secrets_free(&m->secrets);
+    secret_set_free(&m->secrets);
+    buf_free(&m->redact_scratch);
     free(m->values);
     free(m->system);
     free(m->slots);

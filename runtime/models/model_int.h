@@ -1,5 +1,5 @@
 /* model_int.h: the model engine's private declarations, shared by the files of runtime/models/
- * (engine, output, check, limits, retry, stats, answer_cache, secrets) and their tests and fuzzers;
+ * (engine, output, check, limits, retry, stats, answer_cache) and their tests and fuzzers;
  * nothing outside models/ includes it.
  *
  * struct model is made of one part per concern, each owned by the file named beside it; the
@@ -11,6 +11,7 @@
 #include <lua.h>
 
 #include "core/http.h"
+#include "core/secret.h"
 #include "models/cache.h"
 #include "models/model.h"
 
@@ -150,22 +151,6 @@ double stats_latency_percentile_ms(const struct stats *s, double p);
 /* Read `price` from the options table at opts. -1 and err. */
 int stats_read_price(struct stats *s, lua_State *L, int opts, struct rn_err *err);
 
-/* ---- secrets.c: the values redacted from everything the engine writes ---- */
-
-struct secrets {
-    char **values;             /* copies, wiped when freed */
-    size_t count;
-    struct buf scratch;
-};
-
-/* Add the values of the options named in names (NULL-terminated; NULL: none) of the options
- * table at opts: a string or secret() value, or every value of a table. Values shorter than 4
- * bytes are not secrets worth the name (and would redact half of every text). */
-void secrets_collect(struct secrets *s, lua_State *L, int opts, const char *const *names);
-/* Replace every secret in b with [redacted]. */
-void secrets_redact(struct secrets *s, struct buf *b);
-void secrets_free(struct secrets *s);
-
 /* ---- engine.c: slots ---- */
 
 enum slot_state { SLOT_FREE, SLOT_READY, SLOT_WAITING, SLOT_RUNNING, SLOT_STOPPED };
@@ -241,7 +226,8 @@ struct model {
     struct prompt *prompt;
     struct output output;
     struct value *values;      /* one per output field, for check_answer */
-    struct secrets secrets;    /* redacted from every reason and answer text */
+    struct secret_set secrets; /* redacted from every reason, answer text and job error */
+    struct buf redact_scratch;
     struct limits limits;
     struct http *http;
 
