@@ -6,7 +6,10 @@
  * fatal for the record or for the job, with the rate-limit state it reported) and reads a 2xx
  * body into a reply (parse). Everything else (prompts, slots, limits, backoff, answer checks,
  * the cache, redaction of the secrets it names) is the engine's (models/engine.c), the same for
- * every provider. Nothing here blocks; a provider makes no network calls of its own. */
+ * every provider. The hooks run on the job's loop and must not block it: authorize may sign
+ * (core/sigv4) or use a token it holds; fetching a new OAuth token there would stop every record
+ * for the exchange (an asynchronous refresh on the shared client is for the first provider that
+ * needs it). */
 #ifndef RUNNEL_PROVIDER_H
 #define RUNNEL_PROVIDER_H
 
