@@ -402,7 +402,7 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
     buf_puts(&m->done_reason, "invalid answer: ");
     size_t prefix = m->done_reason.len;
     int ok = model_check_reply(m, r, s->record_ref, &m->done_reason) == 0;
-    if (ok) answer_cache_store(m, s); /* its key was made at submit; it reads r->vector */
+    if (ok && m->cache.log) answer_cache_store(m, s); /* its key was made at submit; it reads r->vector */
     json_decref(r->vector);
     r->vector = NULL;
     if (ok) {

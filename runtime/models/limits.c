@@ -65,6 +65,7 @@ static int64_t bucket_wait_ms(struct bucket *b, int64_t now, double amount)
 
 int64_t limits_wait_ms(struct limits *l, int64_t now, int64_t tokens)
 {
+    if (!l->rpm.on && !l->tpm.on) return 0; /* the usual case: no rate limits declared */
     int64_t r = bucket_wait_ms(&l->rpm, now, 1), t = bucket_wait_ms(&l->tpm, now, (double)tokens);
     return r > t ? r : t;
 }
