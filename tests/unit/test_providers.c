@@ -377,8 +377,13 @@ static int spec_has(const struct option_spec *spec, const char *name)
     return 0;
 }
 
-/* Push the options table of the case; 0, or -1 (reported) when it is not a table of the
- * provider's own options. */
+static const char *const task_names[] = {"classification", "text_generation", "embedding"};
+
+/* Push the options the provider is opened with: the case's, declared as a job script would
+ * (model.PROVIDER{...}, with the call's task and a prompt), checked there and read back as the
+ * checked copy, exactly what the engine hands the provider. 0, or -1 (reported) when they are
+ * not a table of the provider's own options or do not pass the check (unless the case expects
+ * that: an open-error holding the message). */
 static int push_options(struct run *run, lua_State *L, const struct provider_ops *ops)
 {
     const struct case_file *c = run->c;
@@ -392,8 +397,9 @@ static int push_options(struct run *run, lua_State *L, const struct provider_ops
         lua_pop(L, 1);
         return -1;
     }
+    int table = lua_gettop(L);
     lua_pushnil(L);
-    while (lua_next(L, -2)) {
+    while (lua_next(L, table)) {
         lua_pop(L, 1);
         const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a name)";
         if (!spec_has(ops->options, key) || spec_has(engine_options, key)) {
@@ -403,6 +409,24 @@ static int push_options(struct run *run, lua_State *L, const struct provider_ops
             return -1;
         }
     }
+    lua_pushstring(L, task_names[c->task]);
+    lua_setfield(L, table, "task");
+    lua_pushstring(L, c->prompt ? c->prompt : "x");
+    lua_setfield(L, table, "prompt");
+    lua_getglobal(L, "model");
+    lua_getfield(L, -1, ops->name);
+    lua_remove(L, -2);
+    lua_insert(L, table);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        const char *why = lua_tostring(L, -1);
+        if (!c->open_error) mismatch(run, c->options->line, "options: %s", why);
+        else if (!strstr(why, c->open_error->text))
+            mismatch(run, c->open_error->line, "options: want an error holding '%s', got '%s'", c->open_error->text, why);
+        lua_pop(L, 1);
+        return -1;
+    }
+    luajob_decl_options(L, -1);
+    lua_remove(L, -2);
     return 0;
 }
 
@@ -511,7 +535,7 @@ static void run_case(struct run *run)
     struct http_request req;
     http_request_init(&req);
     void *self = NULL;
-    if (push_options(run, L, ops)) goto done;
+    if (push_options(run, L, ops)) goto done; /* an open-error case may be settled by the check */
     self = ops->open(&env, -1, &setup, &err);
     if (c->open_error) {
         if (self) mismatch(run, c->open_error->line, "open: want an error holding '%s', it opened", c->open_error->text);
