@@ -16,7 +16,6 @@
 #include <math.h>
 #include <string.h>
 
-#define CONCURRENCY_MAX 10000
 #define AUTO_MAX 256                /* concurrency = "auto": the window grows up to this */
 #define AUTO_START LIMITS_AUTO_START /* ... starts here, and RTTs measured at or below it are the baseline */
 #define AUTO_MIN 1
@@ -83,61 +82,32 @@ void limits_usage(struct limits *l, int64_t used, int64_t estimate)
 
 /* ---- the declaration ---- */
 
-/* Duration value at the top of the stack: a number of seconds or "30s"/"250ms". */
-static int read_duration(lua_State *L, const char *name, int64_t *ms, struct rn_err *err)
-{
-    if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) > 0) {
-        *ms = (int64_t)(lua_tonumber(L, -1) * 1000 + 0.5);
-    } else if (lua_type(L, -1) != LUA_TSTRING || rn_parse_duration_ms(lua_tostring(L, -1), ms) || *ms <= 0) {
-        if (lua_type(L, -1) == LUA_TSTRING)
-            return rn_fail(err, "limits.%s: bad duration \"%s\" (e.g. \"30s\", \"500ms\")", name, lua_tostring(L, -1));
-        return rn_fail(err, "limits.%s: expected a duration like \"30s\", got %s", name, luaL_typename(L, -1));
-    }
-    if (*ms < 1) *ms = 1;
-    return 0;
-}
-
+/* The `limits` table as the declaration checked it (MODEL_LIMITS_OPTIONS in models/model.h:
+ * concurrency an integer in range or "auto", rpm and tpm above 0, durations, retries 0..100). */
 int limits_read(struct limits *l, lua_State *L, int opts, struct rn_err *err)
 {
+    (void)err;
     l->concurrency = 64;
     l->retries = 5;
     l->timeout_ms = 30000;
     l->connect_timeout_ms = -1;
-    if (!opt_push(L, opts, "limits")) goto defaults;
-    static const char *const known = "concurrency, rpm, tpm, timeout, connect_timeout, retries";
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-        int rc = 0;
-        if (strcmp(key, "concurrency") == 0) {
-            if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "auto") == 0) {
-                l->adaptive = 1;
-            } else if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > CONCURRENCY_MAX) {
-                rc = rn_fail(err, "limits.concurrency: expected an integer from 1 to %d or \"auto\"", CONCURRENCY_MAX);
-            } else {
-                l->concurrency = (int)lua_tointeger(L, -1);
-            }
-        } else if (strcmp(key, "rpm") == 0 || strcmp(key, "tpm") == 0) {
-            if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0) || !isfinite(lua_tonumber(L, -1)))
-                rc = rn_fail(err, "limits.%s: expected a number greater than 0", key);
-            else bucket_init(key[0] == 'r' ? &l->rpm : &l->tpm, lua_tonumber(L, -1), rn_now_ms());
-        } else if (strcmp(key, "timeout") == 0) {
-            rc = read_duration(L, key, &l->timeout_ms, err);
-        } else if (strcmp(key, "connect_timeout") == 0) {
-            rc = read_duration(L, key, &l->connect_timeout_ms, err);
-        } else if (strcmp(key, "retries") == 0) {
-            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > 100)
-                rc = rn_fail(err, "limits.retries: expected an integer from 0 to 100");
-            else l->retries = (int)lua_tointeger(L, -1);
-        } else {
-            rc = rn_fail(err, "limits: unknown key '%s' (known: %s)", key, known);
-        }
+    if (opt_push(L, opts, "limits")) {
+        int t = lua_gettop(L);
+        lua_getfield(L, t, "concurrency");
+        if (lua_type(L, -1) == LUA_TSTRING) l->adaptive = 1; /* the only string the spec lets through: "auto" */
+        else if (lua_isinteger(L, -1)) l->concurrency = (int)lua_tointeger(L, -1);
         lua_pop(L, 1);
-        if (rc) { lua_pop(L, 2); return -1; }
+        double rpm = opt_number(L, t, "rpm", 0), tpm = opt_number(L, t, "tpm", 0);
+        if (rpm > 0) bucket_init(&l->rpm, rpm, rn_now_ms());
+        if (tpm > 0) bucket_init(&l->tpm, tpm, rn_now_ms());
+        l->timeout_ms = opt_duration_ms(L, t, "timeout", 30000);
+        l->connect_timeout_ms = opt_duration_ms(L, t, "connect_timeout", -1);
+        l->retries = (int)opt_integer(L, t, "retries", 5);
+        lua_pop(L, 1);
     }
-    lua_pop(L, 1);
-defaults:
+    if (l->timeout_ms < 1) l->timeout_ms = 1;
     if (l->connect_timeout_ms < 0) l->connect_timeout_ms = l->timeout_ms < 10000 ? l->timeout_ms : 10000;
+    if (l->connect_timeout_ms < 1) l->connect_timeout_ms = 1;
     if (l->adaptive) {
         l->concurrency = AUTO_MAX;
         l->window = l->window_min = l->window_max = AUTO_START;

@@ -24,93 +24,36 @@ static int field_compare(const void *a, const void *b)
     return strcmp(((const struct output_field *)a)->name, ((const struct output_field *)b)->name);
 }
 
-/* Read one field spec ({type=, min=, max=, enum=, description=} or just "type") at idx. */
+/* Read one field at idx, as the declaration checked it (lua/options.h: a table with a known
+ * type, numbers for min and max, a list of strings for enum, a string description). What a
+ * spec cannot say is checked here: which keys go with which type, and min <= max. */
 static int read_field(lua_State *L, int idx, struct output_field *f, struct rn_err *err)
 {
     idx = lua_absindex(L, idx);
-    if (lua_type(L, idx) == LUA_TSTRING) {
-        if (parse_field_type(lua_tostring(L, idx), &f->type))
-            return rn_fail(err, "output.%s: unknown type \"%s\" (integer, number, string, boolean, vector)", f->name,
-                           lua_tostring(L, idx));
-        return 0;
-    }
-    if (lua_type(L, idx) != LUA_TTABLE)
-        return rn_fail(err, "output.%s: expected a table like { type = \"integer\" }, got %s", f->name,
-                       luaL_typename(L, idx));
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-        if (!key || !(strcmp(key, "type") == 0 || strcmp(key, "min") == 0 || strcmp(key, "max") == 0 ||
-                      strcmp(key, "enum") == 0 || strcmp(key, "description") == 0)) {
-            lua_pop(L, 2);
-            return rn_fail(err, "output.%s: unknown key %s%s%s (known: type, min, max, enum, description)", f->name,
-                           key ? "'" : "", key ? key : "(a positional value)", key ? "'" : "");
-        }
-        lua_pop(L, 1);
-    }
-    lua_getfield(L, idx, "type");
-    if (lua_type(L, -1) != LUA_TSTRING) {
-        lua_pop(L, 1);
+    if (parse_field_type(opt_string(L, idx, "type", ""), &f->type))
         return rn_fail(err, "output.%s: missing type (integer, number, string, boolean, vector)", f->name);
-    }
-    if (parse_field_type(lua_tostring(L, -1), &f->type)) {
-        rn_fail(err, "output.%s: unknown type \"%s\" (integer, number, string, boolean, vector)", f->name,
-                lua_tostring(L, -1));
-        lua_pop(L, 1);
-        return -1;
-    }
-    lua_pop(L, 1);
     const char *bounds[2] = {"min", "max"};
     for (int k = 0; k < 2; k++) {
-        lua_getfield(L, idx, bounds[k]);
-        if (!lua_isnil(L, -1)) {
-            if (f->type != FIELD_INTEGER && f->type != FIELD_NUMBER) {
-                lua_pop(L, 1);
-                return rn_fail(err, "output.%s: %s applies to integer and number fields only", f->name, bounds[k]);
-            }
-            if (lua_type(L, -1) != LUA_TNUMBER) {
-                lua_pop(L, 1);
-                return rn_fail(err, "output.%s: %s must be a number", f->name, bounds[k]);
-            }
-            if (k == 0) { f->has_min = 1; f->min = lua_tonumber(L, -1); }
-            else { f->has_max = 1; f->max = lua_tonumber(L, -1); }
-        }
+        if (!opt_push(L, idx, bounds[k])) continue;
+        double v = lua_tonumber(L, -1);
         lua_pop(L, 1);
+        if (f->type != FIELD_INTEGER && f->type != FIELD_NUMBER)
+            return rn_fail(err, "output.%s: %s applies to integer and number fields only", f->name, bounds[k]);
+        if (k == 0) { f->has_min = 1; f->min = v; }
+        else { f->has_max = 1; f->max = v; }
     }
     if (f->has_min && f->has_max && f->min > f->max)
         return rn_fail(err, "output.%s: min is greater than max", f->name);
-    lua_getfield(L, idx, "description");
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TSTRING) {
-            lua_pop(L, 1);
-            return rn_fail(err, "output.%s: description must be a string", f->name);
-        }
-        f->description = rn_strdup(lua_tostring(L, -1));
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, idx, "enum");
-    if (!lua_isnil(L, -1)) {
-        if (f->type != FIELD_STRING) {
-            lua_pop(L, 1);
-            return rn_fail(err, "output.%s: enum applies to string fields only", f->name);
-        }
-        lua_Integer n = lua_type(L, -1) == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, -1) : 0;
-        if (n == 0) {
-            lua_pop(L, 1);
-            return rn_fail(err, "output.%s: enum must be a non-empty list of strings", f->name);
-        }
-        f->enum_values = rn_calloc((size_t)n, sizeof *f->enum_values);
-        for (lua_Integer i = 1; i <= n; i++) {
-            lua_rawgeti(L, -1, i);
-            if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0) {
-                lua_pop(L, 2);
-                return rn_fail(err, "output.%s: enum[%lld] must be a non-empty string", f->name, (long long)i);
-            }
-            f->enum_values[f->enum_count++] = rn_strdup(lua_tostring(L, -1));
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
+    const char *description = opt_string(L, idx, "description", NULL);
+    if (description) f->description = rn_strdup(description);
+    size_t n = 0;
+    char **values = opt_string_list(L, idx, "enum", &n);
+    if (!values) return 0;
+    f->enum_values = values;
+    f->enum_count = n;
+    if (f->type != FIELD_STRING) return rn_fail(err, "output.%s: enum applies to string fields only", f->name);
+    for (size_t i = 0; i < n; i++)
+        if (!*values[i]) return rn_fail(err, "output.%s: enum[%zu] must be a non-empty string", f->name, i + 1);
     return 0;
 }
 
@@ -129,10 +72,6 @@ int output_read(struct output *o, lua_State *L, int opts, enum model_task task, 
     if (declared) {
         lua_pushnil(L);
         while (lua_next(L, -2)) {
-            if (lua_type(L, -2) != LUA_TSTRING) {
-                lua_pop(L, 3);
-                return rn_fail(err, "output: fields must be named: output = { rating = { type = \"integer\" } }");
-            }
             add_field(o, lua_tostring(L, -2), FIELD_STRING);
             if (read_field(L, -1, &o->fields[o->field_count - 1], err)) { lua_pop(L, 3); return -1; }
             lua_pop(L, 1);

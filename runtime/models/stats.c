@@ -44,22 +44,14 @@ void stats_latency_add(struct stats *s, int64_t us)
     s->latency_count++;
 }
 
+/* `price` as the declaration checked it (MODEL_PRICE_OPTIONS: numbers >= 0). */
 int stats_read_price(struct stats *s, lua_State *L, int opts, struct rn_err *err)
 {
+    (void)err;
     if (!opt_push(L, opts, "price")) return 0;
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-        int is_in = strcmp(key, "input") == 0, is_out = strcmp(key, "output") == 0;
-        int rc = 0;
-        if (!is_in && !is_out) rc = rn_fail(err, "price: unknown key '%s' (known: input, output)", key);
-        else if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0))
-            rc = rn_fail(err, "price.%s: expected USD per 1M tokens, a number >= 0", key);
-        else if (is_in) s->price_in = lua_tonumber(L, -1);
-        else s->price_out = lua_tonumber(L, -1);
-        lua_pop(L, 1);
-        if (rc) { lua_pop(L, 2); return -1; }
-    }
+    int t = lua_gettop(L);
+    s->price_in = opt_number(L, t, "input", 0);
+    s->price_out = opt_number(L, t, "output", 0);
     lua_pop(L, 1);
     s->has_price = 1;
     return 0;
