@@ -2,6 +2,7 @@
  * and chooses exit codes (0 ok, 1 the job failed, 2 usage or the job is
  * already running, 130 interrupted). */
 #include <curl/curl.h>
+#include <jansson.h>
 #include <lauxlib.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,7 +30,9 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: runnel run JOB.lua [options]     run a job\n"
-            "       runnel check JOB.lua [--set k=v]  check a job script without running it\n"
+            "       runnel check JOB.lua [--set k=v] [--describe]\n"
+            "                                         check a job script without running it;\n"
+            "                                         --describe prints what runnel serve reads as JSON\n"
             "       runnel help [NAME]                list plugins, or the options of one\n"
             "                                         (source.csv, sink.jsonl, model.openai, job)\n"
             "       runnel --version\n"
@@ -116,6 +119,55 @@ static const char *job_name(lua_State *L)
     return name;
 }
 
+/* A serve/schedule table of the declaration as JSON strings, two levels deep (NULL if absent). */
+static json_t *describe_table(lua_State *L, int tbl, int depth)
+{
+    if (!lua_istable(L, tbl)) return NULL;
+    json_t *o = json_object();
+    lua_pushnil(L);
+    while (lua_next(L, tbl)) {
+        if (lua_istable(L, -1) && depth < 2) json_object_set_new(o, lua_tostring(L, -2), describe_table(L, lua_gettop(L), depth + 1));
+        else json_object_set_new(o, lua_tostring(L, -2), json_string(lua_tostring(L, -1)));
+        lua_pop(L, 1);
+    }
+    return o;
+}
+
+/* `runnel check JOB.lua --describe`: what the supervisor needs, without running job code in its
+ * own process: {"job", "file", "serve", "schedule", "dead_letters" (a JSONL errors sink's path)}.
+ * The values were checked when job{} ran. */
+static void describe_job(lua_State *L, const char *script, const char *name)
+{
+    int opts = luajob_decl_options(L, -1);
+    json_t *o = json_object();
+    json_object_set_new(o, "job", json_string(name));
+    json_object_set_new(o, "file", json_string(script));
+    static const char *const tables[] = {"serve", "schedule"};
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, opts, tables[i]);
+        json_t *t = describe_table(L, lua_gettop(L), 1);
+        json_object_set_new(o, tables[i], t ? t : json_null());
+        lua_pop(L, 1);
+    }
+    json_t *dead = json_null();
+    if (opt_push(L, opts, "errors")) {
+        const char *type = luajob_decl_type(L, -1);
+        if (type && strcmp(type, "jsonl") == 0) {
+            int sink_opts = luajob_decl_options(L, -1);
+            const char *path = opt_string(L, sink_opts, "path", NULL);
+            if (path) dead = json_string(path);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    json_object_set_new(o, "dead_letters", dead);
+    lua_pop(L, 1);
+    char *text = json_dumps(o, JSON_COMPACT);
+    printf("%s\n", text);
+    free(text);
+    json_decref(o);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) { usage(stderr); return 2; }
@@ -127,7 +179,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "runnel: unknown command '%s' (run, check, help)\n", cmd);
         return 2;
     }
-    int checking = strcmp(cmd, "check") == 0;
+    int checking = strcmp(cmd, "check") == 0, describing = 0;
     const char *script = NULL, *mode = "batch";
     struct run_options ro = {0};
     ro.progress = isatty(STDERR_FILENO);
@@ -181,6 +233,8 @@ int main(int argc, char **argv)
             ro.progress = 0;
         } else if (!strcmp(a, "--quiet")) {
             ro.quiet = 1;
+        } else if (checking && !strcmp(a, "--describe")) {
+            describing = 1;
         } else if (a[0] == '-') {
             fprintf(stderr, "runnel: unknown option '%s' (runnel --help)\n", a);
             free(params);
@@ -209,6 +263,10 @@ int main(int argc, char **argv)
         goto done;
     }
     env.job_name = job_name(L);
+    if (describing) {
+        describe_job(L, script, env.job_name);
+        goto done;
+    }
     if (checking) {
         printf("%s: ok (job %s)\n", script, env.job_name);
         goto done;

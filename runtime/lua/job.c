@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/json.h"
+#include "serve/spec.h"
 
 #define SECRET_META "runnel.secret"
 #define DECL_META "runnel.declaration"
@@ -191,10 +192,49 @@ static const struct option_spec job_options[] = {
      OPT_RANGE(1, 1 << 24)},
     {"checkpoint_interval", OPT_DURATION, 0, "5s", .help = "how often sinks are flushed and progress committed",
      OPT_AT_LEAST(0)},
+    {"serve", OPT_TABLE, 0, NULL, .help = "how runnel serve runs the job: { mode = \"stream\"|\"batch\", "
+     "restart = { on = \"failure\", backoff = \"1s..5m\", budget = \"5/10m\" } }"},
+    {"schedule", OPT_TABLE, 0, NULL, .help = "batch runs by runnel serve: { cron = \"0 3 * * *\"|\"@every 15m\", "
+     "timezone =, overlap = \"forbid\"|\"replace\"|\"allow\", starting_deadline = }"},
     {NULL},
 };
 
 const struct option_spec *luajob_job_options(void) { return job_options; }
+
+/* The string (or number) values of a serve/schedule table, two levels deep, into spec. */
+static int serving_table(lua_State *L, int tbl, const char *prefix, int depth, struct serve_spec *spec,
+                         struct rn_err *err)
+{
+    lua_pushnil(L);
+    while (lua_next(L, tbl)) {
+        char key[128];
+        if (lua_type(L, -2) != LUA_TSTRING) { lua_pop(L, 2); return rn_fail(err, "%s: options must be named", prefix); }
+        snprintf(key, sizeof key, "%s.%s", prefix, lua_tostring(L, -2));
+        int t = lua_type(L, -1), rc;
+        if (t == LUA_TTABLE && depth < 2) rc = serving_table(L, lua_gettop(L), key, depth + 1, spec, err);
+        else if (t == LUA_TSTRING || t == LUA_TNUMBER) rc = serve_spec_set(spec, key, lua_tostring(L, -1), err);
+        else rc = rn_fail(err, "%s: expected a string, got %s", key, luaL_typename(L, -1));
+        lua_pop(L, 1);
+        if (rc) { lua_pop(L, 1); return -1; }
+    }
+    return 0;
+}
+
+/* serve = {...} and schedule = {...}, checked by serve/spec.h as the supervisor reads them, so
+ * `runnel check` reports a bad cron line or restart budget at the job's line. */
+static int check_serving(lua_State *L, int opts, struct rn_err *err)
+{
+    struct serve_spec spec;
+    serve_spec_init(&spec);
+    static const char *const tables[] = {"serve", "schedule"};
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, opts, tables[i]);
+        int rc = lua_istable(L, -1) ? serving_table(L, lua_gettop(L), tables[i], 1, &spec, err) : 0;
+        lua_pop(L, 1);
+        if (rc) return -1;
+    }
+    return serve_spec_finish(&spec, err);
+}
 
 static int l_job(lua_State *L)
 {
@@ -204,6 +244,11 @@ static int l_job(lua_State *L)
     lua_settop(L, 1);
     struct rn_err err;
     if (options_check(L, 1, job_options, "job", where, &err)) return declaration_error(L, &err);
+    if (check_serving(L, lua_gettop(L), &err)) {
+        lua_pop(L, 1);
+        rn_wrap(&err, "%s: job", where);
+        return declaration_error(L, &err);
+    }
     push_declaration(L, "job", "job", NULL, where);
     return 1;
 }
