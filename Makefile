@@ -1,7 +1,7 @@
 # runnel: build, test, demo, bench. Read top to bottom; `make help` lists the targets.
 
 CC      ?= cc
-PKGS    := lua5.4 libcurl jansson libcrypto $(if $(WITHOUT_KAFKA),,rdkafka)
+PKGS    := lua5.4 libcurl jansson libcrypto sqlite3 libmicrohttpd $(if $(WITHOUT_KAFKA),,rdkafka)
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
 CPPFLAGS_ALL = $(WARN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Iruntime
@@ -12,7 +12,8 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps \
                 liblua5.4-dev libcurl4-openssl-dev librdkafka-dev libcsv-dev \
                 libjansson-dev libmicrohttpd-dev libssl-dev tzdata \
-                postgresql-15 libpq-dev python3 python3-avro libavro-dev
+                postgresql-15 libpq-dev python3 python3-avro libavro-dev \
+                libsqlite3-dev sqlite3
 
 # Sources are found in runtime/'s folders (see runtime/README.md). A plugin whose library is
 # missing can be left out: WITHOUT_KAFKA=1 builds without source.kafka and sink.kafka.

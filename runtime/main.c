@@ -13,6 +13,7 @@
 #include "lua/job.h"
 #include "engine/lock.h"
 #include "engine/pipeline.h"
+#include "serve/supervisor.h"
 
 /* The one process-wide variable, on purpose: a signal handler can reach nothing else. */
 static volatile sig_atomic_t stop_requested = 0;
@@ -33,6 +34,8 @@ static void usage(FILE *out)
             "       runnel check JOB.lua [--set k=v] [--describe]\n"
             "                                         check a job script without running it;\n"
             "                                         --describe prints what runnel serve reads as JSON\n"
+            "       runnel serve --jobs DIR [--state DIR] [--listen HOST:PORT] [--token-file F]\n"
+            "                    [--stop-timeout D]   supervise every DIR/*.lua (see README: Supervising jobs)\n"
             "       runnel help [NAME]                list plugins, or the options of one\n"
             "                                         (source.csv, sink.jsonl, model.openai, job)\n"
             "       runnel --version\n"
@@ -168,6 +171,41 @@ static void describe_job(lua_State *L, const char *script, const char *name)
     json_decref(o);
 }
 
+/* runnel serve: the options, then the supervisor (serve/supervisor.h). */
+static int cmd_serve(int argc, char **argv)
+{
+    struct serve_options so = {0};
+    so.state_dir = getenv("RUNNEL_STATE_DIR") ? getenv("RUNNEL_STATE_DIR") : ".runnel";
+    so.listen = "127.0.0.1:8080";
+    so.stop_timeout_ms = 30000;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--jobs") || !strcmp(a, "--state") || !strcmp(a, "--listen") || !strcmp(a, "--token-file") ||
+            !strcmp(a, "--stop-timeout")) {
+            if (!next) { fprintf(stderr, "runnel: serve: %s needs a value\n", a); return 2; }
+            i++;
+            if (!strcmp(a, "--jobs")) so.jobs_dir = next;
+            else if (!strcmp(a, "--state")) so.state_dir = next;
+            else if (!strcmp(a, "--listen")) so.listen = next;
+            else if (!strcmp(a, "--token-file")) so.token_file = next;
+            else if (rn_parse_duration_ms(next, &so.stop_timeout_ms) || so.stop_timeout_ms <= 0) {
+                fprintf(stderr, "runnel: serve: --stop-timeout needs a duration such as 30s, not '%s'\n", next);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "runnel: serve: unknown option '%s' (runnel --help)\n", a);
+            return 2;
+        }
+    }
+    if (!so.jobs_dir) { fprintf(stderr, "runnel: serve: --jobs DIR is required\n"); return 2; }
+    struct rn_err err;
+    if (supervisor_run(&so, &err)) {
+        fprintf(stderr, "runnel: %s\n", err.msg);
+        return 2;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) { usage(stderr); return 2; }
@@ -175,8 +213,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) { usage(stdout); return 0; }
     if (!strcmp(cmd, "--version")) { printf("runnel %s\n", RN_VERSION); return 0; }
     if (!strcmp(cmd, "help")) return cmd_help(argc > 2 ? argv[2] : NULL);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc, argv);
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
-        fprintf(stderr, "runnel: unknown command '%s' (run, check, help)\n", cmd);
+        fprintf(stderr, "runnel: unknown command '%s' (run, check, serve, help)\n", cmd);
         return 2;
     }
     int checking = strcmp(cmd, "check") == 0, describing = 0;

@@ -345,3 +345,21 @@ int64_t tz_local_to_utc(const struct tz *tz, int64_t local)
     }
     return hi;
 }
+
+void tz_format_iso8601(const struct tz *tz, int64_t unix_ms, int with_ms, char out[TZ_ISO_MAX])
+{
+    int64_t secs = floor_div(unix_ms, 1000);
+    int ms = (int)(unix_ms - secs * 1000);
+    int32_t east = tz ? tz_offset_at(tz, secs) : 0;
+    int64_t local = secs + east, days = floor_div(local, 86400), in_day = local - days * 86400, year;
+    int month, day;
+    tz_civil_from_days(days, &year, &month, &day);
+    char frac[8] = "", zone[8] = "Z";
+    if (with_ms) snprintf(frac, sizeof frac, ".%03d", ms);
+    if (tz) {
+        int32_t a = east < 0 ? -east : east;
+        snprintf(zone, sizeof zone, "%c%02d:%02d", east < 0 ? '-' : '+', (int)(a / 3600) % 100, (int)(a % 3600 / 60));
+    }
+    snprintf(out, TZ_ISO_MAX, "%04lld-%02d-%02dT%02d:%02d:%02d%s%s", (long long)year, month, day, (int)(in_day / 3600),
+             (int)(in_day % 3600 / 60), (int)(in_day % 60), frac, zone);
+}

@@ -27,6 +27,11 @@ int32_t tz_offset_at(const struct tz *tz, int64_t utc);
  * of the change. */
 int64_t tz_local_to_utc(const struct tz *tz, int64_t local);
 
+/* Unix milliseconds as ISO 8601 in zone tz (NULL: UTC, written "Z"), e.g.
+ * "2026-12-02T03:00:00+01:00", with ".123" milliseconds when with_ms. */
+#define TZ_ISO_MAX 40
+void tz_format_iso8601(const struct tz *tz, int64_t unix_ms, int with_ms, char out[TZ_ISO_MAX]);
+
 /* Days since 1970-01-01 of a civil date, and back (proleptic Gregorian). */
 int64_t tz_days_from_civil(int64_t year, int month, int day);
 void tz_civil_from_days(int64_t days, int64_t *year, int *month, int *day);
