@@ -23,42 +23,25 @@
 #include <unistd.h>
 
 #include "serve/api.h"
+#include "serve/cronjob.h"
+#include "serve/supervisor_int.h"
 
 #define DESCRIBE_TIMEOUT_MS 30000
 #define RESCAN_DEBOUNCE_MS 200   /* an editor writes a file in several steps */
 #define RESCAN_POLL_MS 2000      /* without inotify */
 #define MAX_WAIT_MS 60000        /* a wall-clock change is noticed within a minute */
-#define MISSED_MAX 100000        /* firings counted after a long absence */
 
-struct supervisor {
-    struct serve_options opts;
-    char exe[PATH_MAX];
-    char jobs_dir[PATH_MAX];
-    char state_dir[PATH_MAX];
-    char serve_dir[PATH_MAX + 8];  /* STATE/serve: run summaries and job logs */
-    int epfd, sigfd, inofd;
-    struct job_table jobs;
-    struct history *history;
-    struct api *api;
-    int stopping;                  /* SIGTERM/SIGINT: every run is being stopped */
-    int64_t rescan_at_ms;          /* monotonic; 0: none due */
-    int64_t started_ms;
-    int64_t run_seq;               /* numbers the runs' summary files */
-};
-
-static int64_t wall_ms(void)
+int64_t sup_wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A line on serve's stderr about job (NULL: serve itself). */
-static void note(const struct serve_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void note(const struct serve_job *job, const char *fmt, ...)
+void sup_note(const struct serve_job *job, const char *fmt, ...)
 {
     char iso[TZ_ISO_MAX], msg[1536];
-    tz_format_iso8601(NULL, wall_ms(), 1, iso);
+    tz_format_iso8601(NULL, sup_wall_ms(), 1, iso);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -71,14 +54,14 @@ static void watch_fd(struct supervisor *s, int fd)
 {
     if (fd < 0) return;
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev)) note(NULL, "cannot watch descriptor %d: %s", fd, strerror(errno));
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev)) sup_note(NULL, "cannot watch descriptor %d: %s", fd, strerror(errno));
 }
 
 static void set_error(struct serve_job *job, const char *msg) { snprintf(job->last_error, sizeof job->last_error, "%s", msg); }
 
 /* ---- runs ---- */
 
-static void start_run(struct supervisor *s, struct serve_job *job, const char *trigger, int64_t scheduled_ms)
+void sup_start_run(struct supervisor *s, struct serve_job *job, const char *trigger, int64_t scheduled_ms)
 {
     struct rn_err err;
     if (job->nruns == JOB_MAX_RUNS) return;
@@ -93,13 +76,13 @@ static void start_run(struct supervisor *s, struct serve_job *job, const char *t
     char log[sizeof s->serve_dir + JOB_NAME_MAX + 8];
     snprintf(log, sizeof log, "%s/%s.log", s->serve_dir, job->name);
     run->log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (run->log_fd < 0) note(job, "%s: cannot open the job's log: %s", log, strerror(errno));
+    if (run->log_fd < 0) sup_note(job, "%s: cannot open the job's log: %s", log, strerror(errno));
     const char *mode = job->spec.mode == SERVE_BATCH ? "batch" : "stream";
     char *argv[] = {"runnel", "run", job->file, "--mode", (char *)mode, "--state-dir", s->state_dir,
                     "--summary-json", run->summary_path, "--no-progress", NULL};
     if (child_spawn(&run->child, s->exe, argv, 0, run->log_fd, &err)) {
         set_error(job, err.msg);
-        note(job, "FAILED: %s", err.msg);
+        sup_note(job, "FAILED: %s", err.msg);
         jobs_run_free(run);
         if (job->nruns == 0) job->state = JOB_FAILED;
         return;
@@ -107,107 +90,19 @@ static void start_run(struct supervisor *s, struct serve_job *job, const char *t
     watch_fd(s, run->child.err_fd);
     run->id = history_started(s->history, job->name, job->file, trigger, scheduled_ms, run->child.started_wall_ms,
                               (long)run->child.pid, &err);
-    if (run->id < 0) note(job, "history: %s", err.msg);
+    if (run->id < 0) sup_note(job, "history: %s", err.msg);
     job->runs[job->nruns++] = run;
     job->state = JOB_RUNNING;
     job->restart_at_ms = 0;
-    note(job, "RUNNING (pid %ld, %s, %s)", (long)run->child.pid, mode, trigger);
+    sup_note(job, "RUNNING (pid %ld, %s, %s)", (long)run->child.pid, mode, trigger);
 }
 
-static void stop_runs(struct supervisor *s, struct serve_job *job)
+void sup_stop_runs(struct supervisor *s, struct serve_job *job)
 {
     for (int i = 0; i < job->nruns; i++) {
         job->runs[i]->stop_requested = 1;
         child_terminate(&job->runs[i]->child, s->opts.stop_timeout_ms);
     }
-}
-
-static void skip_firing(struct supervisor *s, struct serve_job *job, int64_t fire_ms, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void skip_firing(struct supervisor *s, struct serve_job *job, int64_t fire_ms, const char *fmt, ...)
-{
-    char reason[512], iso[TZ_ISO_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof reason, fmt, ap);
-    va_end(ap);
-    tz_format_iso8601(job->tz, fire_ms, 0, iso);
-    note(job, "run of %s SKIPPED: %s", iso, reason);
-    struct rn_err err;
-    if (history_skipped(s->history, job->name, job->file, fire_ms, wall_ms(), reason, &err)) note(job, "history: %s", err.msg);
-}
-
-/* The first firing after at_ms (Unix ms), or 0 when the schedule has none. */
-static int64_t next_firing(const struct serve_job *job, int64_t at_ms)
-{
-    int64_t next = cron_next(&job->spec.cron, job->tz, at_ms / 1000);
-    return next < 0 ? 0 : next * 1000;
-}
-
-/* The schedule fires for fire_ms, now or late: Kubernetes CronJob's concurrencyPolicy and
- * startingDeadlineSeconds decide whether it runs. */
-static void fire(struct supervisor *s, struct serve_job *job, int64_t fire_ms)
-{
-    char deadline[32];
-    int64_t late_ms = wall_ms() - fire_ms;
-    if (job->spec.starting_deadline_ms && late_ms > job->spec.starting_deadline_ms) {
-        snprintf(deadline, sizeof deadline, "%.1f", (double)job->spec.starting_deadline_ms / 1000.0);
-        skip_firing(s, job, fire_ms, "it could start only %.1f s after its time, later than starting_deadline (%s s)",
-                    (double)late_ms / 1000.0, deadline);
-        return;
-    }
-    if (job->nruns == 0) {
-        start_run(s, job, "schedule", fire_ms);
-        return;
-    }
-    char iso[TZ_ISO_MAX];
-    switch (job->spec.overlap) {
-    case OVERLAP_FORBID:
-        if (job->pending_fire_ms) {
-            tz_format_iso8601(job->tz, fire_ms, 0, iso);
-            skip_firing(s, job, job->pending_fire_ms,
-                        "the previous run was still running when the next firing (%s) came (overlap = forbid)", iso);
-        }
-        job->pending_fire_ms = fire_ms; /* runs when the current run ends, if still in time */
-        break;
-    case OVERLAP_REPLACE:
-        if (job->then == THEN_RUN && job->then_scheduled_ms)
-            skip_firing(s, job, job->then_scheduled_ms, "replaced by a later firing before it could start (overlap = replace)");
-        job->then = THEN_RUN;
-        job->then_trigger = "schedule";
-        job->then_scheduled_ms = fire_ms;
-        note(job, "replacing the running run (overlap = replace)");
-        stop_runs(s, job);
-        break;
-    case OVERLAP_ALLOW:
-        /* Started even though the job's lock will refuse it while the other run holds it. */
-        if (job->nruns < JOB_MAX_RUNS) start_run(s, job, "schedule", fire_ms);
-        else skip_firing(s, job, fire_ms, "%d runs are running already (overlap = allow)", JOB_MAX_RUNS);
-        break;
-    }
-}
-
-/* A scheduled job becomes active: firings missed since the last one recorded (the supervisor
- * was not running, or the job was stopped) are counted; the latest of them may still run. */
-static void schedule_job(struct supervisor *s, struct serve_job *job)
-{
-    int64_t now = wall_ms(), last = history_last_firing(s->history, job->name);
-    job->next_fire_ms = next_firing(job, now);
-    job->pending_fire_ms = 0;
-    if (last <= 0 || last >= now) return;
-    int64_t first = next_firing(job, last), latest = first, count = 0;
-    for (int64_t n = first; n && n <= now && count < MISSED_MAX; n = next_firing(job, n)) {
-        latest = n;
-        count++;
-    }
-    if (!count || job->suspended) return;
-    if (count > 1) {
-        char iso[TZ_ISO_MAX];
-        tz_format_iso8601(job->tz, latest, 0, iso);
-        skip_firing(s, job, first, "%lld%s firings up to %s were missed while the job was not served; only the latest may run",
-                    (long long)(count - 1), count == MISSED_MAX ? " or more" : "", iso);
-    }
-    fire(s, job, latest);
 }
 
 /* The job is described and has no run: start it as its declarations say. */
@@ -220,18 +115,11 @@ static void activate(struct supervisor *s, struct serve_job *job, const char *tr
     }
     if (job->spec.scheduled) {
         job->state = JOB_SCHEDULED;
-        schedule_job(s, job);
+        cronjob_activate(s, job);
         if (job->nruns) job->state = JOB_RUNNING;
         return;
     }
-    start_run(s, job, trigger, 0);
-}
-
-static void fire_pending(struct supervisor *s, struct serve_job *job)
-{
-    int64_t t = job->pending_fire_ms;
-    job->pending_fire_ms = 0;
-    if (t && !job->suspended) fire(s, job, t);
+    sup_start_run(s, job, trigger, 0);
 }
 
 static void start_describe(struct supervisor *s, struct serve_job *job);
@@ -248,7 +136,7 @@ static void after_runs(struct supervisor *s, struct serve_job *job, const char *
     }
     if (job->removed) {
         if (!job->describe.pid) {
-            note(job, "removed (its file is gone)");
+            sup_note(job, "removed (its file is gone)");
             jobs_remove(&s->jobs, job);
         }
         return;
@@ -262,19 +150,19 @@ static void after_runs(struct supervisor *s, struct serve_job *job, const char *
     enum job_then then = job->then;
     job->then = THEN_NOTHING;
     if (then == THEN_RUN) {
-        start_run(s, job, job->then_trigger, job->then_scheduled_ms);
+        sup_start_run(s, job, job->then_trigger, job->then_scheduled_ms);
         return;
     }
     if (then == THEN_STOP || job->suspended) {
         job->state = JOB_STOPPED;
-        note(job, "STOPPED");
+        sup_note(job, "STOPPED");
         return;
     }
     if (locked) {
         snprintf(job->last_error, sizeof job->last_error, "another runnel runs it: %.990s", error);
         if (job->spec.scheduled) {
             job->state = JOB_SCHEDULED;
-            fire_pending(s, job);
+            cronjob_pending(s, job);
             return;
         }
         int64_t delay = job->spec.restart.backoff_min_ms;
@@ -284,7 +172,7 @@ static void after_runs(struct supervisor *s, struct serve_job *job, const char *
         job->state = JOB_RESTARTING;
         job->restart_at_ms = rn_now_ms() + delay;
         job->restart_trigger = "retry";
-        note(job, "RESTARTING in %.1f s: %s", (double)delay / 1000.0, job->last_error);
+        sup_note(job, "RESTARTING in %.1f s: %s", (double)delay / 1000.0, job->last_error);
         return;
     }
     job->locked_retries = 0;
@@ -293,19 +181,19 @@ static void after_runs(struct supervisor *s, struct serve_job *job, const char *
         job->state = JOB_RESTARTING;
         job->restart_at_ms = rn_now_ms() + delay;
         job->restart_trigger = "restart";
-        note(job, "RESTARTING in %.1f s (%s)", (double)delay / 1000.0, outcome);
+        sup_note(job, "RESTARTING in %.1f s (%s)", (double)delay / 1000.0, outcome);
         return;
     }
     if (delay == -2)
-        note(job, "restart budget spent (%d within %.0f s): stays %s", job->spec.restart.budget,
+        sup_note(job, "restart budget spent (%d within %.0f s): stays %s", job->spec.restart.budget,
              (double)job->spec.restart.budget_window_ms / 1000.0, job->spec.scheduled ? "SCHEDULED" : "FAILED");
     if (job->spec.scheduled) {
         job->state = JOB_SCHEDULED;
-        fire_pending(s, job);
+        cronjob_pending(s, job);
         return;
     }
     job->state = failed ? JOB_FAILED : JOB_FINISHED;
-    note(job, "%s%s%s", job_state_name(job->state), failed ? ": " : "", failed ? job->last_error : "");
+    sup_note(job, "%s%s%s", job_state_name(job->state), failed ? ": " : "", failed ? job->last_error : "");
 }
 
 /* The summary file a run wrote, or NULL. Caller frees. */
@@ -324,7 +212,7 @@ static void on_run_exit(struct supervisor *s, struct serve_job *job, int index, 
     struct job_run *run = job->runs[index];
     long pid = (long)run->child.pid;
     child_finish(&run->child);
-    int64_t now = wall_ms(), running_ms = now - run->child.started_wall_ms;
+    int64_t now = sup_wall_ms(), running_ms = now - run->child.started_wall_ms;
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1, sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     char error[CHILD_LINE_MAX] = "";
     const char *outcome;
@@ -342,7 +230,7 @@ static void on_run_exit(struct supervisor *s, struct serve_job *job, int index, 
     struct rn_err err;
     if (run->id >= 0 &&
         history_ended(s->history, run->id, now, code, sig, outcome, error[0] ? error : NULL, summary, &err))
-        note(job, "history: %s", err.msg);
+        sup_note(job, "history: %s", err.msg);
     if (summary) {
         free(job->last_summary);
         job->last_summary = summary;
@@ -350,7 +238,7 @@ static void on_run_exit(struct supervisor *s, struct serve_job *job, int index, 
     job->last_exit_code = code;
     char how[64];
     child_describe_status(status, how, sizeof how);
-    note(job, "run (pid %ld) ended %s, %s%s%s", pid, outcome, how,
+    sup_note(job, "run (pid %ld) ended %s, %s%s%s", pid, outcome, how,
          error[0] ? ": " : "", error);
     memmove(job->runs + index, job->runs + index + 1, (size_t)(job->nruns - index - 1) * sizeof *job->runs);
     job->nruns--;
@@ -419,7 +307,7 @@ static void on_describe_exit(struct supervisor *s, struct serve_job *job, int st
     if (job->nruns) return; /* the old run drains first; after_runs activates */
     if (!job->ready) {
         job->state = JOB_FAILED;
-        note(job, "FAILED: %s", job->last_error);
+        sup_note(job, "FAILED: %s", job->last_error);
         return;
     }
     activate(s, job, job->reload ? "reload" : "start");
@@ -429,12 +317,12 @@ static void on_describe_exit(struct supervisor *s, struct serve_job *job, int st
 
 static void reload_job(struct supervisor *s, struct serve_job *job)
 {
-    note(job, "%s changed: reloading%s", job->file, job->nruns ? " (the running run drains first)" : "");
+    sup_note(job, "%s changed: reloading%s", job->file, job->nruns ? " (the running run drains first)" : "");
     memset(&job->restarts, 0, sizeof job->restarts);
     job->reload = 1;
     job->then = THEN_NOTHING;
     job->restart_at_ms = job->pending_fire_ms = job->next_fire_ms = 0;
-    stop_runs(s, job);
+    sup_stop_runs(s, job);
     start_describe(s, job);
 }
 
@@ -442,7 +330,7 @@ static void remove_job(struct supervisor *s, struct serve_job *job)
 {
     job->removed = 1;
     job->restart_at_ms = job->next_fire_ms = job->pending_fire_ms = 0;
-    stop_runs(s, job);
+    sup_stop_runs(s, job);
     if (job->describe.pid) child_kill(&job->describe);
     /* a file that declared the same name may take it now */
     for (size_t i = 0; i < s->jobs.count; i++) {
@@ -454,7 +342,7 @@ static void remove_job(struct supervisor *s, struct serve_job *job)
         }
     }
     if (!job->nruns && !job->describe.pid) {
-        note(job, "removed (its file is gone)");
+        sup_note(job, "removed (its file is gone)");
         jobs_remove(&s->jobs, job);
     }
 }
@@ -465,14 +353,14 @@ static void rescan(struct supervisor *s)
     size_t n;
     char **files = jobs_scan_dir(s->jobs_dir, &n, &err);
     if (!files) {
-        note(NULL, "%s", err.msg);
+        sup_note(NULL, "%s", err.msg);
         return;
     }
     for (size_t i = 0; i < n; i++) {
         struct serve_job *job = jobs_by_file(&s->jobs, files[i]);
         struct file_identity id;
         if (jobs_identity(files[i], job ? &job->identity : NULL, &id, &err)) {
-            note(NULL, "%s", err.msg);
+            sup_note(NULL, "%s", err.msg);
             continue;
         }
         if (!job) {
@@ -511,11 +399,11 @@ static void begin_shutdown(struct supervisor *s)
         job->restart_at_ms = job->next_fire_ms = job->pending_fire_ms = 0;
         job->then = THEN_NOTHING;
         runs += job->nruns;
-        stop_runs(s, job);
+        sup_stop_runs(s, job);
         if (job->describe.pid) child_kill(&job->describe);
         if (!job->nruns) job->state = JOB_STOPPED;
     }
-    note(NULL, "stopping: %d run(s) get SIGTERM, SIGKILL after %.1f s", runs, (double)s->opts.stop_timeout_ms / 1000.0);
+    sup_note(NULL, "stopping: %d run(s) get SIGTERM, SIGKILL after %.1f s", runs, (double)s->opts.stop_timeout_ms / 1000.0);
 }
 
 static void reap(struct supervisor *s)
@@ -549,10 +437,10 @@ static void on_signals(struct supervisor *s)
         } else if (si.ssi_signo == SIGHUP) {
             s->rescan_at_ms = rn_now_ms();
         } else if (!s->stopping) {
-            note(NULL, "%s received", strsignal((int)si.ssi_signo));
+            sup_note(NULL, "%s received", strsignal((int)si.ssi_signo));
             begin_shutdown(s);
         } else {
-            note(NULL, "%s received again: killing every run now", strsignal((int)si.ssi_signo));
+            sup_note(NULL, "%s received again: killing every run now", strsignal((int)si.ssi_signo));
             for (size_t i = 0; i < s->jobs.count; i++)
                 for (int r = 0; r < s->jobs.jobs[i]->nruns; r++) child_kill(&s->jobs.jobs[i]->runs[r]->child);
         }
@@ -581,7 +469,7 @@ static int64_t min_deadline(int64_t a, int64_t b) { return b && (!a || b < a) ? 
 /* Act on every timer that is due; return the time to wait for the next one (ms). */
 static int64_t run_timers(struct supervisor *s)
 {
-    int64_t now = rn_now_ms(), wall = wall_ms();
+    int64_t now = rn_now_ms(), wall = sup_wall_ms();
     if (s->stopping) s->rescan_at_ms = 0;
     if (s->rescan_at_ms && now >= s->rescan_at_ms) {
         s->rescan_at_ms = s->inofd < 0 ? now + RESCAN_POLL_MS : 0;
@@ -594,7 +482,7 @@ static int64_t run_timers(struct supervisor *s)
         for (int r = 0; r < job->nruns; r++) {
             struct child *c = &job->runs[r]->child;
             if (c->kill_at_ms && now >= c->kill_at_ms) {
-                note(job, "pid %ld did not stop within %.1f s: SIGKILL", (long)c->pid, (double)s->opts.stop_timeout_ms / 1000.0);
+                sup_note(job, "pid %ld did not stop within %.1f s: SIGKILL", (long)c->pid, (double)s->opts.stop_timeout_ms / 1000.0);
                 child_kill(c);
             }
             due = min_deadline(due, c->kill_at_ms);
@@ -605,20 +493,10 @@ static int64_t run_timers(struct supervisor *s)
             const char *trigger = job->restart_trigger ? job->restart_trigger : "restart";
             job->restart_at_ms = 0;
             if (!strcmp(trigger, "restart")) job->restarts_total++;
-            start_run(s, job, trigger, 0);
+            sup_start_run(s, job, trigger, 0);
         }
         due = min_deadline(due, job->restart_at_ms);
-        if (job->next_fire_ms && wall >= job->next_fire_ms && job->ready && !job->suspended && !s->stopping) {
-            int64_t t = job->next_fire_ms, next = next_firing(job, t), missed = 0;
-            for (; next && next <= wall && missed < MISSED_MAX; next = next_firing(job, next)) {
-                t = next; /* a late wake-up (a suspended machine) fires the latest only */
-                missed++;
-            }
-            if (missed) skip_firing(s, job, job->next_fire_ms, "%lld firing(s) passed while the supervisor was not scheduling",
-                                    (long long)missed);
-            job->next_fire_ms = next;
-            fire(s, job, t);
-        }
+        if (job->ready && !job->suspended && !s->stopping) cronjob_due(s, job, wall);
         if (job->next_fire_ms && job->ready && !job->suspended) wall_due = min_deadline(wall_due, job->next_fire_ms);
     }
     int64_t wait = MAX_WAIT_MS;
@@ -654,7 +532,7 @@ int supervisor_verb(struct supervisor *s, struct serve_job *job, const char *ver
         job->suspended = 0;
         memset(&job->restarts, 0, sizeof job->restarts);
         job->restarts_total = job->locked_retries = 0;
-        note(job, "start (API)");
+        sup_note(job, "start (API)");
         activate(s, job, "api");
         return 0;
     }
@@ -663,10 +541,10 @@ int supervisor_verb(struct supervisor *s, struct serve_job *job, const char *ver
             return rn_fail(err, "job %s is %s; stop fits a RUNNING, RESTARTING or SCHEDULED job", job->name, state), 409;
         job->suspended = 1;
         job->restart_at_ms = job->pending_fire_ms = job->next_fire_ms = 0;
-        note(job, "stop (API)");
+        sup_note(job, "stop (API)");
         if (job->nruns) {
             job->then = THEN_STOP;
-            stop_runs(s, job);
+            sup_stop_runs(s, job);
         } else {
             job->state = JOB_STOPPED;
         }
@@ -677,15 +555,15 @@ int supervisor_verb(struct supervisor *s, struct serve_job *job, const char *ver
         job->restarts_total = job->locked_retries = 0;
         job->suspended = 0;
         job->restart_at_ms = 0;
-        if (job->spec.scheduled && !job->next_fire_ms) job->next_fire_ms = next_firing(job, wall_ms());
-        note(job, "restart (API)");
+        if (job->spec.scheduled && !job->next_fire_ms) job->next_fire_ms = cronjob_next(job, sup_wall_ms());
+        sup_note(job, "restart (API)");
         if (job->nruns) {
             job->then = THEN_RUN;
             job->then_trigger = "api";
             job->then_scheduled_ms = 0;
-            stop_runs(s, job);
+            sup_stop_runs(s, job);
         } else {
-            start_run(s, job, "api", 0);
+            sup_start_run(s, job, "api", 0);
         }
         return 0;
     }
@@ -694,9 +572,9 @@ int supervisor_verb(struct supervisor *s, struct serve_job *job, const char *ver
             return rn_fail(err, "job %s runs in stream mode; run starts a batch run (use start or restart)", job->name), 409;
         if (job->nruns)
             return rn_fail(err, "job %s is running already (pid %ld)", job->name, (long)job->runs[0]->child.pid), 409;
-        note(job, "run (API)");
+        sup_note(job, "run (API)");
         job->restart_at_ms = 0;
-        start_run(s, job, "api", 0);
+        sup_start_run(s, job, "api", 0);
         return 0;
     }
     return rn_fail(err, "unknown verb '%s' (start, stop, restart, run)", verb), 404;
@@ -751,7 +629,7 @@ static int setup(struct supervisor *s, const struct serve_options *opts, struct 
         s->inofd = -1;
     }
     if (s->inofd >= 0) watch_fd(s, s->inofd);
-    else note(NULL, "%s: no inotify; looking for changes every %d s", s->jobs_dir, RESCAN_POLL_MS / 1000);
+    else sup_note(NULL, "%s: no inotify; looking for changes every %d s", s->jobs_dir, RESCAN_POLL_MS / 1000);
     if (!(s->api = api_start(s, opts->listen, opts->token_file, err))) return -1;
     watch_fd(s, api_fd(s->api));
     s->rescan_at_ms = rn_now_ms();
@@ -773,7 +651,7 @@ int supervisor_run(const struct serve_options *opts, struct rn_err *err)
     struct supervisor *s = rn_calloc(1, sizeof *s);
     int rc = setup(s, opts, err);
     if (rc == 0) {
-        note(NULL, "serving %s on %s (state in %s, pid %ld)", s->jobs_dir, api_url(s->api), s->state_dir, (long)getpid());
+        sup_note(NULL, "serving %s on %s (state in %s, pid %ld)", s->jobs_dir, api_url(s->api), s->state_dir, (long)getpid());
         for (;;) {
             int64_t wait = run_timers(s);
             if (s->stopping && all_stopped(s)) break;
@@ -796,7 +674,7 @@ int supervisor_run(const struct serve_options *opts, struct rn_err *err)
             }
             if (http || api_timeout_ms(s->api) == 0) api_run(s->api);
         }
-        if (rc == 0) note(NULL, "every run has stopped; bye");
+        if (rc == 0) sup_note(NULL, "every run has stopped; bye");
     }
     teardown(s);
     free(s);
