@@ -271,6 +271,39 @@ static void start_describe(struct supervisor *s, struct serve_job *job)
     if (!job->nruns) job->state = JOB_CREATED;
 }
 
+static void name_taken(struct serve_job *loser, const struct serve_job *owner)
+{
+    loser->duplicate = 1;
+    loser->ready = 0;
+    snprintf(loser->last_error, sizeof loser->last_error, "%s declares job %s, which %s declares already", loser->file,
+             loser->name, owner->file);
+}
+
+/* Two files declaring one name would share its lock and history: the name belongs to the
+ * first file in name order, whatever order their describes end in; the other is FAILED. */
+static void claim_name(struct supervisor *s, struct serve_job *job)
+{
+    job->duplicate = 0;
+    for (size_t i = 0; i < s->jobs.count; i++) {
+        struct serve_job *other = s->jobs.jobs[i];
+        if (other == job || other->removed || !other->described || other->duplicate || strcmp(other->name, job->name))
+            continue;
+        if (strcmp(other->file, job->file) < 0) {
+            name_taken(job, other);
+            return;
+        }
+        name_taken(other, job);
+        sup_note(other, "FAILED: %s", other->last_error);
+        if (other->nruns) {
+            other->reload = 1; /* FAILED once its runs have stopped */
+            sup_stop_runs(s, other);
+        } else {
+            other->state = JOB_FAILED;
+            other->restart_at_ms = other->next_fire_ms = other->pending_fire_ms = 0;
+        }
+    }
+}
+
 /* The describe of job ended. May free job. */
 static void on_describe_exit(struct supervisor *s, struct serve_job *job, int status)
 {
@@ -289,12 +322,8 @@ static void on_describe_exit(struct supervisor *s, struct serve_job *job, int st
     struct rn_err err;
     int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (ok && jobs_apply_describe(job, job->describe.out.data, &err) == 0) {
-        struct serve_job *other = jobs_by_name(&s->jobs, job->name);
-        job->duplicate = other && other != job;
+        claim_name(s, job);
         job->ready = !job->duplicate;
-        if (job->duplicate)
-            snprintf(job->last_error, sizeof job->last_error, "%s declares job %s, which %s declares already", job->file,
-                     job->name, other->file);
         if (!job->last_summary) job->last_summary = history_last_summary(s->history, job->name);
     } else {
         job->ready = 0;
