@@ -32,7 +32,7 @@ struct api {
 
 static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status, json_t *body)
 {
-    char *text = json_dumps(body, JSON_COMPACT);
+    char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(10));
     json_decref(body);
     if (!text) text = rn_strdup("{\"error\": \"the answer could not be encoded\"}");
     size_t len = strlen(text);
