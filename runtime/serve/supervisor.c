@@ -129,7 +129,7 @@ static void after_runs(struct supervisor *s, struct serve_job *job, const char *
                        int64_t running_ms)
 {
     int failed = !strcmp(outcome, "FAILED"), locked = !strcmp(outcome, "LOCKED");
-    if (failed) set_error(job, error);
+    if (failed && !(job->reload && !job->ready)) set_error(job, error); /* a file that does not check says so */
     if (s->stopping) {
         job->state = JOB_STOPPED;
         return;
@@ -219,6 +219,7 @@ static void on_run_exit(struct supervisor *s, struct serve_job *job, int index, 
     if (code == 2 && strstr(run->child.last_message, "is already running")) outcome = "LOCKED";
     else if (code == 0) outcome = run->stop_requested ? "STOPPED" : "FINISHED";
     else if (code == 130 && run->stop_requested) outcome = "STOPPED"; /* a batch run's checkpoint lets it --resume */
+    else if (sig == SIGTERM && run->stop_requested && !run->child.killed) outcome = "STOPPED"; /* before its handler */
     else outcome = "FAILED";
     if (strcmp(outcome, "FINISHED") && strcmp(outcome, "STOPPED")) child_error(&run->child, status, error, sizeof error);
     if (run->child.killed) {
