@@ -185,8 +185,8 @@ static void after_runs(struct supervisor *s, struct serve_job *job, const char *
         return;
     }
     if (delay == -2)
-        sup_note(job, "restart budget spent (%d within %.0f s): stays %s", job->spec.restart.budget,
-             (double)job->spec.restart.budget_window_ms / 1000.0, job->spec.scheduled ? "SCHEDULED" : "FAILED");
+        sup_note(job, "restart budget spent (%d within %.0f s)", job->spec.restart.budget,
+                 (double)job->spec.restart.budget_window_ms / 1000.0);
     if (job->spec.scheduled) {
         job->state = JOB_SCHEDULED;
         cronjob_pending(s, job);
