@@ -2,8 +2,9 @@
  * filter, predict and map to the sinks, with acknowledgements, checkpoints and the summary.
  *
  * Records may finish out of order (model calls run concurrently) but are written to the
- * sinks in source order through a bounded reorder window, so file outputs are deterministic,
- * the source position to commit is simply the last record written, and memory is flat. */
+ * sinks in source order through a bounded window, so file outputs are deterministic, the
+ * source commits only a prefix of the input that every sink acknowledged (or that was
+ * dead-lettered), and memory is flat. */
 #ifndef RUNNEL_PIPELINE_H
 #define RUNNEL_PIPELINE_H
 
@@ -19,8 +20,5 @@ struct run_options {
 /* Open everything the job declaration at the top of the stack names, run it to the end
  * (batch) or until stopped (stream), print the summary. Returns 0 on success, -1 with err. */
 int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_err *err);
-
-/* Open every plugin the job declares and close them again: `runnel check --open`. */
-int pipeline_check_open(struct job_env *env, struct rn_err *err);
 
 #endif

@@ -2,8 +2,9 @@
  * functions, and the job environment every plugin is opened with.
  *
  * A plugin is one .c file that defines one `const struct X_ops` and one row in registry.c.
- * Records travel as Lua tables on the job's Lua stack: a source pushes one, a sink reads the
- * one at a given stack index. Nothing here blocks on one record. */
+ * Records travel as Lua tables on the job's Lua stack: a source pushes one; a sink is given
+ * a struct sink_record that shows it the table, its fields in output order, and its JSON
+ * line. Nothing here blocks on one record. */
 #ifndef RUNNEL_PLUGIN_H
 #define RUNNEL_PLUGIN_H
 
@@ -72,17 +73,81 @@ struct source_ops {
     void (*close)(void *self);
 };
 
+/* ---- sinks: interface version 2 ----
+ *
+ * The pipeline hands every record to every sink in source order, numbered by a sequence
+ * number that only grows: write(self, seq, record). A sink answers each record it is given
+ * in one of three ways:
+ * - accepted: write() returns SINK_ACCEPTED and buffers it. The record is acknowledged then
+ *   (a sink without SINK_ASYNC_ACKS), or later, when poll() reports acknowledged-through a
+ *   seq at or past it (the Kafka delivery report, an Elasticsearch bulk response);
+ * - rejected: the sink will never hold this record (a value it cannot store, an index
+ *   mapping it fails): write() returns SINK_REJECTED with the reason in err, or poll()
+ *   reports it with sink_reject(). The pipeline dead-letters the record with stage
+ *   "sink.NAME" and that reason, and the job goes on;
+ * - failed: write(), poll() or flush() returns SINK_FAILED (-1) with err: the sink cannot go
+ *   on (a full disk, brokers down past every retry); the job stops and nothing the sink had
+ *   not acknowledged is committed.
+ * The source commits past a record only when every sink acknowledged or rejected it.
+ * flush() makes every accepted record durable: after it returns 0, every record written
+ * before it is acknowledged or rejected, and the next poll() reports it. */
+#define SINK_INTERFACE_VERSION 2
+
+enum sink_result { SINK_FAILED = -1, SINK_ACCEPTED = 0, SINK_REJECTED = 1 };
+
+enum sink_capability {
+    /* write() reads sink_record_json(). The pipeline then encodes each record before any
+     * sink sees it, and a record that JSON cannot hold is dead-lettered (stage map) instead
+     * of reaching some sinks and not others. */
+    SINK_WANTS_JSON = 1 << 0,
+    /* Acknowledges in poll(); without it a record is acknowledged when write() accepts it. */
+    SINK_ASYNC_ACKS = 1 << 1,
+};
+
+/* The record write() is given: valid during that call only, owned by the pipeline. */
+struct sink_record;
+
+/* One field of a record: its name, and its Lua value at a stack index (a string, number,
+ * boolean, or table for nested values). */
+struct sink_field {
+    const char *name;
+    size_t name_len;
+    int value;
+};
+
+/* The stack index of the record's table (read it; do not change it). */
+int sink_record_table(const struct sink_record *record);
+/* The record as one line of JSON (no newline), keys in the job's field order: encoded once
+ * at the first call and shared by every sink. NULL and err when JSON cannot hold a value
+ * (never for a sink with SINK_WANTS_JSON: the pipeline checked it first). */
+const char *sink_record_json(struct sink_record *record, size_t *len, struct rn_err *err);
+/* The record's fields in the job's field order (source columns, then model outputs, then
+ * other keys by name), the same order as the JSON line's keys; made at the first call and
+ * shared, the values pushed on the Lua stack for the rest of write(). NULL and err when a
+ * key is not a string. */
+const struct sink_field *sink_record_fields(struct sink_record *record, size_t *count, struct rn_err *err);
+
+/* What poll() reports, through these two calls (they only note it; the pipeline acts after
+ * poll returns). */
+struct sink_report;
+/* Every record this sink was given with a seq <= through is held (or was rejected). */
+void sink_acknowledge(struct sink_report *report, uint64_t through);
+/* The record seq, accepted by write() earlier, will never be held: reason says why. Report
+ * it before acknowledging through it. */
+void sink_reject(struct sink_report *report, uint64_t seq, const char *reason);
+
 struct sink_ops {
+    int version;          /* SINK_INTERFACE_VERSION */
     const char *name;     /* sink.<name>{...} */
     const char *summary;
     const struct option_spec *options;
+    unsigned capabilities; /* enum sink_capability */
     void *(*open)(struct job_env *env, int opts, struct rn_err *err);
-    /* Accept the record table at stack index rec (buffered); json is the same record already
-     * encoded as one line of JSON in the job's field order. -1 and err when the sink failed
-     * (the job then stops without committing past it). */
-    int (*write)(void *self, int rec, const char *json, size_t json_len, struct rn_err *err);
-    /* Serve asynchronous work (delivery reports). Optional. */
-    int (*poll)(void *self, struct rn_err *err);
+    /* Take the record (buffered): an enum sink_result, err filled unless accepted. */
+    int (*write)(void *self, uint64_t seq, struct sink_record *record, struct rn_err *err);
+    /* Serve asynchronous work and report acknowledgements and rejections. Never blocks.
+     * Required with SINK_ASYNC_ACKS, optional otherwise. 0, or -1 when the sink failed. */
+    int (*poll)(void *self, struct sink_report *report, struct rn_err *err);
     /* Make everything written so far durable; -1 means the job must stop without committing. */
     int (*flush)(void *self, struct rn_err *err);
     /* Exactly-once resume for file sinks: save the committed length, truncate back to it. */

@@ -1,14 +1,15 @@
 /* csv_sink.c: sink.csv, records as CSV rows (RFC 4180 quoting) with a header row.
  *
  * Columns come from the `columns` option, or else from the first record's fields in the
- * job's field order. Tables are written as JSON text; nil as an empty field. */
+ * job's field order. Tables are written as JSON text; nil as an empty field. A value that
+ * cannot be written (a function) rejects that record. Acknowledged at write, durable at
+ * flush, like sink.jsonl. */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "formats/csv.h"
 #include "core/file_writer.h"
-#include "core/json.h"
 #include "engine/plugin.h"
 
 struct csv_sink {
@@ -51,25 +52,29 @@ static void *csv_sink_open(struct job_env *env, int opts, struct rn_err *err)
     return s;
 }
 
-/* Columns from the first record: its keys in the job's field order. */
-static void columns_from_record(struct csv_sink *s, const char *json, size_t json_len)
+/* Columns from the first record: its fields in the job's field order. */
+static int columns_from_record(struct csv_sink *s, struct sink_record *record, struct rn_err *err)
 {
-    json_error_t jerr;
-    json_t *obj = json_loadb(json, json_len, JSON_PRESERVE_ORDER, &jerr);
-    if (!json_is_object(obj)) { json_decref(obj); return; }
-    s->columns = rn_calloc(json_object_size(obj) + 1, sizeof *s->columns);
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v) s->columns[s->ncolumns++] = rn_strdup(key);
-    json_decref(obj);
+    size_t n;
+    const struct sink_field *fields = sink_record_fields(record, &n, err);
+    if (!fields) return -1;
+    s->columns = rn_calloc(n + 1, sizeof *s->columns);
+    for (size_t i = 0; i < n; i++) s->columns[i] = rn_strndup(fields[i].name, fields[i].name_len);
+    s->ncolumns = n;
+    return 0;
 }
 
-static int csv_sink_write(void *self, int rec, const char *json, size_t json_len, struct rn_err *err)
+static int csv_sink_write(void *self, uint64_t seq, struct sink_record *record, struct rn_err *err)
 {
     struct csv_sink *s = self;
     lua_State *L = s->env->L;
-    rec = lua_absindex(L, rec);
-    if (!s->columns) columns_from_record(s, json, json_len);
+    (void)seq;
+    int rec = sink_record_table(record);
+    if (!s->columns && columns_from_record(s, record, err)) {
+        rn_wrap(err, "sink.csv %s", s->out.path);
+        return SINK_REJECTED;
+    }
+    size_t mark = s->out.pending.len; /* a rejected record leaves nothing behind */
     /* an empty file (new, or cut back to nothing by a resume) starts with the header */
     if (s->header && s->out.written_len == 0 && s->out.pending.len == 0) {
         for (size_t i = 0; i < s->ncolumns; i++) {
@@ -83,10 +88,15 @@ static int csv_sink_write(void *self, int rec, const char *json, size_t json_len
         lua_getfield(L, rec, s->columns[i]);
         int rc = csv_put_value(&s->out.pending, L, -1, s->delimiter, &s->scratch, err);
         lua_pop(L, 1);
-        if (rc) return rn_wrap(err, "sink.csv %s: column %s", s->out.path, s->columns[i]);
+        if (rc) {
+            s->out.pending.len = mark;
+            s->out.pending.data[mark] = '\0';
+            rn_wrap(err, "sink.csv %s: column %s", s->out.path, s->columns[i]);
+            return SINK_REJECTED;
+        }
     }
     buf_putc(&s->out.pending, '\n');
-    return fw_record_done(&s->out, err);
+    return fw_record_done(&s->out, err) ? SINK_FAILED : SINK_ACCEPTED;
 }
 
 static int csv_sink_flush(void *self, struct rn_err *err) { return fw_flush(&((struct csv_sink *)self)->out, err); }
@@ -111,9 +121,11 @@ static void csv_sink_close(void *self)
 }
 
 const struct sink_ops csv_sink = {
+    .version = SINK_INTERFACE_VERSION,
     .name = "csv",
     .summary = "CSV file with a header row",
     .options = csv_sink_options,
+    .capabilities = 0, /* reads the fields, not the JSON line; acknowledged at write */
     .open = csv_sink_open,
     .write = csv_sink_write,
     .flush = csv_sink_flush,

@@ -1,5 +1,6 @@
 /* jsonl_sink.c: sink.jsonl, one JSON object per line in a file (see file_writer.h for the
- * crash and resume guarantees). Keys follow the job's field order. */
+ * crash and resume guarantees). Keys follow the job's field order. A record is acknowledged
+ * when it is written to the buffer, durable at the next flush. */
 #include <lauxlib.h>
 #include <stdlib.h>
 
@@ -33,13 +34,16 @@ static void *jsonl_open(struct job_env *env, int opts, struct rn_err *err)
     return s;
 }
 
-static int jsonl_write(void *self, int rec, const char *json, size_t json_len, struct rn_err *err)
+static int jsonl_write(void *self, uint64_t seq, struct sink_record *record, struct rn_err *err)
 {
     struct jsonl_sink *s = self;
-    (void)rec;
-    buf_put(&s->out.pending, json, json_len);
+    (void)seq;
+    size_t len;
+    const char *json = sink_record_json(record, &len, err);
+    if (!json) return SINK_REJECTED;
+    buf_put(&s->out.pending, json, len);
     buf_putc(&s->out.pending, '\n');
-    return fw_record_done(&s->out, err);
+    return fw_record_done(&s->out, err) ? SINK_FAILED : SINK_ACCEPTED;
 }
 
 static int jsonl_flush(void *self, struct rn_err *err) { return fw_flush(&((struct jsonl_sink *)self)->out, err); }
@@ -54,9 +58,11 @@ static void jsonl_close(void *self)
 }
 
 const struct sink_ops jsonl_sink = {
+    .version = SINK_INTERFACE_VERSION,
     .name = "jsonl",
     .summary = "JSON Lines file: one object per record",
     .options = jsonl_options,
+    .capabilities = SINK_WANTS_JSON, /* acknowledged at write, durable at flush */
     .open = jsonl_open,
     .write = jsonl_write,
     .flush = jsonl_flush,

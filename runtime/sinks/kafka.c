@@ -1,8 +1,17 @@
 /* kafka_sink.c: sink.kafka, every record as one message to a Kafka topic (librdkafka producer).
  *
- * write() only queues the message; delivery reports are served by poll() and flush() waits
- * until every queued message is acknowledged by the brokers. A delivery that fails for good
- * makes poll/flush fail, so the job stops before the source commits past that record.
+ * write() only queues the message; its delivery report acknowledges it, and poll() passes
+ * the acknowledgements on (acknowledged-through the oldest message still unanswered);
+ * flush() waits until every queued message has its report. What goes wrong is one of two:
+ * - the record is at fault: too large for message.max.bytes or for the broker, or refused
+ *   by the broker's validation (MSG_SIZE_TOO_LARGE, INVALID_MSG, INVALID_MSG_SIZE,
+ *   INVALID_RECORD, INVALID_TIMESTAMP), or a value the CSV format or the key cannot hold:
+ *   the record is rejected and dead-lettered, and the job goes on. The broker answers for a
+ *   whole batch, so every message of a refused batch is rejected with the broker's reason;
+ * - anything else (brokers down or unreachable past librdkafka's retries and
+ *   message.timeout.ms, authorization, an unknown topic, a fatal producer error) is an
+ *   outage, not a bad record: poll/flush fail, and the job stops before the source commits
+ *   past the first undelivered record, so a rerun once the cluster is back writes it.
  * Producer defaults, tuned for throughput and safety (any of them can be overridden in
  * `properties`): enable.idempotence=true, acks=all (no duplicates or reordering from
  * retries), linger.ms=5, batch.num.messages=10000, batch.size=1000000 (1 MB batches),
@@ -21,6 +30,17 @@
 
 #define FLUSH_MARGIN_MS 10000
 
+_Static_assert(sizeof(void *) >= sizeof(uint64_t), "a message's opaque pointer carries its record's seq");
+
+enum { MSG_QUEUED, MSG_DELIVERED, MSG_REJECTED };
+
+/* A message between producev() and the pipeline learning of its delivery report. */
+struct outstanding {
+    uint64_t seq;
+    int state;
+    char *reason;                 /* MSG_REJECTED: why (owned) */
+};
+
 struct kafka_sink {
     struct kafka_client client; /* first: librdkafka's opaque */
     struct job_env *env;
@@ -34,6 +54,11 @@ struct kafka_sink {
     rd_kafka_headers_t *headers;  /* static headers, copied into every message */
     int64_t flush_timeout_ms;     /* message.timeout.ms plus a margin */
     struct buf value, key, scratch;
+    /* messages queued and not yet reported to the pipeline, in seq order (a ring) */
+    struct outstanding *queue;
+    size_t queue_cap, queue_head, queue_len;
+    uint64_t last_seq;            /* the last record write() was given */
+    int given_any;
     uint64_t failures;
     int failed;                   /* a delivery failed for good */
     struct rn_err fail;           /* the first failure */
@@ -69,23 +94,95 @@ static const struct kafka_setting producer_defaults[] = {
     {NULL, NULL},
 };
 
+/* Errors that say the record itself will never be taken (see the top of the file). */
+static int record_at_fault(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP: return 1;
+    default: return 0;
+    }
+}
+
+static struct outstanding *queue_at(struct kafka_sink *s, size_t i) { return &s->queue[(s->queue_head + i) % s->queue_cap]; }
+
+static void queue_push(struct kafka_sink *s, uint64_t seq)
+{
+    if (s->queue_len == s->queue_cap) {
+        size_t cap = s->queue_cap ? s->queue_cap * 2 : 1024;
+        struct outstanding *q = rn_malloc(cap * sizeof *q);
+        for (size_t i = 0; i < s->queue_len; i++) q[i] = *queue_at(s, i);
+        free(s->queue);
+        s->queue = q;
+        s->queue_cap = cap;
+        s->queue_head = 0;
+    }
+    struct outstanding *o = queue_at(s, s->queue_len++);
+    o->seq = seq;
+    o->state = MSG_QUEUED;
+    o->reason = NULL;
+}
+
+/* The queued message of seq (the queue is in seq order), or NULL. */
+static struct outstanding *queue_find(struct kafka_sink *s, uint64_t seq)
+{
+    size_t lo = 0, hi = s->queue_len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        struct outstanding *o = queue_at(s, mid);
+        if (o->seq == seq) return o;
+        if (o->seq < seq) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+/* "topic T [P] (key K)": where a message went, for messages. */
+static void describe(struct kafka_sink *s, const rd_kafka_message_t *m, struct buf *out)
+{
+    buf_printf(out, "topic %s", s->topic);
+    if (m->partition >= 0) buf_printf(out, " [%d]", (int)m->partition);
+    else buf_puts(out, " (no partition: the topic's metadata never arrived)");
+    if (m->key) {
+        buf_puts(out, " (key ");
+        buf_put_visible(out, m->key, m->key_len, 120);
+        buf_putc(out, ')');
+    }
+}
+
 /* Delivery reports, served by rd_kafka_poll/flush on the job's thread. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
     struct kafka_sink *s = opaque;
-    if (!m->err) return;
+    struct outstanding *o = queue_find(s, (uint64_t)(uintptr_t)m->_private);
+    if (!m->err) {
+        if (o) o->state = MSG_DELIVERED;
+        return;
+    }
+    struct buf where;
+    buf_init(&where);
+    describe(s, m, &where);
+    if (o && record_at_fault(m->err)) {
+        struct buf why;
+        buf_init(&why);
+        buf_printf(&why, "%s: the broker refused the message of %zu bytes: %s", where.data, m->len,
+                   rd_kafka_err2str(m->err));
+        o->state = MSG_REJECTED;
+        o->reason = rn_strdup(why.data);
+        buf_free(&why);
+        buf_free(&where);
+        return;
+    }
     s->failures++;
-    if (s->failed) return;
-    s->failed = 1;
-    struct buf key;
-    buf_init(&key);
-    if (m->key) buf_put_visible(&key, m->key, m->key_len, 120);
-    char partition[64] = " (no partition: the topic's metadata never arrived)";
-    if (m->partition >= 0) snprintf(partition, sizeof partition, " [%d]", (int)m->partition);
-    kafka_fail(&s->client, &s->fail, "topic %s%s: delivery failed%s%s%s: %s", s->topic, partition,
-               m->key ? " (key " : "", m->key ? key.data : "", m->key ? ")" : "", rd_kafka_err2str(m->err));
-    buf_free(&key);
+    if (!s->failed) {
+        s->failed = 1;
+        kafka_fail(&s->client, &s->fail, "%s: delivery failed: %s", where.data, rd_kafka_err2str(m->err));
+    }
+    buf_free(&where);
 }
 
 /* A delivery failed for good, or the producer hit a fatal error: fill err. */
@@ -131,14 +228,16 @@ static int record_key(struct kafka_sink *s, lua_State *L, int rec, struct rn_err
     return has;
 }
 
-static int ksink_write(void *self, int rec, const char *json, size_t json_len, struct rn_err *err)
+static int ksink_write(void *self, uint64_t seq, struct sink_record *record, struct rn_err *err)
 {
     struct kafka_sink *s = self;
     lua_State *L = s->env->L;
-    rec = lua_absindex(L, rec);
-    if (check_failed(s, err)) return -1;
-    const char *value = json;
-    size_t value_len = json_len;
+    int rec = sink_record_table(record);
+    if (check_failed(s, err)) return SINK_FAILED;
+    s->last_seq = seq;
+    s->given_any = 1;
+    const char *value;
+    size_t value_len;
     if (s->csv) {
         buf_clear(&s->value);
         for (size_t i = 0; i < s->ncolumns; i++) {
@@ -146,13 +245,20 @@ static int ksink_write(void *self, int rec, const char *json, size_t json_len, s
             lua_getfield(L, rec, s->columns[i]);
             int rc = csv_put_value(&s->value, L, -1, ',', &s->scratch, err);
             lua_pop(L, 1);
-            if (rc) return rn_wrap(err, "topic %s: column %s", s->topic, s->columns[i]);
+            if (rc) {
+                rn_wrap(err, "topic %s: column %s", s->topic, s->columns[i]);
+                return SINK_REJECTED;
+            }
         }
         value = s->value.data ? s->value.data : "";
         value_len = s->value.len;
+    } else if (!(value = sink_record_json(record, &value_len, err))) {
+        rn_wrap(err, "topic %s", s->topic);
+        return SINK_REJECTED;
     }
     int has_key = 0;
-    if (s->key_field && (has_key = record_key(s, L, rec, err)) < 0) return -1;
+    if (s->key_field && (has_key = record_key(s, L, rec, err)) < 0) return SINK_REJECTED;
+    void *opaque = (void *)(uintptr_t)seq;
     /* the message takes the copy when it is queued; until then it stays ours */
     rd_kafka_headers_t *headers = s->headers ? rd_kafka_headers_copy(s->headers) : NULL;
     for (;;) {
@@ -160,14 +266,22 @@ static int ksink_write(void *self, int rec, const char *json, size_t json_len, s
         if (headers)
             e = rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                   RD_KAFKA_V_KEY((has_key ? s->key.data : NULL), has_key ? s->key.len : 0),
-                                  RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
+                                  RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_HEADERS(headers),
+                                  RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         else
             e = rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                   RD_KAFKA_V_KEY((has_key ? s->key.data : NULL), has_key ? s->key.len : 0),
-                                  RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_END);
-        if (!e) return 0;
+                                  RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        if (!e) {
+            queue_push(s, seq);
+            return SINK_ACCEPTED;
+        }
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             if (headers) rd_kafka_headers_destroy(headers);
+            if (record_at_fault(e)) { /* larger than message.max.bytes: this record will never go */
+                rn_fail(err, "topic %s: a message of %zu bytes: %s", s->topic, value_len, rd_kafka_err2str(e));
+                return SINK_REJECTED;
+            }
             return kafka_fail(&s->client, err, "topic %s: cannot queue a message of %zu bytes: %s", s->topic, value_len,
                               rd_kafka_err2str(e));
         }
@@ -175,16 +289,32 @@ static int ksink_write(void *self, int rec, const char *json, size_t json_len, s
         rd_kafka_poll(s->rk, 100);
         if (check_failed(s, err)) {
             if (headers) rd_kafka_headers_destroy(headers);
-            return -1;
+            return SINK_FAILED;
         }
     }
 }
 
-static int ksink_poll(void *self, struct rn_err *err)
+/* Pass on what the delivery reports said, in seq order: rejections, then
+ * acknowledged-through the oldest message still waiting for its report. */
+static int ksink_poll(void *self, struct sink_report *report, struct rn_err *err)
 {
     struct kafka_sink *s = self;
     rd_kafka_poll(s->rk, 0);
-    return check_failed(s, err);
+    if (check_failed(s, err)) return SINK_FAILED;
+    while (s->queue_len > 0 && queue_at(s, 0)->state != MSG_QUEUED) {
+        struct outstanding *o = queue_at(s, 0);
+        if (o->state == MSG_REJECTED) sink_reject(report, o->seq, o->reason);
+        free(o->reason);
+        s->queue_head = (s->queue_head + 1) % s->queue_cap;
+        s->queue_len--;
+    }
+    if (s->queue_len > 0) {
+        uint64_t oldest = queue_at(s, 0)->seq;
+        if (oldest > 0) sink_acknowledge(report, oldest - 1);
+    } else if (s->given_any) {
+        sink_acknowledge(report, s->last_seq);
+    }
+    return 0;
 }
 
 static int ksink_flush(void *self, struct rn_err *err)
@@ -291,6 +421,8 @@ static void ksink_close(void *self)
         rd_kafka_destroy(s->rk);
     }
     if (s->headers) rd_kafka_headers_destroy(s->headers);
+    for (size_t i = 0; i < s->queue_len; i++) free(queue_at(s, i)->reason);
+    free(s->queue);
     for (size_t i = 0; i < s->ncolumns; i++) free(s->columns[i]);
     free(s->columns);
     free(s->topic);
@@ -303,9 +435,11 @@ static void ksink_close(void *self)
 }
 
 const struct sink_ops kafka_sink = {
+    .version = SINK_INTERFACE_VERSION,
     .name = "kafka",
     .summary = "messages to a Kafka topic (idempotent producer; acknowledged before the source commits)",
     .options = kafka_sink_options,
+    .capabilities = SINK_WANTS_JSON | SINK_ASYNC_ACKS,
     .open = ksink_open,
     .write = ksink_write,
     .poll = ksink_poll,

@@ -1,6 +1,10 @@
 /* lua_sink.c: sink.lua, a job-script function called with every record (for custom output
- * or aggregation in Lua). An error in it stops the job: a sink that fails must not be
- * committed past. */
+ * or aggregation in Lua).
+ *
+ * write(record) accepts the record unless it returns false: `return false, "reason"` rejects
+ * it, and the pipeline dead-letters it (stage sink.lua, that reason) and goes on. An error
+ * raised in write, flush or close stops the job: a sink that fails must not be committed
+ * past. */
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,12 +51,22 @@ static int call_ref(lua_State *L, int ref, int arg, const char *what, struct rn_
     return 0;
 }
 
-static int lua_sink_write(void *self, int rec, const char *json, size_t json_len, struct rn_err *err)
+static int lua_sink_write(void *self, uint64_t seq, struct sink_record *record, struct rn_err *err)
 {
-    (void)json;
-    (void)json_len;
     struct lua_sink *s = self;
-    return call_ref(s->env->L, s->write_ref, lua_absindex(s->env->L, rec), "write", err);
+    lua_State *L = s->env->L;
+    (void)seq;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->write_ref);
+    lua_pushvalue(L, sink_record_table(record));
+    if (luajob_call(L, 1, 2, err)) return rn_wrap(err, "sink.lua write");
+    int rejected = lua_type(L, top + 1) == LUA_TBOOLEAN && !lua_toboolean(L, top + 1);
+    if (rejected) {
+        const char *reason = lua_isstring(L, top + 2) ? lua_tostring(L, top + 2) : NULL;
+        rn_fail(err, "%s", reason ? reason : "write returned false");
+    }
+    lua_settop(L, top);
+    return rejected ? SINK_REJECTED : SINK_ACCEPTED;
 }
 
 static int lua_sink_flush(void *self, struct rn_err *err)
@@ -73,9 +87,11 @@ static void lua_sink_close(void *self)
 }
 
 const struct sink_ops lua_sink = {
+    .version = SINK_INTERFACE_VERSION,
     .name = "lua",
     .summary = "a Lua function called with every record",
     .options = lua_sink_options,
+    .capabilities = 0, /* the record's table; acknowledged when write returns */
     .open = lua_sink_open,
     .write = lua_sink_write,
     .flush = lua_sink_flush,

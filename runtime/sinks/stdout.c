@@ -32,41 +32,47 @@ static void *stdout_open(struct job_env *env, int opts, struct rn_err *err)
     return s;
 }
 
-static int stdout_write(void *self, int rec, const char *json, size_t json_len, struct rn_err *err)
+/* text: name=value pairs in field order, strings bare when nothing in them needs quoting,
+ * other values as JSON */
+static int put_text(struct stdout_sink *s, struct sink_record *record, struct rn_err *err)
 {
-    struct stdout_sink *s = self;
-    (void)rec;
-    if (!s->pretty) {
-        if (fwrite(json, 1, json_len, stdout) != json_len || putchar('\n') == EOF)
-            return rn_fail(err, "write failed: %s", strerror(errno));
-        return 0;
-    }
+    lua_State *L = s->env->L;
+    size_t n;
+    const struct sink_field *fields = sink_record_fields(record, &n, err);
+    if (!fields) return -1;
     buf_clear(&s->line);
-    buf_put(&s->line, json, json_len);
-    {
-        /* text: the JSON object's members as name=value, strings unquoted when simple */
-        json_error_t jerr;
-        json_t *obj = json_loadb(s->line.data, s->line.len, JSON_PRESERVE_ORDER, &jerr);
-        buf_clear(&s->line);
-        const char *key;
-        json_t *v;
-        json_object_foreach(obj, key, v) {
-            if (s->line.len) buf_putc(&s->line, ' ');
-            buf_printf(&s->line, "%s=", key);
-            if (json_is_string(v) && !strpbrk(json_string_value(v), " \"=\n\t") && json_string_length(v) > 0) {
-                buf_puts(&s->line, json_string_value(v));
-            } else {
-                char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-                buf_puts(&s->line, text ? text : "?");
-                free(text);
-            }
+    for (size_t i = 0; i < n; i++) {
+        if (i) buf_putc(&s->line, ' ');
+        buf_put(&s->line, fields[i].name, fields[i].name_len);
+        buf_putc(&s->line, '=');
+        size_t len;
+        const char *text = lua_type(L, fields[i].value) == LUA_TSTRING ? lua_tolstring(L, fields[i].value, &len) : NULL;
+        if (text && len > 0 && strlen(text) == len && !strpbrk(text, " \"=\n\t")) {
+            buf_put(&s->line, text, len);
+        } else if (json_encode(L, fields[i].value, LUA_NOREF, &s->line, err)) {
+            return rn_wrap(err, "field '%s'", fields[i].name);
         }
-        json_decref(obj);
     }
     buf_putc(&s->line, '\n');
+    return 0;
+}
+
+static int stdout_write(void *self, uint64_t seq, struct sink_record *record, struct rn_err *err)
+{
+    struct stdout_sink *s = self;
+    (void)seq;
+    const char *line;
+    size_t len;
+    if (!s->pretty) {
+        if (!(line = sink_record_json(record, &len, err))) return SINK_REJECTED;
+        if (fwrite(line, 1, len, stdout) != len || putchar('\n') == EOF)
+            return rn_fail(err, "write failed: %s", strerror(errno)); /* SINK_FAILED */
+        return SINK_ACCEPTED;
+    }
+    if (put_text(s, record, err)) return SINK_REJECTED;
     if (fwrite(s->line.data, 1, s->line.len, stdout) != s->line.len)
         return rn_fail(err, "write failed: %s", strerror(errno));
-    return 0;
+    return SINK_ACCEPTED;
 }
 
 static int stdout_flush(void *self, struct rn_err *err)
@@ -85,9 +91,11 @@ static void stdout_close(void *self)
 }
 
 const struct sink_ops stdout_sink = {
+    .version = SINK_INTERFACE_VERSION,
     .name = "stdout",
     .summary = "standard output, as JSON lines or readable text",
     .options = stdout_options,
+    .capabilities = SINK_WANTS_JSON, /* format = "json"; acknowledged at write */
     .open = stdout_open,
     .write = stdout_write,
     .flush = stdout_flush,

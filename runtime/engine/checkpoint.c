@@ -1,0 +1,127 @@
+/* checkpoint.c: making progress durable. A checkpoint flushes every sink, waits until each
+ * has acknowledged or rejected everything written to it, dead-letters what was rejected,
+ * flushes the errors sink, then commits the source and writes STATE_DIR/JOB.checkpoint.json
+ * (atomically: .tmp, fsync, rename), the file `--resume` restores from. Its format is in
+ * runtime/README.md:
+ *   {"version": 1, "job": NAME, "source": {...its save()...},
+ *    "sinks": [{...each sink's save()...}, ...], "errors": {...}} */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/engine_int.h"
+
+#define CHECKPOINT_VERSION 1
+
+int checkpoint_load(struct pipeline *p, json_t **state, struct rn_err *err)
+{
+    *state = NULL;
+    int asked = p->env->resume;
+    if (!asked && !p->env->streaming) return 0; /* a streaming job always goes on from where it was */
+    p->env->resume = 0;
+    if (access(p->checkpoint_path, F_OK) != 0) {
+        if (asked) fprintf(stderr, "runnel: --resume: no checkpoint at %s; starting from the beginning\n", p->checkpoint_path);
+        return 0;
+    }
+    p->env->resume = 1;
+    size_t len;
+    char *text = rn_read_file(p->checkpoint_path, &len, err);
+    if (!text) return -1;
+    json_error_t jerr;
+    *state = json_loadb(text, len, 0, &jerr);
+    free(text);
+    if (!*state) return rn_fail(err, "%s: corrupt checkpoint: %s", p->checkpoint_path, jerr.text);
+    json_t *version = json_object_get(*state, "version");
+    if (!json_is_integer(version) || json_integer_value(version) != CHECKPOINT_VERSION) {
+        long long v = json_is_integer(version) ? (long long)json_integer_value(version) : -1;
+        json_decref(*state);
+        *state = NULL;
+        if (v < 0) return rn_fail(err, "%s: corrupt checkpoint: no version", p->checkpoint_path);
+        return rn_fail(err, "%s: checkpoint version %lld, but this runner reads version %d", p->checkpoint_path, v,
+                       CHECKPOINT_VERSION);
+    }
+    return 0;
+}
+
+int checkpoint_restore(struct pipeline *p, json_t *state, struct rn_err *err)
+{
+    if (p->src_ops->restore(p->src, json_object_get(state, "source"), err)) return rn_wrap(err, "--resume");
+    json_t *sinks = json_object_get(state, "sinks");
+    if (json_array_size(sinks) != p->nsinks)
+        return rn_fail(err, "--resume: the checkpoint has %zu sinks but the job declares %zu; start without --resume",
+                       json_array_size(sinks), p->nsinks);
+    for (size_t i = 0; i < p->nsinks; i++)
+        if (p->sinks[i].ops->restore && p->sinks[i].ops->restore(p->sinks[i].self, json_array_get(sinks, i), err))
+            return rn_wrap(err, "--resume: %s", p->sinks[i].label);
+    json_t *errors = json_object_get(state, "errors");
+    if (errors && p->errors.ops && p->errors.ops->restore && p->errors.ops->restore(p->errors.self, errors, err))
+        return rn_wrap(err, "--resume: %s", p->errors.label);
+    json_t *line = json_object_get(json_object_get(state, "source"), "line");
+    p->resumed_line = json_is_integer(line) ? json_integer_value(line) : 0;
+    return 0;
+}
+
+static int flush_sink(struct sink_inst *s, struct rn_err *err)
+{
+    if (s->ops && s->ops->flush && s->ops->flush(s->self, err)) return rn_wrap(err, "%s", s->label);
+    return 0;
+}
+
+/* After the flushes every record that left the ring is done; say which sink holds one back. */
+static int check_all_answered(struct pipeline *p, struct rn_err *err)
+{
+    if (p->done == p->tail) return 0;
+    if (!p->pending) return rn_fail(err, "%llu records unfinished after the flush", (unsigned long long)(p->tail - p->done));
+    const struct pending *e = &p->pending[p->done % p->window];
+    for (size_t i = 0; i < p->nsinks; i++)
+        if (e->outcome == OUT_WRITE && (e->waiting >> i & 1))
+            return rn_fail(err, "%s flushed but did not acknowledge record %llu (a bug in the sink); not committing past it",
+                           p->sinks[i].label, (unsigned long long)p->done);
+    return rn_fail(err, "%s flushed but did not acknowledge dead letter %llu (a bug in the sink); not committing past it",
+                   p->errors.label, (unsigned long long)(e->letter_end - 1));
+}
+
+static int save_state(struct pipeline *p, struct rn_err *err)
+{
+    json_t *state = json_object(), *src = json_object(), *sinks = json_array();
+    json_object_set_new(state, "version", json_integer(CHECKPOINT_VERSION));
+    json_object_set_new(state, "job", json_string(p->env->job_name));
+    int rc = p->src_ops->save(p->src, src, err);
+    json_object_set_new(state, "source", src);
+    for (size_t i = 0; i < p->nsinks && rc == 0; i++) {
+        json_t *st = json_object();
+        if (p->sinks[i].ops->save) rc = p->sinks[i].ops->save(p->sinks[i].self, st, err);
+        json_array_append_new(sinks, st);
+    }
+    json_object_set_new(state, "sinks", sinks);
+    if (rc == 0 && p->errors.ops && p->errors.ops->save) {
+        json_t *st = json_object();
+        rc = p->errors.ops->save(p->errors.self, st, err);
+        json_object_set_new(state, "errors", st);
+    }
+    if (rc == 0) {
+        char *text = json_dumps(state, JSON_COMPACT);
+        rc = rn_write_file_atomic(p->checkpoint_path, text, strlen(text), err);
+        free(text);
+    }
+    json_decref(state);
+    return rc;
+}
+
+int checkpoint_take(struct pipeline *p, struct rn_err *err)
+{
+    double started = rn_now();
+    for (size_t i = 0; i < p->nsinks; i++)
+        if (flush_sink(&p->sinks[i], err)) return -1;
+    /* the acknowledgements of what was flushed; rejected records get their dead letters */
+    if (order_poll_sinks(p, err)) return -1;
+    if (flush_sink(&p->errors, err)) return -1;
+    if (order_poll_sinks(p, err) || check_all_answered(p, err)) return -1;
+    metric_set(p->m.committed, p->m.written->value);
+    if (p->src_ops->commit && p->src_ops->commit(p->src, err)) return rn_wrap(err, "%s", p->src_label);
+    if (p->has_checkpoint && save_state(p, err)) return -1;
+    metric_inc(p->m.checkpoints);
+    metric_observe(p->m.checkpoint_seconds, rn_now() - started);
+    return 0;
+}

@@ -1,0 +1,191 @@
+/* engine_int.h: what the engine's files share, private to engine/: the pipeline's state and
+ * the functions one file of it calls in another.
+ *
+ *   pipeline.c    opening the job, the stages (filter, predict, map), the event loop
+ *   order.c       the reorder ring, writing to the sinks, acknowledgements and rejections,
+ *                 what the source may advance past
+ *   record.c      the record as sinks see it (struct sink_record)
+ *   deadletter.c  building dead letters and writing them to the errors sink
+ *   checkpoint.c  flush, commit, and the checkpoint file (save, restore, format)
+ *   summary.c     the progress line, the human summary, --summary-json
+ *
+ * Every record read gets a sequence number and ends in exactly one of three ways: written to
+ * every sink, filtered, or dead-lettered (by a stage, or because a sink rejected it). */
+#ifndef RUNNEL_ENGINE_INT_H
+#define RUNNEL_ENGINE_INT_H
+
+#include <lua.h>
+
+#include "core/metrics.h"
+#include "engine/pipeline.h"
+
+#define MAX_SINKS 16
+#define DRAIN_DEADLINE_MS 30000
+
+struct model;
+struct evaluation;
+
+/* One opened sink (a job's sink, or its errors sink). */
+struct sink_inst {
+    const struct sink_ops *ops;
+    void *self;
+    char *label;              /* "sink.jsonl (jobs/x.lua:20)" for messages */
+    char *stage;              /* "sink.jsonl": the stage of the dead letters it causes */
+    int async;                /* ops->capabilities has SINK_ASYNC_ACKS */
+    uint64_t acked_below;     /* every record it was given with seq < this is acknowledged */
+    struct metric *written;   /* records it acknowledged */
+    struct metric *rejected;  /* records it rejected */
+};
+
+/* struct sink_report (plugin.h): one poll() of one sink. */
+struct sink_report {
+    struct pipeline *p;
+    struct sink_inst *sink;
+    int index;                /* in p->sinks, or -1 for the errors sink */
+};
+
+/* A field and the rank of its name in the job's field order (record.c sorts by it). */
+struct ranked_field {
+    struct sink_field field;
+    lua_Integer rank;
+};
+
+/* The record as sinks see it, rebuilt for each record in buffers the pipeline keeps. */
+struct sink_record {
+    lua_State *L;
+    int table;                /* stack index of the record */
+    int top;                  /* the stack top the sinks must leave (fields push values) */
+    int order_ref;            /* the job's field order (job_env) */
+    int json_state;           /* 0 not encoded yet, 1 in json, -1 failed with json_err */
+    struct buf json;
+    struct rn_err json_err;
+    int fields_state;         /* 0 not made yet, 1 made, -1 failed with fields_err */
+    struct sink_field *fields;    /* in order; both arrays have fields_cap slots */
+    struct ranked_field *ranked;
+    size_t nfields, fields_cap;
+    struct rn_err fields_err;
+};
+
+enum slot_state { SLOT_FREE, SLOT_BUSY, SLOT_READY };
+enum outcome { OUT_WRITE, OUT_FILTERED, OUT_DEAD };
+
+/* A record in the reorder ring: waiting for the model (BUSY), or finished (READY) behind an
+ * older one that is not. */
+struct slot {
+    uint8_t state;
+    uint8_t outcome;
+    int ref;                  /* registry ref: the record (BUSY), the output or dead letter (READY) */
+    struct source_pos pos;
+};
+
+/* A record that left the ring (written to the sinks or settled) but is not done: some sink
+ * has not acknowledged it, or its dead letter is not acknowledged yet. Only jobs with a
+ * sink that acknowledges asynchronously keep these. */
+struct pending {
+    struct source_pos pos;
+    int ref;                  /* the record while a sink may still reject it, else LUA_NOREF */
+    uint8_t outcome;          /* OUT_WRITE until every sink answered, then OUT_DEAD if one rejected */
+    uint16_t waiting;         /* bit i: sink i accepted it and has not acknowledged or rejected it */
+    int8_t rejected_by;       /* the first sink that rejected it, or -1 */
+    char *reason;             /* the rejections, "sink.x (job.lua:3): why; ..." (owned) */
+    uint64_t letter_end;      /* its dead letter's number in the errors sink + 1; 0: none */
+};
+
+/* The pipeline's counts, in its metrics registry (summary.c reads them from there). */
+struct pipeline_metrics {
+    struct metric *read, *filtered, *written, *dead, *script_errors;
+    struct metric *checkpoints, *checkpoint_seconds, *committed;
+};
+
+struct pipeline {
+    struct job_env *env;
+    lua_State *L;
+    const struct run_options *opts;
+    const struct source_ops *src_ops;
+    void *src;
+    char *src_label;
+    struct sink_inst sinks[MAX_SINKS];
+    size_t nsinks;
+    struct sink_inst errors;      /* ops == NULL: dead letters go to stderr */
+    int wants_json;               /* some sink has SINK_WANTS_JSON */
+    uint16_t async_mask;          /* bit i: sink i acknowledges asynchronously */
+    int async_any;                /* a sink or the errors sink does: records wait in `pending` */
+    struct model *model;
+    struct evaluation *eval;
+    int filter_ref, map_ref;
+    int64_t max_errors;
+    int64_t checkpoint_ms;
+
+    /* Sequences: [done, tail) left the ring and wait in `pending`; [tail, head) are in the
+     * ring; head - done <= window, so both arrays have window slots. */
+    struct slot *ring;
+    struct pending *pending;      /* NULL unless async_any */
+    uint64_t window, head, tail, done;
+    uint64_t letters;             /* dead letters written to the errors sink */
+
+    struct metrics *metrics;
+    struct pipeline_metrics m;
+    struct sink_record record;    /* the record being written */
+    struct sink_record letter;    /* the dead letter being written */
+    struct buf scratch;
+
+    int fatal;
+    struct rn_err fatal_err;
+    int source_done;
+    int stopped;                  /* stopped by a signal */
+    char checkpoint_path[4096];
+    int has_checkpoint;           /* the source supports save/restore */
+    int64_t resumed_line;
+    double started;
+    double last_progress;
+    int progress_shown;
+};
+
+/* pipeline.c: the job cannot go on; the first error wins. */
+void pipeline_fail(struct pipeline *p, const struct rn_err *err);
+
+/* order.c */
+/* A record finished with `outcome`; its output or dead letter is at the top of the stack
+ * (popped; nil for filtered). Written now when nothing older is pending, else parked. */
+void order_settle(struct pipeline *p, uint64_t seq, enum outcome outcome, const struct source_pos *pos);
+/* Poll every sink that acknowledges asynchronously, then finish what became done. */
+int order_poll_sinks(struct pipeline *p, struct rn_err *err);
+/* Finish the records at the front of `pending` that every sink answered, in order: write
+ * the dead letters of rejected ones, count them, advance the source past them. */
+void order_resolve(struct pipeline *p);
+/* Records that left the ring but are not done. */
+static inline uint64_t order_unfinished(const struct pipeline *p) { return p->tail - p->done; }
+void order_free(struct pipeline *p);
+
+/* record.c */
+void record_init(struct sink_record *r, lua_State *L, int order_ref);
+/* Show the table at stack index `table` to the sinks (the previous record is forgotten). */
+void record_begin(struct sink_record *r, int table);
+void record_free(struct sink_record *r);
+
+/* deadletter.c */
+/* Push a dead-letter table: why (stage, reason), where from (position, and the fields of the
+ * source's description at info_idx), what (the record at record_idx, the model's answer);
+ * info_idx and record_idx may be 0. */
+void deadletter_push(struct pipeline *p, const char *stage, const char *reason, const struct source_pos *pos,
+                     int info_idx, int record_idx, const char *model_text);
+/* Write the dead letter at stack index idx to the errors sink (or stderr) and return its
+ * number + 1 (what the errors sink must acknowledge), 0 on stderr; -1 with err when the
+ * errors sink failed or refused it. */
+int64_t deadletter_write(struct pipeline *p, int idx, struct rn_err *err);
+
+/* checkpoint.c */
+/* Read the checkpoint file when there is one to resume from (--resume, or always in stream
+ * mode); sets env->resume to whether there is. *state is NULL when there is none. */
+int checkpoint_load(struct pipeline *p, json_t **state, struct rn_err *err);
+int checkpoint_restore(struct pipeline *p, json_t *state, struct rn_err *err);
+/* Flush every sink, wait for their acknowledgements, dead-letter what they rejected, commit
+ * the source and write the checkpoint file. */
+int checkpoint_take(struct pipeline *p, struct rn_err *err);
+
+/* summary.c */
+void summary_progress(struct pipeline *p, double now);
+void summary_print(struct pipeline *p, const char *status, double elapsed);
+int summary_write_json(struct pipeline *p, const char *status, double elapsed, const char *error, struct rn_err *err);
+
+#endif
