@@ -22,6 +22,9 @@
  * - SIGUSR1 (rd_kafka_mock_broker_set_down) closes connections and refuses new ones without a
  *   leader change; clients retry, and a producer's queued messages are delivered after SIGUSR2.
  * - All state (messages, committed offsets) lives in memory and is lost when kafka-dev exits.
+ * - --produce-errors CODE:COUNT answers the first COUNT Produce requests with the Kafka error
+ *   CODE (rd_kafka_mock_push_request_errors): 10 (MESSAGE_TOO_LARGE) and 87 (INVALID_RECORD)
+ *   reach a producer as a failed delivery report for every message of the refused batch.
  */
 #include <errno.h>
 #include <signal.h>
@@ -36,8 +39,12 @@
 
 struct topic_spec { const char *name; int partitions; };
 
+#define KAFKA_API_PRODUCE 0 /* the Produce request's ApiKey in the Kafka protocol */
+
 struct options {
     int brokers;
+    int produce_error;          /* a Kafka error code, 0: none */
+    int produce_error_count;
     struct topic_spec topics[MAX_TOPICS];
     int topic_count;
     const char *port_file;
@@ -46,10 +53,14 @@ struct options {
 static void usage(FILE *f)
 {
     fputs("usage: kafka-dev [--brokers N] [--topic NAME[:PARTITIONS]]... [--port-file PATH]\n"
+          "                 [--produce-errors CODE:COUNT]\n"
           "  --brokers N        mock brokers to start on 127.0.0.1 (default 1)\n"
           "  --topic NAME[:P]   create topic NAME with P partitions (default 1); other topics are\n"
           "                     auto-created with 4 partitions when a client first asks for them\n"
           "  --port-file PATH   also write the bootstrap servers to PATH (written whole, then renamed)\n"
+          "  --produce-errors CODE:COUNT\n"
+          "                     answer the first COUNT Produce requests with Kafka error CODE\n"
+          "                     (e.g. 10 MESSAGE_TOO_LARGE, 87 INVALID_RECORD)\n"
           "Prints the bootstrap servers as the first line on stdout; SIGINT/SIGTERM stop it,\n"
           "SIGUSR1 sets all brokers down, SIGUSR2 sets them up again.\n", f);
 }
@@ -98,6 +109,14 @@ static int parse_options(int argc, char **argv, struct options *opts, char *erro
                              value, colon + 1);
                     return -1;
                 }
+            }
+        } else if (strcmp(arg, "--produce-errors") == 0) {
+            char *colon = value ? strchr(value, ':') : NULL;
+            if (colon) *colon = '\0';
+            if (!colon || parse_int(value, 1, 32767, &opts->produce_error) != 0 ||
+                parse_int(colon + 1, 1, 1000000, &opts->produce_error_count) != 0) {
+                snprintf(error, error_size, "--produce-errors needs CODE:COUNT (an error code 1..32767, a count 1..1000000)");
+                return -1;
             }
         } else if (strcmp(arg, "--port-file") == 0) {
             if (!value || !*value) {
@@ -200,6 +219,19 @@ int main(int argc, char **argv)
         }
         fprintf(stderr, "kafka-dev: topic %s partitions=%d replication=1\n",
                 opts.topics[i].name, opts.topics[i].partitions);
+    }
+
+    if (opts.produce_error) {
+        rd_kafka_resp_err_t *codes = calloc((size_t)opts.produce_error_count, sizeof *codes);
+        if (!codes) {
+            fprintf(stderr, "kafka-dev: out of memory\n");
+            goto done;
+        }
+        for (int i = 0; i < opts.produce_error_count; i++) codes[i] = (rd_kafka_resp_err_t)opts.produce_error;
+        rd_kafka_mock_push_request_errors_array(cluster, KAFKA_API_PRODUCE, (size_t)opts.produce_error_count, codes);
+        free(codes);
+        fprintf(stderr, "kafka-dev: the first %d Produce requests fail with %s\n", opts.produce_error_count,
+                rd_kafka_err2str((rd_kafka_resp_err_t)opts.produce_error));
     }
 
     const char *bootstraps = rd_kafka_mock_cluster_bootstraps(cluster);
