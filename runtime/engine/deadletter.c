@@ -79,7 +79,7 @@ int64_t deadletter_write(struct pipeline *p, int idx, struct rn_err *err)
     lua_State *L = p->L;
     int top = lua_gettop(L);
     struct sink_record *letter = &p->letter;
-    record_begin(letter, idx);
+    record_begin(letter, lua_absindex(L, idx));
     size_t len;
     const char *json = sink_record_json(letter, &len, err);
     if (!json) return rn_wrap(err, "a dead letter");

@@ -53,8 +53,7 @@ struct ranked_field {
 /* The record as sinks see it, rebuilt for each record in buffers the pipeline keeps. */
 struct sink_record {
     lua_State *L;
-    int table;                /* stack index of the record */
-    int top;                  /* the stack top the sinks must leave (fields push values) */
+    int table;                /* absolute stack index of the record */
     int order_ref;            /* the job's field order (job_env) */
     int json_state;           /* 0 not encoded yet, 1 in json, -1 failed with json_err */
     struct buf json;
@@ -83,12 +82,13 @@ struct slot {
  * sink that acknowledges asynchronously keep these. */
 struct pending {
     struct source_pos pos;
-    int ref;                  /* the record while a sink may still reject it, else LUA_NOREF */
     uint8_t outcome;          /* OUT_WRITE until every sink answered, then OUT_DEAD if one rejected */
     uint16_t waiting;         /* bit i: sink i accepted it and has not acknowledged or rejected it */
     int8_t rejected_by;       /* the first sink that rejected it, or -1 */
     char *reason;             /* the rejections, "sink.x (job.lua:3): why; ..." (owned) */
     uint64_t letter_end;      /* its dead letter's number in the errors sink + 1; 0: none */
+    uint64_t kept_at;         /* its JSON line in p->kept while a sink may still reject it */
+    size_t kept_len;          /* 0: not kept */
 };
 
 /* The pipeline's counts, in its metrics registry (summary.c reads them from there). */
@@ -107,7 +107,8 @@ struct pipeline {
     struct sink_inst sinks[MAX_SINKS];
     size_t nsinks;
     struct sink_inst errors;      /* ops == NULL: dead letters go to stderr */
-    int wants_json;               /* some sink has SINK_WANTS_JSON */
+    int needs_json;               /* some sink has SINK_WANTS_JSON or acknowledges asynchronously:
+                                     every record is encoded before any sink sees it */
     uint16_t async_mask;          /* bit i: sink i acknowledges asynchronously */
     int async_any;                /* a sink or the errors sink does: records wait in `pending` */
     struct model *model;
@@ -120,6 +121,8 @@ struct pipeline {
      * ring; head - done <= window, so both arrays have window slots. */
     struct slot *ring;
     struct pending *pending;      /* NULL unless async_any */
+    struct buf kept;              /* JSON lines of records a sink may still reject (order.c) */
+    uint64_t kept_base;           /* the offset of kept.data[0] in everything ever kept */
     uint64_t window, head, tail, done;
     uint64_t letters;             /* dead letters written to the errors sink */
 
@@ -159,7 +162,8 @@ void order_free(struct pipeline *p);
 
 /* record.c */
 void record_init(struct sink_record *r, lua_State *L, int order_ref);
-/* Show the table at stack index `table` to the sinks (the previous record is forgotten). */
+/* Show the table at the absolute stack index `table` to the sinks (the previous record is
+ * forgotten). The caller drops what the sinks leave above it when they are done. */
 void record_begin(struct sink_record *r, int table);
 void record_free(struct sink_record *r);
 

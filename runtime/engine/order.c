@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "engine/engine_int.h"
 
 static void advance(struct pipeline *p, const struct source_pos *pos)
@@ -62,10 +63,40 @@ static void push_rejection_letter(struct pipeline *p, int rejected_by, const cha
     lua_remove(L, -2);
 }
 
-/* Park the record seq in `pending` (the record at the top of the stack is popped and kept
- * when keep_record). */
+/* A record a sink may still reject is kept as its JSON line (not as a Lua value: a table of
+ * thousands of live records costs the garbage collector a walk at every step). The lines
+ * sit in p->kept, bytes [kept_base, kept_base + kept.len) of everything kept so far, and are
+ * let go in order as records finish. */
+static void keep_json(struct pipeline *p, struct pending *e)
+{
+    e->kept_at = p->kept_base + p->kept.len;
+    e->kept_len = p->record.json.len;
+    buf_put(&p->kept, p->record.json.data, p->record.json.len);
+}
+
+/* Let go of every kept line before `end`; compact when the dead half is large. */
+static void release_kept(struct pipeline *p, uint64_t end)
+{
+    size_t dead = (size_t)(end - p->kept_base);
+    if (dead < 65536 || dead < p->kept.len / 2) return;
+    memmove(p->kept.data, p->kept.data + dead, p->kept.len - dead);
+    p->kept.len -= dead;
+    p->kept.data[p->kept.len] = '\0';
+    p->kept_base = end;
+}
+
+/* Push the record kept for e, decoded from its line. */
+static void push_kept(struct pipeline *p, const struct pending *e)
+{
+    struct rn_err err;
+    if (json_decode_push(p->L, p->kept.data + (e->kept_at - p->kept_base), e->kept_len, &err))
+        lua_pushstring(p->L, err.msg); /* cannot happen: the pipeline encoded it */
+}
+
+/* Park the record seq in `pending` (the record at the top of the stack is popped; its JSON
+ * line is kept when keep). */
 static struct pending *park(struct pipeline *p, uint64_t seq, enum outcome outcome, const struct source_pos *pos,
-                            int keep_record)
+                            int keep)
 {
     struct pending *e = &p->pending[seq % p->window];
     e->pos = *pos;
@@ -74,7 +105,9 @@ static struct pending *park(struct pipeline *p, uint64_t seq, enum outcome outco
     e->rejected_by = -1;
     e->reason = NULL;
     e->letter_end = 0;
-    e->ref = keep_record ? luaL_ref(p->L, LUA_REGISTRYINDEX) : LUA_NOREF;
+    e->kept_len = 0;
+    if (keep) keep_json(p, e);
+    lua_pop(p->L, 1);
     return e;
 }
 
@@ -84,12 +117,13 @@ static void write_dead(struct pipeline *p, uint64_t seq, const struct source_pos
     lua_State *L = p->L;
     struct rn_err err;
     int64_t letter = deadletter_write(p, -1, &err);
-    lua_pop(L, 1);
     if (letter < 0) {
+        lua_pop(L, 1);
         pipeline_fail(p, &err);
         return;
     }
     if (p->done == seq && (uint64_t)letter <= p->errors.acked_below) {
+        lua_pop(L, 1);
         finish(p, OUT_DEAD, pos);
         return;
     }
@@ -105,7 +139,7 @@ static void write_record(struct pipeline *p, uint64_t seq, const struct source_p
     record_begin(r, top);
     struct rn_err err;
     size_t len;
-    if (p->wants_json && !sink_record_json(r, &len, &err)) {
+    if (p->needs_json && !sink_record_json(r, &len, &err)) {
         /* the map produced something a sink cannot hold: that record is dead, not the job */
         deadletter_push(p, "map", err.msg, pos, 0, 0, NULL);
         lua_replace(L, top);
@@ -117,8 +151,7 @@ static void write_record(struct pipeline *p, uint64_t seq, const struct source_p
     char *reason = NULL;
     for (size_t i = 0; i < p->nsinks; i++) {
         struct sink_inst *s = &p->sinks[i];
-        int rc = s->ops->write(s->self, seq, r, &err);
-        lua_settop(L, r->top);
+        int rc = s->ops->write(s->self, seq, r, &err); /* the record stays at `top` whatever it pushes */
         if (rc == SINK_ACCEPTED) {
             if (s->async) waiting |= (uint16_t)(1u << i);
             else metric_inc(s->written);
@@ -133,22 +166,23 @@ static void write_record(struct pipeline *p, uint64_t seq, const struct source_p
             return;
         }
     }
-    lua_settop(L, top);
-    if (!waiting && p->done == seq) { /* every sink answered and nothing older waits */
-        if (rejected_by < 0) {
+    lua_settop(L, top); /* drop the fields, if a sink asked for them */
+    if (!waiting) { /* every sink answered */
+        if (rejected_by >= 0) {
+            push_rejection_letter(p, rejected_by, reason, pos);
+            write_dead(p, seq, pos);
+        } else if (p->done == seq) {
             lua_pop(L, 1);
             finish(p, OUT_WRITE, pos);
         } else {
-            push_rejection_letter(p, rejected_by, reason, pos);
-            write_dead(p, seq, pos);
+            park(p, seq, OUT_WRITE, pos, 0);
         }
         free(reason);
         return;
     }
-    /* keep the record while a sink may still reject it, or for the dead letter to come */
-    int keep = waiting || rejected_by >= 0;
-    struct pending *e = park(p, seq, OUT_WRITE, pos, keep);
-    if (!keep) lua_pop(L, 1);
+    /* an asynchronous sink may still reject it: keep it (as the JSON line, which needs_json
+     * made) for the dead letter */
+    struct pending *e = park(p, seq, OUT_WRITE, pos, 1);
     e->waiting = waiting;
     e->rejected_by = rejected_by;
     e->reason = reason;
@@ -165,10 +199,11 @@ static void emit(struct pipeline *p, uint64_t seq, enum outcome outcome, const s
         write_record(p, seq, pos);
     } else if (outcome == OUT_DEAD) {
         write_dead(p, seq, pos);
-    } else {
+    } else if (p->done == seq) {
         lua_pop(p->L, 1);
-        if (p->done == seq) finish(p, OUT_FILTERED, pos);
-        else park(p, seq, OUT_FILTERED, pos, 0);
+        finish(p, OUT_FILTERED, pos);
+    } else {
+        park(p, seq, OUT_FILTERED, pos, 0);
     }
 }
 
@@ -223,7 +258,7 @@ void order_resolve(struct pipeline *p)
                 if (e->waiting >> i & 1) metric_inc(p->sinks[i].written);
             e->waiting = 0;
             if (e->rejected_by >= 0) {
-                lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref);
+                push_kept(p, e);
                 push_rejection_letter(p, e->rejected_by, e->reason, &e->pos);
                 struct rn_err err;
                 int64_t letter = deadletter_write(p, -1, &err);
@@ -235,8 +270,8 @@ void order_resolve(struct pipeline *p)
                 e->outcome = OUT_DEAD;
                 e->letter_end = (uint64_t)letter;
             }
-            luaL_unref(L, LUA_REGISTRYINDEX, e->ref);
-            e->ref = LUA_NOREF;
+            if (e->kept_len) release_kept(p, e->kept_at + e->kept_len);
+            e->kept_len = 0;
             free(e->reason);
             e->reason = NULL;
         }
@@ -307,11 +342,8 @@ void order_free(struct pipeline *p)
         if (p->ring[i].ref != LUA_NOREF) luaL_unref(p->L, LUA_REGISTRYINDEX, p->ring[i].ref);
     free(p->ring);
     p->ring = NULL;
-    for (uint64_t s = p->done; p->pending && s < p->tail; s++) {
-        struct pending *e = &p->pending[s % p->window];
-        luaL_unref(p->L, LUA_REGISTRYINDEX, e->ref);
-        free(e->reason);
-    }
+    for (uint64_t s = p->done; p->pending && s < p->tail; s++) free(p->pending[s % p->window].reason);
     free(p->pending);
     p->pending = NULL;
+    buf_free(&p->kept);
 }

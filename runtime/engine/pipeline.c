@@ -207,7 +207,8 @@ static int open_sink(struct pipeline *p, int decl, struct sink_inst *s, int inde
     if (s->async && !s->ops->poll) return rn_fail(err, "%s: acknowledges asynchronously but has no poll()", s->label);
     if (s->async) p->async_any = 1;
     if (index < 0) return 0;
-    if (s->ops->capabilities & SINK_WANTS_JSON) p->wants_json = 1;
+    /* an asynchronous sink's rejection comes later: the record is kept as JSON till then */
+    if (s->ops->capabilities & SINK_WANTS_JSON || s->async) p->needs_json = 1;
     if (s->async) p->async_mask |= (uint16_t)(1u << index);
     const char *where = strchr(s->label, '(');
     char declared[600];
@@ -303,10 +304,7 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     lua_getfield(L, opts, "errors");
     if (!lua_isnil(L, -1) && open_sink(p, -1, &p->errors, -1, err)) { lua_pop(L, 1); goto fail; }
     lua_pop(L, 1);
-    if (p->async_any) {
-        p->pending = rn_calloc(p->window, sizeof *p->pending);
-        for (uint64_t i = 0; i < p->window; i++) p->pending[i].ref = LUA_NOREF;
-    }
+    if (p->async_any) p->pending = rn_calloc(p->window, sizeof *p->pending);
 
     lua_getfield(L, opts, "predict");
     if (!lua_isnil(L, -1)) {
@@ -453,7 +451,7 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
     p->L = env->L;
     p->opts = opts;
     p->filter_ref = p->map_ref = LUA_NOREF;
-    p->errors.acked_below = 0;
+    buf_init(&p->kept);
     record_init(&p->record, env->L, env->fieldorder_ref);
     record_init(&p->letter, env->L, env->fieldorder_ref);
     buf_init(&p->scratch);

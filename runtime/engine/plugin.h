@@ -100,7 +100,9 @@ enum sink_capability {
      * sink sees it, and a record that JSON cannot hold is dead-lettered (stage map) instead
      * of reaching some sinks and not others. */
     SINK_WANTS_JSON = 1 << 0,
-    /* Acknowledges in poll(); without it a record is acknowledged when write() accepts it. */
+    /* Acknowledges in poll(); without it a record is acknowledged when write() accepts it.
+     * Until a record is answered the pipeline keeps its JSON line (for the dead letter of a
+     * rejection), so it encodes every record first, as for SINK_WANTS_JSON. */
     SINK_ASYNC_ACKS = 1 << 1,
 };
 
@@ -123,8 +125,9 @@ int sink_record_table(const struct sink_record *record);
 const char *sink_record_json(struct sink_record *record, size_t *len, struct rn_err *err);
 /* The record's fields in the job's field order (source columns, then model outputs, then
  * other keys by name), the same order as the JSON line's keys; made at the first call and
- * shared, the values pushed on the Lua stack for the rest of write(). NULL and err when a
- * key is not a string. */
+ * shared. The first call pushes the names and values on the Lua stack, where they stay until
+ * write() returns: call it before pushing anything of your own. NULL and err when a key is
+ * not a string. */
 const struct sink_field *sink_record_fields(struct sink_record *record, size_t *count, struct rn_err *err);
 
 /* What poll() reports, through these two calls (they only note it; the pipeline acts after

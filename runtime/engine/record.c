@@ -18,8 +18,7 @@ void record_init(struct sink_record *r, lua_State *L, int order_ref)
 
 void record_begin(struct sink_record *r, int table)
 {
-    r->table = lua_absindex(r->L, table);
-    r->top = lua_gettop(r->L);
+    r->table = table;
     r->json_state = 0;
     r->fields_state = 0;
     r->nfields = 0;
@@ -113,7 +112,6 @@ const struct sink_field *sink_record_fields(struct sink_record *r, size_t *count
             }
             for (size_t i = 0; i < n; i++) r->fields[i] = ranked[i].field;
             r->nfields = n;
-            r->top = lua_gettop(L);
         }
     }
     if (r->fields_state < 0) {

@@ -30,7 +30,7 @@
 
 #define FLUSH_MARGIN_MS 10000
 
-_Static_assert(sizeof(void *) >= sizeof(uint64_t), "a message's opaque pointer carries its record's seq");
+_Static_assert(sizeof(void *) >= sizeof(uint64_t), "a message's opaque pointer carries its ticket");
 
 enum { MSG_QUEUED, MSG_DELIVERED, MSG_REJECTED };
 
@@ -56,7 +56,8 @@ struct kafka_sink {
     struct buf value, key, scratch;
     /* messages queued and not yet reported to the pipeline, in seq order (a ring) */
     struct outstanding *queue;
-    size_t queue_cap, queue_head, queue_len;
+    size_t queue_cap, queue_len;
+    uint64_t front_ticket;        /* the ticket of the oldest message in the queue */
     uint64_t last_seq;            /* the last record write() was given */
     int given_any;
     uint64_t failures;
@@ -107,37 +108,33 @@ static int record_at_fault(rd_kafka_resp_err_t e)
     }
 }
 
-static struct outstanding *queue_at(struct kafka_sink *s, size_t i) { return &s->queue[(s->queue_head + i) % s->queue_cap]; }
+/* The queue: a ring of queue_cap (a power of two) slots; the message pushed as number n
+ * (its ticket, counted from 0, carried in the message's opaque) is at slot n % queue_cap
+ * while front_ticket <= n < front_ticket + queue_len. */
+static struct outstanding *queue_at(struct kafka_sink *s, uint64_t ticket) { return &s->queue[ticket & (s->queue_cap - 1)]; }
 
+/* Queue the message of seq, as ticket front_ticket + queue_len. */
 static void queue_push(struct kafka_sink *s, uint64_t seq)
 {
     if (s->queue_len == s->queue_cap) {
         size_t cap = s->queue_cap ? s->queue_cap * 2 : 1024;
         struct outstanding *q = rn_malloc(cap * sizeof *q);
-        for (size_t i = 0; i < s->queue_len; i++) q[i] = *queue_at(s, i);
+        for (uint64_t t = s->front_ticket; t < s->front_ticket + s->queue_len; t++) q[t & (cap - 1)] = *queue_at(s, t);
         free(s->queue);
         s->queue = q;
         s->queue_cap = cap;
-        s->queue_head = 0;
     }
-    struct outstanding *o = queue_at(s, s->queue_len++);
+    struct outstanding *o = queue_at(s, s->front_ticket + s->queue_len++);
     o->seq = seq;
     o->state = MSG_QUEUED;
     o->reason = NULL;
 }
 
-/* The queued message of seq (the queue is in seq order), or NULL. */
-static struct outstanding *queue_find(struct kafka_sink *s, uint64_t seq)
+/* The queued message of a ticket, or NULL when it is not queued. */
+static struct outstanding *queue_find(struct kafka_sink *s, uint64_t ticket)
 {
-    size_t lo = 0, hi = s->queue_len;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        struct outstanding *o = queue_at(s, mid);
-        if (o->seq == seq) return o;
-        if (o->seq < seq) lo = mid + 1;
-        else hi = mid;
-    }
-    return NULL;
+    if (ticket < s->front_ticket || ticket >= s->front_ticket + s->queue_len) return NULL;
+    return queue_at(s, ticket);
 }
 
 /* "topic T [P] (key K)": where a message went, for messages. */
@@ -258,7 +255,7 @@ static int ksink_write(void *self, uint64_t seq, struct sink_record *record, str
     }
     int has_key = 0;
     if (s->key_field && (has_key = record_key(s, L, rec, err)) < 0) return SINK_REJECTED;
-    void *opaque = (void *)(uintptr_t)seq;
+    void *opaque = (void *)(uintptr_t)(s->front_ticket + s->queue_len); /* its ticket once queued */
     /* the message takes the copy when it is queued; until then it stays ours */
     rd_kafka_headers_t *headers = s->headers ? rd_kafka_headers_copy(s->headers) : NULL;
     for (;;) {
@@ -273,7 +270,7 @@ static int ksink_write(void *self, uint64_t seq, struct sink_record *record, str
                                   RD_KAFKA_V_KEY((has_key ? s->key.data : NULL), has_key ? s->key.len : 0),
                                   RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (!e) {
-            queue_push(s, seq);
+            queue_push(s, seq); /* the ticket in its opaque */
             return SINK_ACCEPTED;
         }
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -301,15 +298,16 @@ static int ksink_poll(void *self, struct sink_report *report, struct rn_err *err
     struct kafka_sink *s = self;
     rd_kafka_poll(s->rk, 0);
     if (check_failed(s, err)) return SINK_FAILED;
-    while (s->queue_len > 0 && queue_at(s, 0)->state != MSG_QUEUED) {
-        struct outstanding *o = queue_at(s, 0);
+    while (s->queue_len > 0 && queue_at(s, s->front_ticket)->state != MSG_QUEUED) {
+        struct outstanding *o = queue_at(s, s->front_ticket);
         if (o->state == MSG_REJECTED) sink_reject(report, o->seq, o->reason);
         free(o->reason);
-        s->queue_head = (s->queue_head + 1) % s->queue_cap;
+        o->reason = NULL;
+        s->front_ticket++;
         s->queue_len--;
     }
     if (s->queue_len > 0) {
-        uint64_t oldest = queue_at(s, 0)->seq;
+        uint64_t oldest = queue_at(s, s->front_ticket)->seq;
         if (oldest > 0) sink_acknowledge(report, oldest - 1);
     } else if (s->given_any) {
         sink_acknowledge(report, s->last_seq);
@@ -421,7 +419,7 @@ static void ksink_close(void *self)
         rd_kafka_destroy(s->rk);
     }
     if (s->headers) rd_kafka_headers_destroy(s->headers);
-    for (size_t i = 0; i < s->queue_len; i++) free(queue_at(s, i)->reason);
+    for (uint64_t t = s->front_ticket; t < s->front_ticket + s->queue_len; t++) free(queue_at(s, t)->reason);
     free(s->queue);
     for (size_t i = 0; i < s->ncolumns; i++) free(s->columns[i]);
     free(s->columns);
