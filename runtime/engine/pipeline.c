@@ -27,23 +27,28 @@ void pipeline_fail(struct pipeline *p, const struct rn_err *err)
 
 /* ---- the stages ---- */
 
-static int script_error(struct pipeline *p, const struct rn_err *err)
+/* filter or map failed on the record at stack index rec (the top but for what the call left):
+ * its dead letter replaces it, and the error counts towards max_errors; a sandbox that
+ * cannot go on (memory_limit) stops the job. */
+static void script_failed(struct pipeline *p, const char *stage, const struct rn_err *err, int rec, uint64_t seq,
+                          const struct source_pos *pos)
 {
+    lua_State *L = p->L;
+    lua_settop(L, rec);
+    deadletter_push(p, stage, err->msg, pos, 0, rec, NULL);
+    lua_remove(L, rec);
     metric_inc(p->m.script_errors);
-    if (luajob_fatal(p->L)) { /* the sandbox cannot go on (memory_limit) */
+    if (luajob_fatal(L)) { /* the sandbox cannot go on (memory_limit) */
         struct rn_err e;
-        rn_fail(&e, "%s", luajob_fatal(p->L));
+        rn_fail(&e, "%s", luajob_fatal(L));
         pipeline_fail(p, &e);
-        return -1;
-    }
-    if (p->max_errors > 0 && (int64_t)metric_u64(p->m.script_errors) >= p->max_errors) {
+    } else if (p->max_errors > 0 && (int64_t)metric_u64(p->m.script_errors) >= p->max_errors) {
         struct rn_err e;
         rn_fail(&e, "stopping after %llu script errors (job max_errors = %lld); the last: %s",
                 (unsigned long long)metric_u64(p->m.script_errors), (long long)p->max_errors, err->msg);
         pipeline_fail(p, &e);
-        return -1;
     }
-    return 0;
+    order_settle(p, seq, OUT_DEAD, pos);
 }
 
 /* Run map (if any) on the record at the top of the stack and settle the outcome. */
@@ -59,10 +64,7 @@ static void finish_record(struct pipeline *p, uint64_t seq, const struct source_
     lua_pushvalue(L, rec);
     struct rn_err err;
     if (luajob_call(L, 1, 1, &err)) {
-        deadletter_push(p, "map", err.msg, pos, 0, rec, NULL);
-        lua_remove(L, rec);
-        script_error(p, &err);
-        order_settle(p, seq, OUT_DEAD, pos);
+        script_failed(p, "map", &err, rec, seq, pos);
         return;
     }
     int t = lua_type(L, -1);
@@ -74,11 +76,7 @@ static void finish_record(struct pipeline *p, uint64_t seq, const struct source_
     }
     if (t != LUA_TTABLE) {
         rn_fail(&err, "map must return a table or nil, returned a %s", luaL_typename(L, -1));
-        lua_pop(L, 1);
-        deadletter_push(p, "map", err.msg, pos, 0, rec, NULL);
-        lua_remove(L, rec);
-        script_error(p, &err);
-        order_settle(p, seq, OUT_DEAD, pos);
+        script_failed(p, "map", &err, rec, seq, pos);
         return;
     }
     lua_remove(L, rec);
@@ -97,10 +95,7 @@ static void process_record(struct pipeline *p, const struct source_pos *pos)
         lua_pushvalue(L, rec);
         struct rn_err err;
         if (luajob_call(L, 1, 1, &err)) {
-            deadletter_push(p, "filter", err.msg, pos, 0, rec, NULL);
-            lua_remove(L, rec);
-            script_error(p, &err);
-            order_settle(p, seq, OUT_DEAD, pos);
+            script_failed(p, "filter", &err, rec, seq, pos);
             return;
         }
         int keep = lua_toboolean(L, -1);
