@@ -84,4 +84,23 @@ expect_eq "the rerun reads exactly the 40 records of the failed run (none were c
 expect_eq "... and delivers them" "$(seq 1 40 | sed 's/^/late/' | sort)" \
   "$(topic_keys out "$OUT_BROKERS" | grep '^late' | sort -u)"
 expect_eq "... with no dead letters" 0 "$(lines "$T/d.err")"
+
+# ---- the dead letters themselves to Kafka: the errors sink acknowledges asynchronously too ----
+cat > "$T/dlq.lua" <<'LUA'
+return job {
+  name = "dlq",
+  source = source.kafka { brokers = env("KAFKA_BROKERS"), topic = "in", group = "dlq" },
+  sinks = { sink.jsonl { path = param("output") },
+            sink.lua { write = function(r) if r.id % 3 == 0 then return false, "a multiple of 3" end end } },
+  errors = sink.kafka { brokers = env("OUT_BROKERS"), topic = "dead", key = "job" },
+}
+LUA
+timeout 120 $RUNNEL run "$T/dlq.lua" --set output="$T/e.jsonl" --no-progress --summary-json "$T/e.json" 2>"$T/e.log"
+expect_eq "errors = sink.kafka: the job finishes" 0 $?
+check "errors = sink.kafka: invariant" invariant_holds "$T/e.json"
+expect_eq "errors = sink.kafka: every multiple of 3 dead-lettered" \
+  "$( (seq 1 600 | sed 's/^/k/'; seq 1 40 | sed 's/^/late/') | awk '{ n = $0; sub(/^[a-z]+/, "", n) } n % 3 == 0' | sort)" \
+  "$(timeout 30 kcat -C -b "$OUT_BROKERS" -t dead -o beginning -e -q -f '%s\n' | jq -r '.record.key' | sort)"
+expect_eq "errors = sink.kafka: the dead letters say why" "a multiple of 3" \
+  "$(timeout 30 kcat -C -b "$OUT_BROKERS" -t dead -o beginning -e -q -f '%s\n' | jq -r .reason | sort -u)"
 finish
