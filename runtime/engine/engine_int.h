@@ -85,7 +85,7 @@ struct pending {
     uint8_t outcome;          /* OUT_WRITE until every sink answered, then OUT_DEAD if one rejected */
     uint16_t waiting;         /* bit i: sink i accepted it and has not acknowledged or rejected it */
     int8_t rejected_by;       /* the first sink that rejected it, or -1 */
-    char *reason;             /* the rejections, "sink.x (job.lua:3): why; ..." (owned) */
+    char *reason;             /* why, "...; also rejected by sink.x (job.lua:3): why" (owned) */
     uint64_t letter_end;      /* its dead letter's number in the errors sink + 1; 0: none */
     uint64_t kept_at;         /* its JSON line in p->kept while a sink may still reject it */
     size_t kept_len;          /* 0: not kept */
@@ -109,7 +109,6 @@ struct pipeline {
     struct sink_inst errors;      /* ops == NULL: dead letters go to stderr */
     int needs_json;               /* some sink has SINK_WANTS_JSON or acknowledges asynchronously:
                                      every record is encoded before any sink sees it */
-    uint16_t async_mask;          /* bit i: sink i acknowledges asynchronously */
     int async_any;                /* a sink or the errors sink does: records wait in `pending` */
     struct model *model;
     struct evaluation *eval;

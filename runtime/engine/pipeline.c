@@ -204,7 +204,6 @@ static int open_sink(struct pipeline *p, int decl, struct sink_inst *s, int inde
     if (index < 0) return 0;
     /* an asynchronous sink's rejection comes later: the record is kept as JSON till then */
     if (s->ops->capabilities & SINK_WANTS_JSON || s->async) p->needs_json = 1;
-    if (s->async) p->async_mask |= (uint16_t)(1u << index);
     const char *where = strchr(s->label, '(');
     char declared[600];
     snprintf(declared, sizeof declared, "%s", where ? where + 1 : "");
