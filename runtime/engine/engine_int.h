@@ -163,7 +163,16 @@ void order_free(struct pipeline *p);
 void record_init(struct sink_record *r, lua_State *L, int order_ref);
 /* Show the table at the absolute stack index `table` to the sinks (the previous record is
  * forgotten). The caller drops what the sinks leave above it when they are done. */
-void record_begin(struct sink_record *r, int table);
+static inline void record_begin(struct sink_record *r, int table)
+{
+    r->table = table;
+    r->json_state = 0;
+    r->fields_state = 0;
+    r->nfields = 0;
+}
+/* Encode the record's JSON line now (sink_record_json then returns it). -1 and err when JSON
+ * cannot hold it. */
+int record_encode(struct sink_record *r, struct rn_err *err);
 void record_free(struct sink_record *r);
 
 /* deadletter.c */

@@ -138,8 +138,7 @@ static void write_record(struct pipeline *p, uint64_t seq, const struct source_p
     struct sink_record *r = &p->record;
     record_begin(r, top);
     struct rn_err err;
-    size_t len;
-    if (p->needs_json && !sink_record_json(r, &len, &err)) {
+    if (p->needs_json && record_encode(r, &err)) {
         /* the map produced something a sink cannot hold: that record is dead, not the job */
         deadletter_push(p, "map", err.msg, pos, 0, 0, NULL);
         lua_replace(L, top);
@@ -166,14 +165,16 @@ static void write_record(struct pipeline *p, uint64_t seq, const struct source_p
             return;
         }
     }
+    if (!waiting && rejected_by < 0 && p->done == seq) { /* the common case: done at once */
+        lua_settop(L, top - 1); /* the record, and the fields if a sink asked for them */
+        finish(p, OUT_WRITE, pos);
+        return;
+    }
     lua_settop(L, top); /* drop the fields, if a sink asked for them */
     if (!waiting) { /* every sink answered */
         if (rejected_by >= 0) {
             push_rejection_letter(p, rejected_by, reason, pos);
             write_dead(p, seq, pos);
-        } else if (p->done == seq) {
-            lua_pop(L, 1);
-            finish(p, OUT_WRITE, pos);
         } else {
             park(p, seq, OUT_WRITE, pos, 0);
         }

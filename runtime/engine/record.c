@@ -16,14 +16,6 @@ void record_init(struct sink_record *r, lua_State *L, int order_ref)
     buf_init(&r->json);
 }
 
-void record_begin(struct sink_record *r, int table)
-{
-    r->table = table;
-    r->json_state = 0;
-    r->fields_state = 0;
-    r->nfields = 0;
-}
-
 void record_free(struct sink_record *r)
 {
     buf_free(&r->json);
@@ -35,12 +27,21 @@ void record_free(struct sink_record *r)
 
 int sink_record_table(const struct sink_record *r) { return r->table; }
 
+int record_encode(struct sink_record *r, struct rn_err *err)
+{
+    buf_clear(&r->json);
+    if (json_encode(r->L, r->table, r->order_ref, &r->json, err)) {
+        r->json_err = *err;
+        r->json_state = -1;
+        return -1;
+    }
+    r->json_state = 1;
+    return 0;
+}
+
 const char *sink_record_json(struct sink_record *r, size_t *len, struct rn_err *err)
 {
-    if (r->json_state == 0) {
-        buf_clear(&r->json);
-        r->json_state = json_encode(r->L, r->table, r->order_ref, &r->json, &r->json_err) ? -1 : 1;
-    }
+    if (r->json_state == 0) record_encode(r, &r->json_err);
     if (r->json_state < 0) {
         *err = r->json_err;
         return NULL;
