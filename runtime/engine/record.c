@@ -41,7 +41,10 @@ int record_encode(struct sink_record *r, struct rn_err *err)
 
 const char *sink_record_json(struct sink_record *r, size_t *len, struct rn_err *err)
 {
-    if (r->json_state == 0) record_encode(r, &r->json_err);
+    if (r->json_state == 0) {
+        struct rn_err e; /* record_encode keeps it in r->json_err */
+        record_encode(r, &e);
+    }
     if (r->json_state < 0) {
         *err = r->json_err;
         return NULL;
