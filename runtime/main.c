@@ -46,6 +46,7 @@ static void usage(FILE *out)
             "  --set KEY=VALUE        fill param(\"KEY\") in the script (repeatable)\n"
             "  --limit N              read at most N records\n"
             "  --summary-json PATH    also write the run summary as JSON\n"
+            "  --metrics-file PATH    write the job's metrics (Prometheus text) at every checkpoint\n"
             "  --state-dir DIR        checkpoints and caches (default .runnel)\n"
             "  --resume               continue a killed or stopped batch job from its checkpoint\n"
             "  --no-cache             do not use the model response cache\n"
@@ -259,6 +260,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--summary-json")) {
             NEED_VALUE();
             ro.summary_json = next;
+        } else if (!strcmp(a, "--metrics-file")) {
+            NEED_VALUE();
+            ro.metrics_file = next;
         } else if (!strcmp(a, "--state-dir")) {
             NEED_VALUE();
             env.state_dir = next;

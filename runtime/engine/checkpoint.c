@@ -123,5 +123,5 @@ int checkpoint_take(struct pipeline *p, struct rn_err *err)
     if (p->has_checkpoint && save_state(p, err)) return -1;
     metric_inc(p->m.checkpoints);
     metric_observe(p->m.checkpoint_seconds, rn_now() - started);
-    return 0;
+    return summary_write_metrics(p, err);
 }

@@ -199,5 +199,8 @@ int checkpoint_take(struct pipeline *p, struct rn_err *err);
 void summary_progress(struct pipeline *p, double now);
 void summary_print(struct pipeline *p, const char *status, double elapsed);
 int summary_write_json(struct pipeline *p, const char *status, double elapsed, const char *error, struct rn_err *err);
+/* With --metrics-file: the job's metrics registry in Prometheus text format, written
+ * atomically (node_exporter's textfile collector reads such files). */
+int summary_write_metrics(struct pipeline *p, struct rn_err *err);
 
 #endif

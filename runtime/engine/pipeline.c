@@ -453,6 +453,7 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
     env->drain = pipeline_drain;
     int rc = -1;
     if (rn_mkdir_p(env->state_dir, err) || open_metrics(p, err)) goto done;
+    env->metrics = p->metrics;
     snprintf(p->checkpoint_path, sizeof p->checkpoint_path, "%s/%s.checkpoint.json", env->state_dir, env->job_name);
     int job = lua_gettop(p->L);
     p->started = rn_now();
@@ -470,6 +471,11 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
         if (rc == 0 && !p->stopped && !env->streaming && p->has_checkpoint && opts->limit == 0)
             unlink(p->checkpoint_path); /* complete: nothing to resume */
         if (!opts->quiet) summary_print(p, status, elapsed);
+        struct rn_err merr;
+        if (summary_write_metrics(p, &merr) && rc == 0) {
+            *err = merr;
+            rc = -1;
+        }
         if (opts->summary_json) {
             struct rn_err jerr;
             if (summary_write_json(p, status, elapsed, rc ? err->msg : NULL, &jerr) && rc == 0) {
@@ -485,5 +491,6 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
 done:
     pipeline_close(p);
     env->pipeline = NULL;
+    env->metrics = NULL;
     return rc;
 }

@@ -16,6 +16,8 @@
 #include "core/util.h"
 
 /* What every plugin may use while it runs. Owned by the CLI; lives for the whole run. */
+struct metrics;
+
 struct job_env {
     lua_State *L;
     const char *script;     /* the job script's path, for messages */
@@ -30,6 +32,8 @@ struct job_env {
      * source. A Kafka source calls it before it gives up partitions in a rebalance. */
     int (*drain)(struct job_env *env, struct rn_err *err);
     void *pipeline;
+    struct metrics *metrics; /* the job's metrics registry (core/metrics.h), set by the pipeline before
+                              * plugins open; NULL outside a run (plugins then keep their own) */
 };
 
 /* Give `name` a place in the field order of output records (first come, first placed). */

@@ -122,3 +122,15 @@ int summary_write_json(struct pipeline *p, const char *status, double elapsed, c
     buf_free(&b);
     return rc;
 }
+
+int summary_write_metrics(struct pipeline *p, struct rn_err *err)
+{
+    if (!p->opts->metrics_file) return 0;
+    struct buf b;
+    buf_init(&b);
+    metrics_write_prometheus(p->metrics, &b);
+    int rc = rn_mkdir_parent(p->opts->metrics_file, err);
+    if (rc == 0) rc = rn_write_file_atomic(p->opts->metrics_file, b.data ? b.data : "", b.len, err);
+    buf_free(&b);
+    return rc;
+}

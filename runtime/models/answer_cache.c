@@ -128,7 +128,7 @@ void answer_cache_store(struct model *m, struct slot *s)
     size_t before = cache_count(c->log);
     struct rn_err err;
     if (cache_put(c->log, s->key, value, len, &err) && !c->error) c->error = rn_strdup(err.msg);
-    m->stats.cache_stored += cache_count(c->log) - before;
+    metric_add(m->stats.cache_stored, (double)(cache_count(c->log) - before));
     free(vector);
 }
 
@@ -138,8 +138,8 @@ size_t answer_cache_report(struct model *m)
     size_t n = 0;
     while (c->hits_next < c->hits_len) {
         struct cache_hit hit = c->hits[c->hits_next++];
-        m->stats.ok++;
-        m->stats.cache_hits++;
+        metric_inc(m->stats.ok);
+        metric_inc(m->stats.cache_hits);
         n++;
         if (m->done) m->done(m->done_ctx, hit.tag, hit.record_ref, 1, NULL, NULL);
     }

@@ -143,6 +143,7 @@ static int read_options(struct model *m, int opts, struct rn_err *err)
     const char *model_option = m->provider->model_option;
     m->model_name = rn_strdup(model_option ? opt_string(L, opts, model_option, "?") : m->provider_name);
     if (output_read(&m->output, L, opts, m->task, can, err) || limits_read(&m->limits, L, opts, err) ||
+        stats_open(&m->stats, m->env->metrics, m->provider_name, m->model_name, err) ||
         stats_read_price(&m->stats, L, opts, err))
         return -1;
     m->values = rn_calloc(m->output.field_count, sizeof *m->values);
@@ -311,8 +312,8 @@ static void finish(struct model *m, struct slot *s, int ok, const char *model_te
     if (!ok) redact(m, &m->done_reason);
     uint64_t tag = s->tag;
     int ref = s->record_ref;
-    if (ok) m->stats.ok++;
-    else m->stats.failed++;
+    if (ok) metric_inc(m->stats.ok);
+    else metric_inc(m->stats.failed);
     release(m, s);
     if (m->done) m->done(m->done_ctx, tag, ref, ok, ok ? NULL : m->done_reason.data, model_text);
 }
@@ -391,8 +392,9 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
         return;
     }
     redact(m, &r->text); /* before any excerpt of it is taken: a cut could split a secret */
-    m->stats.tokens_in += r->tokens_in;
-    m->stats.tokens_out += r->tokens_out;
+    metric_add(m->stats.tokens_in, (double)r->tokens_in);
+    metric_add(m->stats.tokens_out, (double)r->tokens_out);
+    if (m->stats.has_price) metric_set(m->stats.cost_usd, stats_cost_usd(&m->stats));
     limits_usage(&m->limits, r->tokens_in + r->tokens_out, s->tokens_estimate); /* the real usage */
     if (v->remaining_requests == 0 && v->reset_requests_ms > 0)
         pause_until(m, now + retry_cap_hint(v->reset_requests_ms));
@@ -406,11 +408,11 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
     json_decref(r->vector);
     r->vector = NULL;
     if (ok) {
-        if (s->corrected) m->stats.corrected++;
+        if (s->corrected) metric_inc(m->stats.corrected);
         finish(m, s, 1, NULL);
         return;
     }
-    m->stats.invalid_answers++;
+    metric_inc(m->stats.invalid_answers);
     if (!s->corrected) {
         /* one more try, showing the model its answer and what was wrong with it */
         struct buf t = s->answer;
@@ -423,7 +425,7 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
         buf_puts(&s->correction, m->output.expected);
         s->corrected = 1;
         s->attempts = 0;
-        m->stats.corrections++;
+        metric_inc(m->stats.corrections);
         struct rn_err berr;
         if (build_call(m, s, &berr)) {
             buf_clear(&m->done_reason);
@@ -443,7 +445,7 @@ static void handle_done(struct model *m, struct slot *s)
 {
     struct http_request *r = &s->req;
     int64_t now = m->now_ms;
-    if (r->timings.connects > 0) m->stats.connections += (uint64_t)r->timings.connects;
+    if (r->timings.connects > 0) metric_add(m->stats.connections, (double)r->timings.connects);
     buf_clear(&s->reason);
     if (r->result != CURLE_OK) {
         s->last_status = 0;
@@ -516,8 +518,8 @@ static int start_transfer(struct model *m, struct slot *s, int64_t now)
     /* counted once it is really on its way */
     s->attempts++;
     s->sent_ms = now;
-    m->stats.requests++;
-    if (s->attempts > 1) m->stats.retried++;
+    metric_inc(m->stats.requests);
+    if (s->attempts > 1) metric_inc(m->stats.retried);
     s->state = SLOT_RUNNING;
     limits_sent(&m->limits, now);
     return 1;
@@ -600,15 +602,16 @@ int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, s
     m->now_ms = rn_now_ms();
     answer_cache_tick(m, m->now_ms);
     if (m->occupied == 0) return 0;
-    uint64_t finished = m->stats.ok + m->stats.failed;
+    uint64_t finished = metric_u64(m->stats.ok) + metric_u64(m->stats.failed);
     if (advance(m, err)) return -1;
     int wait = 0;
-    if (timeout_ms > 0 && !hits && m->stats.ok + m->stats.failed == finished && !m->fatal.len) {
+    if (timeout_ms > 0 && !hits && metric_u64(m->stats.ok) + metric_u64(m->stats.failed) == finished && !m->fatal.len) {
         int64_t left = next_due_ms(m, m->now_ms) - m->now_ms;
         wait = left < timeout_ms ? (left > 0 ? (int)left : 0) : timeout_ms;
     }
     if (http_wait(m->http, wait, &m->now_ms, err)) return rn_wrap(err, "model.%s", m->provider_name);
     if (advance(m, err)) return -1;
+    metric_set(m->stats.in_flight, (double)m->occupied);
     if (m->fatal.len) return rn_fail(err, "%s", m->fatal.data);
     return 0;
 }
@@ -640,6 +643,7 @@ void model_close(struct model *m)
     free(m->system);
     free(m->slots);
     free(m->heap);
+    stats_close(&m->stats);
     free(m->provider_name);
     free(m->model_name);
     buf_free(&m->reply.text);

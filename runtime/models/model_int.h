@@ -13,6 +13,7 @@
 #include "core/http.h"
 #include "core/secret.h"
 #include "models/cache.h"
+#include "core/metrics.h"
 #include "models/model.h"
 
 /* ---- output.c: the `output` declaration, its JSON schema, what a valid answer looks like ---- */
@@ -135,17 +136,28 @@ int retry_transport(CURLcode rc);
 
 #define LATENCY_BUCKETS (32 + 59 * 16)
 
+/* The model's counters are series of the job's metrics registry (core/metrics.h), labelled with
+ * the provider and the model, so the summary, --summary-json and /metrics read one set of
+ * figures. The fine latency histogram stays here for the summary's percentiles; the registry
+ * gets the same observations in Prometheus buckets. */
 struct stats {
-    uint64_t requests, ok, retried, failed, invalid_answers, corrections, connections;
-    uint64_t corrected;        /* correction calls whose answer validated */
-    uint64_t cache_hits, cache_stored;
-    int64_t tokens_in, tokens_out;
+    struct metrics *own;       /* a registry of the model's own when the job has none (tests) */
+    struct metric *requests, *ok, *retried, *failed, *invalid_answers, *corrections, *connections;
+    struct metric *corrected;  /* correction calls whose answer validated */
+    struct metric *cache_hits, *cache_stored;
+    struct metric *tokens_in, *tokens_out;
+    struct metric *latency_seconds, *in_flight, *cost_usd;
     uint64_t latency_count;
     uint64_t latency[LATENCY_BUCKETS]; /* microseconds, log-linear: 16 buckets per power of two */
     int has_price;
     double price_in, price_out;
 };
 
+/* Register the model's series in registry (or in a registry of its own when NULL). -1 and err. */
+int stats_open(struct stats *s, struct metrics *registry, const char *provider, const char *model, struct rn_err *err);
+void stats_close(struct stats *s);
+/* The cost estimate from `price` and the tokens so far. */
+double stats_cost_usd(const struct stats *s);
 void stats_latency_add(struct stats *s, int64_t us);
 double stats_latency_percentile_ms(const struct stats *s, double p);
 /* Read `price` from the options table at opts. -1 and err. */

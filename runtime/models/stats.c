@@ -5,6 +5,8 @@
 #include "models/model_int.h"
 
 #include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 static size_t latency_bucket(uint64_t us)
@@ -42,6 +44,50 @@ void stats_latency_add(struct stats *s, int64_t us)
 {
     s->latency[latency_bucket(us > 0 ? (uint64_t)us : 0)]++;
     s->latency_count++;
+    metric_observe(s->latency_seconds, (double)us / 1e6);
+}
+
+int stats_open(struct stats *s, struct metrics *registry, const char *provider, const char *model, struct rn_err *err)
+{
+    if (!registry) registry = s->own = metrics_new(NULL, 0, err);
+    if (!registry) return -1;
+    char name[256];
+    snprintf(name, sizeof name, "%s.%s", provider, model);
+    struct metric_label label = {"model", name};
+    static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+    static const struct {
+        size_t offset;
+        const char *name, *help;
+    } counters[] = {
+        {offsetof(struct stats, requests), "runnel_model_requests_total", "HTTP requests sent to the model, retries included."},
+        {offsetof(struct stats, ok), "runnel_model_answers_ok_total", "Records the model answered validly (cache hits included)."},
+        {offsetof(struct stats, failed), "runnel_model_answers_failed_total", "Records the model failed for good."},
+        {offsetof(struct stats, retried), "runnel_model_retries_total", "Requests that were a retry of an earlier attempt."},
+        {offsetof(struct stats, invalid_answers), "runnel_model_invalid_answers_total", "Answers that did not validate."},
+        {offsetof(struct stats, corrections), "runnel_model_corrections_total", "Correction calls after an invalid answer."},
+        {offsetof(struct stats, corrected), "runnel_model_corrected_total", "Correction calls whose answer validated."},
+        {offsetof(struct stats, connections), "runnel_model_connections_total", "Connections opened to the endpoint."},
+        {offsetof(struct stats, cache_hits), "runnel_model_cache_hits_total", "Records answered from the answer cache."},
+        {offsetof(struct stats, cache_stored), "runnel_model_cache_stored_total", "Answers stored in the answer cache."},
+        {offsetof(struct stats, tokens_in), "runnel_model_tokens_in_total", "Input tokens the endpoint reported."},
+        {offsetof(struct stats, tokens_out), "runnel_model_tokens_out_total", "Output tokens the endpoint reported."},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        struct metric *c = metrics_counter(registry, counters[i].name, counters[i].help, &label, 1, err);
+        if (!c) return -1;
+        *(struct metric **)((char *)s + counters[i].offset) = c;
+    }
+    s->latency_seconds = metrics_histogram(registry, "runnel_model_latency_seconds", "Time of one HTTP request to the model.",
+                                           &label, 1, latency_bounds, sizeof latency_bounds / sizeof latency_bounds[0], err);
+    s->in_flight = metrics_gauge(registry, "runnel_model_calls_in_flight", "Records waiting for the model now.", &label, 1, err);
+    s->cost_usd = metrics_gauge(registry, "runnel_model_cost_usd", "Estimated cost so far (from price).", &label, 1, err);
+    return s->latency_seconds && s->in_flight && s->cost_usd ? 0 : -1;
+}
+
+void stats_close(struct stats *s)
+{
+    metrics_free(s->own);
+    s->own = NULL;
 }
 
 /* `price` as the declaration checked it (MODEL_PRICE_OPTIONS: numbers >= 0). */
@@ -57,9 +103,9 @@ int stats_read_price(struct stats *s, lua_State *L, int opts, struct rn_err *err
     return 0;
 }
 
-static double cost_usd(const struct stats *s)
+double stats_cost_usd(const struct stats *s)
 {
-    return ((double)s->tokens_in * s->price_in + (double)s->tokens_out * s->price_out) / 1e6;
+    return (s->tokens_in->value * s->price_in + s->tokens_out->value * s->price_out) / 1e6;
 }
 
 void model_print_summary(struct model *m, FILE *out)
@@ -67,20 +113,20 @@ void model_print_summary(struct model *m, FILE *out)
     const struct stats *st = &m->stats;
     fprintf(out, "model.%s %s: %llu ok, %llu failed; %llu requests, %llu retries, %llu invalid answers "
                  "(%llu corrected by a retry)\n",
-            m->provider_name, m->model_name, (unsigned long long)st->ok, (unsigned long long)st->failed,
-            (unsigned long long)st->requests, (unsigned long long)st->retried,
-            (unsigned long long)st->invalid_answers, (unsigned long long)st->corrected);
+            m->provider_name, m->model_name, (unsigned long long)metric_u64(st->ok), (unsigned long long)metric_u64(st->failed),
+            (unsigned long long)metric_u64(st->requests), (unsigned long long)metric_u64(st->retried),
+            (unsigned long long)metric_u64(st->invalid_answers), (unsigned long long)metric_u64(st->corrected));
     fprintf(out, "  tokens in %lld, out %lld; latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms\n",
-            (long long)st->tokens_in, (long long)st->tokens_out, stats_latency_percentile_ms(st, 0.50),
+            (long long)metric_u64(st->tokens_in), (long long)metric_u64(st->tokens_out), stats_latency_percentile_ms(st, 0.50),
             stats_latency_percentile_ms(st, 0.95), stats_latency_percentile_ms(st, 0.99));
     if (m->cache.log)
-        fprintf(out, "  cache hits %llu, answers stored %llu (%zu in %s)\n", (unsigned long long)st->cache_hits,
-                (unsigned long long)st->cache_stored, cache_count(m->cache.log), cache_path(m->cache.log));
+        fprintf(out, "  cache hits %llu, answers stored %llu (%zu in %s)\n", (unsigned long long)metric_u64(st->cache_hits),
+                (unsigned long long)metric_u64(st->cache_stored), cache_count(m->cache.log), cache_path(m->cache.log));
     if (m->cache.error) fprintf(out, "  cache: stopped storing answers: %s\n", m->cache.error);
     if (m->limits.adaptive)
         fprintf(out, "  concurrency auto: started %d, ended %d, mean %.1f, min %d, max %d\n", LIMITS_AUTO_START,
                 (int)m->limits.window, limits_window_mean(&m->limits), (int)m->limits.window_min, (int)m->limits.window_max);
-    if (st->has_price) fprintf(out, "  cost $%.4f (estimate)\n", cost_usd(st));
+    if (st->has_price) fprintf(out, "  cost $%.4f (estimate)\n", stats_cost_usd(st));
 }
 
 void model_summary_json(struct model *m, json_t *summary)
@@ -89,22 +135,22 @@ void model_summary_json(struct model *m, json_t *summary)
     json_t *o = json_object();
     json_object_set_new(o, "provider", json_string(m->provider_name));
     json_object_set_new(o, "name", json_string(m->model_name));
-    json_object_set_new(o, "requests", json_integer((json_int_t)st->requests));
-    json_object_set_new(o, "ok", json_integer((json_int_t)st->ok));
-    json_object_set_new(o, "retries", json_integer((json_int_t)st->retried));
-    json_object_set_new(o, "failed", json_integer((json_int_t)st->failed));
-    json_object_set_new(o, "invalid_answers", json_integer((json_int_t)st->invalid_answers));
-    json_object_set_new(o, "corrections", json_integer((json_int_t)st->corrections));
-    json_object_set_new(o, "corrected", json_integer((json_int_t)st->corrected));
-    json_object_set_new(o, "connections", json_integer((json_int_t)st->connections));
-    json_object_set_new(o, "tokens_in", json_integer(st->tokens_in));
-    json_object_set_new(o, "tokens_out", json_integer(st->tokens_out));
+    json_object_set_new(o, "requests", json_integer((json_int_t)metric_u64(st->requests)));
+    json_object_set_new(o, "ok", json_integer((json_int_t)metric_u64(st->ok)));
+    json_object_set_new(o, "retries", json_integer((json_int_t)metric_u64(st->retried)));
+    json_object_set_new(o, "failed", json_integer((json_int_t)metric_u64(st->failed)));
+    json_object_set_new(o, "invalid_answers", json_integer((json_int_t)metric_u64(st->invalid_answers)));
+    json_object_set_new(o, "corrections", json_integer((json_int_t)metric_u64(st->corrections)));
+    json_object_set_new(o, "corrected", json_integer((json_int_t)metric_u64(st->corrected)));
+    json_object_set_new(o, "connections", json_integer((json_int_t)metric_u64(st->connections)));
+    json_object_set_new(o, "tokens_in", json_integer((json_int_t)metric_u64(st->tokens_in)));
+    json_object_set_new(o, "tokens_out", json_integer((json_int_t)metric_u64(st->tokens_out)));
     json_t *lat = json_object();
     json_object_set_new(lat, "p50", json_real(stats_latency_percentile_ms(st, 0.50)));
     json_object_set_new(lat, "p95", json_real(stats_latency_percentile_ms(st, 0.95)));
     json_object_set_new(lat, "p99", json_real(stats_latency_percentile_ms(st, 0.99)));
     json_object_set_new(o, "latency_ms", lat);
-    json_object_set_new(o, "cost_usd", st->has_price ? json_real(cost_usd(st)) : json_null());
+    json_object_set_new(o, "cost_usd", st->has_price ? json_real(stats_cost_usd(st)) : json_null());
     json_t *conc = json_object();
     if (m->limits.adaptive) {
         json_object_set_new(conc, "mode", json_string("auto"));
@@ -118,12 +164,12 @@ void model_summary_json(struct model *m, json_t *summary)
         json_object_set_new(conc, "limit", json_integer(m->limits.concurrency));
     }
     json_object_set_new(o, "concurrency", conc);
-    json_object_set_new(o, "cache_hits", json_integer((json_int_t)st->cache_hits));
+    json_object_set_new(o, "cache_hits", json_integer((json_int_t)metric_u64(st->cache_hits)));
     if (m->cache.log) {
         json_t *c = json_object();
         json_object_set_new(c, "path", json_string(cache_path(m->cache.log)));
         json_object_set_new(c, "entries", json_integer((json_int_t)cache_count(m->cache.log)));
-        json_object_set_new(c, "stored", json_integer((json_int_t)st->cache_stored));
+        json_object_set_new(c, "stored", json_integer((json_int_t)metric_u64(st->cache_stored)));
         json_object_set_new(c, "torn_bytes_cut", json_integer(cache_torn_bytes(m->cache.log)));
         json_object_set_new(c, "error", m->cache.error ? json_string(m->cache.error) : json_null());
         json_object_set_new(o, "cache", c);

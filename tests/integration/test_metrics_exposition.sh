@@ -37,4 +37,28 @@ expect_contains "-Inf" "$T/parsed.txt" 'runnel_special {"job": "product_ratings"
 expect_contains "NaN" "$T/parsed.txt" 'runnel_special {"job": "product_ratings", "v": "nan"} nan'
 expect_contains "1e+300" "$T/parsed.txt" 'runnel_special {"job": "product_ratings", "v": "big"} 1e+300'
 expect_eq "every sample line was parsed" "$(grep -vc '^#' "$T/metrics.txt")" "$(grep -vc '^help ' "$T/parsed.txt")"
+
+# a real job's registry, model figures included, through --metrics-file: the same parser reads
+# it, and its numbers are the summary's (both come from the one registry)
+start_model_server
+bin/gen-reviews --rows 300 --seed 9 > "$T/in.csv" 2>/dev/null
+cat > "$T/job.lua" <<'LUA'
+return job {
+  name = "metered",
+  source = source.csv { path = param("input"), select = { id = "Id", summary = "Summary" } },
+  predict = model.openai { endpoint = env("OPENAI_BASE_URL"), model = "m", prompt = "{{summary}}",
+                           output = { rating = { type = "integer", min = 1, max = 5 } }, cache = false },
+  sinks = sink.jsonl { path = param("output") },
+}
+LUA
+check "a model job writes --metrics-file" $RUNNEL run "$T/job.lua" --set input="$T/in.csv" --set output="$T/out.jsonl" \
+  --no-progress --quiet --summary-json "$T/s.json" --metrics-file "$T/job.prom"
+check "the parser reads the job's metrics" sh -c "$PY '$T/read.py' '$T/job.prom' > '$T/job.txt'"
+expect_contains "records read, labelled with the job" "$T/job.txt" 'counter runnel_records_read runnel_records_read_total {"job": "metered"} 300.0'
+expect_contains "model requests, as the summary counts them" "$T/job.txt" \
+  "counter runnel_model_requests runnel_model_requests_total {\"job\": \"metered\", \"model\": \"openai.m\"} $(sj "$T/s.json" .model.requests).0"
+expect_contains "tokens in, as the summary counts them" "$T/job.txt" \
+  "runnel_model_tokens_in_total {\"job\": \"metered\", \"model\": \"openai.m\"} $(sj "$T/s.json" .model.tokens_in).0"
+expect_contains "the latency histogram counts every request" "$T/job.txt" \
+  "runnel_model_latency_seconds_count {\"job\": \"metered\", \"model\": \"openai.m\"} $(sj "$T/s.json" .model.requests).0"
 finish
