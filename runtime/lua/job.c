@@ -546,6 +546,17 @@ static void add_declaration(lua_State *L, const char *kind, const void *ops, con
     lua_setfield(L, -2, name);
 }
 
+/* A metatable for C values handed to scripts: printable, and locked (getmetatable gives `what`). */
+static void new_metatable(lua_State *L, const char *name, lua_CFunction tostring, const char *what)
+{
+    luaL_newmetatable(L, name);
+    lua_pushcfunction(L, tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushstring(L, what);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+}
+
 lua_State *luajob_new(struct job_env *env, const struct param *params, size_t nparams, struct rn_err *err)
 {
     lua_State *L = lua_alloc_newstate();
@@ -590,18 +601,8 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
     }
     lua_rawsetp(L, LUA_REGISTRYINDEX, &params_key);
 
-    luaL_newmetatable(L, SECRET_META);
-    lua_pushcfunction(L, l_secret_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushstring(L, "secret");
-    lua_setfield(L, -2, "__metatable");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, DECL_META);
-    lua_pushcfunction(L, l_decl_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushstring(L, "declaration");
-    lua_setfield(L, -2, "__metatable");
-    lua_pop(L, 1);
+    new_metatable(L, SECRET_META, l_secret_tostring, "secret");
+    new_metatable(L, DECL_META, l_decl_tostring, "declaration");
 
     lua_newtable(L);
     for (const struct source_ops *const *p = source_plugins; *p; p++)
