@@ -119,6 +119,11 @@ static const char *closest(const char *key, const char *const *names, size_t cou
     return NULL;
 }
 
+const char *options_closest(const char *key, const char *const *names, size_t count)
+{
+    return closest(key, names, count);
+}
+
 struct check {
     lua_State *L;
     const char *what;     /* "source.csv" */

@@ -99,6 +99,10 @@ void options_print(const struct option_spec *spec, const char *what, const char 
 /* The same as a Markdown table (for the README). */
 void options_print_markdown(const struct option_spec *spec, const char *what, const char *summary);
 
+/* The one of names[0..count) closest to key, for a did-you-mean: a few edits away, or key is
+ * (nearly) the start of it; NULL when none is close enough to suggest. */
+const char *options_closest(const char *key, const char *const *names, size_t count);
+
 /* The name of a type ("integer", "string|list"); help adds choices, bounds and secrets. */
 const char *opt_type_name(enum opt_type type);
 
