@@ -86,6 +86,36 @@ static void print_markdown(void)
     }
 }
 
+/* For `runnel help NAME` when NAME is no plugin: "; did you mean X?" over the names help knows
+ * ("sink.jsnl": sink.jsonl) or over the plugin names alone ("csv": source.csv or sink.csv);
+ * "" when nothing is close. */
+static void help_suggestion(const char *name, char *out, size_t n)
+{
+    char full[128][64];
+    const char *names[128], *types[128];
+    size_t count = 0;
+    snprintf(full[count], sizeof full[count], "job");
+    types[count++] = "job";
+    for (const struct source_ops *const *p = source_plugins; *p && count < 128; p++, count++)
+        snprintf(full[count], sizeof full[count], "source.%s", types[count] = (*p)->name);
+    for (const struct sink_ops *const *p = sink_plugins; *p && count < 128; p++, count++)
+        snprintf(full[count], sizeof full[count], "sink.%s", types[count] = (*p)->name);
+    for (const struct provider_ops *const *p = provider_plugins; *p && count < 128; p++, count++)
+        snprintf(full[count], sizeof full[count], "model.%s", types[count] = (*p)->name);
+    for (size_t i = 0; i < count; i++) names[i] = full[i];
+    out[0] = '\0';
+    const char *near = options_closest(name, names, count);
+    if (near) { snprintf(out, n, "; did you mean %s?", near); return; }
+    const char *dot = strrchr(name, '.');
+    const char *type = options_closest(dot ? dot + 1 : name, types, count);
+    if (!type) return;
+    size_t used = (size_t)snprintf(out, n, "; did you mean ");
+    int shown = 0;
+    for (size_t i = 0; i < count && used < n; i++)
+        if (strcmp(types[i], type) == 0) used += (size_t)snprintf(out + used, n - used, "%s%s", shown++ ? " or " : "", names[i]);
+    if (used < n) snprintf(out + used, n - used, "?");
+}
+
 static int cmd_help(const char *name)
 {
     if (!name) { list_plugins(); return 0; }
@@ -110,7 +140,9 @@ static int cmd_help(const char *name)
             return 0;
         }
     }
-    fprintf(stderr, "runnel: help: no plugin named '%s' (runnel help lists them)\n", name);
+    char suggestion[512];
+    help_suggestion(name, suggestion, sizeof suggestion);
+    fprintf(stderr, "runnel: help: no plugin named '%s'%s (runnel help lists them)\n", name, suggestion);
     return 2;
 }
 
@@ -216,7 +248,10 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "help")) return cmd_help(argc > 2 ? argv[2] : NULL);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc, argv);
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
-        fprintf(stderr, "runnel: unknown command '%s' (run, check, serve, help)\n", cmd);
+        static const char *const commands[] = {"run", "check", "serve", "help"};
+        const char *near = options_closest(cmd, commands, 4);
+        if (near) fprintf(stderr, "runnel: unknown command '%s'; did you mean %s? (runnel --help)\n", cmd, near);
+        else fprintf(stderr, "runnel: unknown command '%s' (run, check, serve, help; runnel --help)\n", cmd);
         return 2;
     }
     int checking = strcmp(cmd, "check") == 0, describing = 0;
@@ -256,7 +291,11 @@ int main(int argc, char **argv)
             NEED_VALUE();
             char *end;
             ro.limit = strtoll(next, &end, 10);
-            if (*end || ro.limit <= 0) { fprintf(stderr, "runnel: --limit needs a positive number\n"); free(params); return 2; }
+            if (*end || end == next || ro.limit <= 0) {
+                fprintf(stderr, "runnel: --limit needs a positive whole number of records, got '%s'\n", next);
+                free(params);
+                return 2;
+            }
         } else if (!strcmp(a, "--summary-json")) {
             NEED_VALUE();
             ro.summary_json = next;
@@ -279,7 +318,11 @@ int main(int argc, char **argv)
         } else if (checking && !strcmp(a, "--describe")) {
             describing = 1;
         } else if (a[0] == '-') {
-            fprintf(stderr, "runnel: unknown option '%s' (runnel --help)\n", a);
+            static const char *const options[] = {"--mode", "--set", "--limit", "--summary-json", "--state-dir", "--resume",
+                                                  "--no-cache", "--progress", "--no-progress", "--quiet", "--describe"};
+            const char *near = options_closest(a, options, checking ? 11 : 10);
+            if (near) fprintf(stderr, "runnel: %s: unknown option '%s'; did you mean %s? (runnel --help)\n", cmd, a, near);
+            else fprintf(stderr, "runnel: %s: unknown option '%s' (runnel --help lists them)\n", cmd, a);
             free(params);
             return 2;
         } else if (!script) {
@@ -290,7 +333,11 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!script) { usage(stderr); free(params); return 2; }
+    if (!script) {
+        fprintf(stderr, "runnel: %s needs a job script: runnel %s JOB.lua (runnel --help)\n", cmd, cmd);
+        free(params);
+        return 2;
+    }
     env.script = script;
     env.streaming = strcmp(mode, "stream") == 0;
     if (!env.resume && getenv("RUNNEL_RESUME")) env.resume = 1;
@@ -300,9 +347,15 @@ int main(int argc, char **argv)
     int status = 0;
     struct job_lock lock = {-1};
     lua_State *L = luajob_new(&env, params, nparams, &err);
-    if (!L || luajob_load(&env, script, &err)) {
+    int loaded = L ? luajob_load(&env, script, &err) : -1;
+    if (loaded) {
         fprintf(stderr, "runnel: %s\n", err.msg);
-        status = 1;
+        status = loaded == -2 ? 2 : 1;
+        goto done;
+    }
+    if (luajob_check_params(L, &err)) { /* a misspelt --set: the job would run on a default */
+        fprintf(stderr, "runnel: %s\n", err.msg);
+        status = 2;
         goto done;
     }
     env.job_name = job_name(L);
@@ -316,7 +369,8 @@ int main(int argc, char **argv)
     }
     int busy;
     if (job_lock_take(&lock, env.state_dir, env.job_name, &busy, &err)) {
-        fprintf(stderr, "runnel: %s\n", err.msg);
+        if (busy) fprintf(stderr, "runnel: %s\n", err.msg);
+        else fprintf(stderr, "runnel: %s (the state directory; --state-dir DIR or RUNNEL_STATE_DIR picks another)\n", err.msg);
         status = busy ? 2 : 1;
         goto done;
     }

@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/json.h"
@@ -32,6 +35,10 @@ struct sandbox {
     int64_t instruction_limit;  /* per call; 0: none */
     int64_t instructions_left;
     char job_where[256];        /* where job{...} was declared, for fatal */
+    const struct param *params; /* the --set pairs (borrowed from luajob_new's caller) */
+    size_t nparams;
+    int loading;                /* the script itself runs (luajob_load): errors get no traceback */
+    char usage_error[sizeof ((struct rn_err *)0)->msg]; /* the last error param() raised for a --set */
     char fatal[sizeof ((struct rn_err *)0)->msg]; /* why the job must stop; "" while it may go on */
 };
 
@@ -40,17 +47,21 @@ _Static_assert(LUA_EXTRASPACE >= sizeof(struct sandbox *), "the sandbox pointer 
 static struct sandbox *sandbox_of(lua_State *L) { return *(struct sandbox **)lua_getextraspace(L); }
 
 static const char params_key = 'p';     /* registry: table of --set params */
+static const char params_read_key = 'r'; /* registry: name -> order, of every name param() read */
 
 static struct job_env *get_env(lua_State *L) { return sandbox_of(L)->env; }
 
-/* "script:line" of the Lua code that called the current C function. */
+/* "script:line" of the Lua code that called the current C function (through pcall or another
+ * C function: the nearest Lua caller). */
 static void caller_where(lua_State *L, char *out, size_t n)
 {
     lua_Debug ar;
-    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
-        snprintf(out, n, "%s:%d", ar.short_src, ar.currentline);
-    else
-        snprintf(out, n, "%s", get_env(L)->script);
+    for (int level = 1; lua_getstack(L, level, &ar); level++)
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+            snprintf(out, n, "%s:%d", ar.short_src, ar.currentline);
+            return;
+        }
+    snprintf(out, n, "%s", get_env(L)->script);
 }
 
 /* ---- declarations ---- */
@@ -253,30 +264,120 @@ static int l_job(lua_State *L)
     return 1;
 }
 
-/* param(name [, default]): a --set value; converted to the default's type. */
+/* Raise message as the error of a --set the command line got wrong; luajob_load tells it from
+ * the script's own errors by its text (a script may catch it with pcall and fail otherwise). */
+static int usage_error(lua_State *L, const char *message)
+{
+    struct sandbox *sb = sandbox_of(L);
+    snprintf(sb->usage_error, sizeof sb->usage_error, "%s", message);
+    lua_pushstring(L, message);
+    return lua_error(L);
+}
+
+/* param(name [, default]) that failed: "job.lua:3: --set n=abc: expected a number (the
+ * default is 10)". The message names the script line already: no position is added. */
+static int param_error(lua_State *L, const char *name, const char *value, const char *expected)
+{
+    char where[512], message[1024];
+    caller_where(L, where, sizeof where);
+    const char *shown = luaL_tolstring(L, 2, NULL);
+    snprintf(message, sizeof message, "%s: --set %.100s=%.200s: expected %s (the default is %.100s)", where, name, value,
+             expected, shown);
+    return usage_error(L, message);
+}
+
+/* param(name [, default]): a --set value, converted to the default's type (an integer default
+ * takes integers, a float default any number, a boolean true/false/yes/no/1/0); a string
+ * without a default or with a string one. Every name read is remembered, in order, for
+ * luajob_check_params. */
 static int l_param(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     int has_default = lua_gettop(L) >= 2 && !lua_isnil(L, 2);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &params_key);
-    lua_getfield(L, -1, name);
-    if (lua_isnil(L, -1)) {
-        if (has_default) { lua_pushvalue(L, 2); return 1; }
-        char where[512];
-        caller_where(L, where, sizeof where);
-        return luaL_error(L, "%s: param '%s' has no default: run with --set %s=VALUE", where, name, name);
+    lua_settop(L, 2);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &params_read_key);
+    if (lua_getfield(L, -1, name) == LUA_TNIL) {
+        lua_Integer order = 0;
+        lua_pushnil(L);
+        while (lua_next(L, -3)) { order++; lua_pop(L, 1); }
+        lua_pushinteger(L, order + 1);
+        lua_setfield(L, -3, name);
     }
+    lua_pop(L, 2);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &params_key);
+    if (lua_getfield(L, -1, name) == LUA_TNIL) {
+        if (has_default) { lua_pushvalue(L, 2); return 1; }
+        char where[512], message[1024];
+        caller_where(L, where, sizeof where);
+        snprintf(message, sizeof message, "%s: param \"%.100s\" has no default: run with --set %.100s=VALUE", where,
+                 name, name);
+        return usage_error(L, message);
+    }
+    const char *value = lua_tostring(L, -1);
     if (lua_type(L, 2) == LUA_TNUMBER) {
-        if (!lua_stringtonumber(L, lua_tostring(L, -1))) {
-            char where[512];
-            caller_where(L, where, sizeof where);
-            return luaL_error(L, "%s: param '%s' must be a number, got '%s'", where, name, lua_tostring(L, -2));
+        if (!lua_stringtonumber(L, value)) return param_error(L, name, value, "a number");
+        if (lua_isinteger(L, 2)) {
+            int exact;
+            lua_Integer i = lua_tointegerx(L, -1, &exact); /* 10.0 is 10; 1.5 is no integer */
+            if (!exact) return param_error(L, name, value, "an integer");
+            lua_pushinteger(L, i);
+        } else {
+            lua_pushnumber(L, lua_tonumber(L, -1)); /* "3" for a default of 0.5 is 3.0 */
         }
     } else if (lua_type(L, 2) == LUA_TBOOLEAN) {
-        const char *v = lua_tostring(L, -1);
-        lua_pushboolean(L, strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "yes") == 0);
+        static const char *const truths[] = {"true", "yes", "1"}, *const lies[] = {"false", "no", "0"};
+        int found = -1;
+        for (int i = 0; i < 3 && found < 0; i++) {
+            if (strcasecmp(value, truths[i]) == 0) found = 1;
+            else if (strcasecmp(value, lies[i]) == 0) found = 0;
+        }
+        if (found < 0) return param_error(L, name, value, "true or false, yes or no, 1 or 0");
+        lua_pushboolean(L, found);
     }
     return 1;
+}
+
+int luajob_check_params(lua_State *L, struct rn_err *err)
+{
+    struct sandbox *sb = sandbox_of(L);
+    int rc = 0;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &params_read_key);
+    int read = lua_gettop(L);
+    for (size_t i = 0; i < sb->nparams && rc == 0; i++) {
+        const char *key = sb->params[i].key;
+        if (lua_getfield(L, read, key) != LUA_TNIL) { lua_pop(L, 1); continue; }
+        lua_pop(L, 1);
+        /* the names the script reads, in the order it first read them */
+        size_t count = 0;
+        lua_pushnil(L);
+        while (lua_next(L, read)) { count++; lua_pop(L, 1); }
+        if (count == 0) {
+            rc = rn_fail(err, "--set %.100s=%.200s: %s reads no param(), so it takes no --set", key,
+                         sb->params[i].value, sb->env->script);
+            break;
+        }
+        const char **names = rn_calloc(count, sizeof *names);
+        lua_pushnil(L);
+        while (lua_next(L, read)) {
+            lua_Integer order = lua_tointeger(L, -1);
+            if (order >= 1 && (size_t)order <= count) names[order - 1] = lua_tostring(L, -2); /* kept by the table */
+            lua_pop(L, 1);
+        }
+        struct buf known;
+        buf_init(&known);
+        for (size_t k = 0; k < count; k++) buf_printf(&known, "%s%s", k ? ", " : "", names[k] ? names[k] : "?");
+        const char *near = options_closest(key, names, count);
+        if (near)
+            rc = rn_fail(err, "--set %.100s=%.200s: %s has no param \"%.100s\"; did you mean %s? (its params: %.400s)", key,
+                         sb->params[i].value, sb->env->script, key, near, known.data);
+        else
+            rc = rn_fail(err, "--set %.100s=%.200s: %s has no param \"%.100s\" (its params: %.400s)", key,
+                         sb->params[i].value, sb->env->script, key, known.data);
+        buf_free(&known);
+        free(names);
+    }
+    lua_pop(L, 1);
+    return rc;
 }
 
 /* env(name [, default]): an environment variable. */
@@ -286,11 +387,9 @@ static int l_env(lua_State *L)
     const char *v = getenv(name);
     if (v && *v) lua_pushstring(L, v);
     else if (lua_gettop(L) >= 2 && !lua_isnil(L, 2)) lua_pushvalue(L, 2);
-    else {
-        char where[512];
-        caller_where(L, where, sizeof where);
-        return luaL_error(L, "%s: environment variable %s is not set and has no default", where, name);
-    }
+    else
+        return luaL_error(L, "environment variable %s is not set: set it, or give env() a default: env(\"%s\", \"...\")",
+                          name, name);
     return 1;
 }
 
@@ -309,7 +408,7 @@ static int l_secret(lua_State *L)
             struct rn_err err;
             size_t len;
             from_file = rn_read_file(path, &len, &err);
-            if (!from_file) return luaL_error(L, "secret %s: %s", name, err.msg);
+            if (!from_file) return luaL_error(L, "secret(\"%s\"): %s names a file that cannot be read: %s", name, file_var, err.msg);
             while (len && (from_file[len - 1] == '\n' || from_file[len - 1] == '\r')) from_file[--len] = '\0';
             v = from_file;
         }
@@ -329,6 +428,11 @@ static int l_secret_tostring(lua_State *L)
     const char *ud = luaL_checkudata(L, 1, SECRET_META);
     lua_pushfstring(L, "<secret %s>", ud);
     return 1;
+}
+
+const char *luajob_secret_name(lua_State *L, int idx)
+{
+    return luaL_testudata(L, idx, SECRET_META);
 }
 
 const char *luajob_secret_value(lua_State *L, int idx)
@@ -409,7 +513,12 @@ static int l_require(lua_State *L)
         }
         d = end ? end + 1 : NULL;
     }
-    return luaL_error(L, "module '%s' not found in %s", name, dirs ? dirs : "(no path)");
+    /* dirs is "SCRIPTS;JOBDIR": name both, as a reader would look for the file */
+    const char *semi = dirs ? strchr(dirs, ';') : NULL;
+    if (!semi) return luaL_error(L, "require(\"%s\"): no %s.lua in %s", name, rel, dirs ? dirs : "(no path)");
+    lua_pushlstring(L, dirs, (size_t)(semi - dirs));
+    return luaL_error(L, "require(\"%s\"): no %s.lua beside the job (in %s) nor in runnel's scripts (%s)", name, rel,
+                      semi + 1, lua_tostring(L, -1));
 }
 
 static void count_hook(lua_State *L, lua_Debug *ar)
@@ -445,18 +554,53 @@ const char *luajob_fatal(lua_State *L)
 static int l_param(lua_State *L);
 static int l_env(lua_State *L);
 static int l_secret(lua_State *L);
+static int l_no_plugin(lua_State *L);
 
-/* Adds the traceback to an error message, except to the errors of the declaration functions,
- * which name the script line and the option already. */
+/* Whether msg starts as Lua's positioned errors do, "chunk:LINE: ..." (within its first
+ * 512 bytes: a chunk name may hold ':' itself). */
+static int has_position(const char *msg)
+{
+    for (const char *p = strchr(msg, ':'); p && p - msg < 512; p = strchr(p + 1, ':')) {
+        const char *d = p + 1;
+        while (*d >= '0' && *d <= '9') d++;
+        if (d > p + 1 && *d == ':') return 1;
+    }
+    return 0;
+}
+
+/* The error object at 1 as text (pushed): a string, a value with __tostring, or what it was. */
+static const char *error_text(lua_State *L)
+{
+    if (lua_type(L, 1) == LUA_TSTRING) return lua_tostring(L, 1);
+    if (luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+        lua_pop(L, 1);
+        return luaL_tolstring(L, 1, NULL);
+    }
+    return lua_pushfstring(L, "error() raised a %s value, not a message", luaL_typename(L, 1));
+}
+
+/* The message handler of luajob_call. While the script itself runs (luajob_load) an error is
+ * the user's line, not a crash: one line, "script:line: message", the place added when the
+ * message has none. In filter/map and the other per-record functions it gets the traceback,
+ * except for the errors of the declaration functions, which name the line and option already. */
 static int traceback_handler(lua_State *L)
 {
-    const char *msg = lua_tostring(L, 1);
-    if (!msg) msg = luaL_tolstring(L, 1, NULL);
+    const char *msg = error_text(L);
     lua_Debug ar;
+    if (sandbox_of(L)->loading) {
+        if (has_position(msg)) { lua_pushstring(L, msg); return 1; }
+        for (int level = 1; lua_getstack(L, level, &ar); level++)
+            if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+                lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg);
+                return 1;
+            }
+        lua_pushstring(L, msg);
+        return 1;
+    }
     if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "f", &ar)) {
         lua_CFunction f = lua_tocfunction(L, -1);
         lua_pop(L, 1);
-        if (f == l_declare || f == l_job || f == l_param || f == l_env || f == l_secret) {
+        if (f == l_declare || f == l_job || f == l_param || f == l_env || f == l_secret || f == l_no_plugin) {
             lua_pushstring(L, msg);
             return 1;
         }
@@ -557,6 +701,43 @@ static void new_metatable(lua_State *L, const char *name, lua_CFunction tostring
     lua_pop(L, 1);
 }
 
+/* __index of the source, sink and model tables (upvalue 1: the kind): a name that is no
+ * plugin is a mistake at that line ("sink.jsnl: no such sink; did you mean sink.jsonl?"), not
+ * a nil for the script to call. */
+static int l_no_plugin(lua_State *L)
+{
+    const char *kind = lua_tostring(L, lua_upvalueindex(1));
+    const char *key = luaL_tolstring(L, 2, NULL);
+    const char *names[64];
+    size_t n = 0;
+    if (strcmp(kind, "source") == 0)
+        for (const struct source_ops *const *p = source_plugins; *p && n < 64; p++) names[n++] = (*p)->name;
+    else if (strcmp(kind, "sink") == 0)
+        for (const struct sink_ops *const *p = sink_plugins; *p && n < 64; p++) names[n++] = (*p)->name;
+    else
+        for (const struct provider_ops *const *p = provider_plugins; *p && n < 64; p++) names[n++] = (*p)->name;
+    char where[512], known[512] = "";
+    caller_where(L, where, sizeof where);
+    size_t used = 0;
+    for (size_t i = 0; i < n && used < sizeof known; i++)
+        used += (size_t)snprintf(known + used, sizeof known - used, "%s%s.%s", i ? ", " : "", kind, names[i]);
+    const char *near = options_closest(key, names, n);
+    if (near) lua_pushfstring(L, "%s: %s.%s: no such %s; did you mean %s.%s?", where, kind, key, kind, kind, near);
+    else lua_pushfstring(L, "%s: %s.%s: no such %s (there are %s; runnel help lists them)", where, kind, key, kind, known);
+    return lua_error(L);
+}
+
+/* Set the table at the top of the stack (the source, sink or model table) to refuse names
+ * that are no plugin. */
+static void refuse_unknown_plugins(lua_State *L, const char *kind)
+{
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, kind);
+    lua_pushcclosure(L, l_no_plugin, 1);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+}
+
 lua_State *luajob_new(struct job_env *env, const struct param *params, size_t nparams, struct rn_err *err)
 {
     lua_State *L = lua_alloc_newstate();
@@ -564,6 +745,8 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
     struct sandbox *sb = rn_calloc(1, sizeof *sb);
     sb->env = env;
     sb->heap = lua_alloc_heap(L);
+    sb->params = params;
+    sb->nparams = nparams;
     *(struct sandbox **)lua_getextraspace(L) = sb; /* before any thread exists: they copy it */
     env->L = L;
     lua_pushcfunction(L, traceback_handler); /* stays at index 1 for luajob_call */
@@ -600,6 +783,8 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
         lua_setfield(L, -2, params[i].key);
     }
     lua_rawsetp(L, LUA_REGISTRYINDEX, &params_key);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &params_read_key);
 
     new_metatable(L, SECRET_META, l_secret_tostring, "secret");
     new_metatable(L, DECL_META, l_decl_tostring, "declaration");
@@ -607,14 +792,17 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
     lua_newtable(L);
     for (const struct source_ops *const *p = source_plugins; *p; p++)
         add_declaration(L, "source", *p, (*p)->name, (*p)->options);
+    refuse_unknown_plugins(L, "source");
     lua_setglobal(L, "source");
     lua_newtable(L);
     for (const struct sink_ops *const *p = sink_plugins; *p; p++)
         add_declaration(L, "sink", *p, (*p)->name, (*p)->options);
+    refuse_unknown_plugins(L, "sink");
     lua_setglobal(L, "sink");
     lua_newtable(L);
     for (const struct provider_ops *const *p = provider_plugins; *p; p++)
         add_declaration(L, "model", *p, (*p)->name, (*p)->options);
+    refuse_unknown_plugins(L, "model");
     lua_setglobal(L, "model");
     static const luaL_Reg globals[] = {
         {"job", l_job}, {"param", l_param}, {"env", l_env}, {"secret", l_secret},
@@ -691,6 +879,14 @@ int luajob_load(struct job_env *env, const char *path, struct rn_err *err)
 {
     lua_State *L = env->L;
     int rc = luaL_loadfilex(L, path, "t");
+    if (rc == LUA_ERRFILE) { /* Lua's "cannot open x.lua": say which file it was meant to be */
+        struct stat st;
+        if (stat(path, &st) != 0) rn_fail(err, "%s: cannot open the job script: %s", path, strerror(errno));
+        else if (S_ISDIR(st.st_mode)) rn_fail(err, "%s: is a directory, not a job script (runnel run JOB.lua)", path);
+        else rn_fail(err, "%s: cannot read the job script: %s", path, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
     if (rc != LUA_OK) {
         rn_fail(err, "%s", lua_tostring(L, -1));
         lua_pop(L, 1);
@@ -702,12 +898,22 @@ int luajob_load(struct job_env *env, const char *path, struct rn_err *err)
     opt_parse_size(MEMORY_LIMIT_DEFAULT, &default_limit);
     luajob_set_instruction_limit(L, 1000000000);
     luajob_set_memory_limit(L, default_limit);
+    struct sandbox *sb = sandbox_of(L);
+    sb->loading = 1;
+    sb->usage_error[0] = '\0';
     rc = luajob_call(L, 0, 1, err);
-    if (rc) return -1;
+    sb->loading = 0;
+    if (rc) return sb->usage_error[0] && strcmp(err->msg, sb->usage_error) == 0 ? -2 : -1;
     const char *kind = luajob_decl_kind(L, -1);
     if (!kind || strcmp(kind, "job") != 0) {
-        lua_pop(L, 1);
-        return rn_fail(err, "%s: the script must end with `return job { ... }`", path);
+        int top = lua_gettop(L);
+        if (lua_isnil(L, -1)) rn_fail(err, "%s: the script returns nothing; it must end with `return job { ... }`", path);
+        else if (kind) rn_fail(err, "%s: the script returns %s, not a job; it must end with `return job { ... }`", path,
+                               luaL_tolstring(L, -1, NULL));
+        else rn_fail(err, "%s: the script returns a %s, not a job; it must end with `return job { ... }`", path,
+                     luaL_typename(L, -1));
+        lua_settop(L, top - 1);
+        return -1;
     }
     if (apply_job_limits(L, lua_gettop(L), err)) {
         lua_pop(L, 1);

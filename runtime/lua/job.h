@@ -23,9 +23,16 @@ lua_State *luajob_new(struct job_env *env, const struct param *params, size_t np
 void luajob_close(lua_State *L);
 
 /* Run the job script and leave its job declaration on the stack; set the sandbox's limits
- * from its options (instruction_limit, memory_limit). -1 and err (naming the script line)
- * when the script fails or does not return job{...}. */
+ * from its options (instruction_limit, memory_limit). -1 and err (one line naming the script
+ * line, no traceback) when the script fails or does not return job{...}; -2 when it failed on
+ * a --set the command line got wrong (a value not of the default's type, a param without
+ * default not given). */
 int luajob_load(struct job_env *env, const char *path, struct rn_err *err);
+
+/* After luajob_load: -1 and err when a --set names a param the script never read through
+ * param() (a misspelling, most likely): "--set inptu=x: jobs/x.lua has no param "inptu"; did
+ * you mean input? (its params: input, output)". main makes it a usage error. */
+int luajob_check_params(lua_State *L, struct rn_err *err);
 
 /* Call the function below nargs arguments on the stack, like lua_pcall, with a traceback and
  * the instruction and memory limits. On error err holds "script:line: message" plus the
@@ -44,6 +51,10 @@ void luajob_set_memory_limit(lua_State *L, int64_t bytes);
 /* The value of a secret made by secret() (or a plain string) at idx; NULL if neither.
  * The pointer lives as long as the value on the stack/in the table. */
 const char *luajob_secret_value(lua_State *L, int idx);
+
+/* The variable name of the secret() value at idx ("OPENAI_API_KEY"); NULL for anything else.
+ * Lives as long as the value. */
+const char *luajob_secret_name(lua_State *L, int idx);
 
 /* Declarations. kind is "source", "sink", "model" or "job"; NULL when the value at idx is not
  * a declaration (a table that looks like one is not). type is the plugin's name ("csv"; "job"

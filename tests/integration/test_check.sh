@@ -170,7 +170,10 @@ expect_check "script must return a job" noreturn.lua "must end with \`return job
 write param.lua <<'LUA'
 return job { name = "p", source = source.csv { path = param("input") }, sinks = sink.stdout {} }
 LUA
-expect_check "param without default needs --set" param.lua "param 'input' has no default: run with --set input=VALUE"
+$RUNNEL check "$T/param.lua" >"$T/param.out" 2>&1
+expect_eq "param without default needs --set: a usage error (exit 2)" 2 $?
+expect_eq "... in one line naming the line and the --set to give" \
+  "runnel: $T/param.lua:1: param \"input\" has no default: run with --set input=VALUE" "$(cat "$T/param.out")"
 $RUNNEL check "$T/param.lua" --set input=a.csv >/dev/null 2>&1
 expect_eq "--set fills param" 0 $?
 

@@ -10,6 +10,7 @@ bin/gen-reviews --rows 3000 --seed 21 > "$T/in.csv" 2>/dev/null
 cat > "$T/job.lua" <<'LUA'
 -- sink.lua rejects every id divisible by `every`, and raises an error at record `fail_at`
 local every, fail_at = tonumber(param("every", "7")), tonumber(param("fail_at", "0"))
+local slow, bare = param("slow", "0") == "1", param("bare", "0") == "1" -- at the top: --set is checked against what ran
 local seen = 0
 return job {
   name = param("name"),
@@ -22,9 +23,9 @@ return job {
     sink.lua { write = function(r)
       seen = seen + 1
       if seen == fail_at then error("lua sink broke at record " .. r.id) end
-      if param("slow", "0") == "1" then local t = os.clock() while os.clock() - t < 0.0005 do end end
+      if slow then local t = os.clock() while os.clock() - t < 0.0005 do end end
       if r.id % every == 0 then return false, "id " .. r.id .. " is a multiple of " .. every end
-      if param("bare", "0") == "1" and r.id == 2 then return false end
+      if bare and r.id == 2 then return false end
     end },
   },
   errors = sink.jsonl { path = param("errors") },
