@@ -448,6 +448,15 @@ static int column_index(struct csv_source *c, const char *name)
     return -1;
 }
 
+/* "; did you mean Summary?" or " (its columns: Id, Summary, ...)" for a name among names. */
+static void suggest(char *out, size_t n, const char *name, const char *const *names, size_t count)
+{
+    const char *near = options_closest(name, names, count);
+    if (near) { snprintf(out, n, "; did you mean %s?", near); return; }
+    size_t used = (size_t)snprintf(out, n, " (they are");
+    for (size_t i = 0; i < count && used < n; i++) used += (size_t)snprintf(out + used, n - used, " %s%s", names[i], i + 1 < count ? "," : ")");
+}
+
 static int field_compare(const void *a, const void *b)
 {
     const struct out_field *x = a, *y = b;
@@ -469,8 +478,11 @@ static int setup_fields(struct csv_source *c, lua_State *L, int opts, const char
             const char *out_name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : col_name;
             int col = column_index(c, col_name);
             if (col < 0) {
+                char hint[400];
+                suggest(hint, sizeof hint, col_name, (const char *const *)c->columns, c->ncolumns);
+                rn_fail(err, "%s: source.csv: select: column '%s' is not in %s%s", where, col_name, c->path, hint);
                 lua_pop(L, 3);
-                return rn_fail(err, "%s: source.csv: select: column '%s' is not in %s", where, col_name, c->path);
+                return -1;
             }
             if (c->nfields == cap) c->fields = rn_realloc(c->fields, (cap *= 2) * sizeof *c->fields);
             c->fields[c->nfields].name = rn_strdup(out_name);
@@ -500,8 +512,14 @@ static int setup_fields(struct csv_source *c, lua_State *L, int opts, const char
             for (i = 0; i < c->nfields; i++)
                 if (strcmp(c->fields[i].name, fname) == 0) break;
             if (i == c->nfields) {
+                const char *names[64];
+                size_t count = 0;
+                for (size_t k = 0; k < c->nfields && count < 64; k++) names[count++] = c->fields[k].name;
+                char hint[400];
+                suggest(hint, sizeof hint, fname, names, count);
+                rn_fail(err, "%s: source.csv: types.%s: no such field among the selected ones%s", where, fname, hint);
                 lua_pop(L, 3);
-                return rn_fail(err, "%s: source.csv: types.%s: no such field (fields are the selected names)", where, fname);
+                return -1;
             }
             c->fields[i].type = t;
             lua_pop(L, 1);
