@@ -48,7 +48,7 @@ struct config {
     long degrade_above, degrade_ms;
     long max_requests, seed;
     const char *api_key, *event_loop;
-    bool verbose, help;
+    bool verbose, help, no_usage;
 };
 
 static struct config config = {
@@ -110,6 +110,8 @@ static const struct option_spec option_specs[] = {
      "idle connection timeout in seconds; also the longest a hung request is held"},
     {"--max-connections", OPTION_INTEGER, &config.max_connections, 1, 1000000,
      "connection limit"},
+    {"--no-usage", OPTION_FLAG, &config.no_usage, 0, 0,
+     "answer without the usage object (token counts), as some compatible servers do"},
     {"--verbose", OPTION_FLAG, &config.verbose, 0, 0, "log one line per request to stderr"},
     {"--help", OPTION_FLAG, &config.help, 0, 0, "print this help and exit"},
 };
@@ -939,8 +941,9 @@ static unsigned chat_answer(struct request *request, enum fault fault, struct st
         strbuf_json_string(out, content.data ? content.data : "", content.length);
         strbuf_puts(out, "},\"finish_reason\":\"stop\"}");
     }
-    strbuf_printf(out, "],\"usage\":{\"prompt_tokens\":%zu,\"completion_tokens\":%zu,\"total_tokens\":%zu}}",
-                  prompt_tokens, completion_tokens, prompt_tokens + completion_tokens);
+    if (config.no_usage) strbuf_puts(out, "]}");
+    else strbuf_printf(out, "],\"usage\":{\"prompt_tokens\":%zu,\"completion_tokens\":%zu,\"total_tokens\":%zu}}",
+                       prompt_tokens, completion_tokens, prompt_tokens + completion_tokens);
 
     bool failed = user_text.failed || scratch.failed || content.failed || answer.summary.failed;
     free(user_text.data);
@@ -1010,7 +1013,8 @@ static unsigned embeddings_answer(struct request *request, struct strbuf *out)
     }
     strbuf_puts(out, "],\"model\":");
     strbuf_json_string(out, model, strlen(model));
-    strbuf_printf(out, ",\"usage\":{\"prompt_tokens\":%zu,\"total_tokens\":%zu}}", tokens, tokens);
+    if (config.no_usage) strbuf_puts(out, "}");
+    else strbuf_printf(out, ",\"usage\":{\"prompt_tokens\":%zu,\"total_tokens\":%zu}}", tokens, tokens);
     json_decref(root);
     return 200;
 }

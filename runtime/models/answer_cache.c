@@ -69,7 +69,12 @@ int answer_cache_open(struct model *m, int opts, struct rn_err *err)
     buf_puts(&path, ".cache");
     m->cache.log = cache_open(path.data, err);
     buf_free(&path);
-    if (!m->cache.log) return rn_wrap(err, "cache");
+    if (!m->cache.log) {
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof err->msg - n, " (answers are cached in the state directory %s: choose another "
+                 "with --state-dir, or run with --no-cache)", env->state_dir);
+        return rn_wrap(err, "cache");
+    }
     cache_key_base(m);
     m->cache.sync_due_ms = rn_now_ms() + CACHE_SYNC_MS;
     return 0;

@@ -305,11 +305,39 @@ int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *e
     return 0;
 }
 
+/* The first record that failed, for the summary: its request, its reason (redacted already) and,
+ * where the cause is plain, what to check: the key (401, 403), the endpoint (404, nothing
+ * listening, no such host). */
+static void note_first_failure(struct model *m, const struct slot *s)
+{
+    char hint[192] = "";
+    CURLcode rc = s->req.result;
+    const char *const *keys = m->provider->secret_options;
+    if (s->last_status == 401 || s->last_status == 403)
+        snprintf(hint, sizeof hint, " (the server refused the credentials: check %s)", keys && keys[0] ? keys[0] : "the key");
+    else if (s->last_status == 404)
+        snprintf(hint, sizeof hint, " (the server has no such path or model: check the model's endpoint and model)");
+    else if (!s->last_status && (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST))
+        snprintf(hint, sizeof hint, " (nothing answers there: is the server running, and the model's endpoint right?)");
+    struct buf line;
+    buf_init(&line);
+    buf_printf(&line, "%s %.300s: ", s->req.method, s->req.url.data ? s->req.url.data : "?");
+    size_t cut = m->done_reason.len < 360 ? m->done_reason.len : 360;
+    while (cut > 0 && cut < m->done_reason.len && (m->done_reason.data[cut] & 0xC0) == 0x80) cut--; /* whole characters */
+    buf_put(&line, m->done_reason.data, cut);
+    buf_puts(&line, cut < m->done_reason.len ? "..." : "");
+    redact(m, &line); /* the URL may hold a key */
+    buf_puts(&line, hint);
+    snprintf(m->stats.first_failure, sizeof m->stats.first_failure, "%s", line.data);
+    buf_free(&line);
+}
+
 /* The one way a record leaves the engine. A failure's reason is redacted here, whatever path
  * built it, so no secret reaches a dead letter. */
 static void finish(struct model *m, struct slot *s, int ok, const char *model_text)
 {
     if (!ok) redact(m, &m->done_reason);
+    if (!ok && !m->stats.first_failure[0]) note_first_failure(m, s);
     uint64_t tag = s->tag;
     int ref = s->record_ref;
     if (ok) metric_inc(m->stats.ok);
@@ -394,6 +422,7 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
     redact(m, &r->text); /* before any excerpt of it is taken: a cut could split a secret */
     metric_add(m->stats.tokens_in, (double)r->tokens_in);
     metric_add(m->stats.tokens_out, (double)r->tokens_out);
+    if (r->tokens_in == 0 && r->tokens_out == 0) metric_inc(m->stats.answers_without_usage);
     if (m->stats.has_price) metric_set(m->stats.cost_usd, stats_cost_usd(&m->stats));
     limits_usage(&m->limits, r->tokens_in + r->tokens_out, s->tokens_estimate); /* the real usage */
     if (v->remaining_requests == 0 && v->reset_requests_ms > 0)

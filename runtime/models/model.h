@@ -92,7 +92,9 @@ int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, s
  * min, max). Answers served from the cache count as ok and as cache hits, never as requests or
  * tokens. */
 void model_print_summary(struct model *m, FILE *out);
-/* Add the same figures to the summary JSON object under "model"; "concurrency" is
+/* Add the same figures to the summary JSON object under "model" ("cost_usd" is null without
+ * `price`, or when answers came and none reported token usage: "answers_without_usage" counts
+ * the answers without it); "concurrency" is
  * {"mode":"fixed","limit":N} or {"mode":"auto","start":,"final":,"mean":,"min":,"max":}. */
 void model_summary_json(struct model *m, json_t *summary);
 void model_close(struct model *m);

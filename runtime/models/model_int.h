@@ -146,7 +146,9 @@ struct stats {
     struct metric *corrected;  /* correction calls whose answer validated */
     struct metric *cache_hits, *cache_stored;
     struct metric *tokens_in, *tokens_out;
+    struct metric *answers_without_usage; /* parsed answers that reported no tokens (a server without `usage`) */
     struct metric *latency_seconds, *in_flight, *cost_usd;
+    char first_failure[768];   /* "POST URL: reason (what to check)" of the first record failed; redacted */
     uint64_t latency_count;
     uint64_t latency[LATENCY_BUCKETS]; /* microseconds, log-linear: 16 buckets per power of two */
     int has_price;

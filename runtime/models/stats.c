@@ -71,6 +71,8 @@ int stats_open(struct stats *s, struct metrics *registry, const char *provider, 
         {offsetof(struct stats, cache_stored), "runnel_model_cache_stored_total", "Answers stored in the answer cache."},
         {offsetof(struct stats, tokens_in), "runnel_model_tokens_in_total", "Input tokens the endpoint reported."},
         {offsetof(struct stats, tokens_out), "runnel_model_tokens_out_total", "Output tokens the endpoint reported."},
+        {offsetof(struct stats, answers_without_usage), "runnel_model_answers_without_usage_total",
+         "Answers that reported no token usage (the cost estimate cannot count them)."},
     };
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
         struct metric *c = metrics_counter(registry, counters[i].name, counters[i].help, &label, 1, err);
@@ -108,6 +110,12 @@ double stats_cost_usd(const struct stats *s)
     return (s->tokens_in->value * s->price_in + s->tokens_out->value * s->price_out) / 1e6;
 }
 
+/* No answer reported tokens, though some came: a cost of $0 would be a guess, not an estimate. */
+static int cost_unknown(const struct stats *s)
+{
+    return metric_u64(s->answers_without_usage) > 0 && s->tokens_in->value == 0 && s->tokens_out->value == 0;
+}
+
 void model_print_summary(struct model *m, FILE *out)
 {
     const struct stats *st = &m->stats;
@@ -116,9 +124,15 @@ void model_print_summary(struct model *m, FILE *out)
             m->provider_name, m->model_name, (unsigned long long)metric_u64(st->ok), (unsigned long long)metric_u64(st->failed),
             (unsigned long long)metric_u64(st->requests), (unsigned long long)metric_u64(st->retried),
             (unsigned long long)metric_u64(st->invalid_answers), (unsigned long long)metric_u64(st->corrected));
-    fprintf(out, "  tokens in %lld, out %lld; latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms\n",
-            (long long)metric_u64(st->tokens_in), (long long)metric_u64(st->tokens_out), stats_latency_percentile_ms(st, 0.50),
-            stats_latency_percentile_ms(st, 0.95), stats_latency_percentile_ms(st, 0.99));
+    char without[64] = "";
+    if (metric_u64(st->answers_without_usage))
+        snprintf(without, sizeof without, " (%llu answers without usage)",
+                 (unsigned long long)metric_u64(st->answers_without_usage));
+    fprintf(out, "  tokens in %lld, out %lld%s; latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms\n",
+            (long long)metric_u64(st->tokens_in), (long long)metric_u64(st->tokens_out), without,
+            stats_latency_percentile_ms(st, 0.50), stats_latency_percentile_ms(st, 0.95),
+            stats_latency_percentile_ms(st, 0.99));
+    if (metric_u64(st->failed) && st->first_failure[0]) fprintf(out, "  first failure: %s\n", st->first_failure);
     if (m->cache.log)
         fprintf(out, "  cache hits %llu, answers stored %llu (%zu in %s)\n", (unsigned long long)metric_u64(st->cache_hits),
                 (unsigned long long)metric_u64(st->cache_stored), cache_count(m->cache.log), cache_path(m->cache.log));
@@ -126,7 +140,11 @@ void model_print_summary(struct model *m, FILE *out)
     if (m->limits.adaptive)
         fprintf(out, "  concurrency auto: started %d, ended %d, mean %.1f, min %d, max %d\n", LIMITS_AUTO_START,
                 (int)m->limits.window, limits_window_mean(&m->limits), (int)m->limits.window_min, (int)m->limits.window_max);
-    if (st->has_price) fprintf(out, "  cost $%.4f (estimate)\n", stats_cost_usd(st));
+    if (st->has_price && cost_unknown(st)) fprintf(out, "  cost unknown: the server reported no token usage\n");
+    else if (st->has_price && metric_u64(st->answers_without_usage))
+        fprintf(out, "  cost $%.4f (estimate; %llu answers reported no token usage and are not in it)\n", stats_cost_usd(st),
+                (unsigned long long)metric_u64(st->answers_without_usage));
+    else if (st->has_price) fprintf(out, "  cost $%.4f (estimate)\n", stats_cost_usd(st));
 }
 
 void model_summary_json(struct model *m, json_t *summary)
@@ -145,12 +163,14 @@ void model_summary_json(struct model *m, json_t *summary)
     json_object_set_new(o, "connections", json_integer((json_int_t)metric_u64(st->connections)));
     json_object_set_new(o, "tokens_in", json_integer((json_int_t)metric_u64(st->tokens_in)));
     json_object_set_new(o, "tokens_out", json_integer((json_int_t)metric_u64(st->tokens_out)));
+    json_object_set_new(o, "first_failure", st->first_failure[0] ? json_string(st->first_failure) : json_null());
+    json_object_set_new(o, "answers_without_usage", json_integer((json_int_t)metric_u64(st->answers_without_usage)));
     json_t *lat = json_object();
     json_object_set_new(lat, "p50", json_real(stats_latency_percentile_ms(st, 0.50)));
     json_object_set_new(lat, "p95", json_real(stats_latency_percentile_ms(st, 0.95)));
     json_object_set_new(lat, "p99", json_real(stats_latency_percentile_ms(st, 0.99)));
     json_object_set_new(o, "latency_ms", lat);
-    json_object_set_new(o, "cost_usd", st->has_price ? json_real(stats_cost_usd(st)) : json_null());
+    json_object_set_new(o, "cost_usd", st->has_price && !cost_unknown(st) ? json_real(stats_cost_usd(st)) : json_null());
     json_t *conc = json_object();
     if (m->limits.adaptive) {
         json_object_set_new(conc, "mode", json_string("auto"));

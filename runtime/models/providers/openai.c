@@ -250,7 +250,9 @@ static void *openai_open(struct job_env *env, int opts, const struct provider_se
             rn_fail(err, "api_key: holds a line break or control character");
             key = NULL;
         } else if (is_secret && !*key) {
-            rn_fail(err, "api_key: the secret is empty (set its environment variable, or NAME_FILE)");
+            const char *name = luajob_secret_name(L, -1);
+            rn_fail(err, "api_key: secret(\"%s\") is empty: set the environment variable %s, or %s_FILE to a file "
+                         "that holds the key", name, name, name);
             key = NULL;
         } else if (*key) {
             struct buf value;
