@@ -579,6 +579,22 @@ static const char *error_text(lua_State *L)
     return lua_pushfstring(L, "error() raised a %s value, not a message", luaL_typename(L, 1));
 }
 
+/* "attempt to call a nil value (global 'jbo')" gets "; did you mean job?" when the name is
+ * near one of the names runnel gives a script (pushed when it does). */
+static const char *suggest_global(lua_State *L, const char *msg)
+{
+    static const char *const globals[] = {"job", "param", "env", "secret", "source", "sink", "model", "require", "json"};
+    const char *at = strstr(msg, "(global '");
+    if (!at) return msg;
+    char name[64];
+    size_t n = strcspn(at + 9, "'");
+    if (n == 0 || n >= sizeof name || strcmp(at + 9 + n, "')") != 0) return msg;
+    memcpy(name, at + 9, n);
+    name[n] = '\0';
+    const char *near = options_closest(name, globals, sizeof globals / sizeof globals[0]);
+    return near && strcmp(near, name) != 0 ? lua_pushfstring(L, "%s; did you mean %s?", msg, near) : msg;
+}
+
 /* The message handler of luajob_call. While the script itself runs (luajob_load) an error is
  * the user's line, not a crash: one line, "script:line: message", the place added when the
  * message has none. In filter/map and the other per-record functions it gets the traceback,
@@ -588,6 +604,7 @@ static int traceback_handler(lua_State *L)
     const char *msg = error_text(L);
     lua_Debug ar;
     if (sandbox_of(L)->loading) {
+        msg = suggest_global(L, msg);
         if (has_position(msg)) { lua_pushstring(L, msg); return 1; }
         for (int level = 1; lua_getstack(L, level, &ar); level++)
             if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
