@@ -318,9 +318,12 @@ int main(int argc, char **argv)
         } else if (checking && !strcmp(a, "--describe")) {
             describing = 1;
         } else if (a[0] == '-') {
-            static const char *const options[] = {"--mode", "--set", "--limit", "--summary-json", "--state-dir", "--resume",
-                                                  "--no-cache", "--progress", "--no-progress", "--quiet", "--describe"};
-            const char *near = options_closest(a, options, checking ? 11 : 10);
+            /* the options parsed above, --describe (check's only) last */
+            static const char *const options[] = {"--mode", "--set", "--limit", "--summary-json", "--metrics-file",
+                                                  "--state-dir", "--resume", "--no-cache", "--progress", "--no-progress",
+                                                  "--quiet", "--describe"};
+            size_t count = sizeof options / sizeof options[0];
+            const char *near = options_closest(a, options, checking ? count : count - 1);
             if (near) fprintf(stderr, "runnel: %s: unknown option '%s'; did you mean %s? (runnel --help)\n", cmd, a, near);
             else fprintf(stderr, "runnel: %s: unknown option '%s' (runnel --help lists them)\n", cmd, a);
             free(params);
