@@ -337,6 +337,25 @@ static int l_param(lua_State *L)
     return 1;
 }
 
+/* Whether the script's text calls param("key") (or 'key'): it does, yet the name was not read
+ * while the script ran, so the call is inside a function that runs later, per record. */
+static int script_mentions_param(const char *script, const char *key)
+{
+    struct rn_err ignored;
+    size_t len;
+    char *text = rn_read_file(script, &len, &ignored);
+    if (!text) return 0;
+    int found = 0;
+    char call[256];
+    for (const char *const *form = (const char *const[]){"param(\"%s\"", "param('%s'", "param \"%s\"", NULL}; *form && !found;
+         form++) {
+        snprintf(call, sizeof call, *form, key);
+        found = strstr(text, call) != NULL;
+    }
+    free(text);
+    return found;
+}
+
 int luajob_check_params(lua_State *L, struct rn_err *err)
 {
     struct sandbox *sb = sandbox_of(L);
@@ -347,6 +366,12 @@ int luajob_check_params(lua_State *L, struct rn_err *err)
         const char *key = sb->params[i].key;
         if (lua_getfield(L, read, key) != LUA_TNIL) { lua_pop(L, 1); continue; }
         lua_pop(L, 1);
+        if (strlen(key) < 200 && script_mentions_param(sb->env->script, key)) {
+            rc = rn_fail(err, "--set %.100s=%.200s: %s reads param \"%.100s\" only inside a function, which runs after "
+                              "the --set are checked: read it at the top of the script, outside any function", key,
+                         sb->params[i].value, sb->env->script, key);
+            break;
+        }
         /* the names the script reads, in the order it first read them */
         size_t count = 0;
         lua_pushnil(L);

@@ -186,6 +186,14 @@ LUA
 expect_line "a --set for a script that reads no param" 2 \
   "runnel: --set input=x.csv: noparams.lua reads no param(), so it takes no --set" $RUNNEL check noparams.lua --set input=x.csv
 
+write late.lua <<'LUA'
+return job { name = "late", source = source.csv { path = "in.csv" },
+  sinks = sink.lua { write = function(r) if param("slow", "0") == "1" then end end } }
+LUA
+expect_line "a --set read only inside a function: read it at the top" 2 \
+  'runnel: --set slow=1: late.lua reads param "slow" only inside a function, which runs after the --set are checked: read it at the top of the script, outside any function' \
+  $RUNNEL check late.lua --set slow=1
+
 expect_line "--set n=abc for param(\"n\", 10): one line, the value kept" 2 \
   "runnel: params.lua:1: --set n=abc: expected a number (the default is 10)" $RUNNEL check params.lua --set n=abc
 expect_line "--set n=1.5 when the default is an integer" 2 \
