@@ -1,349 +1,38 @@
-/* json.c: Lua value <-> JSON (see json.h). The encoder is hand-written because it is on the
- * hot path of every file sink; decoding uses jansson. */
+/* json.c: JSON numbers out, and positions in JSON text (see json.h). */
 #include "core/json.h"
 
-#include <lauxlib.h>
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 64
-#define MAX_SORTED_KEYS 256
-
-static const char json_null_key = 'n'; /* address used as the registry key of json.null */
-
-static int encode_value(lua_State *L, int idx, int order_idx, struct buf *out, int depth, struct rn_err *err);
-
-void json_put_number(lua_State *L, int idx, struct buf *out)
+void json_put_integer(struct buf *out, int64_t value)
 {
-    if (lua_isinteger(L, idx)) {
-        /* by hand: snprintf was a visible share of the per-record cost */
-        lua_Integer v = lua_tointeger(L, idx);
-        char tmp[24];
-        char *end = tmp + sizeof tmp, *p = end;
-        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-        do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
-        if (v < 0) *--p = '-';
-        buf_put(out, p, (size_t)(end - p));
-        return;
-    }
-    double d = lua_tonumber(L, idx);
-    if (!isfinite(d)) { buf_put(out, "null", 4); return; }
+    /* by hand: snprintf was a visible share of the per-record cost */
+    char tmp[24];
+    char *end = tmp + sizeof tmp, *p = end;
+    uint64_t u = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
+    do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
+    if (value < 0) *--p = '-';
+    buf_put(out, p, (size_t)(end - p));
+}
+
+void json_put_real(struct buf *out, double value)
+{
+    if (!isfinite(value)) { buf_put(out, "null", 4); return; }
     char tmp[RN_DOUBLE_MAX + 2];
-    int n = rn_format_double(tmp, d);
-    /* keep a float recognisable as one: 3.0 -> 3.0, not 3 */
+    int n = rn_format_double(tmp, value);
     if (!strpbrk(tmp, ".eEn")) { tmp[n++] = '.'; tmp[n++] = '0'; tmp[n] = '\0'; }
     buf_put(out, tmp, (size_t)n);
 }
 
-/* A sequence is a table whose keys are exactly 1..n with n >= 1. */
-static int is_sequence(lua_State *L, int idx, lua_Integer *n_out)
+void json_text_position(const char *text, size_t len, size_t at, int *line, int *column)
 {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-    if (n == 0) return 0;
-    lua_Integer count = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        if (!lua_isinteger(L, -1)) { lua_pop(L, 1); return 0; }
-        count++;
+    if (at > len) at = len;
+    int l = 1, c = 0;
+    for (size_t i = 0; i < at; i++) {
+        unsigned char b = (unsigned char)text[i];
+        if (b == '\n') { l++; c = 0; }
+        else if (b < 0x80 || (b >= 0xC2 && b <= 0xF4)) c++; /* a character starts here */
     }
-    *n_out = n;
-    return count == n;
-}
-
-struct key_entry {
-    const char *name;
-    size_t len;
-    lua_Integer rank;
-    int value;           /* stack index of the value */
-    int cached;          /* the rank cache held it at `slot` (a later key may take the slot) */
-    size_t slot;
-};
-
-static int key_compare(const void *a, const void *b)
-{
-    const struct key_entry *x = a, *y = b;
-    if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->name, y->name, n);
-    if (c) return c;
-    return x->len < y->len ? -1 : x->len > y->len;
-}
-
-/* Ranks of field names by the address of their interned Lua string: short strings are
- * interned, so one name has one address while it lives. A direct-mapped cache in front of the
- * order table; an entry is checked against the name's bytes, so a reused address is harmless.
- * It also keeps the name encoded as a JSON key, ready to copy. */
-#define RANK_CACHE 256
-#define CACHED_NAME 28
-static struct {
-    const char *ptr;
-    size_t len;
-    char name[CACHED_NAME];
-    lua_Integer rank;
-    char encoded[CACHED_NAME * 6 + 3];
-    size_t encoded_len;
-} rank_cache[RANK_CACHE];
-static int rank_cache_order = LUA_NOREF;
-
-void json_forget_field_order(void) { rank_cache_order = LUA_NOREF; }
-
-/* The key's rank (and its place in the rank cache). */
-static void key_rank(lua_State *L, int order_idx, int key_idx, struct key_entry *k)
-{
-    size_t slot = k->slot = ((uintptr_t)k->name >> 4) % RANK_CACHE;
-    if (rank_cache[slot].ptr == k->name && rank_cache[slot].len == k->len && memcmp(rank_cache[slot].name, k->name, k->len) == 0) {
-        k->rank = rank_cache[slot].rank;
-        k->cached = 1;
-        return;
-    }
-    lua_Integer rank = LUA_MAXINTEGER;
-    lua_pushvalue(L, key_idx);
-    if (lua_rawget(L, order_idx) == LUA_TNUMBER) rank = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    k->rank = rank;
-    if (k->len <= CACHED_NAME && rn_utf8_valid(k->name, k->len, NULL)) { /* short (interned) strings have stable addresses */
-        struct buf b;
-        buf_init(&b);
-        buf_put_json_string(&b, k->name, k->len);
-        buf_putc(&b, ':');
-        rank_cache[slot].ptr = k->name;
-        rank_cache[slot].len = k->len;
-        memcpy(rank_cache[slot].name, k->name, k->len);
-        rank_cache[slot].rank = rank;
-        memcpy(rank_cache[slot].encoded, b.data, b.len);
-        rank_cache[slot].encoded_len = b.len;
-        buf_free(&b);
-        k->cached = 1;
-    }
-}
-
-static int encode_object(lua_State *L, int idx, int order_idx, struct buf *out, int depth, struct rn_err *err)
-{
-    struct key_entry stack_keys[32];
-    struct key_entry *keys = stack_keys;
-    size_t count = 0, cap = 32;
-    int rc = 0;
-    int base = lua_gettop(L);
-    /* One walk: each key and value stays on the stack (a copy of the key drives lua_next), so
-     * key i's value is at base + 2i + 2. Stack room is made 16 keys at a time. */
-    if (!lua_checkstack(L, 2 * 16 + 4)) return rn_fail(err, "table too large to encode");
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        if (lua_type(L, -2) != LUA_TSTRING) {
-            rc = rn_fail(err, lua_type(L, -2) == LUA_TNUMBER
-                                  ? "cannot encode a table that mixes list items and named fields as JSON"
-                                  : "cannot encode a table key of this type as JSON");
-            goto done;
-        }
-        if (count == cap) {
-            if (cap >= MAX_SORTED_KEYS * 64) { rc = rn_fail(err, "table too large to encode"); goto done; }
-            cap *= 2;
-            if (keys == stack_keys) {
-                keys = rn_malloc(cap * sizeof *keys);
-                memcpy(keys, stack_keys, sizeof stack_keys);
-            } else {
-                keys = rn_realloc(keys, cap * sizeof *keys);
-            }
-        }
-        if (count % 16 == 15 && !lua_checkstack(L, 2 * 16 + 4)) { rc = rn_fail(err, "table too large to encode"); goto done; }
-        struct key_entry *k = &keys[count];
-        k->value = base + 2 * (int)count + 2;
-        count++;
-        k->name = lua_tolstring(L, -2, &k->len);
-        k->cached = 0;
-        if (order_idx) key_rank(L, order_idx, -2, k);
-        else k->rank = LUA_MAXINTEGER;
-        if (!k->cached && !rn_utf8_valid(k->name, k->len, NULL)) { /* cached names were checked */
-            rc = rn_fail(err, "a field name is not valid UTF-8, which JSON cannot hold");
-            goto done;
-        }
-        lua_pushvalue(L, -2);
-    }
-    if (count > 16) {
-        qsort(keys, count, sizeof *keys, key_compare);
-    } else {
-        for (size_t i = 1; i < count; i++) { /* records are small: insertion sort */
-            struct key_entry k = keys[i];
-            size_t j = i;
-            while (j > 0 && key_compare(&keys[j - 1], &k) > 0) { keys[j] = keys[j - 1]; j--; }
-            keys[j] = k;
-        }
-    }
-    buf_putc(out, '{');
-    for (size_t i = 0; i < count; i++) {
-        if (i) buf_putc(out, ',');
-        const struct key_entry *k = &keys[i];
-        if (k->cached && rank_cache[k->slot].ptr == k->name && rank_cache[k->slot].len == k->len) {
-            buf_put(out, rank_cache[k->slot].encoded, rank_cache[k->slot].encoded_len);
-        } else {
-            buf_put_json_string(out, keys[i].name, keys[i].len);
-            buf_putc(out, ':');
-        }
-        rc = encode_value(L, keys[i].value, 0, out, depth + 1, err);
-        if (rc) {
-            rn_wrap(err, "field '%s'", keys[i].name);
-            goto done;
-        }
-    }
-    buf_putc(out, '}');
-done:
-    lua_settop(L, base);
-    if (keys != stack_keys) free(keys);
-    return rc;
-}
-
-static int encode_value(lua_State *L, int idx, int order_idx, struct buf *out, int depth, struct rn_err *err)
-{
-    if (depth > MAX_DEPTH) return rn_fail(err, "value nested deeper than %d levels", MAX_DEPTH);
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL: buf_put(out, "null", 4); return 0;
-    case LUA_TBOOLEAN:
-        if (lua_toboolean(L, idx)) buf_put(out, "true", 4);
-        else buf_put(out, "false", 5);
-        return 0;
-    case LUA_TNUMBER: json_put_number(L, idx, out); return 0;
-    case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        if (!rn_utf8_valid(s, n, NULL)) return rn_fail(err, "a string is not valid UTF-8, which JSON cannot hold");
-        buf_put_json_string(out, s, n);
-        return 0;
-    }
-    case LUA_TTABLE: {
-        /* each level keeps one value on the stack and its keys need up to three more */
-        if (!lua_checkstack(L, 4)) return rn_fail(err, "value too deeply nested: out of Lua stack space");
-        lua_Integer n;
-        if (is_sequence(L, idx, &n)) {
-            buf_putc(out, '[');
-            for (lua_Integer i = 1; i <= n; i++) {
-                if (i > 1) buf_putc(out, ',');
-                lua_rawgeti(L, idx, i);
-                int rc = encode_value(L, lua_gettop(L), 0, out, depth + 1, err);
-                lua_pop(L, 1);
-                if (rc) return rc;
-            }
-            buf_putc(out, ']');
-            return 0;
-        }
-        return encode_object(L, idx, order_idx, out, depth, err);
-    }
-    case LUA_TLIGHTUSERDATA:
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &json_null_key);
-        if (lua_rawequal(L, -1, idx)) { lua_pop(L, 1); buf_put(out, "null", 4); return 0; }
-        lua_pop(L, 1);
-        /* fall through */
-    default: return rn_fail(err, "cannot encode a %s as JSON", luaL_typename(L, idx));
-    }
-}
-
-int json_encode(lua_State *L, int idx, int order_ref, struct buf *out, struct rn_err *err)
-{
-    idx = lua_absindex(L, idx);
-    int top = lua_gettop(L);
-    int order_idx = 0;
-    if (!lua_checkstack(L, 2)) return rn_fail(err, "out of Lua stack space");
-    if (order_ref != LUA_NOREF && order_ref != LUA_REFNIL) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, order_ref);
-        order_idx = lua_gettop(L);
-        if (order_ref != rank_cache_order) {
-            memset(rank_cache, 0, sizeof rank_cache);
-            rank_cache_order = order_ref;
-        }
-    }
-    size_t mark = out->len;
-    int rc = encode_value(L, idx, order_idx, out, 0, err);
-    lua_settop(L, top);
-    if (rc) { out->len = mark; if (out->data) out->data[mark] = '\0'; }
-    return rc;
-}
-
-void json_push(lua_State *L, json_t *v)
-{
-    /* one slot per nesting level (jansson stops at 2048 levels): grow the stack as we go */
-    luaL_checkstack(L, 2, "JSON value nested too deeply");
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        lua_createtable(L, 0, (int)json_object_size(v));
-        const char *key;
-        json_t *item;
-        json_object_foreach(v, key, item) {
-            if (json_is_null(item)) continue; /* Lua tables cannot hold nil */
-            json_push(L, item);
-            lua_setfield(L, -2, key);
-        }
-        break;
-    }
-    case JSON_ARRAY: {
-        size_t n = json_array_size(v);
-        lua_createtable(L, (int)n, 0);
-        for (size_t i = 0; i < n; i++) {
-            json_t *item = json_array_get(v, i);
-            if (json_is_null(item)) lua_rawgetp(L, LUA_REGISTRYINDEX, &json_null_key);
-            else json_push(L, item);
-            lua_rawseti(L, -2, (lua_Integer)i + 1);
-        }
-        break;
-    }
-    case JSON_STRING: lua_pushlstring(L, json_string_value(v), json_string_length(v)); break;
-    case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(v)); break;
-    case JSON_REAL: lua_pushnumber(L, json_real_value(v)); break;
-    case JSON_TRUE: lua_pushboolean(L, 1); break;
-    case JSON_FALSE: lua_pushboolean(L, 0); break;
-    case JSON_NULL: lua_pushnil(L); break;
-    }
-}
-
-int json_decode_push(lua_State *L, const char *text, size_t len, struct rn_err *err)
-{
-    json_error_t jerr;
-    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    if (!v) return rn_fail(err, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
-    json_push(L, v);
-    json_decref(v);
-    return 0;
-}
-
-static int l_encode(lua_State *L)
-{
-    luaL_checkany(L, 1);
-    struct buf b;
-    buf_init(&b);
-    struct rn_err err;
-    if (json_encode(L, 1, LUA_NOREF, &b, &err)) {
-        buf_free(&b);
-        return luaL_error(L, "json.encode: %s", err.msg);
-    }
-    lua_pushlstring(L, b.data, b.len);
-    buf_free(&b);
-    return 1;
-}
-
-static int l_decode(lua_State *L)
-{
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
-    struct rn_err err;
-    if (json_decode_push(L, s, n, &err)) {
-        lua_pushnil(L);
-        lua_pushstring(L, err.msg);
-        return 2;
-    }
-    return 1;
-}
-
-void json_open_lib(lua_State *L)
-{
-    lua_pushlightuserdata(L, (void *)&json_null_key);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &json_null_key);
-    lua_createtable(L, 0, 3);
-    lua_pushcfunction(L, l_encode);
-    lua_setfield(L, -2, "encode");
-    lua_pushcfunction(L, l_decode);
-    lua_setfield(L, -2, "decode");
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &json_null_key);
-    lua_setfield(L, -2, "null");
-    lua_setglobal(L, "json");
+    *line = l;
+    *column = c;
 }

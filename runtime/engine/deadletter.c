@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/json.h"
+#include "formats/json.h"
 #include "engine/engine_int.h"
 
 static void iso_time(char *out, size_t n)

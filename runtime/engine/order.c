@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/json.h"
+#include "formats/json.h"
 #include "engine/engine_int.h"
 
 static void advance(struct pipeline *p, const struct source_pos *pos)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/json.h"
+#include "formats/json.h"
 #include "engine/engine_int.h"
 
 void record_init(struct sink_record *r, lua_State *L, int order_ref)

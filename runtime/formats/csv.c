@@ -4,7 +4,7 @@
 #include <lauxlib.h>
 #include <string.h>
 
-#include "core/json.h"
+#include "formats/json.h"
 
 void csv_put_text(struct buf *out, const char *text, size_t n, char delimiter)
 {

@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/json.h"
+#include "formats/json.h"
 #include "serve/spec.h"
 
 #define SECRET_META "runnel.secret"
@@ -874,7 +874,6 @@ void luajob_close(lua_State *L)
 {
     if (!L) return;
     struct sandbox *sb = sandbox_of(L);
-    json_forget_field_order(); /* its cache names this state's strings */
     lua_alloc_close(L);
     free(sb);
 }
@@ -890,7 +889,7 @@ void fieldorder_add(struct job_env *env, const char *name)
         while (lua_next(L, -3)) { n++; lua_pop(L, 1); }
         lua_pushinteger(L, n + 1);
         lua_setfield(L, -3, name);
-        json_forget_field_order();
+        json_forget_field_order(L);
     }
     lua_pop(L, 2);
 }

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/json.h"
+#include "formats/json.h"
 
 #define LOOSE_TEXT_MAX 80           /* "Rating: 4" style answers are searched up to this length */
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "core/file_writer.h"
-#include "core/json.h"
+#include "formats/json.h"
 #include "engine/plugin.h"
 
 struct jsonl_sink {

@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "formats/csv.h"
-#include "core/json.h"
+#include "formats/json.h"
 #include "sources/kafka/client.h"
 #include "lua/job.h"
 #include "engine/plugin.h"

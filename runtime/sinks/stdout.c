@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/json.h"
+#include "formats/json.h"
 #include "engine/plugin.h"
 
 struct stdout_sink {

@@ -14,7 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "core/json.h"
+#include "formats/json.h"
 #include "fuzz_common.h"
 
 extern const struct source_ops csv_source;

@@ -17,7 +17,7 @@
 #include <strings.h>
 
 #include "core/http.h"
-#include "core/json.h"
+#include "formats/json.h"
 #include "core/json_scan.h"
 #include "lua/job.h"
 

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/json.h"
+#include "formats/json.h"
 #include "sources/kafka/client.h"
 #include "lua/job.h"
 #include "formats/field_type.h"
@@ -86,6 +86,7 @@ struct kafka_source {
     int failed;                       /* a rebalance step failed: next() stops the job */
     struct rn_err fail;
     struct buf scratch;
+    struct json_decoder decoder;      /* json */
 };
 
 static const struct option_spec kafka_source_options[] = {
@@ -203,19 +204,10 @@ static void on_csv_row(int terminator, void *opaque)
     ((struct kafka_source *)opaque)->rows++;
 }
 
-static const char *json_type_label(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    default: return "an object";
-    }
-}
+static const char *const json_kind_label[] = {
+    [JSON_KIND_OBJECT] = "an object", [JSON_KIND_ARRAY] = "an array",     [JSON_KIND_STRING] = "a string",
+    [JSON_KIND_NUMBER] = "a number",  [JSON_KIND_BOOLEAN] = "a boolean", [JSON_KIND_NULL] = "null",
+};
 
 /* Push the record for the message value; -1 with the reason in err when it does not decode
  * (nothing pushed). */
@@ -236,19 +228,16 @@ static int decode_value(struct kafka_source *s, lua_State *L, const rd_kafka_mes
         return 0;
     }
     if (s->format == FORMAT_JSON) {
-        json_error_t jerr;
-        json_t *obj = json_loadb(v, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr); /* as json.decode */
-        if (!obj) {
+        struct json_syntax_error jerr; /* as json.decode reads it */
+        int kind = json_decode(&s->decoder, L, v, n, s->metadata ? 6 : 0, &jerr);
+        if (kind < 0) {
             if (!rn_utf8_valid(v, n, &bad)) return rn_fail(err, "the value is not valid UTF-8 (byte %zu)", bad + 1);
             return rn_fail(err, "the value is not JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
         }
-        if (!json_is_object(obj)) {
-            rn_fail(err, "the value is %s, not a JSON object", json_type_label(obj));
-            json_decref(obj);
-            return -1;
+        if (kind != JSON_KIND_OBJECT) {
+            lua_pop(L, 1);
+            return rn_fail(err, "the value is %s, not a JSON object", json_kind_label[kind]);
         }
-        json_push(L, obj);
-        json_decref(obj);
         return 0;
     }
     /* CSV: exactly one row of exactly ncolumns fields */
@@ -791,6 +780,7 @@ static void *ks_open(struct job_env *env, int opts, struct rn_err *err)
     s->streaming = env->streaming;
     buf_init(&s->scratch);
     buf_init(&s->fields);
+    json_decoder_init(&s->decoder);
     kafka_client_init(&s->client, "source.kafka", L, opts);
     const char *where = s->client.where;
     char errstr[512];
@@ -937,6 +927,7 @@ static void ks_close(void *self)
     free(s->field_len);
     free(s->fifo);
     buf_free(&s->scratch);
+    json_decoder_free(&s->decoder);
     free(s->group);
     kafka_client_free(&s->client);
     free(s);
