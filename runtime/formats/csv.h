@@ -1,5 +1,5 @@
-/* csv_format.h: writing CSV fields (RFC 4180 quoting), for sink.csv and sink.kafka with
- * format = "csv". */
+/* csv.h: CSV fields (RFC 4180 quoting), for sink.csv, and the "csv" record format of
+ * source.kafka and sink.kafka: one message value is one row of `columns` (formats/format.h). */
 #ifndef RUNNEL_CSV_FORMAT_H
 #define RUNNEL_CSV_FORMAT_H
 

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/format.h"
+
 #define MAX_DEPTH 64
 #define MAX_SORTED_KEYS 256
 #define DECODER_META "runnel.json.decoder"
@@ -383,3 +385,69 @@ void json_open_lib(lua_State *L)
     lua_setglobal(L, "json");
 }
 
+/* ---- the "json" record format: a value is one JSON object, its members the fields ---- */
+
+struct json_codec {
+    struct job_env *env;
+    struct json_decoder decoder;
+    int extra_fields;
+};
+
+static void *json_codec_open(const struct format_args *args, enum format_use use, struct rn_err *err)
+{
+    if (use == FORMAT_DECODE && format_order_columns(args, err)) return NULL;
+    if (use == FORMAT_ENCODE && opt_push(args->env->L, args->opts, "columns")) {
+        lua_pop(args->env->L, 1);
+        rn_fail(err, "%s: %s: columns applies to format = \"csv\" (use map to choose the fields of JSON)", args->where,
+                args->plugin);
+        return NULL;
+    }
+    struct json_codec *c = rn_calloc(1, sizeof *c);
+    c->env = args->env;
+    c->extra_fields = args->extra_fields;
+    json_decoder_init(&c->decoder);
+    return c;
+}
+
+static const char *const kind_label[] = {
+    [JSON_KIND_OBJECT] = "an object", [JSON_KIND_ARRAY] = "an array",     [JSON_KIND_STRING] = "a string",
+    [JSON_KIND_NUMBER] = "a number",  [JSON_KIND_BOOLEAN] = "a boolean", [JSON_KIND_NULL] = "null",
+};
+
+static int json_codec_decode(void *self, lua_State *L, const char *data, size_t len, struct rn_err *err)
+{
+    struct json_codec *c = self;
+    struct json_syntax_error e;
+    int kind = json_decode(&c->decoder, L, data, len, c->extra_fields, &e);
+    if (kind < 0) {
+        if (format_check_utf8(data, len, err)) return -1; /* the clearer reason, wherever the bad byte is */
+        return rn_fail(err, "the value is not JSON: %s (line %d, column %d)", e.text, e.line, e.column);
+    }
+    if (kind != JSON_KIND_OBJECT) {
+        lua_pop(L, 1);
+        return rn_fail(err, "the value is %s, not a JSON object", kind_label[kind]);
+    }
+    return 0;
+}
+
+static int json_codec_encode(void *self, lua_State *L, int rec, struct buf *out, struct rn_err *err)
+{
+    struct json_codec *c = self;
+    return json_encode(L, rec, c->env->fieldorder_ref, out, err);
+}
+
+static void json_codec_close(void *self)
+{
+    struct json_codec *c = self;
+    if (!c) return;
+    json_decoder_free(&c->decoder);
+    free(c);
+}
+
+const struct format_ops json_format = {
+    .name = "json",
+    .open = json_codec_open,
+    .decode = json_codec_decode,
+    .encode = json_codec_encode,
+    .close = json_codec_close,
+};

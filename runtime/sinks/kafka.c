@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/csv.h"
+#include "formats/format.h"
 #include "formats/json.h"
 #include "sources/kafka/client.h"
 #include "lua/job.h"
@@ -48,12 +48,12 @@ struct kafka_sink {
     rd_kafka_topic_t *rkt;
     char *topic;
     char *key_field;
-    int csv;
-    char **columns;
-    size_t ncolumns;
+    const struct format_ops *format; /* how a record becomes the message value */
+    void *codec;
+    int value_is_line;               /* json: the value is the pipeline's JSON line, as it is */
     rd_kafka_headers_t *headers;  /* static headers, copied into every message */
     int64_t flush_timeout_ms;     /* message.timeout.ms plus a margin */
-    struct buf value, key, scratch;
+    struct buf value, key;
     /* messages queued and not yet reported to the pipeline, in seq order (a ring) */
     struct outstanding *queue;
     size_t queue_cap, queue_len;
@@ -235,17 +235,11 @@ static int ksink_write(void *self, uint64_t seq, struct sink_record *record, str
     s->given_any = 1;
     const char *value;
     size_t value_len;
-    if (s->csv) {
+    if (!s->value_is_line) {
         buf_clear(&s->value);
-        for (size_t i = 0; i < s->ncolumns; i++) {
-            if (i) buf_putc(&s->value, ',');
-            lua_getfield(L, rec, s->columns[i]);
-            int rc = csv_put_value(&s->value, L, -1, ',', &s->scratch, err);
-            lua_pop(L, 1);
-            if (rc) {
-                rn_wrap(err, "topic %s: column %s", s->topic, s->columns[i]);
-                return SINK_REJECTED;
-            }
+        if (s->format->encode(s->codec, L, rec, &s->value, err)) {
+            rn_wrap(err, "topic %s", s->topic);
+            return SINK_REJECTED;
         }
         value = s->value.data ? s->value.data : "";
         value_len = s->value.len;
@@ -342,7 +336,6 @@ static void *ksink_open(struct job_env *env, int opts, struct rn_err *err)
     s->env = env;
     buf_init(&s->value);
     buf_init(&s->key);
-    buf_init(&s->scratch);
     kafka_client_init(&s->client, "sink.kafka", L, opts);
     const char *where = s->client.where;
     rd_kafka_conf_t *conf = NULL;
@@ -355,16 +348,22 @@ static void *ksink_open(struct job_env *env, int opts, struct rn_err *err)
     }
     const char *key = opt_string(L, opts, "key", NULL);
     if (key) s->key_field = rn_strdup(key);
-    s->csv = !strcmp(opt_string(L, opts, "format", "json"), "csv"); /* json or csv: checked */
-    s->columns = opt_string_list(L, opts, "columns", &s->ncolumns);
-    if (s->csv && !s->ncolumns) {
-        rn_fail(err, "%s: sink.kafka: format = \"csv\" needs columns = { \"field\", ... }", where);
+    const char *format = opt_string(L, opts, "format", "json"); /* one of the option's choices: checked */
+    s->format = format_find(format, FORMAT_ENCODE);
+    if (!s->format) { /* a choice without a row in formats/format.c */
+        struct buf names;
+        buf_init(&names);
+        format_names(&names, FORMAT_ENCODE);
+        rn_fail(err, "%s: sink.kafka: format must be %s, not '%s'", where, names.data, format);
+        buf_free(&names);
         goto fail;
     }
-    if (!s->csv && s->ncolumns) {
-        rn_fail(err, "%s: sink.kafka: columns applies to format = \"csv\" (use map to choose the fields of JSON)", where);
-        goto fail;
-    }
+    struct format_args format_args = {env, opts, "sink.kafka", where, 0};
+    s->codec = s->format->open(&format_args, FORMAT_ENCODE, err);
+    if (!s->codec) goto fail;
+    /* the pipeline's line is what the json format would write: the record in the job's field
+     * order; it is used as it is rather than encoded a second time */
+    s->value_is_line = strcmp(s->format->name, "json") == 0;
     if (opt_push(L, opts, "headers")) {
         int tbl = lua_gettop(L);
         s->headers = rd_kafka_headers_new(8);
@@ -421,13 +420,11 @@ static void ksink_close(void *self)
     if (s->headers) rd_kafka_headers_destroy(s->headers);
     for (uint64_t t = s->front_ticket; t < s->front_ticket + s->queue_len; t++) free(queue_at(s, t)->reason);
     free(s->queue);
-    for (size_t i = 0; i < s->ncolumns; i++) free(s->columns[i]);
-    free(s->columns);
+    if (s->codec) s->format->close(s->codec);
     free(s->topic);
     free(s->key_field);
     buf_free(&s->value);
     buf_free(&s->key);
-    buf_free(&s->scratch);
     kafka_client_free(&s->client);
     free(s);
 }

@@ -45,7 +45,9 @@ expect_eq "the raw excerpt of invalid UTF-8 is readable text" '{"id":"\xFF\xFE"}
 expect_eq "the raw excerpt of bad JSON" "this is not json" "$(jq -r 'select(.key == "bad-text") | .raw' "$T/dead.jsonl")"
 
 # CSV messages: wrong width and wrong type are dead-lettered by name
-printf '1,apple,0.5\n2,pear\n3,plum,cheap\n4,"fig, dried",2\n5,kiwi,1,extra\n' | timeout 30 kcat -P -b "$KAFKA_BROKERS" -t rows
+# (an unbalanced quote must not spill into the next message)
+printf '1,apple,0.5\n2,pear\n3,plum,cheap\n4,"fig, dried",2\n5,kiwi,1,extra\n6,"lime,1\n7,lemon,3\n' |
+  timeout 30 kcat -P -b "$KAFKA_BROKERS" -t rows
 cat > "$T/csv.lua" <<'LUA'
 return job {
   name = "kafka_csv",
@@ -60,8 +62,11 @@ timeout 60 $RUNNEL run "$T/csv.lua" --set output="$T/csv.jsonl" --set errors="$T
 expect_eq "csv: exits 0" 0 $?
 check "csv: invariant" invariant_holds "$T/csv.json"
 expect_eq "csv: the good rows, typed" '{"id":1,"fruit":"apple","price":0.5}
-{"id":4,"fruit":"fig, dried","price":2.0}' "$(cat "$T/csv.jsonl")"
+{"id":4,"fruit":"fig, dried","price":2.0}
+{"id":7,"fruit":"lemon","price":3.0}' "$(cat "$T/csv.jsonl")"
 expect_eq "csv: the bad rows' reasons" "topic rows [0] offset 1: expected 3 CSV fields, got 2
 topic rows [0] offset 2: column 'price': 'cheap' is not a valid number
-topic rows [0] offset 4: expected 3 CSV fields, got 4" "$(jq -r .reason "$T/csv.dead.jsonl")"
+topic rows [0] offset 4: expected 3 CSV fields, got 4
+topic rows [0] offset 5: the value is not valid CSV (a quote inside an unquoted field, or unbalanced quotes)" \
+  "$(jq -r .reason "$T/csv.dead.jsonl")"
 finish

@@ -6,7 +6,6 @@
  * Either way an offset is committed only once the pipeline has advanced past the record
  * (written to every sink, filtered or dead-lettered) and every sink has flushed: a crash
  * replays records, it never loses them. */
-#include <csv.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <math.h>
@@ -15,16 +14,14 @@
 #include <string.h>
 #include <strings.h>
 
-#include "formats/json.h"
 #include "sources/kafka/client.h"
 #include "lua/job.h"
-#include "formats/field_type.h"
+#include "formats/format.h"
 #include "engine/plugin.h"
 
 #define METADATA_TIMEOUT_MS 10000
 #define EXCERPT_BYTES 1024
 
-enum value_format { FORMAT_JSON, FORMAT_CSV, FORMAT_TEXT };
 enum start_kind { START_COMMITTED, START_EARLIEST, START_LATEST, START_TIME };
 
 /* What this consumer knows of one partition. */
@@ -58,7 +55,8 @@ struct kafka_source {
     rd_kafka_t *rk;
     char *group;
     int streaming;
-    enum value_format format;
+    const struct format_ops *format;  /* how a message value becomes a record */
+    void *codec;                      /* the format's state */
     enum start_kind start;
     int64_t start_ms;
     int metadata;
@@ -67,15 +65,6 @@ struct kafka_source {
     size_t ntopics;
     uint32_t last_topic;              /* the last message's topic: most messages share it */
     size_t parts_left;                /* batch: partitions not done */
-
-    char **columns;                   /* csv: column names (json: output order) */
-    enum field_type *types;
-    size_t ncolumns;
-    struct csv_parser parser;
-    int parser_ready;
-    struct buf fields;                /* csv: the fields of the message being parsed, NUL-separated */
-    size_t *field_off, *field_len, nfields, field_cap;
-    int rows;
 
     struct returned *fifo;            /* ring of records returned and not yet advanced */
     size_t fifo_cap, fifo_head, fifo_len;
@@ -86,7 +75,6 @@ struct kafka_source {
     int failed;                       /* a rebalance step failed: next() stops the job */
     struct rn_err fail;
     struct buf scratch;
-    struct json_decoder decoder;      /* json */
 };
 
 static const struct option_spec kafka_source_options[] = {
@@ -182,84 +170,12 @@ static void mark_done(struct kafka_source *s, uint32_t ti, int32_t partition, st
 
 /* ---- decoding ---- */
 
-static void on_csv_field(void *data, size_t len, void *opaque)
-{
-    struct kafka_source *s = opaque;
-    if (s->rows > 0) return; /* only the first row is kept; more rows make the message bad */
-    if (s->nfields == s->field_cap) {
-        s->field_cap = s->field_cap ? s->field_cap * 2 : 32;
-        s->field_off = rn_realloc(s->field_off, s->field_cap * sizeof *s->field_off);
-        s->field_len = rn_realloc(s->field_len, s->field_cap * sizeof *s->field_len);
-    }
-    s->field_off[s->nfields] = s->fields.len;
-    s->field_len[s->nfields] = len;
-    s->nfields++;
-    buf_put(&s->fields, data ? data : "", data ? len : 0);
-    buf_putc(&s->fields, '\0');
-}
-
-static void on_csv_row(int terminator, void *opaque)
-{
-    (void)terminator;
-    ((struct kafka_source *)opaque)->rows++;
-}
-
-static const char *const json_kind_label[] = {
-    [JSON_KIND_OBJECT] = "an object", [JSON_KIND_ARRAY] = "an array",     [JSON_KIND_STRING] = "a string",
-    [JSON_KIND_NUMBER] = "a number",  [JSON_KIND_BOOLEAN] = "a boolean", [JSON_KIND_NULL] = "null",
-};
-
 /* Push the record for the message value; -1 with the reason in err when it does not decode
  * (nothing pushed). */
 static int decode_value(struct kafka_source *s, lua_State *L, const rd_kafka_message_t *m, struct rn_err *err)
 {
-    const char *v = m->payload;
-    size_t n = m->len;
-    if (!v && s->format != FORMAT_TEXT) return rn_fail(err, "the message has no value (a tombstone)");
-    size_t bad; /* JSON is checked by jansson as it parses; text and CSV here */
-    if (v && s->format != FORMAT_JSON && !rn_utf8_valid(v, n, &bad))
-        return rn_fail(err, "the value is not valid UTF-8 (byte %zu)", bad + 1);
-    if (s->format == FORMAT_TEXT) {
-        lua_createtable(L, 0, s->metadata ? 7 : 1);
-        if (v) {
-            lua_pushlstring(L, v, n);
-            lua_setfield(L, -2, "value");
-        }
-        return 0;
-    }
-    if (s->format == FORMAT_JSON) {
-        struct json_syntax_error jerr; /* as json.decode reads it */
-        int kind = json_decode(&s->decoder, L, v, n, s->metadata ? 6 : 0, &jerr);
-        if (kind < 0) {
-            if (!rn_utf8_valid(v, n, &bad)) return rn_fail(err, "the value is not valid UTF-8 (byte %zu)", bad + 1);
-            return rn_fail(err, "the value is not JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
-        }
-        if (kind != JSON_KIND_OBJECT) {
-            lua_pop(L, 1);
-            return rn_fail(err, "the value is %s, not a JSON object", json_kind_label[kind]);
-        }
-        return 0;
-    }
-    /* CSV: exactly one row of exactly ncolumns fields */
-    buf_clear(&s->fields);
-    s->nfields = 0;
-    s->rows = 0;
-    size_t parsed = csv_parse(&s->parser, v, n, on_csv_field, on_csv_row, s);
-    int malformed = parsed < n;
-    if (csv_fini(&s->parser, on_csv_field, on_csv_row, s) != 0) malformed = 1;
-    if (malformed) return rn_fail(err, "the value is not valid CSV (a quote inside an unquoted field, or unbalanced quotes)");
-    if (s->rows != 1) return rn_fail(err, "the value holds %d CSV rows, expected one", s->rows);
-    if (s->nfields != s->ncolumns) return rn_fail(err, "expected %zu CSV fields, got %zu", s->ncolumns, s->nfields);
-    lua_createtable(L, 0, (int)s->ncolumns + (s->metadata ? 6 : 0));
-    for (size_t i = 0; i < s->ncolumns; i++) {
-        const char *f = s->fields.data + s->field_off[i];
-        if (field_type_push(L, s->types[i], f, s->field_len[i])) {
-            lua_pop(L, 1);
-            return rn_fail(err, "column '%s': '%.60s' is not a valid %s", s->columns[i], f, field_type_name(s->types[i]));
-        }
-        lua_setfield(L, -2, s->columns[i]);
-    }
-    return 0;
+    if (!m->payload && !s->format->decodes_no_value) return rn_fail(err, "the message has no value (a tombstone)");
+    return s->format->decode(s->codec, L, m->payload, m->payload ? m->len : 0, err);
 }
 
 static void push_text(struct kafka_source *s, lua_State *L, const void *data, size_t n, size_t max)
@@ -737,39 +653,6 @@ done:
     return rc;
 }
 
-static int parse_columns(struct kafka_source *s, lua_State *L, int opts, struct rn_err *err)
-{
-    s->columns = opt_string_list(L, opts, "columns", &s->ncolumns);
-    if (s->ncolumns) s->types = rn_calloc(s->ncolumns, sizeof *s->types); /* FT_STRING is 0 */
-    if (s->format == FORMAT_CSV && s->ncolumns == 0)
-        return rn_fail(err, "%s: source.kafka: format = \"csv\" needs columns = { \"name\", ... }", s->client.where);
-    if (opt_push(L, opts, "types")) {
-        int types = lua_gettop(L);
-        if (s->format != FORMAT_CSV) {
-            lua_pop(L, 1);
-            return rn_fail(err, "%s: source.kafka: types applies to format = \"csv\" only (JSON values carry their types)",
-                           s->client.where);
-        }
-        lua_pushnil(L);
-        while (lua_next(L, types)) {
-            const char *field = lua_tostring(L, -2); /* a name and a type name: checked */
-            enum field_type t = FT_STRING;
-            field_type_parse(lua_tostring(L, -1), &t);
-            size_t i = 0;
-            while (i < s->ncolumns && strcmp(s->columns[i], field)) i++;
-            if (i == s->ncolumns) {
-                rn_fail(err, "%s: source.kafka: types.%s: not one of the columns", s->client.where, field);
-                lua_pop(L, 3);
-                return -1;
-            }
-            s->types[i] = t;
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-    }
-    return 0;
-}
-
 static void ks_close(void *self);
 
 static void *ks_open(struct job_env *env, int opts, struct rn_err *err)
@@ -779,8 +662,6 @@ static void *ks_open(struct job_env *env, int opts, struct rn_err *err)
     s->env = env;
     s->streaming = env->streaming;
     buf_init(&s->scratch);
-    buf_init(&s->fields);
-    json_decoder_init(&s->decoder);
     kafka_client_init(&s->client, "source.kafka", L, opts);
     const char *where = s->client.where;
     char errstr[512];
@@ -788,8 +669,16 @@ static void *ks_open(struct job_env *env, int opts, struct rn_err *err)
     const char **names = NULL;
     size_t nnames = 0;
 
-    const char *format = opt_string(L, opts, "format", "json"); /* one of the three: checked */
-    s->format = !strcmp(format, "csv") ? FORMAT_CSV : !strcmp(format, "text") ? FORMAT_TEXT : FORMAT_JSON;
+    const char *format = opt_string(L, opts, "format", "json"); /* one of the option's choices: checked */
+    s->format = format_find(format, FORMAT_DECODE);
+    if (!s->format) { /* a choice without a row in formats/format.c */
+        struct buf names;
+        buf_init(&names);
+        format_names(&names, FORMAT_DECODE);
+        rn_fail(err, "%s: source.kafka: format must be %s, not '%s'", where, names.data, format);
+        buf_free(&names);
+        goto fail;
+    }
     s->metadata = opt_boolean(L, opts, "metadata", 1);
     const char *group = opt_string(L, opts, "group", NULL);
     if (group && !*group) group = NULL;
@@ -810,15 +699,11 @@ static void *ks_open(struct job_env *env, int opts, struct rn_err *err)
         }
         lua_pop(L, 1);
     }
-    if (parse_columns(s, L, opts, err)) goto fail;
-    if (s->format == FORMAT_CSV) {
-        if (csv_init(&s->parser, CSV_STRICT | CSV_STRICT_FINI) != 0) {
-            rn_fail(err, "%s: source.kafka: cannot initialise the CSV parser", where);
-            goto fail;
-        }
-        s->parser_ready = 1;
-        csv_set_space_func(&s->parser, field_type_no_space);
-    }
+    /* the format adds its fields to the field order: declared columns, or the value */
+    struct format_args format_args = {env, opts, "source.kafka", where,
+                                      s->metadata ? (int)(sizeof metadata_fields / sizeof *metadata_fields) : 0};
+    s->codec = s->format->open(&format_args, FORMAT_DECODE, err);
+    if (!s->codec) goto fail;
 
     /* the topics */
     lua_getfield(L, opts, "topic");
@@ -888,9 +773,7 @@ static void *ks_open(struct job_env *env, int opts, struct rn_err *err)
         goto fail;
     }
 
-    /* field order: declared columns, the value, then the metadata */
-    for (size_t i = 0; i < s->ncolumns; i++) fieldorder_add(env, s->columns[i]);
-    if (s->format == FORMAT_TEXT) fieldorder_add(env, "value");
+    /* field order: the format's fields (above), then the metadata */
     if (s->metadata)
         for (size_t i = 0; i < sizeof metadata_fields / sizeof metadata_fields[0]; i++) fieldorder_add(env, metadata_fields[i]);
     free(names);
@@ -918,16 +801,9 @@ static void ks_close(void *self)
         free(s->topics[i].parts);
     }
     free(s->topics);
-    for (size_t i = 0; i < s->ncolumns; i++) free(s->columns[i]);
-    free(s->columns);
-    free(s->types);
-    if (s->parser_ready) csv_free(&s->parser);
-    buf_free(&s->fields);
-    free(s->field_off);
-    free(s->field_len);
+    if (s->codec) s->format->close(s->codec);
     free(s->fifo);
     buf_free(&s->scratch);
-    json_decoder_free(&s->decoder);
     free(s->group);
     kafka_client_free(&s->client);
     free(s);
