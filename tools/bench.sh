@@ -3,19 +3,22 @@
 # For every case: records/s (median of RUNS runs), CPU microseconds per record of the runner
 # (user+sys), peak RSS, and the ratio to the case's limit. Results also go to
 # out/bench/latest.json (and a timestamped copy) so runs can be compared over time.
-# Knobs: RUNS (3), CSV_ROWS (1000000), MODEL_ROWS (200000), BIG_ROWS (1000000).
+# Knobs: RUNS (3), CSV_ROWS (1000000), MODEL_ROWS (200000), BIG_ROWS (1000000), CASES ("1 2 3 4 5 6
+# auto": the cases to run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUNNEL_LIB="$PWD/scripts"
 RUNS="${RUNS:-3}"; CSV_ROWS="${CSV_ROWS:-1000000}"; MODEL_ROWS="${MODEL_ROWS:-200000}"; BIG_ROWS="${BIG_ROWS:-1000000}"
+CASES=" ${CASES:-1 2 3 4 5 6 auto} "
+want() { [[ "$CASES" == *" $1 "* ]]; }
 W="$(mktemp -d /tmp/runnel-bench.XXXXXX)"
 pids=()
 cleanup() { local s=$?; set +e; for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"; exit $s; }
 trap cleanup EXIT
 mkdir -p out/bench
-for t in measure csv-parse curl-multi; do
+for t in measure csv-parse curl-multi kafka-offsets; do
   [ bin/bench-$t -nt tools/bench/$t.c ] || cc -std=c11 -Wall -Wextra -Werror -O2 -D_GNU_SOURCE tools/bench/$t.c \
-    -o bin/bench-$t $(pkg-config --cflags --libs libcurl) -lcsv
+    -o bin/bench-$t $(pkg-config --cflags --libs libcurl rdkafka) -lcsv
 done
 
 start_server() { # ARGS... -> sets URL
@@ -60,57 +63,126 @@ row() { # CASE DESCRIPTION RATE LIMIT CPU RSS [NOTE]
 
 echo "runnel bench: $(nproc) cores, RUNS=$RUNS, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "generating inputs..."
-bin/gen-reviews --rows "$CSV_ROWS" --seed 1 > "$W/csv.csv" 2>/dev/null
+want 1 && bin/gen-reviews --rows "$CSV_ROWS" --seed 1 > "$W/csv.csv" 2>/dev/null
 bin/gen-reviews --rows "$MODEL_ROWS" --seed 2 > "$W/model.csv" 2>/dev/null
-bin/gen-reviews --rows 10000 --seed 3 > "$W/small.csv" 2>/dev/null
-bin/gen-reviews --rows "$BIG_ROWS" --seed 4 > "$W/big.csv" 2>/dev/null
+want 5 && bin/gen-reviews --rows 10000 --seed 3 > "$W/small.csv" 2>/dev/null
+want 5 && bin/gen-reviews --rows "$BIG_ROWS" --seed 4 > "$W/big.csv" 2>/dev/null
 sync # half a gigabyte of new inputs: written back now, not during the first measurements
 printf '\n%-4s %-52s %10s %10s %6s %8s %8s\n' case description rec/s limit ratio "cpu µs" "RSS MB"
 
 # 1. CSV -> filter/map -> JSONL; limit: raw libcsv parse of the same file
+if want 1; then
 raw=(); for i in $(seq "$RUNS"); do raw+=("$(bin/bench-csv-parse "$W/csv.csv" | jq .rows_per_s)"); done
 LIMIT=$(printf '%s\n' "${raw[@]}" | median)
 run_job 1 tools/bench/csv.lua --set input="$W/csv.csv"
 row 1 "CSV $CSV_ROWS rows -> filter/map -> JSONL" "$RATE" "$LIMIT" "$CPU_US" "$RSS_MB" "limit: raw libcsv parse"
+fi
 
 # 2. CSV -> model server (0 ms) -> JSONL; limit: bare libcurl multi, same requests, same concurrency
+CASE2_CPU=""
+if want 2 || want 5; then
 start_server
+if want 2; then
 bare=(); for i in $(seq "$RUNS"); do bare+=("$(bin/bench-curl-multi "$URL/v1/chat/completions" "$W/model.csv" 64 | jq .requests_per_s)"); done
 LIMIT=$(printf '%s\n' "${bare[@]}" | median)
 run_job 2 tools/bench/model.lua --set input="$W/model.csv" --set concurrency=64
 row 2 "CSV $MODEL_ROWS -> model (0 ms, conc 64) -> JSONL" "$RATE" "$LIMIT" "$CPU_US" "$RSS_MB" "limit: bare libcurl multi"
 CASE2_CPU=$CPU_US
+fi
 
 # 5. memory: RSS of case 2 at 10,000 and at BIG_ROWS rows
+if want 5; then
 RUNS_SAVED=$RUNS; RUNS=1
 run_job 5a tools/bench/model.lua --set input="$W/small.csv" --set concurrency=64
 SMALL_RSS=$RSS_MB
 run_job 5b tools/bench/model.lua --set input="$W/big.csv" --set concurrency=64
 row 5 "RSS, case 2 at 10,000 vs $BIG_ROWS rows (MB)" "$RSS_MB" "$SMALL_RSS" "$CPU_US" "$RSS_MB" "ratio: big/small RSS"
 RUNS=$RUNS_SAVED
+fi
 stop_server
+fi
 
 # 3. CSV -> model server at 50 ms, concurrency 256; limit: concurrency / latency
+if want 3; then
 start_server --latency-ms 50
 head -n 20001 "$W/model.csv" > "$W/m20k.csv"
 run_job 3 tools/bench/model.lua --set input="$W/m20k.csv" --set concurrency=256
 row 3 "CSV ~20,000 -> model (50 ms, conc 256) -> JSONL" "$RATE" 5120 "$CPU_US" "$RSS_MB" "limit: 256 / 0.050 s"
 stop_server
+fi
 
-# 4. Kafka topic (MODEL_ROWS messages) -> model (0 ms) -> Kafka topic, on the development broker
+# The development broker for cases 4 and 6, and their input: MODEL_ROWS reviews as JSON messages
+# (the broker keeps at most 5 MB a partition, so the oldest batches may be gone: what the topic
+# holds when a case starts is what it copies)
+if want 4 || want 6; then
 bin/kafka-dev --topic bench_in:4 --topic bench_out:4 > "$W/kafka.out" 2>"$W/kafka.err" &
 pids+=($!); KAFKA=$!
 for _ in $(seq 200); do [ -s "$W/kafka.out" ] && break; sleep 0.05; done
 export KAFKA_BROKERS="$(head -1 "$W/kafka.out")"
 bin/runnel run jobs/reviews_to_kafka.lua --quiet --no-progress --state-dir "$W/state" --set input="$W/model.csv" \
   --set topic=bench_in --set errors="$W/load.err"
+fi
+
+# 4. Kafka topic -> model (0 ms) -> Kafka topic, on the development broker
+if want 4; then
 start_server
 run_job 4 tools/bench/kafka.lua --set in=bench_in --set out=bench_out
 row 4 "Kafka $MODEL_ROWS msgs -> model (0 ms, conc 64) -> Kafka" "$RATE" 15000 "$CPU_US" "$RSS_MB" "limit: the 15,000/s target"
 stop_server
-kill "$KAFKA" 2>/dev/null; wait "$KAFKA" 2>/dev/null || true
+fi
+
+# 6. Kafka topic -> map (no model) -> Kafka topic; limit: kcat reading the same topic into kcat writing a
+# new one, in the same run. Both are timed the same way (the whole process, start to exit: kcat -e
+# exits at the end of the partitions, kcat -P once its queue is delivered) and run alternately.
+# Both copy every message's key and value; each run's copy is checked: every message in the new
+# topic, runnel's group committed up to the end of the input, and runnel's values the input's bytes.
+if want 6; then
+IN=$(bin/bench-kafka-offsets "$KAFKA_BROKERS" bench_in)
+IN_MSGS=$(jq .messages <<<"$IN"); IN_HIGH=$(jq .high <<<"$IN")
+copied() { # TOPIC: every input message is in it
+  local n; n=$(bin/bench-kafka-offsets "$KAFKA_BROKERS" "$1" | jq .high)
+  [ "$n" = "$IN_MSGS" ] || { echo "bench: case 6: topic $1 has $n messages, expected $IN_MSGS" >&2; exit 1; }
+}
+dump() { LC_ALL=C timeout 60 kcat -C -b "$KAFKA_BROKERS" -t "$1" -o beginning -e -q -f '%k\t%s\n' | LC_ALL=C sort; }
+pipe_rates=(); copy_rates=(); copy_cpus=(); copy_rsss=()
+run_pipe() {
+  sync
+  bin/bench-measure --out "$W/m.json" -- sh -c "kcat -C -b '$KAFKA_BROKERS' -t bench_in -o beginning -e -q -f '%k\t%s\n' |
+    kcat -P -b '$KAFKA_BROKERS' -t copy_pipe_$1 -K '\t'"
+  copied "copy_pipe_$1"
+  pipe_rates+=("$(jq -r .wall_s "$W/m.json" | awk -v n="$IN_MSGS" '{ printf "%.0f", n / $1 }')")
+}
+run_copy() {
+  sync
+  bin/bench-measure --out "$W/m.json" -- bin/runnel run tools/bench/kafka-copy.lua --no-progress --quiet \
+    --state-dir "$W/state" --summary-json "$W/s.json" --set in=bench_in --set out="copy_runnel_$1" --set group="copy_$1"
+  copied "copy_runnel_$1"
+  jq -e --argjson n "$IN_MSGS" '.read == $n and .written == $n and .committed == $n' "$W/s.json" >/dev/null ||
+    { echo "bench: case 6: runnel did not write and commit all $IN_MSGS messages: $(cat "$W/s.json")" >&2; exit 1; }
+  local committed; committed=$(bin/bench-kafka-offsets "$KAFKA_BROKERS" bench_in "copy_$1" | jq .committed)
+  [ "$committed" = "$IN_HIGH" ] || { echo "bench: case 6: group copy_$1 committed $committed, expected $IN_HIGH" >&2; exit 1; }
+  copy_rates+=("$(jq -r .wall_s "$W/m.json" | awk -v n="$IN_MSGS" '{ printf "%.0f", n / $1 }')")
+  copy_cpus+=("$(jq -r .cpu_s "$W/m.json" | awk -v n="$IN_MSGS" '{ printf "%.2f", $1 * 1e6 / n }')")
+  copy_rsss+=("$(jq -r .max_rss_kb "$W/m.json" | awk '{ printf "%.1f", $1 / 1024 }')")
+}
+for i in $(seq "$RUNS"); do
+  if [ $((i % 2)) = 1 ]; then run_pipe "$i"; run_copy "$i"; else run_copy "$i"; run_pipe "$i"; fi
+done
+# the copy's messages are the input's, byte for byte (those the broker's retention kept)
+dump bench_in > "$W/in.dump"; dump copy_runnel_1 > "$W/copy.dump"
+[ -s "$W/copy.dump" ] && [ -z "$(LC_ALL=C comm -13 "$W/in.dump" "$W/copy.dump" | head -1)" ] ||
+  { echo "bench: case 6: runnel's copy holds messages that are not in the input" >&2; exit 1; }
+RATE=$(printf '%s\n' "${copy_rates[@]}" | median); LIMIT=$(printf '%s\n' "${pipe_rates[@]}" | median)
+CPU_US=$(printf '%s\n' "${copy_cpus[@]}" | median); RSS_MB=$(printf '%s\n' "${copy_rsss[@]}" | median)
+echo "     case 6 runs: runnel ${copy_rates[*]}; kcat pipe ${pipe_rates[*]} (records/s)"
+row 6 "Kafka $IN_MSGS msgs -> map (no model) -> Kafka" "$RATE" "$LIMIT" "$CPU_US" "$RSS_MB" \
+  "limit: kcat -C | kcat -P of the same topic; runs: runnel ${copy_rates[*]}, pipe ${pipe_rates[*]}"
+fi
+if want 4 || want 6; then kill "$KAFKA" 2>/dev/null; wait "$KAFKA" 2>/dev/null || true; fi
 
 # adaptive concurrency: the server degrades above 64 in flight; "auto" must find it
+AUTO=""
+if want auto; then
 start_server --degrade-above 64 --latency-ms 20
 RUNS_SAVED=$RUNS; RUNS=1
 run_job auto tools/bench/model.lua --set input="$W/m20k.csv" --set concurrency=auto
@@ -118,10 +190,11 @@ RUNS=$RUNS_SAVED
 AUTO=$(jq -c '.model | {concurrency, retries, latency_ms}' "$W/s.json")
 row auto "concurrency=auto, server degrades above 64 (20 ms)" "$RATE" 3200 "$CPU_US" "$RSS_MB" "limit: 64 / 0.020 s; $AUTO"
 stop_server
+fi
 
 echo
 echo "auto concurrency: $AUTO"
-echo "targets: case 1 >= 0.60, case 2 >= 0.70, case 3 >= 0.95, case 4 >= 15,000/s, case 5 ratio <= 1.10, case 2 cpu <= 40 µs (was $CASE2_CPU)"
+echo "targets: case 1 >= 0.60, case 2 >= 0.70, case 3 >= 0.95, case 4 >= 15,000/s, case 5 ratio <= 1.10, case 2 cpu <= 40 µs (was $CASE2_CPU), case 6 >= 0.70"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 jq -n --argjson r "$results" --arg t "$stamp" --arg host "$(nproc) cores" --argjson runs "$RUNS" \
   '{time: $t, machine: $host, runs: $runs, cases: $r}' > "out/bench/bench-$stamp.json"
