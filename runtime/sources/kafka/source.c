@@ -734,7 +734,11 @@ static void *ks_open(struct job_env *env, int opts, struct rn_err *err)
 
     /* the consumer */
     const char *reset = s->start == START_LATEST ? "latest" : "earliest";
-    const struct kafka_setting defaults[] = {{"client.id", "runnel"}, {NULL, NULL}};
+    /* librdkafka 2.0 stops fetching once queued.min.messages (100,000 by default) wait in the
+     * consumer's queue, and looks again only when its broker thread next wakes, up to a second
+     * later, long after the queue ran dry: a stall every 100,000 records. The queue is bounded
+     * by its bytes instead (queued.max.messages.kbytes, 64 MB: about a second of records). */
+    const struct kafka_setting defaults[] = {{"client.id", "runnel"}, {"queued.min.messages", "1000000"}, {NULL, NULL}};
     struct kafka_setting enforced[] = {
         {"enable.auto.commit", "false"},        /* commits happen after the sinks flush */
         {"enable.auto.offset.store", "false"},
