@@ -24,6 +24,92 @@ void json_put_real(struct buf *out, double value)
     buf_put(out, tmp, (size_t)n);
 }
 
+/* The bytes of v that need a look (a control byte, '"', '\\', one >= 0x80) as their high
+ * bits; the lowest one set is exact (the tests' false positives only sit above a true one). */
+static inline uint64_t special8(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t quote = v ^ (ones * '"'), backslash = v ^ (ones * '\\');
+    return (((v - ones * 0x20) & ~v) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | v) & highs;
+}
+
+/* The length of the UTF-8 sequence at s[0..n) (n >= 1, s[0] >= 0x80), or 0 when it is not
+ * one: no overlong forms, no surrogates, nothing past U+10FFFF (rn_utf8_valid's rules). */
+static size_t utf8_sequence(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+    else return 0;
+    if (n < len) return 0;
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[k] & 0x3F);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return len;
+}
+
+int json_put_string(struct buf *out, const char *text, size_t n, size_t *bad_at)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)text;
+    size_t mark = out->len;
+    buf_reserve(out, n + 2);
+    out->data[out->len++] = '"';
+    size_t i = 0, run = 0; /* run: the first byte not yet copied; none from there to i needs escaping */
+    for (;;) {
+        while (n - i >= 8) {
+            uint64_t v;
+            memcpy(&v, s + i, 8);
+            uint64_t special = special8(v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            if (special) {
+                i += (size_t)(__builtin_ctzll(special) >> 3);
+                break;
+            }
+#else
+            if (special) break;
+#endif
+            i += 8;
+        }
+        while (i < n && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\') i++;
+        if (i == n) break;
+        unsigned char c = s[i];
+        if (c >= 0x80) {
+            size_t len = utf8_sequence(s + i, n - i);
+            if (!len) {
+                if (bad_at) *bad_at = i;
+                out->len = mark;
+                out->data[mark] = '\0';
+                return -1;
+            }
+            i += len;
+            continue;
+        }
+        buf_put(out, s + run, i - run);
+        run = ++i;
+        switch (c) {
+        case '"': buf_put(out, "\\\"", 2); break;
+        case '\\': buf_put(out, "\\\\", 2); break;
+        case '\n': buf_put(out, "\\n", 2); break;
+        case '\r': buf_put(out, "\\r", 2); break;
+        case '\t': buf_put(out, "\\t", 2); break;
+        default: {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            buf_put(out, esc, 6);
+        }
+        }
+    }
+    buf_put(out, s + run, n - run);
+    buf_putc(out, '"');
+    return 0;
+}
+
 void json_text_position(const char *text, size_t len, size_t at, int *line, int *column)
 {
     if (at > len) at = len;

@@ -15,6 +15,11 @@ void json_put_integer(struct buf *out, int64_t value);
  * (3.0 stays 3.0, not 3); NaN and infinities become null, which is all JSON can hold. */
 void json_put_real(struct buf *out, double value);
 
+/* Append text as a JSON string literal (quotes included), escaped as buf_put_json_string
+ * escapes it, checking in the same pass that it is UTF-8. 0, or -1 with out as it was and
+ * *bad_at (when not NULL) the offset of the first byte that is not. */
+int json_put_string(struct buf *out, const char *text, size_t n, size_t *bad_at);
+
 /* The line (from 1) and column of byte offset `at` of text[0..len): lines end at '\n'; the
  * column counts the characters (UTF-8 lead bytes) before `at` on its line, so it is 0 at the
  * start of a line. These are the numbers jansson puts in its errors. */

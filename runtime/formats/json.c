@@ -227,8 +227,7 @@ static int encode_value(lua_State *L, int idx, int order_idx, struct rank_cache 
     case LUA_TSTRING: {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
-        if (!rn_utf8_valid(s, n, NULL)) return rn_fail(err, "a string is not valid UTF-8, which JSON cannot hold");
-        buf_put_json_string(out, s, n);
+        if (json_put_string(out, s, n, NULL)) return rn_fail(err, "a string is not valid UTF-8, which JSON cannot hold");
         return 0;
     }
     case LUA_TTABLE: {
@@ -406,6 +405,7 @@ static void *json_codec_open(const struct format_args *args, enum format_use use
     c->env = args->env;
     c->extra_fields = args->extra_fields;
     json_decoder_init(&c->decoder);
+    if (use == FORMAT_DECODE) json_decoder_keep_keys(&c->decoder, args->env->L);
     return c;
 }
 

@@ -47,19 +47,29 @@ struct json_syntax_error {
     size_t offset;      /* the byte offset they name */
 };
 
-struct json_level; /* json_decode.c */
+struct json_level;    /* json_decode.c */
+struct json_kept_key;
 
 /* A decoder's reusable state, owned by whoever decodes (a source, one json.decode call):
- * scratch space for unescaped strings and deep nesting, and the size of the last top-level
- * object, which presizes the next one (records of one topic have one shape). */
+ * scratch space for unescaped strings and deep nesting, and what the last top-level object
+ * teaches about the next one (records of one topic have one shape): its size presizes the
+ * next table, and with json_decoder_keep_keys its keys are kept as Lua strings, so the next
+ * record's same keys are not made (hashed, interned) again. */
 struct json_decoder {
     struct buf scratch;
     struct json_level *levels;
     size_t levels_cap;
     size_t *dropped, dropped_len, dropped_cap; /* NULs jansson would lose (json_decode.c) */
     int object_hint;
+    lua_State *keys_L;   /* json_decoder_keep_keys: the state that holds them */
+    int keys_ref;        /* a registry ref to the table of the last top-level keys, by position */
+    struct json_kept_key *keys; /* their bytes (the strings live in that table) */
 };
 void json_decoder_init(struct json_decoder *d);
+/* Keep the keys of top-level objects in L's registry (for a decoder that decodes many records
+ * into one state): json_decode must then be given L or one of its threads. json_decoder_free
+ * releases them, so it must run before L closes. */
+void json_decoder_keep_keys(struct json_decoder *d, lua_State *L);
 void json_decoder_free(struct json_decoder *d);
 
 /* Decode text[0..len) and push its value: an object becomes a table of its members (a null

@@ -39,6 +39,13 @@ struct json_level {
 };
 
 #define INLINE_LEVELS 32
+#define KEPT_KEYS 64 /* json_decoder_keep_keys: the first this many keys of a top-level object */
+
+/* A kept key's bytes, which live as long as its string in the kept table. */
+struct json_kept_key {
+    const char *text;
+    size_t len;
+};
 #define CONTEXT_MAX 20 /* jansson quotes the token only when it is at most this long */
 
 struct reader {
@@ -191,35 +198,49 @@ static const unsigned char plain_byte[256] = {
     ['|'] = 1, ['}'] = 1, ['~'] = 1, [0x7F] = 1,
 };
 
-/* Any byte of v that a string cannot hold as it is: '"', '\\', a control byte, or >= 0x80. */
-static int special8(uint64_t v)
+/* The bytes of v that a string cannot hold as they are ('"', '\\', control bytes, bytes >=
+ * 0x80), as their high bits. The lowest one set is exact (the tests' false positives only sit
+ * above a true one), so it finds the first such byte. */
+static uint64_t special8(uint64_t v)
 {
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     uint64_t quote = v ^ (ones * '"'), backslash = v ^ (ones * '\\');
-    uint64_t zero = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | (v - ones * 0x20);
-    return ((zero | v) & highs) != 0;
+    return (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | ((v - ones * 0x20) & ~v) | v) & highs;
+}
+
+/* The first byte from p on that needs a look, or end. */
+static const unsigned char *skip_plain(const unsigned char *p, const unsigned char *end)
+{
+    while (end - p >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        uint64_t special = special8(v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (special) return p + (__builtin_ctzll(special) >> 3);
+#else
+        if (special) break;
+#endif
+        p += 8;
+    }
+    while (p < end && plain_byte[*p]) p++;
+    return p;
 }
 
 /* The string whose opening quote is at start. Strings without escapes point into the text;
  * others are unescaped into the decoder's scratch. jansson checks a string in two passes (its
  * characters, then its escapes), so a bad surrogate is reported only when the characters are
  * all good: it waits in `surrogate` until the closing quote. */
-static int scan_string(struct reader *r, const unsigned char *start)
+__attribute__((noinline)) static int scan_string(struct reader *r, const unsigned char *start)
 {
     const unsigned char *p = start + 1, *end = r->end, *run = p;
     struct buf *out = &r->d->scratch;
     int escaped = 0;
     int32_t high = -1;  /* a high surrogate waiting for its low half */
-    char surrogate[64] = "";
+    char surrogate[64];
+    surrogate[0] = '\0';
     r->str_nul = 0;
     for (;;) {
-        while (end - p >= 8) {
-            uint64_t v;
-            memcpy(&v, p, 8);
-            if (special8(v)) break;
-            p += 8;
-        }
-        while (p < end && plain_byte[*p]) p++;
+        p = skip_plain(p, end);
         if (p == end) {
             fail_at(r, end, 0, "premature end of input");
             return TOK_INVALID;
@@ -385,9 +406,10 @@ static int to_real(struct reader *r, const unsigned char *start, const unsigned 
 }
 
 /* A number (jansson's lex_scan_number): on a malformed one, the token is what was read. */
-static int scan_number(struct reader *r, const unsigned char *start)
+__attribute__((noinline)) static int scan_number(struct reader *r, const unsigned char *start)
 {
     const unsigned char *p = start, *end = r->end, *digits;
+    uint64_t v = 0; /* the integer so far, while it cannot overflow */
     if (*p == '-') p++;
     digits = p;
     if (p < end && *p == '0') {
@@ -397,7 +419,7 @@ static int scan_number(struct reader *r, const unsigned char *start)
             return TOK_INVALID;
         }
     } else if (p < end && is_digit(*p)) {
-        while (p < end && is_digit(*p)) p++;
+        while (p < end && is_digit(*p)) v = v * 10 + (unsigned)(*p++ - '0');
     } else {
         if (lookahead_bad(r, p)) return fail_utf8(r, p);
         r->p = p;
@@ -437,19 +459,40 @@ static int scan_number(struct reader *r, const unsigned char *start)
     }
     /* an integer, as strtoll reads it: one past the range is jansson's "too big" */
     int negative = *start == '-';
-    uint64_t v = 0, limit = negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    for (const unsigned char *d = digits; d < p; d++) {
-        unsigned x = *d - '0';
-        if (v > (limit - x) / 10) {
-            fail_at(r, p, 0, negative ? "too big negative integer" : "too big integer");
-            return TOK_INVALID;
+    uint64_t limit = negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    if (p - digits > 18) { /* 18 digits cannot overflow: v is right; more are read again */
+        v = 0;
+        for (const unsigned char *d = digits; d < p; d++) {
+            unsigned x = *d - '0';
+            if (v > (limit - x) / 10) {
+                fail_at(r, p, 0, negative ? "too big negative integer" : "too big integer");
+                return TOK_INVALID;
+            }
+            v = v * 10 + x;
         }
-        v = v * 10 + x;
     }
     r->integer = negative ? (lua_Integer)(0 - v) : (lua_Integer)v;
     after_value_token(r, p);
     return TOK_INTEGER;
 }
+
+/* What a byte starts, outside strings. */
+enum byte_class { CLASS_OTHER, CLASS_SPACE, CLASS_PUNCT, CLASS_QUOTE, CLASS_NUMBER, CLASS_ALPHA, CLASS_HIGH };
+
+#define ALPHA_RANGE(from) [from] = CLASS_ALPHA, [from + 1] = CLASS_ALPHA, [from + 2] = CLASS_ALPHA, \
+    [from + 3] = CLASS_ALPHA, [from + 4] = CLASS_ALPHA, [from + 5] = CLASS_ALPHA, [from + 6] = CLASS_ALPHA, \
+    [from + 7] = CLASS_ALPHA, [from + 8] = CLASS_ALPHA, [from + 9] = CLASS_ALPHA, [from + 10] = CLASS_ALPHA, \
+    [from + 11] = CLASS_ALPHA, [from + 12] = CLASS_ALPHA
+static const unsigned char byte_class[256] = {
+    [' '] = CLASS_SPACE, ['\t'] = CLASS_SPACE, ['\n'] = CLASS_SPACE, ['\r'] = CLASS_SPACE,
+    ['{'] = CLASS_PUNCT, ['}'] = CLASS_PUNCT, ['['] = CLASS_PUNCT, [']'] = CLASS_PUNCT, [':'] = CLASS_PUNCT,
+    [','] = CLASS_PUNCT, ['"'] = CLASS_QUOTE, ['-'] = CLASS_NUMBER, ['0'] = CLASS_NUMBER, ['1'] = CLASS_NUMBER,
+    ['2'] = CLASS_NUMBER, ['3'] = CLASS_NUMBER, ['4'] = CLASS_NUMBER, ['5'] = CLASS_NUMBER, ['6'] = CLASS_NUMBER,
+    ['7'] = CLASS_NUMBER, ['8'] = CLASS_NUMBER, ['9'] = CLASS_NUMBER,
+    ALPHA_RANGE('A'), ALPHA_RANGE('N'), ALPHA_RANGE('a'), ALPHA_RANGE('n'), /* 0x80..0xFF: byte_class_of */
+};
+
+static int byte_class_of(unsigned c) { return c >= 0x80 ? CLASS_HIGH : byte_class[c]; }
 
 /* The next token; r->token is where it starts and r->p where it ends. */
 static int scan(struct reader *r)
@@ -459,20 +502,20 @@ static int scan(struct reader *r)
         p++;
         r->drop_nul = 0;
     }
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    while (p < end && byte_class[*p] == CLASS_SPACE) p++;
     r->token = p;
     if (p == end) {
         r->p = p;
         return TOK_EOF;
     }
     unsigned c = *p;
-    switch (c) {
-    case '{': case '}': case '[': case ']': case ':': case ',':
+    switch (byte_class_of(c)) {
+    case CLASS_PUNCT:
         r->p = p + 1;
         return (int)c;
-    case '"':
+    case CLASS_QUOTE:
         return scan_string(r, p);
-    case '-': case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': case '8': case '9':
+    case CLASS_NUMBER:
         return scan_number(r, p);
     }
     if (is_alpha(c)) { /* the whole word, for a clearer message */
@@ -515,6 +558,16 @@ void json_decoder_init(struct json_decoder *d)
 {
     memset(d, 0, sizeof *d);
     buf_init(&d->scratch);
+    d->keys_ref = LUA_NOREF;
+}
+
+void json_decoder_keep_keys(struct json_decoder *d, lua_State *L)
+{
+    if (d->keys_ref != LUA_NOREF) return;
+    lua_createtable(L, KEPT_KEYS, 0);
+    d->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    d->keys_L = L;
+    d->keys = rn_calloc(KEPT_KEYS, sizeof *d->keys);
 }
 
 void json_decoder_free(struct json_decoder *d)
@@ -524,6 +577,10 @@ void json_decoder_free(struct json_decoder *d)
     free(d->dropped);
     d->dropped = NULL;
     d->dropped_len = d->dropped_cap = 0;
+    if (d->keys_ref != LUA_NOREF) luaL_unref(d->keys_L, LUA_REGISTRYINDEX, d->keys_ref);
+    d->keys_ref = LUA_NOREF;
+    free(d->keys);
+    d->keys = NULL;
     d->levels = NULL;
     d->levels_cap = 0;
 }
@@ -554,9 +611,14 @@ int json_decode(struct json_decoder *d, lua_State *L, const char *text, size_t l
     size_t depth = 0;                /* open arrays and objects */
     int base = lua_gettop(L);
     int kind = -1;
-    if (!lua_checkstack(L, 2)) {
+    if (!lua_checkstack(L, 3)) {
         fail_token(&r, "out of Lua stack space");
         return -1;
+    }
+    int kept = 0; /* stack index of the kept keys (0: none) */
+    if (d->keys_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, d->keys_ref);
+        kept = lua_gettop(L);
     }
     int token = scan(&r);
 
@@ -652,7 +714,20 @@ member: /* token should be a member's key */
         fail_token(&r, "NUL byte in object key not supported");
         goto failed;
     }
-    lua_pushlstring(L, r.str, r.str_len);
+    if (kept && depth == 1 && level->count < KEPT_KEYS) {
+        /* the same key as the last record's at this place: that string, as it is */
+        struct json_kept_key *k = &d->keys[level->count];
+        if (k->text && k->len == r.str_len && memcmp(k->text, r.str, r.str_len) == 0) {
+            lua_rawgeti(L, kept, level->count + 1);
+        } else {
+            k->text = lua_pushlstring(L, r.str, r.str_len);
+            k->len = r.str_len;
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, kept, level->count + 1);
+        }
+    } else {
+        lua_pushlstring(L, r.str, r.str_len);
+    }
     token = scan(&r);
     if (token != ':') {
         fail_token(&r, "':' expected");
@@ -667,6 +742,7 @@ done:
         goto failed;
     }
     if (r.failed) goto failed; /* a byte after the value did not decode */
+    if (kept) lua_remove(L, kept);
     return kind;
 
 failed:

@@ -47,12 +47,13 @@ static void depth_ladder(const unsigned char *data, size_t size)
 }
 
 static struct job_env env;
-static struct json_decoder decoder; /* reused, as a source reuses its own */
+static struct json_decoder decoder; /* reused (and keeping keys), as a source uses its own */
 
 static void init(void)
 {
     fuzz_new_state(&env, "fuzz_json");
     json_decoder_init(&decoder);
+    json_decoder_keep_keys(&decoder, env.L); /* as source.kafka's decoder does */
     /* a field order as a job has one: these keys come first at the top level */
     fieldorder_add(&env, "id");
     fieldorder_add(&env, "b");

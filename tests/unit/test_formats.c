@@ -129,6 +129,19 @@ static void test_json(void)
         CHECK(strcmp(line_of(&b), "{\"zeta\":\"z\",\"alpha\":1,\"mid\":[1.5,null,{\"x\":true}]}") == 0,
               "columns give the output order: %s", b.data);
     }
+    /* the codec keeps the last record's keys: other keys, other orders, escaped keys */
+    static const char *const shapes[][2] = {
+        {"{\"k1\":1,\"k2\":2}", "{\"k1\":1,\"k2\":2}"},
+        {"{\"k2\":3,\"k1\":4}", "{\"k1\":4,\"k2\":3}"},
+        {"{\"k\\u0031\":5,\"k22\":6,\"k3\":{\"k1\":7}}", "{\"k1\":5,\"k22\":6,\"k3\":{\"k1\":7}}"},
+        {"{\"k1\":8}", "{\"k1\":8}"},
+        {"{\"k1\":9,\"k1\":10,\"k2\":null}", "{\"k1\":10}"},
+    };
+    for (int round = 0; round < 2; round++)
+        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+            CHECK(decode("json", self, shapes[i][0], strlen(shapes[i][0]), &err), "decodes %s: %s", shapes[i][0], err.msg);
+            CHECK(strcmp(line_of(&b), shapes[i][1]) == 0, "%s is %s, not %s", shapes[i][0], shapes[i][1], b.data);
+        }
     expect_decode_error("json", self, "[1,2]", 5, "the value is an array, not a JSON object");
     expect_decode_error("json", self, "\"x\"", 3, "the value is a string, not a JSON object");
     expect_decode_error("json", self, "null", 4, "the value is null, not a JSON object");

@@ -3,7 +3,9 @@
  * pairs and broken ones), nesting at and past jansson's limit, invalid UTF-8, NUL bytes,
  * duplicate keys, nulls, trailing garbage, and error lines and columns. Every text is also
  * decoded by jansson (json_loadb + json_push, how runnel decoded before): the two must give
- * the same value or the same error text, line and column. Exits non-zero on a failure. */
+ * the same value or the same error text, line and column. Also json_put_string (core/json.c),
+ * the encoder's escape-and-check pass, against buf_put_json_string and rn_utf8_valid. Exits
+ * non-zero on a failure. */
 #include <jansson.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -375,6 +377,42 @@ static void test_lua_decode(void)
     lua_settop(L, 0);
 }
 
+/* json_put_string writes what buf_put_json_string writes and refuses what rn_utf8_valid
+ * refuses, at every position of strings of every length up to 40 (it steps 8 bytes at a time). */
+static void test_put_string(void)
+{
+    static const char *const specials[] = {"\"", "\\", "\n", "\r", "\t", "\x01", "\x1f", "\x7f", "\xc3\xa9",
+                                           "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xff", "\xc3", "\xed\xa0\x80",
+                                           "\xc0\xaf", "\xf4\x90\x80\x80", "\x80"};
+    char text[48];
+    struct buf got, want;
+    buf_init(&got);
+    buf_init(&want);
+    int bad = 0;
+    for (size_t len = 1; len <= 40; len++)
+        for (size_t at = 0; at < len; at++)
+            for (size_t k = 0; k < sizeof specials / sizeof *specials; k++) {
+                size_t n = strlen(specials[k]);
+                if (at + n > len) continue;
+                memset(text, 'a', len);
+                memcpy(text + at, specials[k], n);
+                size_t want_bad = 0, got_bad = 0;
+                int valid = rn_utf8_valid(text, len, &want_bad);
+                buf_clear(&want);
+                buf_clear(&got);
+                buf_puts(&got, "x"); /* what was there stays */
+                buf_puts(&want, "x");
+                if (valid) buf_put_json_string(&want, text, len);
+                int rc = json_put_string(&got, text, len, &got_bad);
+                if (rc != (valid ? 0 : -1) || got.len != want.len || memcmp(got.data, want.data, got.len) != 0 ||
+                    (!valid && got_bad != want_bad))
+                    bad++;
+            }
+    CHECK(bad == 0, "json_put_string differs from buf_put_json_string + rn_utf8_valid %d times", bad);
+    buf_free(&got);
+    buf_free(&want);
+}
+
 int main(void)
 {
     L = luaL_newstate();
@@ -388,6 +426,7 @@ int main(void)
     test_structure();
     test_reuse();
     test_lua_decode();
+    test_put_string();
     json_decoder_free(&decoder);
     lua_close(L);
     return check_report("test_json_decode");
