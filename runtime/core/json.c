@@ -33,11 +33,10 @@ static inline uint64_t special8(uint64_t v)
     return (((v - ones * 0x20) & ~v) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | v) & highs;
 }
 
-/* The length of the UTF-8 sequence at s[0..n) (n >= 1, s[0] >= 0x80), or 0 when it is not
- * one: no overlong forms, no surrogates, nothing past U+10FFFF (rn_utf8_valid's rules). */
-static size_t utf8_sequence(const unsigned char *s, size_t n)
+size_t json_utf8_length(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
+    if (c < 0x80) return 1;
     size_t len;
     uint32_t cp;
     if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
@@ -56,7 +55,6 @@ static size_t utf8_sequence(const unsigned char *s, size_t n)
 
 int json_put_string(struct buf *out, const char *text, size_t n, size_t *bad_at)
 {
-    static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)text;
     size_t mark = out->len;
     buf_reserve(out, n + 2);
@@ -81,7 +79,7 @@ int json_put_string(struct buf *out, const char *text, size_t n, size_t *bad_at)
         if (i == n) break;
         unsigned char c = s[i];
         if (c >= 0x80) {
-            size_t len = utf8_sequence(s + i, n - i);
+            size_t len = json_utf8_length(s + i, n - i);
             if (!len) {
                 if (bad_at) *bad_at = i;
                 out->len = mark;
@@ -93,21 +91,26 @@ int json_put_string(struct buf *out, const char *text, size_t n, size_t *bad_at)
         }
         buf_put(out, s + run, i - run);
         run = ++i;
-        switch (c) {
-        case '"': buf_put(out, "\\\"", 2); break;
-        case '\\': buf_put(out, "\\\\", 2); break;
-        case '\n': buf_put(out, "\\n", 2); break;
-        case '\r': buf_put(out, "\\r", 2); break;
-        case '\t': buf_put(out, "\\t", 2); break;
-        default: {
-            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            buf_put(out, esc, 6);
-        }
-        }
+        buf_put_json_escape(out, c);
     }
     buf_put(out, s + run, n - run);
     buf_putc(out, '"');
     return 0;
+}
+
+void json_put_utf8(struct buf *out, uint32_t cp)
+{
+    char b[4];
+    size_t n;
+    if (cp < 0x80) { b[0] = (char)cp; n = 1; }
+    else if (cp < 0x800) { b[0] = (char)(0xC0 | cp >> 6); b[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
+    else if (cp < 0x10000) {
+        b[0] = (char)(0xE0 | cp >> 12); b[1] = (char)(0x80 | (cp >> 6 & 0x3F)); b[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
+    } else {
+        b[0] = (char)(0xF0 | cp >> 18); b[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+        b[2] = (char)(0x80 | (cp >> 6 & 0x3F)); b[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
+    }
+    buf_put(out, b, n);
 }
 
 void json_text_position(const char *text, size_t len, size_t at, int *line, int *column)

@@ -20,6 +20,13 @@ void json_put_real(struct buf *out, double value);
  * *bad_at (when not NULL) the offset of the first byte that is not. */
 int json_put_string(struct buf *out, const char *text, size_t n, size_t *bad_at);
 
+/* The length of the UTF-8 sequence that starts s[0..n) (n >= 1), or 0 when there is none:
+ * no overlong forms, no surrogates, nothing past U+10FFFF (rn_utf8_valid's and jansson's rules). */
+size_t json_utf8_length(const unsigned char *s, size_t n);
+
+/* Append code point cp (at most U+10FFFF, not a surrogate) as UTF-8. */
+void json_put_utf8(struct buf *out, uint32_t cp);
+
 /* The line (from 1) and column of byte offset `at` of text[0..len): lines end at '\n'; the
  * column counts the characters (UTF-8 lead bytes) before `at` on its line, so it is 0 at the
  * start of a line. These are the numbers jansson puts in its errors. */

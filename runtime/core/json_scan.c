@@ -4,6 +4,8 @@
  * they are crossed; numbers for their shape, and for a size jansson accepts. */
 #include "core/json_scan.h"
 
+#include "core/json.h"
+
 #include <string.h>
 
 void jscan_init(struct jscan *s, const char *text, size_t len)
@@ -49,21 +51,6 @@ static int hex4(const char *p, unsigned *out)
     }
     *out = v;
     return 0;
-}
-
-static void put_utf8(struct buf *out, unsigned cp)
-{
-    char b[4];
-    size_t n;
-    if (cp < 0x80) { b[0] = (char)cp; n = 1; }
-    else if (cp < 0x800) { b[0] = (char)(0xC0 | cp >> 6); b[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
-    else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | cp >> 12); b[1] = (char)(0x80 | (cp >> 6 & 0x3F)); b[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
-    } else {
-        b[0] = (char)(0xF0 | cp >> 18); b[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-        b[2] = (char)(0x80 | (cp >> 6 & 0x3F)); b[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
-    }
-    buf_put(out, b, n);
 }
 
 /* The string at s->p (its opening quote). Appends the unescaped text to out when out is set.
@@ -118,7 +105,7 @@ static int scan_string(struct jscan *s, struct buf *out, int *escaped)
                 p += 6;
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
             }
-            if (out) put_utf8(out, cp);
+            if (out) json_put_utf8(out, cp);
             continue;
         }
         default: return -1;

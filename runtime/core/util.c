@@ -137,9 +137,24 @@ static const unsigned char escaped_byte[256] = {
     ['"'] = 1, ['\\'] = 1,
 };
 
-void buf_put_json_string(struct buf *b, const char *s, size_t n)
+void buf_put_json_escape(struct buf *b, unsigned char c)
 {
     static const char hex[] = "0123456789abcdef";
+    switch (c) {
+    case '"': buf_put(b, "\\\"", 2); break;
+    case '\\': buf_put(b, "\\\\", 2); break;
+    case '\n': buf_put(b, "\\n", 2); break;
+    case '\r': buf_put(b, "\\r", 2); break;
+    case '\t': buf_put(b, "\\t", 2); break;
+    default: {
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        buf_put(b, esc, 6);
+    }
+    }
+}
+
+void buf_put_json_string(struct buf *b, const char *s, size_t n)
+{
     buf_reserve(b, n + 2);
     b->data[b->len++] = '"';
     size_t i = 0, run = 0; /* run: start of the bytes not yet copied, none of which need escaping */
@@ -156,17 +171,7 @@ void buf_put_json_string(struct buf *b, const char *s, size_t n)
         unsigned char c = (unsigned char)s[i];
         buf_put(b, s + run, i - run);
         run = ++i;
-        switch (c) {
-        case '"': buf_put(b, "\\\"", 2); break;
-        case '\\': buf_put(b, "\\\\", 2); break;
-        case '\n': buf_put(b, "\\n", 2); break;
-        case '\r': buf_put(b, "\\r", 2); break;
-        case '\t': buf_put(b, "\\t", 2); break;
-        default: {
-            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            buf_put(b, esc, 6);
-        }
-        }
+        buf_put_json_escape(b, c);
     }
     buf_put(b, s + run, n - run);
     buf_putc(b, '"');

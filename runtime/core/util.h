@@ -63,6 +63,8 @@ static inline void buf_clear(struct buf *b) { b->len = 0; if (b->data) b->data[0
 
 /* Append s as a JSON string literal (with quotes), escaping as RFC 8259 requires. */
 void buf_put_json_string(struct buf *b, const char *s, size_t n);
+/* Append the escape of one byte a JSON string must escape (a control character, '"', '\\'). */
+void buf_put_json_escape(struct buf *b, unsigned char c);
 /* Append bytes as valid UTF-8 text: invalid bytes become \xNN; at most max bytes of input
  * (then "..."). For raw input shown in dead letters and messages. */
 void buf_put_visible(struct buf *b, const void *data, size_t n, size_t max);

@@ -21,6 +21,19 @@ const struct format_ops *format_find(const char *name, enum format_use use)
     return NULL;
 }
 
+const struct format_ops *format_lookup(const char *name, enum format_use use, const char *where, const char *plugin,
+                                       struct rn_err *err)
+{
+    const struct format_ops *f = format_find(name, use);
+    if (f) return f;
+    struct buf names;
+    buf_init(&names);
+    format_names(&names, use);
+    rn_fail(err, "%s: %s: format must be %s, not '%s'", where, plugin, names.data, name);
+    buf_free(&names);
+    return NULL;
+}
+
 void format_names(struct buf *out, enum format_use use)
 {
     size_t count = 0, total = 0;

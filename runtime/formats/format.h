@@ -46,6 +46,9 @@ struct format_ops {
 
 /* The format called `name` that can be used for `use`, or NULL. */
 const struct format_ops *format_find(const char *name, enum format_use use);
+/* format_find, or NULL and err: "WHERE: PLUGIN: format must be "json", ... or ..., not 'NAME'". */
+const struct format_ops *format_lookup(const char *name, enum format_use use, const char *where, const char *plugin,
+                                       struct rn_err *err);
 
 /* The names of the formats that can be used for `use`, as a message lists them:
  * "\"json\", \"csv\" or \"text\"". */

@@ -114,26 +114,10 @@ static void fail_token(struct reader *r, const char *msg)
 
 /* ---- bytes ---- */
 
-/* The length of the UTF-8 sequence at p (jansson's rules: no overlong forms, no surrogates,
- * nothing above U+10FFFF), or 0 when it is not one. p < end. */
+/* The length of the UTF-8 sequence at p (p < end), or 0 when it is not one. */
 static size_t utf8_length(const unsigned char *p, const unsigned char *end)
 {
-    unsigned c = p[0];
-    if (c < 0x80) return 1;
-    size_t n;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) { n = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { n = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { n = 4; cp = c & 0x07; }
-    else return 0;
-    if ((size_t)(end - p) < n) return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80) return 0;
-        cp = cp << 6 | (p[i] & 0x3F);
-    }
-    if (n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
-    if (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
-    return n;
+    return json_utf8_length(p, (size_t)(end - p));
 }
 
 /* After a number or true/false/null: a NUL next is lost, as in jansson (see the top). */
@@ -165,21 +149,6 @@ static int hex_value(unsigned c)
     c |= 0x20;
     if (c - 'a' < 6) return (int)(c - 'a' + 10);
     return -1;
-}
-
-static void put_utf8(struct buf *b, uint32_t cp)
-{
-    char t[4];
-    size_t n;
-    if (cp < 0x80) { t[0] = (char)cp; n = 1; }
-    else if (cp < 0x800) { t[0] = (char)(0xC0 | cp >> 6); t[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
-    else if (cp < 0x10000) {
-        t[0] = (char)(0xE0 | cp >> 12); t[1] = (char)(0x80 | (cp >> 6 & 0x3F)); t[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
-    } else {
-        t[0] = (char)(0xF0 | cp >> 18); t[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-        t[2] = (char)(0x80 | (cp >> 6 & 0x3F)); t[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
-    }
-    buf_put(b, t, n);
 }
 
 /* ---- tokens ---- */
@@ -310,7 +279,7 @@ __attribute__((noinline)) static int scan_string(struct reader *r, const unsigne
         }
         if (high >= 0) {
             if (value >= 0xDC00 && value <= 0xDFFF) {
-                put_utf8(out, (uint32_t)(((high - 0xD800) << 10) + (value - 0xDC00) + 0x10000));
+                json_put_utf8(out, (uint32_t)(((high - 0xD800) << 10) + (value - 0xDC00) + 0x10000));
             } else if (!surrogate[0]) {
                 snprintf(surrogate, sizeof surrogate, "invalid Unicode '\\u%04X\\u%04X'", (unsigned)high, (unsigned)value);
             }
@@ -326,7 +295,7 @@ __attribute__((noinline)) static int scan_string(struct reader *r, const unsigne
             if (!surrogate[0]) snprintf(surrogate, sizeof surrogate, "invalid Unicode '\\u%04X'", (unsigned)value);
         } else {
             if (value == 0) r->str_nul = 1;
-            put_utf8(out, (uint32_t)value);
+            json_put_utf8(out, (uint32_t)value);
         }
     }
     r->p = p + 1;
@@ -405,6 +374,20 @@ static int to_real(struct reader *r, const unsigned char *start, const unsigned 
     return 0;
 }
 
+/* Digits that must start at q (after a '-', a '.' or an exponent): 1 with *after past them,
+ * else 0 and the token ends at q, as jansson puts the byte back (or fails on it). */
+static int more_digits(struct reader *r, const unsigned char *q, const unsigned char **after)
+{
+    if (q == r->end || !is_digit(*q)) {
+        if (lookahead_bad(r, q)) fail_utf8(r, q);
+        else r->p = q;
+        return 0;
+    }
+    while (q < r->end && is_digit(*q)) q++;
+    *after = q;
+    return 1;
+}
+
 /* A number (jansson's lex_scan_number): on a malformed one, the token is what was read. */
 __attribute__((noinline)) static int scan_number(struct reader *r, const unsigned char *start)
 {
@@ -420,31 +403,19 @@ __attribute__((noinline)) static int scan_number(struct reader *r, const unsigne
         }
     } else if (p < end && is_digit(*p)) {
         while (p < end && is_digit(*p)) v = v * 10 + (unsigned)(*p++ - '0');
-    } else {
-        if (lookahead_bad(r, p)) return fail_utf8(r, p);
-        r->p = p;
+    } else { /* a '-' and no digit: the token ends here (or the byte does not decode) */
+        more_digits(r, p, &p);
         return TOK_INVALID;
     }
     int real = 0;
     if (p < end && *p == '.') {
-        const unsigned char *q = p + 1;
-        if (q == end || !is_digit(*q)) {
-            if (lookahead_bad(r, q)) return fail_utf8(r, q);
-            r->p = q;
-            return TOK_INVALID;
-        }
-        for (p = q; p < end && is_digit(*p); p++) {}
+        if (!more_digits(r, p + 1, &p)) return TOK_INVALID;
         real = 1;
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         const unsigned char *q = p + 1;
         if (q < end && (*q == '+' || *q == '-')) q++;
-        if (q == end || !is_digit(*q)) {
-            if (lookahead_bad(r, q)) return fail_utf8(r, q);
-            r->p = q;
-            return TOK_INVALID;
-        }
-        for (p = q; p < end && is_digit(*p); p++) {}
+        if (!more_digits(r, q, &p)) return TOK_INVALID;
         real = 1;
     }
     if (lookahead_bad(r, p)) return fail_utf8(r, p);

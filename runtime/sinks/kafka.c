@@ -348,16 +348,9 @@ static void *ksink_open(struct job_env *env, int opts, struct rn_err *err)
     }
     const char *key = opt_string(L, opts, "key", NULL);
     if (key) s->key_field = rn_strdup(key);
-    const char *format = opt_string(L, opts, "format", "json"); /* one of the option's choices: checked */
-    s->format = format_find(format, FORMAT_ENCODE);
-    if (!s->format) { /* a choice without a row in formats/format.c */
-        struct buf names;
-        buf_init(&names);
-        format_names(&names, FORMAT_ENCODE);
-        rn_fail(err, "%s: sink.kafka: format must be %s, not '%s'", where, names.data, format);
-        buf_free(&names);
-        goto fail;
-    }
+    /* one of the option's choices (checked); a choice without a row in formats/format.c is named */
+    s->format = format_lookup(opt_string(L, opts, "format", "json"), FORMAT_ENCODE, where, "sink.kafka", err);
+    if (!s->format) goto fail;
     struct format_args format_args = {env, opts, "sink.kafka", where, 0};
     s->codec = s->format->open(&format_args, FORMAT_ENCODE, err);
     if (!s->codec) goto fail;

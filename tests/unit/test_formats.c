@@ -58,6 +58,12 @@ static void test_table(void)
     format_names(&b, FORMAT_ENCODE);
     CHECK(strcmp(b.data, "\"json\" or \"csv\"") == 0, "encoding names: %s", b.data);
     buf_free(&b);
+    struct rn_err err;
+    CHECK(!format_lookup("text", FORMAT_ENCODE, "job.lua:9", "sink.kafka", &err) &&
+              strcmp(err.msg, "job.lua:9: sink.kafka: format must be \"json\" or \"csv\", not 'text'") == 0,
+          "an unknown format is named with the ones there are: %s", err.msg);
+    CHECK(format_lookup("csv", FORMAT_DECODE, "job.lua:9", "source.kafka", &err) == format_find("csv", FORMAT_DECODE),
+          "format_lookup finds what format_find finds");
 }
 
 static void expect_open_error(const char *name, enum format_use use, const char *chunk, const char *want)

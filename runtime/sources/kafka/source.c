@@ -669,16 +669,9 @@ static void *ks_open(struct job_env *env, int opts, struct rn_err *err)
     const char **names = NULL;
     size_t nnames = 0;
 
-    const char *format = opt_string(L, opts, "format", "json"); /* one of the option's choices: checked */
-    s->format = format_find(format, FORMAT_DECODE);
-    if (!s->format) { /* a choice without a row in formats/format.c */
-        struct buf names;
-        buf_init(&names);
-        format_names(&names, FORMAT_DECODE);
-        rn_fail(err, "%s: source.kafka: format must be %s, not '%s'", where, names.data, format);
-        buf_free(&names);
-        goto fail;
-    }
+    /* one of the option's choices (checked); a choice without a row in formats/format.c is named */
+    s->format = format_lookup(opt_string(L, opts, "format", "json"), FORMAT_DECODE, where, "source.kafka", err);
+    if (!s->format) goto fail;
     s->metadata = opt_boolean(L, opts, "metadata", 1);
     const char *group = opt_string(L, opts, "group", NULL);
     if (group && !*group) group = NULL;
