@@ -4,17 +4,6 @@
 #include <math.h>
 #include <string.h>
 
-void json_put_integer(struct buf *out, int64_t value)
-{
-    /* by hand: snprintf was a visible share of the per-record cost */
-    char tmp[24];
-    char *end = tmp + sizeof tmp, *p = end;
-    uint64_t u = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
-    do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
-    if (value < 0) *--p = '-';
-    buf_put(out, p, (size_t)(end - p));
-}
-
 void json_put_real(struct buf *out, double value)
 {
     if (!isfinite(value)) { buf_put(out, "null", 4); return; }

@@ -16,7 +16,6 @@
 #define DECODER_META "runnel.json.decoder"
 
 static const char json_null_key = 'n';  /* address used as the registry key of json.null */
-static const char json_state_key = 's'; /* address used as the registry key of the encoder cache */
 
 struct rank_cache;
 static int encode_value(lua_State *L, int idx, int order_idx, struct rank_cache *cache, struct buf *out, int depth,
@@ -68,12 +67,12 @@ static int key_compare(const void *a, const void *b)
 /* Ranks of field names by the address of their interned Lua string: short strings are
  * interned, so one name has one address while it lives. A direct-mapped cache in front of the
  * order table; an entry is checked against the name's bytes, so a reused address is harmless.
- * It also keeps the name encoded as a JSON key, ready to copy. One cache per Lua state (a
- * userdata in its registry, made by json_open_lib), for the order table it was filled from. */
+ * It also keeps the name encoded as a JSON key, ready to copy. One cache per order table (so
+ * per job), a userdata kept in the table's metatable: found in a few steps on every encode,
+ * and gone with the table. */
 #define RANK_CACHE 256
 #define CACHED_NAME 28
 struct rank_cache {
-    int order_ref; /* the order table the entries come from (LUA_NOREF: none yet) */
     struct {
         const char *ptr;
         size_t len;
@@ -84,25 +83,33 @@ struct rank_cache {
     } entry[RANK_CACHE];
 };
 
-static void rank_cache_clear(struct rank_cache *cache, int order_ref)
+/* The cache of the order table at order_idx, made on first use. */
+static struct rank_cache *rank_cache_of(lua_State *L, int order_idx)
 {
-    memset(cache->entry, 0, sizeof cache->entry);
-    cache->order_ref = order_ref;
-}
-
-/* The state's cache, or NULL in a state without json_open_lib (then nothing is cached). */
-static struct rank_cache *rank_cache_of(lua_State *L)
-{
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &json_state_key);
-    struct rank_cache *cache = lua_touserdata(L, -1);
-    lua_pop(L, 1);
+    if (lua_getmetatable(L, order_idx)) {
+        lua_rawgeti(L, -1, 1);
+        struct rank_cache *cache = lua_touserdata(L, -1);
+        lua_pop(L, 2);
+        if (cache) return cache;
+    }
+    lua_createtable(L, 1, 0);
+    struct rank_cache *cache = lua_newuserdatauv(L, sizeof *cache, 0);
+    memset(cache, 0, sizeof *cache);
+    lua_rawseti(L, -2, 1);
+    lua_setmetatable(L, order_idx);
     return cache;
 }
 
-void json_forget_field_order(lua_State *L)
+void json_forget_field_order(lua_State *L, int order_ref)
 {
-    struct rank_cache *cache = rank_cache_of(L);
-    if (cache) cache->order_ref = LUA_NOREF;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, order_ref);
+    if (lua_getmetatable(L, -1)) {
+        lua_rawgeti(L, -1, 1);
+        struct rank_cache *cache = lua_touserdata(L, -1);
+        if (cache) memset(cache, 0, sizeof *cache);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
 }
 
 /* The key's rank (and its place in the rank cache, when there is one). */
@@ -261,12 +268,11 @@ int json_encode(lua_State *L, int idx, int order_ref, struct buf *out, struct rn
     int top = lua_gettop(L);
     int order_idx = 0;
     struct rank_cache *cache = NULL;
-    if (!lua_checkstack(L, 2)) return rn_fail(err, "out of Lua stack space");
+    if (!lua_checkstack(L, 4)) return rn_fail(err, "out of Lua stack space");
     if (order_ref != LUA_NOREF && order_ref != LUA_REFNIL) {
-        cache = rank_cache_of(L);
-        if (cache && cache->order_ref != order_ref) rank_cache_clear(cache, order_ref);
         lua_rawgeti(L, LUA_REGISTRYINDEX, order_ref);
         order_idx = lua_gettop(L);
+        cache = rank_cache_of(L, order_idx);
     }
     size_t mark = out->len;
     int rc = encode_value(L, idx, order_idx, cache, out, 0, err);
@@ -367,9 +373,6 @@ void json_open_lib(lua_State *L)
 {
     json_push_null(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &json_null_key);
-    struct rank_cache *cache = lua_newuserdatauv(L, sizeof *cache, 0);
-    rank_cache_clear(cache, LUA_NOREF);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &json_state_key);
     luaL_newmetatable(L, DECODER_META);
     lua_pushcfunction(L, decoder_gc);
     lua_setfield(L, -2, "__gc");

@@ -27,9 +27,9 @@ int json_encode(lua_State *L, int idx, int order_ref, struct buf *out, struct rn
  * fewest digits that read back the same (3.0 stays 3.0), NaN and infinities as null. */
 void json_put_number(lua_State *L, int idx, struct buf *out);
 
-/* The field order table of this state changed: drop what the encoder cached about it. The
- * cache belongs to the state (json_open_lib makes it), so two jobs never share one. */
-void json_forget_field_order(lua_State *L);
+/* The field order table at registry ref order_ref changed: drop what the encoder cached about
+ * it. The cache belongs to the table (its metatable holds it), so two jobs never share one. */
+void json_forget_field_order(lua_State *L, int order_ref);
 
 /* ---- decoding ---- */
 
@@ -91,8 +91,7 @@ void json_push(lua_State *L, json_t *value);
 /* Push json.null (the value that stands for null inside arrays). */
 void json_push_null(lua_State *L);
 
-/* Register the `json` table (json.encode, json.decode, json.null) in the job's Lua state, and
- * the state's encoder cache. */
+/* Register the `json` table (json.encode, json.decode, json.null) in the job's Lua state. */
 void json_open_lib(lua_State *L);
 
 #endif

@@ -889,7 +889,7 @@ void fieldorder_add(struct job_env *env, const char *name)
         while (lua_next(L, -3)) { n++; lua_pop(L, 1); }
         lua_pushinteger(L, n + 1);
         lua_setfield(L, -3, name);
-        json_forget_field_order(L);
+        json_forget_field_order(L, env->fieldorder_ref);
     }
     lua_pop(L, 2);
 }
