@@ -1,4 +1,4 @@
-/* fuzz_csv.c: libFuzzer target for source.csv (runtime/csv_source.c) driven through its ops.
+/* fuzz_csv.c: libFuzzer target for source.csv (runtime/sources/csv/) driven through its ops.
  *
  * Input: byte 0 picks the options (low 3 bits: one of the tables below) and where to resume
  * (high 5 bits); the rest is the CSV file, written to a memfd opened by its /proc path. Every

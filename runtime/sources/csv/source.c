@@ -1,158 +1,23 @@
-/* csv_source.c: source.csv, records from a CSV file parsed with libcsv.
+/* source.c: source.csv, records from a CSV file (or a directory of them) parsed with libcsv:
+ * the plugin's options and ops, opening files, headers and fields, checkpoints.
  *
- * The file is fed to libcsv one line-terminated piece at a time, so every row ends at a
- * known byte offset: that offset is the row's position for acknowledgements and resume.
- * A row with the wrong width, invalid UTF-8 or a value that does not convert to its declared
- * type is returned as SRC_BAD (the pipeline dead-letters it with the line number). */
-#include <csv.h>
+ * Parsing is parse.c's, batches and the reader thread reader.c's (csv_int.h is the state they
+ * share). A row with the wrong width, invalid UTF-8 or a value that does not convert to its
+ * declared type is returned as SRC_BAD (the pipeline dead-letters it with the line number). */
 #include <dirent.h>
 #include <fnmatch.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
-#include <malloc.h>
-#include <pthread.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/fingerprint.h"
 #include "lua/job.h"
-#include "formats/field_type.h"
-#include "engine/plugin.h"
-
-#define CHUNK_SIZE (256 * 1024)
-
-
-struct out_field {
-    char *name;          /* name in the record */
-    int column;          /* index in the CSV row */
-    enum field_type type;
-};
-
-struct row {
-    size_t first;        /* index of its first field in field_off/field_len */
-    size_t count;
-    size_t bytes;        /* its fields' bytes, every column counted */
-    int64_t line;
-    int64_t end_offset;  /* byte offset just after the row */
-};
-
-/* Rows as libcsv gives them: the parser's own, each row converted as soon as it is complete. */
-struct rowbuf {
-    struct buf data;          /* field bytes, each field NUL-terminated */
-    size_t *field_off, *field_len;
-    size_t nfield_slots, field_cap;
-    struct row *rows;
-    size_t nrows, rows_cap, row_next;
-    size_t building_first;    /* first field of the row being built */
-};
-
-/* One output field of a record, converted to its type; a string's bytes are in batch.text. */
-struct cell {
-    struct field_value value;
-    size_t text_off, text_len;
-};
-
-enum item_kind { ITEM_RECORD, ITEM_BAD_ROW, ITEM_PARSE_ERROR };
-
-/* What csv_next returns next: a record, a row that is bad, or a parse error, in file order. */
-struct item {
-    enum item_kind kind;
-    int64_t line;
-    int64_t end_offset;       /* where reading goes on after it */
-    size_t cell;              /* a record: its first cell */
-    size_t text_off;          /* the others: the message (NUL-terminated), then for a bad row
-                               * its raw text of raw_len bytes */
-    size_t raw_len;
-};
-
-/* Converted rows, handed from the parser to csv_next: a few of them pass back and forth when
- * a reader thread parses ahead; one is enough without. */
-struct batch {
-    _Alignas(64) struct item *items; /* own cache lines: the two threads write neighbours */
-    size_t nitems, items_cap, next;
-    struct cell *cells;
-    size_t ncells, cells_cap;
-    struct buf text;          /* string values, messages and raw rows */
-    int last;                 /* reader thread: the file ends after these items */
-};
-
-#define BATCHES 4
-#define BATCH_ROWS 512           /* a batch is handed over at this many items, */
-#define BATCH_BYTES (128 * 1024) /* or this much text */
-
-struct csv_source {
-    struct job_env *env;
-    char *path;               /* the file being read (messages, dead letters) */
-    char *declared_path;      /* the `path` option: a file, or a directory of files */
-    char *dir;                /* directory mode: read every matching file in name order */
-    char *pattern;            /* file name pattern in directory mode */
-    char *current_name;       /* directory mode: name of the file being read */
-    char **done_names;        /* directory mode: names by file index */
-    int32_t file_index;       /* index of the file being read */
-    int32_t done_file;        /* index of the file of the last acknowledged record */
-    int header;
-    int opts_ref;             /* options, kept until the columns are known */
-    char where[512];
-    int fields_ready;
-    unsigned char *wanted;    /* per column: 1 when a field reads it (NULL: keep all) */
-    int64_t header_offset, header_line; /* where the data rows of the current file begin */
-    int fd;
-    int follow;               /* stream mode: wait for more data at end of file */
-    int64_t file_size;
-    struct csv_parser parser;
-    unsigned char delimiter, quote;
-    int parser_options;
-    int64_t max_record_bytes;
-
-    char **columns;           /* header names (or the `columns` option) */
-    size_t ncolumns;
-    struct out_field *fields;
-    size_t nfields;
-    int names_ref;            /* registry ref: the field names, a Lua sequence */
-    int reading_header;       /* keep every column of the row being parsed (its names) */
-    size_t building_bytes;    /* bytes of the finished fields of the row being parsed */
-
-    /* reading */
-    char *chunk;
-    size_t chunk_len, chunk_pos;
-    int64_t chunk_base;       /* file offset of chunk[0] */
-    int eof;
-    int finished;             /* csv_fini done */
-    int64_t line;             /* physical line at chunk_pos (1-based) */
-    int64_t next_row_line;    /* line where the next row begins */
-    int64_t error_line;       /* first line of the row the last parse error dropped */
-    int64_t piece_end;        /* file offset after the piece being parsed */
-
-    struct rowbuf raw;        /* the parser's */
-
-    /* converted rows */
-    struct batch batches[BATCHES];
-
-    /* csv_next's side, apart from the parser's state (written for every record: sharing a
-     * cache line with the reader thread's fields would slow both) */
-    _Alignas(64) struct batch *out; /* the batch csv_next is returning from */
-    int64_t out_offset;       /* byte offset after the last item returned (progress) */
-    int64_t done_offset, done_line; /* acknowledged position */
-
-    /* the reader thread, while one parses the current file: the parsing state above is its
-     * own until it is joined; the queues below are shared under `lock` */
-    _Alignas(64) int threaded;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t changed;
-    struct batch *ready[BATCHES]; /* filled, in file order */
-    size_t nready;
-    struct batch *spare[BATCHES]; /* emptied, for the reader to fill */
-    size_t nspare;
-    int stopping;
-};
+#include "sources/csv/csv_int.h"
 
 /* select: { field = "Column", ... } or { "Column", ... }; the columns themselves are known
  * once the file is open (setup_fields). */
@@ -188,258 +53,6 @@ static const struct option_spec csv_options[] = {
     {"max_record_bytes", OPT_SIZE, 0, "64MB", .help = "a record larger than this is dead-lettered", OPT_AT_LEAST(1)},
     {NULL},
 };
-
-static void on_field(void *s, size_t len, void *data)
-{
-    struct csv_source *c = data;
-    struct rowbuf *b = &c->raw;
-    size_t column = b->nfield_slots - b->building_first;
-    c->building_bytes += len + 1;
-    /* Only the bytes of columns a record uses are kept (the width is still counted); a bad
-     * row's raw text then shows the kept columns only. */
-    if (c->wanted && column < c->ncolumns && !c->wanted[column] && !c->reading_header) len = 0;
-    if (b->nfield_slots == b->field_cap) {
-        b->field_cap = b->field_cap ? b->field_cap * 2 : 64;
-        b->field_off = rn_realloc(b->field_off, b->field_cap * sizeof *b->field_off);
-        b->field_len = rn_realloc(b->field_len, b->field_cap * sizeof *b->field_len);
-    }
-    size_t slot = b->nfield_slots++;
-    b->field_len[slot] = len;
-    if (len == 0) { /* every empty field is the NUL at offset 0 */
-        b->field_off[slot] = 0;
-        return;
-    }
-    b->field_off[slot] = b->data.len;
-    buf_put(&b->data, s, len);
-    buf_putc(&b->data, '\0');
-}
-
-static struct row *add_row(struct rowbuf *b)
-{
-    if (b->nrows == b->rows_cap) {
-        b->rows_cap = b->rows_cap ? b->rows_cap * 2 : 16;
-        b->rows = rn_realloc(b->rows, b->rows_cap * sizeof *b->rows);
-    }
-    return &b->rows[b->nrows++];
-}
-
-static void on_row(int terminator, void *data)
-{
-    (void)terminator;
-    struct csv_source *c = data;
-    struct rowbuf *b = &c->raw;
-    struct row *r = add_row(b);
-    r->first = b->building_first;
-    r->count = b->nfield_slots - b->building_first;
-    r->line = c->next_row_line;
-    r->end_offset = c->piece_end;
-    r->bytes = c->building_bytes;
-    c->building_bytes = 0;
-    b->building_first = b->nfield_slots;
-}
-
-static void rowbuf_clear(struct rowbuf *b)
-{
-    buf_clear(&b->data);
-    buf_putc(&b->data, '\0'); /* offset 0: the empty field */
-    b->nfield_slots = b->building_first = 0;
-    b->nrows = b->row_next = 0;
-}
-
-static void rowbuf_free(struct rowbuf *b)
-{
-    buf_free(&b->data);
-    free(b->field_off);
-    free(b->field_len);
-    free(b->rows);
-}
-
-static void batch_clear(struct batch *b)
-{
-    if (b->text.cap > 8 * BATCH_BYTES) buf_free(&b->text); /* after a huge record */
-    buf_clear(&b->text);
-    b->nitems = b->next = b->ncells = 0;
-    b->last = 0;
-}
-
-static void batch_free(struct batch *b)
-{
-    buf_free(&b->text);
-    free(b->items);
-    free(b->cells);
-}
-
-static struct item *add_item(struct batch *b, enum item_kind kind, int64_t line, int64_t end_offset)
-{
-    if (b->nitems == b->items_cap) {
-        b->items_cap = b->items_cap ? b->items_cap * 2 : 64;
-        b->items = rn_realloc(b->items, b->items_cap * sizeof *b->items);
-    }
-    struct item *it = &b->items[b->nitems++];
-    it->kind = kind;
-    it->line = line;
-    it->end_offset = end_offset;
-    it->cell = b->ncells;
-    it->text_off = b->text.len;
-    it->raw_len = 0;
-    return it;
-}
-
-/* libcsv grows its field buffer by a fixed block (128 bytes): linear growth, quadratic
- * copying for a huge field. Grow geometrically instead, using the allocator's own size. */
-static void *grow_geometric(void *ptr, size_t size)
-{
-    if (ptr && malloc_usable_size(ptr) >= size) return ptr;
-    size_t have = ptr ? malloc_usable_size(ptr) : 0;
-    size_t want = have * 2 > size ? have * 2 : size;
-    return realloc(ptr, want);
-}
-
-static int parser_reset(struct csv_source *c, struct rn_err *err)
-{
-    if (csv_init(&c->parser, (unsigned char)c->parser_options) != 0)
-        return rn_fail(err, "%s: cannot initialise the CSV parser", c->path);
-    csv_set_delim(&c->parser, c->delimiter);
-    csv_set_quote(&c->parser, c->quote);
-    csv_set_space_func(&c->parser, field_type_no_space); /* keep spaces: they are data */
-    csv_set_realloc_func(&c->parser, grow_geometric);
-    return 0;
-}
-
-static int fill_chunk(struct csv_source *c, struct rn_err *err)
-{
-    c->chunk_base += (int64_t)c->chunk_len;
-    c->chunk_len = c->chunk_pos = 0;
-    for (;;) {
-        ssize_t n = read(c->fd, c->chunk, CHUNK_SIZE);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return rn_fail(err, "%s: read error at byte %lld: %s", c->path, (long long)c->chunk_base, strerror(errno));
-        }
-        c->chunk_len = (size_t)n;
-        if (n == 0) c->eof = 1;
-        return 0;
-    }
-}
-
-/* Drop the rows already converted so the buffers do not grow (the row being built stays). */
-static void compact(struct rowbuf *b)
-{
-    if (b->row_next < b->nrows) return;
-    size_t keep_from = b->building_first;
-    size_t keep = b->nfield_slots - keep_from;
-    size_t base = 0; /* the first byte kept: the first non-empty field of the row being built */
-    for (size_t i = keep_from; i < b->nfield_slots && !base; i++) base = b->field_off[i];
-    if (base) {
-        memmove(b->data.data + 1, b->data.data + base, b->data.len - base);
-        b->data.len = 1 + b->data.len - base;
-    } else {
-        b->data.len = 1;
-    }
-    b->data.data[b->data.len] = '\0';
-    for (size_t i = 0; i < keep; i++) {
-        size_t off = b->field_off[keep_from + i];
-        b->field_off[i] = off ? off - base + 1 : 0;
-        b->field_len[i] = b->field_len[keep_from + i];
-    }
-    b->nfield_slots = keep;
-    b->building_first = 0;
-    b->nrows = b->row_next = 0;
-}
-
-/* Parse more input into c->raw until at least one more row is queued there. Returns 1 when
- * a row was queued, 0 at end of input (or, when following, no complete row yet), -1 on a
- * parse error (err set; the broken row is discarded and the parser reset). */
-static int parse_more(struct csv_source *c, struct rn_err *err)
-{
-    struct rowbuf *b = &c->raw;
-    size_t queued = b->nrows;
-    while (b->nrows == queued) {
-        if (c->chunk_pos == c->chunk_len) {
-            if (c->finished) return 0;
-            if (fill_chunk(c, err)) return -1;
-            if (c->eof) {
-                if (c->follow) { c->eof = 0; return 0; }
-                c->finished = 1;
-                c->piece_end = c->chunk_base;
-                if (csv_fini(&c->parser, on_field, on_row, c) != 0) {
-                    c->error_line = c->next_row_line;
-                    rn_fail(err, "line %lld: unterminated quoted field at end of file", (long long)c->next_row_line);
-                    b->nfield_slots = b->building_first;
-                    return -1;
-                }
-                continue;
-            }
-            if (c->chunk_base == 0 && c->chunk_len >= 3 && memcmp(c->chunk, "\xEF\xBB\xBF", 3) == 0) {
-                c->chunk_pos = 3; /* UTF-8 byte order mark */
-                if (c->chunk_pos == c->chunk_len) continue; /* nothing after it: no empty piece */
-            }
-        }
-        /* the next piece: up to and including the next CR or LF */
-        const char *start = c->chunk + c->chunk_pos;
-        size_t avail = c->chunk_len - c->chunk_pos;
-        const char *lf = memchr(start, '\n', avail);
-        size_t piece = lf ? (size_t)(lf - start) + 1 : avail;
-        const char *cr = memchr(start, '\r', piece);
-        if (cr) piece = (size_t)(cr - start) + 1;
-        c->piece_end = c->chunk_base + (int64_t)(c->chunk_pos + piece);
-        size_t before_rows = b->nrows;
-        int64_t row_line = c->next_row_line; /* where the row this piece is part of began */
-        size_t parsed = csv_parse(&c->parser, start, piece, on_field, on_row, c);
-        c->chunk_pos += piece;
-        int ended_line = start[piece - 1] == '\n';
-        if (ended_line) c->line++;
-        /* blank lines are skipped by libcsv; a line that ends inside an open quoted first field is not blank */
-        if (b->nrows > before_rows || (ended_line && b->nfield_slots == b->building_first && !c->parser.quoted))
-            c->next_row_line = c->line;
-        if (parsed < piece) {
-            int64_t bad_line = c->error_line = row_line;
-            csv_free(&c->parser);
-            b->nfield_slots = b->building_first;
-            c->building_bytes = 0;
-            if (parser_reset(c, err)) return -1;
-            /* skip to the end of the current line so the next row starts clean */
-            while (!ended_line && c->chunk_pos < c->chunk_len) {
-                const char *s2 = c->chunk + c->chunk_pos;
-                const char *nl = memchr(s2, '\n', c->chunk_len - c->chunk_pos);
-                if (!nl) { c->chunk_pos = c->chunk_len; break; }
-                c->chunk_pos += (size_t)(nl - s2) + 1;
-                c->line++;
-                ended_line = 1;
-            }
-            c->next_row_line = c->line;
-            return rn_fail(err, "line %lld: malformed quoting (a quote inside an unquoted field or text after a closing quote)",
-                           (long long)bad_line);
-        }
-        /* a record still open after this piece (an unbalanced quote, or a huge field) must not
-         * grow without bound: past the limit it is dropped up to the end of its line. A record
-         * that ended is checked whole in convert_row. */
-        if ((int64_t)(c->building_bytes + c->parser.entry_pos) > c->max_record_bytes) {
-            int64_t bad_line = c->error_line = c->next_row_line;
-            csv_free(&c->parser);
-            b->nfield_slots = b->building_first;
-            c->building_bytes = 0;
-            if (parser_reset(c, err)) return -1;
-            /* skip the rest of the oversized record up to the end of its line */
-            for (;;) {
-                if (c->chunk_pos == c->chunk_len) {
-                    if (fill_chunk(c, err)) return -1;
-                    if (c->eof) { c->eof = c->follow ? 0 : 1; break; }
-                }
-                const char *s2 = c->chunk + c->chunk_pos;
-                const char *nl = memchr(s2, '\n', c->chunk_len - c->chunk_pos);
-                if (!nl) { c->chunk_pos = c->chunk_len; continue; }
-                c->chunk_pos += (size_t)(nl - s2) + 1;
-                c->line++;
-                break;
-            }
-            c->next_row_line = c->line;
-            return rn_fail(err, "line %lld: record larger than max_record_bytes (%lld bytes); an unbalanced quote?",
-                           (long long)bad_line, (long long)c->max_record_bytes);
-        }
-    }
-    return 1;
-}
 
 static int column_index(struct csv_source *c, const char *name)
 {
@@ -574,7 +187,7 @@ static int read_header(struct csv_source *c, struct rn_err *err)
 {
     struct rowbuf *b = &c->raw;
     c->reading_header = 1;
-    int rc = parse_more(c, err);
+    int rc = csvsrc_parse_more(c, err);
     c->reading_header = 0;
     if (rc < 0) return rn_wrap(err, "%s: header", c->path);
     if (rc == 0) return rn_fail(err, "%s: the file is empty: expected a header row", c->path);
@@ -608,14 +221,14 @@ static int start_file(struct csv_source *c, const char *path, struct rn_err *err
 {
     if (c->fd >= 0) close(c->fd);
     csv_free(&c->parser);
-    if (parser_reset(c, err)) return -1;
+    if (csvsrc_parser_reset(c, err)) return -1;
     free(c->path);
     c->path = rn_strdup(path);
     c->chunk_base = 0;
     c->chunk_len = c->chunk_pos = 0;
     c->eof = c->finished = 0;
-    rowbuf_clear(&c->raw);
-    batch_clear(c->out);
+    csvsrc_rowbuf_clear(&c->raw);
+    csvsrc_batch_clear(c->out);
     c->building_bytes = 0;
     c->out_offset = 0;
     c->line = c->next_row_line = 1;
@@ -681,7 +294,7 @@ static void *csv_open(struct job_env *env, int opts, struct rn_err *err)
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->changed, NULL);
     c->header = opt_boolean(L, opts, "header", 1);
-    if (parser_reset(c, err)) goto fail;
+    if (csvsrc_parser_reset(c, err)) goto fail;
     lua_pushvalue(L, opts);
     c->opts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     c->columns = opt_string_list(L, opts, "columns", &c->ncolumns);
@@ -712,173 +325,6 @@ fail:
     return NULL;
 }
 
-/* Append the raw row as readable text for a dead-letter record (invalid UTF-8 shown as \xNN). */
-static void put_raw_row(struct csv_source *c, struct buf *b, const struct row *r)
-{
-    const struct rowbuf *rb = &c->raw;
-    size_t start = b->len;
-    for (size_t i = 0; i < r->count && b->len - start < 4096; i++) {
-        if (i) buf_putc(b, (char)c->delimiter);
-        buf_put_visible(b, rb->data.data + rb->field_off[r->first + i], rb->field_len[r->first + i], SIZE_MAX);
-    }
-    if (b->len - start > 4096) { b->len = start + 4096; buf_puts(b, "..."); }
-}
-
-/* The row is bad: its message (printf-style) and raw text go into the batch instead of cells. */
-static void add_bad_row(struct csv_source *c, struct batch *b, const struct row *r, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void add_bad_row(struct csv_source *c, struct batch *b, const struct row *r, const char *fmt, ...)
-{
-    struct item *it = add_item(b, ITEM_BAD_ROW, r->line, r->end_offset);
-    char msg[sizeof ((struct rn_err *)0)->msg];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    buf_puts(&b->text, msg);
-    buf_putc(&b->text, '\0');
-    size_t raw_start = b->text.len;
-    put_raw_row(c, &b->text, r);
-    it->raw_len = b->text.len - raw_start;
-}
-
-/* A parse error takes its place among the rows, so rows and errors keep the file's order. */
-static void add_parse_error(struct csv_source *c, struct batch *b, const struct rn_err *err)
-{
-    add_item(b, ITEM_PARSE_ERROR, c->error_line, c->chunk_base + (int64_t)c->chunk_pos);
-    buf_puts(&b->text, err->msg);
-    buf_putc(&b->text, '\0');
-}
-
-/* Check and convert a complete row into the batch: a record's cells, or a bad row. */
-static void convert_row(struct csv_source *c, struct batch *b, const struct row *r)
-{
-    const struct rowbuf *rb = &c->raw;
-    if ((int64_t)r->bytes > c->max_record_bytes) {
-        add_bad_row(c, b, r, "line %lld: record of %zu bytes is larger than max_record_bytes (%lld bytes)",
-                    (long long)r->line, r->bytes, (long long)c->max_record_bytes);
-        return;
-    }
-    if (r->count != c->ncolumns) {
-        add_bad_row(c, b, r, "line %lld: expected %zu fields, got %zu", (long long)r->line, c->ncolumns, r->count);
-        return;
-    }
-    if (b->ncells + c->nfields > b->cells_cap) {
-        b->cells_cap = b->cells_cap ? b->cells_cap * 2 : 1024;
-        if (b->cells_cap < b->ncells + c->nfields) b->cells_cap = b->ncells + c->nfields;
-        b->cells = rn_realloc(b->cells, b->cells_cap * sizeof *b->cells);
-    }
-    size_t text_start = b->text.len;
-    struct cell *cells = &b->cells[b->ncells];
-    for (size_t i = 0; i < c->nfields; i++) {
-        const struct out_field *f = &c->fields[i];
-        const char *s = rb->data.data + rb->field_off[r->first + (size_t)f->column];
-        size_t n = rb->field_len[r->first + (size_t)f->column];
-        size_t bad;
-        if (!rn_utf8_valid(s, n, &bad)) {
-            b->text.len = text_start;
-            add_bad_row(c, b, r, "line %lld: column '%s' is not valid UTF-8 (byte %zu)", (long long)r->line,
-                        c->columns[f->column], bad + 1);
-            return;
-        }
-        if (field_type_convert(f->type, s, n, &cells[i].value)) {
-            b->text.len = text_start;
-            add_bad_row(c, b, r, "line %lld: column '%s': '%.60s' is not a valid %s", (long long)r->line,
-                        c->columns[f->column], s, field_type_name(f->type));
-            return;
-        }
-        if (cells[i].value.kind == FV_STRING) {
-            cells[i].text_off = b->text.len;
-            cells[i].text_len = n;
-            buf_put(&b->text, s, n);
-        }
-    }
-    add_item(b, ITEM_RECORD, r->line, r->end_offset);
-    b->ncells += c->nfields;
-}
-
-/* Parse and convert rows into b until it is full or no complete row is left to read (the end
- * of the file, or of what a followed file holds so far). */
-static void read_rows(struct csv_source *c, struct batch *b)
-{
-    struct rowbuf *raw = &c->raw;
-    while (b->nitems < BATCH_ROWS && b->text.len < BATCH_BYTES) {
-        if (raw->row_next < raw->nrows) { /* rows queued (the header's parse may leave some) */
-            convert_row(c, b, &raw->rows[raw->row_next++]);
-            continue;
-        }
-        struct rn_err err;
-        compact(raw);
-        int rc = parse_more(c, &err);
-        if (rc < 0) add_parse_error(c, b, &err);
-        else if (rc == 0) break;
-    }
-}
-
-/* ---- the reader thread ----
- * When a file is read to its end (not followed), a thread parses and converts it ahead of the
- * job: libcsv's pass over every byte then runs on another core while the job's thread runs
- * Lua. Batches come over through `ready` and go back emptied through `spare`; order, lines and
- * offsets are exactly those of reading in the job's thread. */
-
-static void *reader_main(void *arg)
-{
-    struct csv_source *c = arg;
-    for (;;) {
-        pthread_mutex_lock(&c->lock);
-        while (!c->nspare && !c->stopping) pthread_cond_wait(&c->changed, &c->lock);
-        if (c->stopping) {
-            pthread_mutex_unlock(&c->lock);
-            return NULL;
-        }
-        struct batch *b = c->spare[--c->nspare];
-        pthread_mutex_unlock(&c->lock);
-        batch_clear(b);
-        read_rows(c, b);
-        b->last = c->finished; /* not following: only the end stops read_rows short */
-        pthread_mutex_lock(&c->lock);
-        c->ready[c->nready++] = b;
-        pthread_cond_broadcast(&c->changed);
-        pthread_mutex_unlock(&c->lock);
-        if (b->last) return NULL;
-    }
-}
-
-/* Start a reader thread on the current file; c->out is empty. Without a thread (the system
- * refused one) the job reads in its own thread as before. */
-static void reader_start(struct csv_source *c)
-{
-    c->nready = c->nspare = 0;
-    c->stopping = 0;
-    for (int i = 0; i < BATCHES; i++)
-        if (&c->batches[i] != c->out) c->spare[c->nspare++] = &c->batches[i];
-    c->threaded = pthread_create(&c->thread, NULL, reader_main, c) == 0;
-}
-
-/* Hand back the emptied batch and wait for the next one. */
-static void reader_next_batch(struct csv_source *c)
-{
-    pthread_mutex_lock(&c->lock);
-    c->spare[c->nspare++] = c->out;
-    pthread_cond_broadcast(&c->changed);
-    while (!c->nready) pthread_cond_wait(&c->changed, &c->lock);
-    c->out = c->ready[0];
-    memmove(c->ready, c->ready + 1, --c->nready * sizeof *c->ready);
-    pthread_mutex_unlock(&c->lock);
-}
-
-/* Stop and join the reader thread; the parsing state is the job thread's again. */
-static void reader_stop(struct csv_source *c)
-{
-    if (!c->threaded) return;
-    pthread_mutex_lock(&c->lock);
-    c->stopping = 1;
-    pthread_cond_broadcast(&c->changed);
-    pthread_mutex_unlock(&c->lock);
-    pthread_join(c->thread, NULL);
-    c->threaded = 0;
-}
-
 static void push_cells(struct csv_source *c, lua_State *L, const struct batch *b, const struct item *it)
 {
     const struct cell *cell = &b->cells[it->cell];
@@ -905,12 +351,12 @@ static enum source_status csv_next(void *self, struct source_pos *pos, struct rn
     while (c->out->next == c->out->nitems) {
         if (c->threaded) {
             if (!c->out->last) {
-                reader_next_batch(c);
+                csvsrc_reader_next_batch(c);
                 continue;
             }
-            reader_stop(c); /* it has read the whole file */
+            csvsrc_reader_stop(c); /* it has read the whole file */
         }
-        batch_clear(c->out);
+        csvsrc_batch_clear(c->out);
         if (c->fd < 0 || (c->finished && c->dir)) {
             if (!c->dir) return SRC_END;
             int opened = open_next_file(c, err);
@@ -919,10 +365,10 @@ static enum source_status csv_next(void *self, struct source_pos *pos, struct rn
             continue;
         }
         if (!c->follow && !c->finished) {
-            reader_start(c);
+            csvsrc_reader_start(c);
             if (c->threaded) continue;
         }
-        read_rows(c, c->out);
+        csvsrc_read_rows(c, c->out);
         if (c->out->nitems == 0) {
             if (c->dir && c->finished) continue;
             return c->finished ? SRC_END : SRC_IDLE;
@@ -1031,12 +477,12 @@ static int seek_to(struct csv_source *c, int64_t offset, int64_t line, struct rn
     if (lseek(c->fd, offset, SEEK_SET) < 0)
         return rn_fail(err, "%s: cannot seek to %lld: %s", c->path, (long long)offset, strerror(errno));
     csv_free(&c->parser);
-    if (parser_reset(c, err)) return -1;
+    if (csvsrc_parser_reset(c, err)) return -1;
     c->chunk_base = offset;
     c->chunk_len = c->chunk_pos = 0;
     c->eof = c->finished = 0;
-    rowbuf_clear(&c->raw);
-    batch_clear(c->out);
+    csvsrc_rowbuf_clear(&c->raw);
+    csvsrc_batch_clear(c->out);
     c->building_bytes = 0;
     c->out_offset = offset;
     c->line = c->next_row_line = before + 1;
@@ -1093,7 +539,7 @@ static void csv_close(void *self)
 {
     struct csv_source *c = self;
     if (!c) return;
-    reader_stop(c);
+    csvsrc_reader_stop(c);
     if (c->fd >= 0) close(c->fd);
     csv_free(&c->parser);
     for (size_t i = 0; i < c->ncolumns; i++) free(c->columns[i]);
@@ -1101,8 +547,8 @@ static void csv_close(void *self)
     for (size_t i = 0; i < c->nfields; i++) free(c->fields[i].name);
     free(c->fields);
     free(c->chunk);
-    rowbuf_free(&c->raw);
-    for (int i = 0; i < BATCHES; i++) batch_free(&c->batches[i]);
+    csvsrc_rowbuf_free(&c->raw);
+    for (int i = 0; i < BATCHES; i++) csvsrc_batch_free(&c->batches[i]);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->changed);
     free(c->path);
