@@ -73,3 +73,12 @@ int fingerprint_check(int fd, const char *path, int64_t position, json_t *saved,
                    !head_same && !tail_same ? "first and last bytes" : !head_same ? "first bytes" : "last bytes",
                    (long long)position, start_over);
 }
+
+int fingerprint_identity(json_t *saved, uint64_t *device, uint64_t *inode)
+{
+    json_t *dev = json_object_get(saved, "device"), *ino = json_object_get(saved, "inode");
+    if (!json_is_integer(dev) || !json_is_integer(ino)) return 0;
+    *device = (uint64_t)json_integer_value(dev);
+    *inode = (uint64_t)json_integer_value(ino);
+    return 1;
+}

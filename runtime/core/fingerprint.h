@@ -27,4 +27,8 @@ int fingerprint_save(int fd, const char *path, int64_t position, json_t *out, st
 int fingerprint_check(int fd, const char *path, int64_t position, json_t *saved, const char *start_over,
                       struct rn_err *err);
 
+/* The device and inode `saved` was taken on: 1, or 0 when it has none (an older checkpoint).
+ * A resume that finds another file at the path can look for this one among rotated names. */
+int fingerprint_identity(json_t *saved, uint64_t *device, uint64_t *inode);
+
 #endif
