@@ -145,7 +145,7 @@ int csvsrc_parse_more(struct csv_source *c, struct rn_err *err)
             if (c->finished) return 0;
             if (fill_chunk(c, err)) return -1;
             if (c->eof) {
-                if (c->follow) { c->eof = 0; return 0; }
+                if (c->follow && !c->draining) { /* more may come */ c->eof = 0; return 0; }
                 c->finished = 1;
                 c->piece_end = c->chunk_base;
                 if (csv_fini(&c->parser, on_field, on_row, c) != 0) {
@@ -210,7 +210,7 @@ int csvsrc_parse_more(struct csv_source *c, struct rn_err *err)
             for (;;) {
                 if (c->chunk_pos == c->chunk_len) {
                     if (fill_chunk(c, err)) return -1;
-                    if (c->eof) { c->eof = c->follow ? 0 : 1; break; }
+                    if (c->eof) { c->eof = c->follow && !c->draining ? 0 : 1; break; }
                 }
                 const char *s2 = c->chunk + c->chunk_pos;
                 const char *nl = memchr(s2, '\n', c->chunk_len - c->chunk_pos);

@@ -1,11 +1,10 @@
 /* source.c: source.csv, records from a CSV file (or a directory of them) parsed with libcsv:
- * the plugin's options and ops, opening files, headers and fields, checkpoints.
+ * the plugin's options and ops, the fields a record has, and csv_next's loop over files.
  *
- * Parsing is parse.c's, batches and the reader thread reader.c's (csv_int.h is the state they
- * share). A row with the wrong width, invalid UTF-8 or a value that does not convert to its
- * declared type is returned as SRC_BAD (the pipeline dead-letters it with the line number). */
-#include <dirent.h>
-#include <fnmatch.h>
+ * The files it opens are files.c's, parsing parse.c's, batches and the reader thread
+ * reader.c's, following a path follow.c's, checkpoints checkpoint.c's (csv_int.h is the state
+ * they share). A row with the wrong width, invalid UTF-8 or a value that does not convert to
+ * its declared type is returned as SRC_BAD (the pipeline dead-letters it with its line). */
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -15,7 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/fingerprint.h"
 #include "lua/job.h"
 #include "sources/csv/csv_int.h"
 
@@ -48,7 +46,11 @@ static const struct option_spec csv_options[] = {
      .value = OPT_VALUE(OPT_ENUM, .choices = FIELD_TYPES)},
     {"delimiter", OPT_BYTE, 0, ",", .help = "field separator (\"\\t\" for TSV)"},
     {"quote", OPT_BYTE, 0, "\"", .help = "quote character"},
-    {"follow", OPT_BOOLEAN, 0, NULL, .help = "at the end of the file, wait for more lines (tail -f)", .default_note = "stream mode"},
+    {"follow", OPT_BOOLEAN, 0, NULL, .default_note = "stream mode",
+     .help = "at the end of the file, wait for more lines; follow the name across rotation and truncation (tail -F)"},
+    {"inotify", OPT_BOOLEAN, 0, "true",
+     .help = "when following: watch the file and its directory with inotify (false: look every 250 ms, as on a "
+             "network file system)"},
     {"pattern", OPT_STRING, 0, "*.csv", .help = "when path is a directory: the files to read, in name order"},
     {"max_record_bytes", OPT_SIZE, 0, "64MB", .help = "a record larger than this is dead-lettered", OPT_AT_LEAST(1)},
     {NULL},
@@ -151,98 +153,8 @@ static int setup_fields(struct csv_source *c, lua_State *L, int opts, const char
     return 0;
 }
 
-static void csv_close(void *self);
-
-static int name_matches(const struct csv_source *c, const char *name)
-{
-    return name[0] != '.' && fnmatch(c->pattern, name, 0) == 0;
-}
-
-/* The first file in the directory (name order) after `after` (NULL: the first of all), or NULL.
- * The caller frees the result. */
-static char *next_file_name(struct csv_source *c, const char *after)
-{
-    DIR *d = opendir(c->dir);
-    if (!d) return NULL;
-    char *best = NULL;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!name_matches(c, e->d_name)) continue;
-        if (after && strcmp(e->d_name, after) <= 0) continue;
-        if (best && strcmp(e->d_name, best) >= 0) continue;
-        char full[4096];
-        struct stat st;
-        snprintf(full, sizeof full, "%s/%s", c->dir, e->d_name);
-        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) continue;
-        free(best);
-        best = rn_strdup(e->d_name);
-    }
-    closedir(d);
-    return best;
-}
-
-/* Take the header row of the file just opened: the columns (first file) or a check that they
- * are the same (later files of a directory). */
-static int read_header(struct csv_source *c, struct rn_err *err)
-{
-    struct rowbuf *b = &c->raw;
-    c->reading_header = 1;
-    int rc = csvsrc_parse_more(c, err);
-    c->reading_header = 0;
-    if (rc < 0) return rn_wrap(err, "%s: header", c->path);
-    if (rc == 0) return rn_fail(err, "%s: the file is empty: expected a header row", c->path);
-    struct row *r = &b->rows[b->row_next++];
-    if (!c->columns) {
-        c->columns = rn_calloc(r->count, sizeof *c->columns);
-        for (size_t i = 0; i < r->count; i++) {
-            c->columns[i] = rn_strndup(b->data.data + b->field_off[r->first + i], b->field_len[r->first + i]);
-            c->ncolumns = i + 1;
-            if (!rn_utf8_valid(c->columns[i], strlen(c->columns[i]), NULL))
-                return rn_fail(err, "%s: line 1: header column %zu is not valid UTF-8", c->path, i + 1);
-        }
-    } else if (r->count != c->ncolumns) {
-        return rn_fail(err, "%s: the header has %zu columns, expected %zu (%s)", c->path, r->count, c->ncolumns,
-                       c->dir ? "as in the first file of the directory" : "as `columns` names");
-    } else if (c->dir) {
-        for (size_t i = 0; i < r->count; i++) {
-            const char *name = b->data.data + b->field_off[r->first + i];
-            if (strcmp(name, c->columns[i]) != 0)
-                return rn_fail(err, "%s: header column %zu is '%s', expected '%s' as in the first file", c->path,
-                               i + 1, name, c->columns[i]);
-        }
-    }
-    c->header_offset = c->out_offset = r->end_offset;
-    c->header_line = r->line;
-    return 0;
-}
-
-/* Start reading the file at path from its beginning (reading its header when there is one). */
-static int start_file(struct csv_source *c, const char *path, struct rn_err *err)
-{
-    if (c->fd >= 0) close(c->fd);
-    csv_free(&c->parser);
-    if (csvsrc_parser_reset(c, err)) return -1;
-    free(c->path);
-    c->path = rn_strdup(path);
-    c->chunk_base = 0;
-    c->chunk_len = c->chunk_pos = 0;
-    c->eof = c->finished = 0;
-    csvsrc_rowbuf_clear(&c->raw);
-    csvsrc_batch_clear(c->out);
-    c->building_bytes = 0;
-    c->out_offset = 0;
-    c->line = c->next_row_line = 1;
-    c->file_size = 0;
-    c->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (c->fd < 0) return rn_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(c->fd, &st) == 0) c->file_size = st.st_size;
-    if (c->header && read_header(c, err)) return -1;
-    return 0;
-}
-
 /* Once the columns are known: the output fields from select and types. */
-static int ensure_fields(struct csv_source *c, struct rn_err *err)
+int csvsrc_ensure_fields(struct csv_source *c, struct rn_err *err)
 {
     if (c->fields_ready || !c->columns) return 0;
     lua_State *L = c->env->L;
@@ -253,22 +165,22 @@ static int ensure_fields(struct csv_source *c, struct rn_err *err)
     return rc;
 }
 
-/* Directory mode: open the next file after the current one. 1 when one was opened, 0 when
- * there is none (yet), -1 on error. */
-static int open_next_file(struct csv_source *c, struct rn_err *err)
+static void csv_close(void *self);
+
+/* A single file: opened now; a followed one that is not there yet is waited for. */
+static int open_path(struct csv_source *c, const char *path, struct rn_err *err)
 {
-    char *name = next_file_name(c, c->current_name);
-    if (!name) return 0;
-    char full[4096];
-    snprintf(full, sizeof full, "%s/%s", c->dir, name);
-    free(c->current_name);
-    c->current_name = name;
-    c->file_index++;
-    c->done_names = rn_realloc(c->done_names, ((size_t)c->file_index + 1) * sizeof *c->done_names);
-    c->done_names[c->file_index] = rn_strdup(name);
-    if (start_file(c, full, err)) return -1;
-    if (ensure_fields(c, err)) return -1;
-    return 1;
+    if (c->follow) c->watch = csvsrc_follow_new(path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && c->follow && errno == ENOENT) {
+        csvsrc_note("%s: no such file yet: waiting for it", path);
+        return 0;
+    }
+    if (fd < 0) return rn_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    /* a followed file's header may still be on its way; one read to its end has it now */
+    if (csvsrc_begin_file(c, fd, path, path, !c->follow, err)) return -1;
+    if (c->need_header && csvsrc_take_header(c, err) < 0) return -1;
+    return 0;
 }
 
 static void *csv_open(struct job_env *env, int opts, struct rn_err *err)
@@ -294,6 +206,7 @@ static void *csv_open(struct job_env *env, int opts, struct rn_err *err)
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->changed, NULL);
     c->header = opt_boolean(L, opts, "header", 1);
+    c->inotify = opt_boolean(L, opts, "inotify", 1);
     if (csvsrc_parser_reset(c, err)) goto fail;
     lua_pushvalue(L, opts);
     c->opts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -307,15 +220,12 @@ static void *csv_open(struct job_env *env, int opts, struct rn_err *err)
         c->dir = rn_strdup(path);
         c->pattern = rn_strdup(opt_string(L, opts, "pattern", "*.csv"));
         c->follow = 0; /* files in a directory arrive whole; the directory is what is followed */
-        if (open_next_file(c, err) < 0) goto fail;
+        if (csvsrc_open_next_file(c, err) < 0) goto fail;
     } else {
         c->follow = opt_boolean(L, opts, "follow", env->streaming);
-        c->file_index = 0;
-        c->done_names = rn_calloc(1, sizeof *c->done_names);
-        c->done_names[0] = rn_strdup(path);
-        if (start_file(c, path, err)) goto fail;
+        if (open_path(c, path, err)) goto fail;
     }
-    if (ensure_fields(c, err)) goto fail;
+    if (csvsrc_ensure_fields(c, err)) goto fail;
     c->done_file = c->file_index;
     c->done_offset = c->header_offset;
     c->done_line = c->header_line;
@@ -344,35 +254,65 @@ static void push_cells(struct csv_source *c, lua_State *L, const struct batch *b
     lua_pop(L, 1);
 }
 
-static enum source_status csv_next(void *self, struct source_pos *pos, struct rn_err *err)
+/* Fill c->out from the current file, or go on to the next file. 1 when it holds items, else
+ * what csv_next returns. */
+static int refill(struct csv_source *c, struct rn_err *err)
 {
-    struct csv_source *c = self;
-    lua_State *L = c->env->L;
-    while (c->out->next == c->out->nitems) {
+    for (;;) {
+        if (c->follow) {
+            if (!c->watching) {
+                csvsrc_follow_start(c->watch, c->inotify, c->fd);
+                c->watching = 1;
+            }
+            c->seen_events = csvsrc_follow_events(c->watch); /* what csv_wait waits to change */
+        }
         if (c->threaded) {
             if (!c->out->last) {
                 csvsrc_reader_next_batch(c);
+                if (c->out->nitems) return 1;
                 continue;
             }
             csvsrc_reader_stop(c); /* it has read the whole file */
         }
         csvsrc_batch_clear(c->out);
-        if (c->fd < 0 || (c->finished && c->dir)) {
-            if (!c->dir) return SRC_END;
-            int opened = open_next_file(c, err);
+        if (c->fd < 0 || c->finished) { /* no file yet, or this one is read to its end */
+            int opened = c->dir ? csvsrc_open_next_file(c, err) : csvsrc_follow_next(c, err);
             if (opened < 0) return SRC_ERROR;
-            if (opened == 0) return c->env->streaming ? SRC_IDLE : SRC_END;
+            if (opened == 0) return c->follow || (c->dir && c->env->streaming) ? SRC_IDLE : SRC_END;
             continue;
         }
-        if (!c->follow && !c->finished) {
-            csvsrc_reader_start(c);
-            if (c->threaded) continue;
+        if (c->need_header) {
+            int rc = csvsrc_take_header(c, err);
+            if (rc < 0) return SRC_ERROR;
+            if (rc == 0 && c->finished) { /* a followed file left behind before its header came */
+                csvsrc_note("%s: the file (inode %llu) ended without a header row: nothing to read in it", c->path,
+                            (unsigned long long)c->files[c->file_index].inode);
+                continue;
+            }
         }
-        csvsrc_read_rows(c, c->out);
-        if (c->out->nitems == 0) {
-            if (c->dir && c->finished) continue;
-            return c->finished ? SRC_END : SRC_IDLE;
+        if (!c->need_header) {
+            if (!c->follow && !c->finished) {
+                csvsrc_reader_start(c);
+                if (c->threaded) continue;
+            }
+            csvsrc_read_rows(c, c->out);
+            if (c->out->nitems) return 1;
+            if (c->finished) continue;
         }
+        /* following, and nothing more for now */
+        int rc = csvsrc_follow_at_end(c, err);
+        if (rc < 0) return SRC_ERROR;
+        if (rc == 0) return SRC_IDLE;
+    }
+}
+
+static enum source_status csv_next(void *self, struct source_pos *pos, struct rn_err *err)
+{
+    struct csv_source *c = self;
+    lua_State *L = c->env->L;
+    if (c->out->next == c->out->nitems) {
+        int rc = refill(c, err);
+        if (rc != 1) return (enum source_status)rc;
     }
     const struct batch *b = c->out;
     const struct item *it = &b->items[c->out->next++];
@@ -398,133 +338,35 @@ static enum source_status csv_next(void *self, struct source_pos *pos, struct rn
     return SRC_BAD;
 }
 
+/* Following a path: until the watcher sees a change (new data, a file at the path) or the
+ * timeout. Otherwise a short sleep: a directory is looked at again by the next csv_next. */
 static void csv_wait(void *self, int timeout_ms)
 {
-    (void)self;
+    struct csv_source *c = self;
+    if (c->watching) {
+        csvsrc_follow_wait(c->watch, c->seen_events, timeout_ms);
+        return;
+    }
     if (timeout_ms > 0) usleep((useconds_t)(timeout_ms > 200 ? 200 : timeout_ms) * 1000);
 }
 
 static void csv_advance(void *self, const struct source_pos *pos)
 {
     struct csv_source *c = self;
+    if (pos->file != c->done_file) csvsrc_close_before(c, pos->file); /* every record of those is done */
     c->done_file = pos->file;
     c->done_offset = pos->offset;
     c->done_line = pos->line;
 }
 
-/* The fingerprint of the file the last acknowledged record came from, up to its end: the
- * file being read, or, in a directory, an earlier one whose last records are still finishing. */
-static int save_fingerprint(struct csv_source *c, json_t *state, struct rn_err *err)
-{
-    if (c->done_file == c->file_index && c->fd >= 0)
-        return fingerprint_save(c->fd, c->path, c->done_offset, state, err);
-    if (!c->dir || c->done_file < 0) return 0;
-    char full[4096];
-    snprintf(full, sizeof full, "%s/%s", c->dir, c->done_names[c->done_file]);
-    int fd = open(full, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0; /* finished and removed: nothing to resume in it */
-    int rc = fingerprint_save(fd, full, c->done_offset, state, err);
-    close(fd);
-    return rc;
-}
-
 static int csv_save(void *self, json_t *state, struct rn_err *err)
 {
-    struct csv_source *c = self;
-    json_object_set_new(state, "path", json_string(c->declared_path));
-    if (c->dir && c->done_file >= 0) json_object_set_new(state, "file", json_string(c->done_names[c->done_file]));
-    json_object_set_new(state, "offset", json_integer(c->done_offset));
-    json_object_set_new(state, "line", json_integer(c->done_line));
-    return save_fingerprint(c, state, err);
-}
-
-/* A resumed file must hold, before the checkpoint's offset, the bytes it held when the
- * checkpoint was taken; rows appended after it are fine. */
-static int check_fingerprint(struct csv_source *c, json_t *state, int64_t offset, struct rn_err *err)
-{
-    char start_over[4400];
-    snprintf(start_over, sizeof start_over,
-             "to start from the beginning, run without --resume (a stream job: remove %s/%s.checkpoint.json)",
-             c->env->state_dir, c->env->job_name);
-    return fingerprint_check(c->fd, c->path, offset, state, start_over, err);
-}
-
-/* Lines before byte `offset` of the current file, counted (the checkpoint's line is where its
- * last record began, which says nothing of how many lines that record spanned). */
-static int count_lines(struct csv_source *c, int64_t offset, int64_t *lines, struct rn_err *err)
-{
-    int64_t count = 0, pos = 0;
-    while (pos < offset) {
-        size_t want = (size_t)(offset - pos < CHUNK_SIZE ? offset - pos : CHUNK_SIZE);
-        ssize_t n = pread(c->fd, c->chunk, want, pos);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return rn_fail(err, "%s: cannot read up to the checkpoint: %s", c->path, n < 0 ? strerror(errno) : "end of file");
-        for (const char *p = c->chunk, *end = c->chunk + n; (p = memchr(p, '\n', (size_t)(end - p))); p++) count++;
-        pos += n;
-    }
-    *lines = count;
-    return 0;
-}
-
-/* Position the current file at a checkpointed byte offset (the start of a row). */
-static int seek_to(struct csv_source *c, int64_t offset, int64_t line, struct rn_err *err)
-{
-    int64_t before = 0;
-    if (count_lines(c, offset, &before, err)) return -1;
-    if (offset > c->file_size)
-        return rn_fail(err, "%s: checkpoint offset %lld is past the end of the file (%lld bytes): was it replaced?",
-                       c->path, (long long)offset, (long long)c->file_size);
-    if (lseek(c->fd, offset, SEEK_SET) < 0)
-        return rn_fail(err, "%s: cannot seek to %lld: %s", c->path, (long long)offset, strerror(errno));
-    csv_free(&c->parser);
-    if (csvsrc_parser_reset(c, err)) return -1;
-    c->chunk_base = offset;
-    c->chunk_len = c->chunk_pos = 0;
-    c->eof = c->finished = 0;
-    csvsrc_rowbuf_clear(&c->raw);
-    csvsrc_batch_clear(c->out);
-    c->building_bytes = 0;
-    c->out_offset = offset;
-    c->line = c->next_row_line = before + 1;
-    c->done_offset = offset;
-    c->done_line = line;
-    return 0;
+    return csvsrc_save(self, state, err);
 }
 
 static int csv_restore(void *self, json_t *state, struct rn_err *err)
 {
-    struct csv_source *c = self;
-    json_t *off = json_object_get(state, "offset"), *line = json_object_get(state, "line");
-    const char *path = json_string_value(json_object_get(state, "path"));
-    if (!json_is_integer(off) || !json_is_integer(line) || !path)
-        return rn_fail(err, "%s: the checkpoint has no path/offset/line", c->declared_path);
-    if (strcmp(path, c->declared_path) != 0)
-        return rn_fail(err, "the checkpoint is for %s but the job reads %s; start without --resume", path,
-                       c->declared_path);
-    if (!c->dir) {
-        if (check_fingerprint(c, state, json_integer_value(off), err)) return -1;
-        return seek_to(c, json_integer_value(off), json_integer_value(line), err);
-    }
-    const char *name = json_string_value(json_object_get(state, "file"));
-    if (!name) return rn_fail(err, "%s: the checkpoint names no file of the directory", c->declared_path);
-    char full[4096];
-    snprintf(full, sizeof full, "%s/%s", c->dir, name);
-    free(c->current_name);
-    c->current_name = rn_strdup(name);
-    c->file_index++;
-    c->done_names = rn_realloc(c->done_names, ((size_t)c->file_index + 1) * sizeof *c->done_names);
-    c->done_names[c->file_index] = rn_strdup(name);
-    c->done_file = c->file_index;
-    if (access(full, F_OK) != 0) { /* processed and since removed: go on with the next file */
-        if (c->fd >= 0) close(c->fd);
-        c->fd = -1;
-        c->done_offset = json_integer_value(off);
-        c->done_line = json_integer_value(line);
-        return 0;
-    }
-    if (start_file(c, full, err) || ensure_fields(c, err)) return -1;
-    if (check_fingerprint(c, state, json_integer_value(off), err)) return -1;
-    return seek_to(c, json_integer_value(off), json_integer_value(line), err);
+    return csvsrc_restore(self, state, err);
 }
 
 static double csv_progress(void *self)
@@ -540,7 +382,16 @@ static void csv_close(void *self)
     struct csv_source *c = self;
     if (!c) return;
     csvsrc_reader_stop(c);
+    csvsrc_follow_free(c->watch); /* its thread first: it holds files of its own */
     if (c->fd >= 0) close(c->fd);
+    for (int32_t i = 0; c->files && i <= c->file_index; i++) {
+        if (c->files[i].fd >= 0) close(c->files[i].fd);
+        free(c->files[i].name);
+        free(c->files[i].seen_as);
+    }
+    free(c->files);
+    for (size_t i = 0; i < c->nfile_header; i++) free(c->file_header[i]);
+    free(c->file_header);
     csv_free(&c->parser);
     for (size_t i = 0; i < c->ncolumns; i++) free(c->columns[i]);
     free(c->columns);
@@ -557,8 +408,6 @@ static void csv_close(void *self)
     free(c->dir);
     free(c->pattern);
     free(c->current_name);
-    for (int32_t i = 0; c->done_names && i <= c->file_index; i++) free(c->done_names[i]);
-    free(c->done_names);
     if (c->opts_ref != LUA_NOREF) luaL_unref(c->env->L, LUA_REGISTRYINDEX, c->opts_ref);
     if (c->names_ref != LUA_NOREF) luaL_unref(c->env->L, LUA_REGISTRYINDEX, c->names_ref);
     free(c);
