@@ -29,7 +29,8 @@ static void put_path_component(struct buf *b, const char *name)
 /* The part of every key that is the same for every record: what the answer must look like. */
 static void cache_key_base(struct model *m)
 {
-    static const char *const task_names[] = {"classification", "text_generation", "embedding"};
+    static const char *const task_names[] = {"classification", "text_generation", "embedding", "regression",
+                                             "clustering"};
     const struct output *o = &m->output;
     struct cache_hash *h = &m->cache.base;
     cache_hash_init(h);
@@ -87,8 +88,8 @@ static int use_cached(struct model *m, struct slot *s)
 {
     struct model_reply cached = {.text = m->cache.value}; /* the text is lent, not copied */
     int ok = 0;
-    if (m->task == MODEL_TASK_EMBEDDING) cached.vector = json_loadb(m->cache.value.data, m->cache.value.len, 0, NULL);
-    if (m->task != MODEL_TASK_EMBEDDING || cached.vector) {
+    if (m->call_task == MODEL_TASK_EMBEDDING) cached.vector = json_loadb(m->cache.value.data, m->cache.value.len, 0, NULL);
+    if (m->call_task != MODEL_TASK_EMBEDDING || cached.vector) {
         buf_clear(&m->scratch); /* why it does not validate: not kept, the call goes out instead */
         ok = model_check_reply(m, &cached, s->record_ref, &m->scratch) == 0;
     }
@@ -124,7 +125,7 @@ void answer_cache_store(struct model *m, struct slot *s)
     char *vector = NULL;
     const char *value = r->text.data ? r->text.data : "";
     size_t len = r->text.len;
-    if (m->task == MODEL_TASK_EMBEDDING) {
+    if (m->call_task == MODEL_TASK_EMBEDDING) {
         vector = r->vector ? json_dumps(r->vector, JSON_COMPACT) : NULL;
         if (!vector) return;
         value = vector;

@@ -377,6 +377,12 @@ void check_set_fields(lua_State *L, const struct output *o, const struct value *
  * ref record_ref (model_int.h, also for tests and fuzzing). 0, or -1 with why. */
 int model_check_reply(struct model *m, const struct model_reply *reply, int record_ref, struct buf *why)
 {
+    struct model_reply named;
+    if (m->centroids.count) { /* clustering over centroids: the answer is the nearest one's name */
+        if (centroids_nearest(&m->centroids, reply->vector, &m->cluster_name, why)) return -1;
+        named = (struct model_reply){.text = m->cluster_name};
+        reply = &named;
+    }
     json_t *parsed = NULL;
     int rc = check_answer(&m->output, m->task, reply, m->values, &parsed, why);
     if (rc == 0) check_set_fields(m->L, &m->output, m->values, record_ref);

@@ -112,20 +112,46 @@ static void collect_secrets(struct model *m, int opts)
 
 /* ---- opening ---- */
 
+static const char *const task_names[] = {"classification", "text_generation", "embedding", "regression", "clustering"};
+
+/* The task, and what the provider is asked for it: clustering over the job's centroids asks
+ * for embeddings; regression and clustering without centroids need a model that answers them
+ * itself (PROVIDER_PREDICT, model.http). */
+static int read_task(struct model *m, int opts, struct rn_err *err)
+{
+    lua_State *L = m->L;
+    const char *task = opt_string(L, opts, "task", "classification"); /* one of task_names: checked */
+    for (int i = 0; i <= MODEL_TASK_CLUSTERING; i++)
+        if (strcmp(task, task_names[i]) == 0) m->task = (enum model_task)i;
+    if (centroids_read(&m->centroids, L, opts, err)) return -1;
+    if (m->centroids.count && m->task != MODEL_TASK_CLUSTERING)
+        return rn_fail(err, "centroids: for task clustering only (task = \"clustering\")");
+    m->call_task = m->centroids.count ? MODEL_TASK_EMBEDDING : m->task;
+    unsigned can = m->provider->capabilities, need;
+    switch (m->call_task) {
+    case MODEL_TASK_EMBEDDING: need = PROVIDER_EMBEDDINGS; break;
+    case MODEL_TASK_REGRESSION:
+    case MODEL_TASK_CLUSTERING: need = PROVIDER_PREDICT; break;
+    default: need = PROVIDER_CHAT; break;
+    }
+    if (can & need) return 0;
+    if (m->task == MODEL_TASK_CLUSTERING)
+        return rn_fail(err, "task: clustering needs centroids = { name = { ... } } and a model with embeddings, "
+                            "or a model that answers clusters itself (model.http)");
+    if (need == PROVIDER_PREDICT)
+        return rn_fail(err, "task: this provider does not do %s (model.http reaches a model that does)", task);
+    return rn_fail(err, "task: this provider does not do %s", task);
+}
+
 static int read_options(struct model *m, int opts, struct rn_err *err)
 {
     lua_State *L = m->L;
-    const char *task = opt_string(L, opts, "task", "classification");
-    if (strcmp(task, "classification") == 0) m->task = MODEL_TASK_CLASSIFICATION;
-    else if (strcmp(task, "text_generation") == 0) m->task = MODEL_TASK_TEXT_GENERATION;
-    else if (strcmp(task, "embedding") == 0) m->task = MODEL_TASK_EMBEDDING;
-    else return rn_fail(err, "task: unknown task \"%s\" (classification, text_generation, embedding)", task);
+    if (read_task(m, opts, err)) return -1;
     unsigned can = m->provider->capabilities;
-    if (!(can & (m->task == MODEL_TASK_EMBEDDING ? PROVIDER_EMBEDDINGS : PROVIDER_CHAT)))
-        return rn_fail(err, "task: this provider does not do %s", task);
     const char *system = opt_string(L, opts, "system", NULL);
     if (system) {
-        if (m->task == MODEL_TASK_EMBEDDING) return rn_fail(err, "system: task embedding takes no system prompt");
+        if (m->call_task == MODEL_TASK_EMBEDDING)
+            return rn_fail(err, "system: task %s takes no system prompt (an embedding has none)", task_names[m->task]);
         m->system = rn_strdup(system);
         m->system_len = strlen(system);
     }
@@ -191,13 +217,15 @@ struct model *model_open_provider(struct job_env *env, int decl, const struct pr
     secret_set_init(&m->secrets);
     buf_init(&m->redact_scratch);
     buf_init(&m->fatal);
+    buf_init(&m->cluster_name);
+    http_request_init(&m->credentials);
     int opts = luajob_decl_options(L, decl);
     if (lua_type(L, opts) != LUA_TTABLE) {
         rn_fail(err, "the declaration has no options table");
         goto fail;
     }
     if (read_options(m, opts, err)) goto fail;
-    m->setup = (struct provider_setup){m->task, m->output.structured, m->output.schema_json};
+    m->setup = (struct provider_setup){m->call_task, m->output.structured, m->output.schema_json, 0, &m->secrets};
     m->provider_self = provider->open(env, opts, &m->setup, err);
     if (!m->provider_self) goto fail;
     if (answer_cache_open(m, opts, err)) goto fail;
@@ -258,7 +286,7 @@ static void release(struct model *m, struct slot *s)
 static int build_call(struct model *m, struct slot *s, struct rn_err *err)
 {
     struct model_call *c = &s->call;
-    c->task = m->task;
+    c->task = m->call_task;
     c->system = m->system;
     c->prompt = s->prompt.data ? s->prompt.data : "";
     c->prompt_len = s->prompt.len;
@@ -372,12 +400,17 @@ static void fail_exhausted(struct model *m, struct slot *s)
 /* The job must stop (message says why, and is redacted here): the slot's record is neither
  * done nor failed (it is read again when the job reruns), nothing more is sent, and model_poll
  * reports it. The first reason is kept. */
-static void stop_job(struct model *m, struct slot *s, const char *message)
+static void set_fatal(struct model *m, const char *message)
 {
-    s->state = SLOT_STOPPED;
     if (m->fatal.len) return;
     buf_printf(&m->fatal, "model.%s: %s", m->provider_name, message);
     redact(m, &m->fatal);
+}
+
+static void stop_job(struct model *m, struct slot *s, const char *message)
+{
+    s->state = SLOT_STOPPED;
+    set_fatal(m, message);
 }
 
 /* Schedule another attempt after backoff with full jitter, but no sooner than hint_ms; or fail
@@ -404,7 +437,7 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
     struct rn_err perr;
     buf_clear(&r->text);
     r->vector = NULL;
-    r->tokens_in = r->tokens_out = 0;
+    r->tokens_in = r->tokens_out = r->tokens_cache_read = r->tokens_cache_write = 0;
     if (m->provider->parse(m->provider_self, answer, r, &perr)) {
         json_decref(r->vector);
         r->vector = NULL;
@@ -423,6 +456,8 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
     metric_add(m->stats.tokens_in, (double)r->tokens_in);
     metric_add(m->stats.tokens_out, (double)r->tokens_out);
     if (r->tokens_in == 0 && r->tokens_out == 0) metric_inc(m->stats.answers_without_usage);
+    metric_add(m->stats.tokens_cache_read, (double)r->tokens_cache_read);
+    metric_add(m->stats.tokens_cache_write, (double)r->tokens_cache_write);
     if (m->stats.has_price) metric_set(m->stats.cost_usd, stats_cost_usd(&m->stats));
     limits_usage(&m->limits, r->tokens_in + r->tokens_out, s->tokens_estimate); /* the real usage */
     if (v->remaining_requests == 0 && v->reset_requests_ms > 0)
@@ -442,7 +477,7 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
         return;
     }
     metric_inc(m->stats.invalid_answers);
-    if (!s->corrected) {
+    if (!s->corrected && m->call_task != MODEL_TASK_EMBEDDING) { /* an embedding call is not corrected by words */
         /* one more try, showing the model its answer and what was wrong with it */
         struct buf t = s->answer;
         s->answer = r->text;
@@ -522,16 +557,79 @@ static void handle_done(struct model *m, struct slot *s)
         buf_put(&m->done_reason, s->reason.data, s->reason.len);
         stop_job(m, s, m->done_reason.data);
     } else {
-        fail_now(m, s);
+        if (v.why) { /* the provider's reading first, as for the job: "WHY: HTTP 400: body" */
+            buf_clear(&m->done_reason);
+            buf_printf(&m->done_reason, "%s: HTTP %ld: ", v.why, r->status);
+            buf_put(&m->done_reason, s->reason.data, s->reason.len);
+            finish(m, s, 0, NULL);
+        } else {
+            fail_now(m, s);
+        }
     }
 }
 
+/* ---- credentials the provider fetches over HTTP (refresh, refreshed) ---- */
+
+#define CREDENTIALS_POLL_MS 100     /* how often a provider without credentials is asked again */
+#define CREDENTIALS_RESPONSE_MAX (1u << 20)
+
+/* Send the provider's credentials request when it wants one and none is in flight. */
+static void credentials_tick(struct model *m, int64_t now)
+{
+    if (!m->provider->refresh || m->credentials_running || m->fatal.len) return;
+    struct rn_err err;
+    struct http_request *r = &m->credentials;
+    http_request_clear(r);
+    int rc = m->provider->refresh(m->provider_self, now, r, &err);
+    if (rc == 0) return;
+    if (rc > 0) {
+        r->timeout_ms = m->limits.timeout_ms;
+        r->connect_timeout_ms = m->limits.connect_timeout_ms;
+        r->max_response = CREDENTIALS_RESPONSE_MAX;
+        r->user = NULL;
+        rc = http_start(m->http, r, now, &err) ? -1 : 0;
+        if (rc == 0) m->credentials_running = 1;
+    }
+    if (rc < 0) {
+        buf_clear(&m->done_reason);
+        buf_printf(&m->done_reason, "credentials: %s", err.msg);
+        set_fatal(m, m->done_reason.data);
+    }
+}
+
+/* The credentials request finished: the provider reads its answer (not redacted first: it
+ * holds the new token, which the provider adds to the secrets). */
+static void credentials_done(struct model *m)
+{
+    struct http_request *r = &m->credentials;
+    m->credentials_running = 0;
+    struct http_response answer = http_response_of(r);
+    const char *failure = NULL;
+    if (r->result != CURLE_OK) failure = r->too_large ? "the answer is too large" : r->error[0] ? r->error : curl_easy_strerror(r->result);
+    struct rn_err err;
+    if (m->provider->refreshed(m->provider_self, &answer, failure, m->now_ms, &err)) {
+        buf_clear(&m->done_reason);
+        buf_printf(&m->done_reason, "credentials: %s", err.msg);
+        set_fatal(m, m->done_reason.data);
+    }
+    m->credentials_wait = 0; /* sends ask authorize again */
+    buf_clear(&r->response);
+}
+
+/* 1: sent; 0: it never went out (its record finished or the job stops); -1: authorize has no
+ * credentials yet, the slot is back at the head of the queue and sends wait for them. */
 static int start_transfer(struct model *m, struct slot *s, int64_t now)
 {
     struct rn_err err;
     if (m->provider->authorize) {
         http_request_truncate_headers(&s->req, s->built_headers); /* the last attempt's */
-        if (m->provider->authorize(m->provider_self, &s->req, &err)) {
+        int rc = m->provider->authorize(m->provider_self, &s->req, &err);
+        if (rc > 0) {
+            m->credentials_wait = 1;
+            ready_push_head(m, s);
+            return -1;
+        }
+        if (rc) {
             buf_clear(&m->done_reason);
             buf_printf(&m->done_reason, "authorize: %s", err.msg);
             stop_job(m, s, m->done_reason.data);
@@ -566,7 +664,7 @@ static int start_ready(struct model *m, int64_t now)
 {
     while (m->heap_len && m->heap[0]->due_ms <= now) ready_push_head(m, heap_pop(m));
     int started = 0;
-    while (m->ready_head && now >= m->paused_until_ms && !m->fatal.len) {
+    while (m->ready_head && now >= m->paused_until_ms && !m->fatal.len && !m->credentials_wait) {
         if (window_closed(m)) {
             m->limits.window_full = 1; /* after a cut */
             break;
@@ -574,7 +672,9 @@ static int start_ready(struct model *m, int64_t now)
         struct slot *s = m->ready_head;
         if (limits_wait_ms(&m->limits, now, s->tokens_estimate) > 0) break;
         ready_pop(m);
-        if (!start_transfer(m, s, now)) continue; /* it never went out: it takes no budget */
+        int rc = start_transfer(m, s, now);
+        if (rc < 0) break;  /* no credentials yet */
+        if (!rc) continue;  /* it never went out: it takes no budget */
         limits_spend(&m->limits, s->tokens_estimate);
         started++;
     }
@@ -589,7 +689,9 @@ static int64_t next_due_ms(struct model *m, int64_t now)
     if (m->heap_len) due = m->heap[0]->due_ms;
     int64_t curl_due = http_due_ms(m->http);
     if (curl_due >= 0 && curl_due < due) due = curl_due;
-    if (m->ready_head && !window_closed(m)) { /* else an answer makes room */
+    if (m->ready_head && m->credentials_wait) { /* the credentials answer wakes the loop */
+        if (!m->credentials_running && now + CREDENTIALS_POLL_MS < due) due = now + CREDENTIALS_POLL_MS;
+    } else if (m->ready_head && !window_closed(m)) { /* else an answer makes room */
         int64_t w = m->paused_until_ms - now;
         int64_t l = limits_wait_ms(&m->limits, now, m->ready_head->tokens_estimate);
         if (l > w) w = l;
@@ -602,7 +704,10 @@ static int64_t next_due_ms(struct model *m, int64_t now)
 static void drain_completions(struct model *m)
 {
     struct http_request *r;
-    while ((r = http_next_done(m->http))) handle_done(m, r->user);
+    while ((r = http_next_done(m->http))) {
+        if (r == &m->credentials) credentials_done(m);
+        else handle_done(m, r->user);
+    }
 }
 
 /* Do what is due at m->now_ms: report finished transfers, send what the limits allow, and run
@@ -612,6 +717,7 @@ static void drain_completions(struct model *m)
 static int advance(struct model *m, struct rn_err *err)
 {
     drain_completions(m);
+    credentials_tick(m, m->now_ms);
     for (int round = 0;; round++) {
         start_ready(m, m->now_ms);
         if (round == 4) return 0;
@@ -661,11 +767,15 @@ void model_close(struct model *m)
             buf_free(&s->reason);
         }
     }
+    if (m->http) http_cancel(m->http, &m->credentials);
+    http_request_free(&m->credentials);
     http_free(m->http); /* after the requests, as curl wants */
     if (m->provider_self) m->provider->close(m->provider_self);
     answer_cache_close(&m->cache);
     prompt_free(m->prompt);
     output_free(&m->output);
+    centroids_free(&m->centroids);
+    buf_free(&m->cluster_name);
     secret_set_free(&m->secrets);
     buf_free(&m->redact_scratch);
     free(m->values);

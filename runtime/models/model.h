@@ -38,10 +38,17 @@
                 OPT_RANGE(0, 100)})
 #define MODEL_PRICE_OPTIONS                                                                        \
     OPT_FIELDS({"input", OPT_NUMBER, 0, NULL, .help = "USD per 1M input tokens", OPT_AT_LEAST(0)}, \
-               {"output", OPT_NUMBER, 0, NULL, .help = "USD per 1M output tokens", OPT_AT_LEAST(0)})
+               {"output", OPT_NUMBER, 0, NULL, .help = "USD per 1M output tokens", OPT_AT_LEAST(0)}, \
+               {"cache_read", OPT_NUMBER, 0, NULL, .help = "USD per 1M input tokens read from the prompt cache", \
+                .default_note = "input", OPT_AT_LEAST(0)},                                         \
+               {"cache_write", OPT_NUMBER, 0, NULL, .help = "USD per 1M input tokens written to the prompt cache", \
+                .default_note = "input", OPT_AT_LEAST(0)})
 #define MODEL_COMMON_OPTIONS                                                                       \
     {"task", OPT_ENUM, 0, "classification", .help = "what the model does for each record",        \
-     .choices = OPT_CHOICES("classification", "text_generation", "embedding")},                   \
+     .choices = OPT_CHOICES("classification", "text_generation", "embedding", "regression", "clustering")}, \
+    {"centroids", OPT_MAP, 0, NULL,                                                                \
+     .help = "clustering: { name = { x1, x2, ... } }: each record gets the name of the nearest (cosine) to its embedding", \
+     .value = OPT_VALUE(OPT_TABLE, .check = model_check_centroid)},                              \
     {"system", OPT_STRING, 0, NULL, .help = "system prompt"},                                      \
     {"prompt", OPT_STRING_OR_FUNCTION, 1, NULL,                                                    \
      .help = "template with {{field}} placeholders, or function(record) -> string"},              \
@@ -55,6 +62,9 @@
      .default_note = "batch mode"}
 
 struct model;
+
+/* The check of one centroid (a non-empty list of numbers), for the option table. */
+int model_check_centroid(lua_State *L, int idx, struct rn_err *err);
 
 /* Open the model declared at stack index decl (a model.X{...} declaration, lua/job.h). NULL
  * and err (naming the option at fault) on failure.

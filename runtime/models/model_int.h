@@ -71,6 +71,22 @@ void check_set_fields(lua_State *L, const struct output *o, const struct value *
  * not UTF-8 become '?', and a cut never splits a character (then "..."). */
 void check_put_excerpt(struct buf *out, const char *text, size_t len, size_t max);
 
+/* ---- cluster.c: task clustering over the job's centroids ---- */
+
+struct centroids {
+    size_t count, dims;
+    char **names;              /* sorted */
+    double *values;            /* count rows of dims numbers, each of length 1 */
+};
+
+/* Read `centroids` (checked: lists of numbers) from the options table at opts; count 0 when
+ * absent. -1 and err when their lengths differ. c is freed with centroids_free either way. */
+int centroids_read(struct centroids *c, lua_State *L, int opts, struct rn_err *err);
+/* The name of the centroid nearest (cosine) to vector, into name (cleared first). -1 with the
+ * reason appended to why when the vector does not fit. */
+int centroids_nearest(const struct centroids *c, json_t *vector, struct buf *name, struct buf *why);
+void centroids_free(struct centroids *c);
+
 /* ---- limits.c: request and token buckets, the "auto" concurrency window (AIMD) ---- */
 
 #define LIMITS_AUTO_START 8   /* concurrency = "auto": the window starts here */
@@ -147,12 +163,13 @@ struct stats {
     struct metric *cache_hits, *cache_stored;
     struct metric *tokens_in, *tokens_out;
     struct metric *answers_without_usage; /* parsed answers that reported no tokens (a server without `usage`) */
+    struct metric *tokens_cache_read, *tokens_cache_write; /* of tokens_in */
     struct metric *latency_seconds, *in_flight, *cost_usd;
     char first_failure[768];   /* "POST URL: reason (what to check)" of the first record failed; redacted */
     uint64_t latency_count;
     uint64_t latency[LATENCY_BUCKETS]; /* microseconds, log-linear: 16 buckets per power of two */
     int has_price;
-    double price_in, price_out;
+    double price_in, price_out, price_cache_read, price_cache_write;
 };
 
 /* Register the model's series in registry (or in a registry of its own when NULL). -1 and err. */
@@ -235,6 +252,9 @@ struct model {
     struct provider_setup setup; /* what the provider was opened with */
     char *provider_name, *model_name;
     enum model_task task;
+    enum model_task call_task; /* what the provider is asked: embedding for clustering over centroids */
+    struct centroids centroids;
+    struct buf cluster_name;   /* the nearest centroid of the answer being checked */
     char *system;
     size_t system_len;
     struct prompt *prompt;
@@ -255,6 +275,9 @@ struct model {
     int64_t paused_until_ms;
     uint64_t rng;
     struct buf fatal;          /* why the job must stop (a FAIL_JOB verdict), empty while it need not */
+    struct http_request credentials; /* the provider's refresh request (provider.h) */
+    int credentials_running;   /* it is in the HTTP client */
+    int credentials_wait;      /* authorize has no credentials yet: sends wait for refreshed */
 
     model_done_fn done;
     void *done_ctx;

@@ -95,14 +95,29 @@ int output_read(struct output *o, lua_State *L, int opts, enum model_task task, 
             return rn_fail(err, "output: task embedding fills exactly one field of type vector, "
                                 "e.g. output = { embedding = { type = \"vector\" } }");
         break;
+    case MODEL_TASK_REGRESSION:
+        if (!declared)
+            return rn_fail(err, "output is required for task regression, e.g. output = { price = { type = \"number\" } }");
+        for (size_t i = 0; i < o->field_count; i++)
+            if (o->fields[i].type != FIELD_NUMBER && o->fields[i].type != FIELD_INTEGER)
+                return rn_fail(err, "output.%s: task regression fills numbers (type number or integer)", o->fields[i].name);
+        break;
+    case MODEL_TASK_CLUSTERING:
+        if (!declared) add_field(o, "cluster", FIELD_STRING);
+        if (o->field_count != 1 || (o->fields[0].type != FIELD_STRING && o->fields[0].type != FIELD_INTEGER))
+            return rn_fail(err, "output: task clustering fills one field, the cluster: a string (a name) or an "
+                                "integer (a number), e.g. output = { cluster = \"string\" }");
+        break;
     }
     for (size_t i = 0; i < o->field_count; i++)
         if (o->fields[i].type == FIELD_VECTOR && task != MODEL_TASK_EMBEDDING)
             return rn_fail(err, "output.%s: type vector is for task embedding only", o->fields[i].name);
     int can_structure = (capabilities & PROVIDER_STRUCTURED) != 0;
-    int structured = opt_boolean(L, opts, "structured", declared && task != MODEL_TASK_EMBEDDING && can_structure);
+    int chat = task == MODEL_TASK_CLASSIFICATION || task == MODEL_TASK_TEXT_GENERATION;
+    int structured = opt_boolean(L, opts, "structured", declared && chat && can_structure);
     if (structured && task == MODEL_TASK_EMBEDDING)
         return rn_fail(err, "structured: task embedding answers vectors, not structured output");
+    if (structured && !chat) return rn_fail(err, "structured: for tasks classification and text_generation only");
     if (structured && !can_structure) return rn_fail(err, "structured: this provider has no structured output");
     o->structured = structured;
     build_schema_and_expected(o);

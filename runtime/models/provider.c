@@ -149,3 +149,62 @@ void provider_classify(const struct provider_ops *ops, void *self, const struct 
     if (ops->classify) ops->classify(self, answer, verdict);
     else provider_classify_default(answer, verdict);
 }
+
+time_t provider_time(const struct provider_setup *setup)
+{
+    return setup && setup->fixed_time ? setup->fixed_time : time(NULL);
+}
+
+/* digits[0..n) as a number, -1 when one is not a digit */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+int64_t provider_parse_rfc3339_ms(const char *s, size_t n, time_t now)
+{
+    /* YYYY-MM-DDTHH:MM:SS, then .fraction, then Z or +HH:MM / -HH:MM */
+    if (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || s[13] != ':' ||
+        s[16] != ':')
+        return -1;
+    struct tm tm = {0};
+    int year = digits(s, 4), month = digits(s + 5, 2), day = digits(s + 8, 2);
+    int hour = digits(s + 11, 2), minute = digits(s + 14, 2), second = digits(s + 17, 2);
+    if (year < 1970 || month < 1 || month > 12 || day < 1 || day > 31 || hour < 0 || hour > 23 || minute < 0 ||
+        minute > 59 || second < 0 || second > 60)
+        return -1;
+    tm.tm_year = year - 1900;
+    tm.tm_mon = month - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hour;
+    tm.tm_min = minute;
+    tm.tm_sec = second;
+    size_t i = 19;
+    double fraction = 0, scale = 0.1;
+    if (i < n && s[i] == '.') {
+        i++;
+        if (i == n || s[i] < '0' || s[i] > '9') return -1;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, scale /= 10) fraction += (s[i] - '0') * scale;
+    }
+    int64_t offset_s = 0;
+    if (i < n && (s[i] == 'Z' || s[i] == 'z')) {
+        i++;
+    } else if (i + 6 == n && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
+        int oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
+        if (oh < 0 || oh > 23 || om < 0 || om > 59) return -1;
+        offset_s = (s[i] == '-' ? -1 : 1) * (int64_t)(oh * 3600 + om * 60);
+        i += 6;
+    } else {
+        return -1;
+    }
+    if (i != n) return -1;
+    time_t when = timegm(&tm);
+    if (when == (time_t)-1) return -1;
+    double delta_ms = (difftime(when, now) - (double)offset_s + fraction) * 1000;
+    return delta_ms > 0 ? wait_ms(delta_ms) : 0;
+}

@@ -7,14 +7,16 @@
  * body into a reply (parse). Everything else (prompts, slots, limits, backoff, answer checks,
  * the cache, redaction of the secrets it names) is the engine's (models/engine.c), the same for
  * every provider. The hooks run on the job's loop and must not block it: authorize may sign
- * (core/sigv4) or use a token it holds; fetching a new OAuth token there would stop every record
- * for the exchange (an asynchronous refresh on the shared client is for the first provider that
- * needs it). */
+ * (core/sigv4) or use a token it holds. A provider that fetches its credentials over HTTP (an
+ * OAuth token exchange) gives the engine that request through refresh, well before its token
+ * expires; the engine sends it on the job's own HTTP client beside the calls and hands the
+ * answer to refreshed, so no hook ever waits on the network. */
 #ifndef RUNNEL_PROVIDER_H
 #define RUNNEL_PROVIDER_H
 
 #include <jansson.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "core/util.h"
 #include "lua/options.h"
@@ -24,8 +26,18 @@
 struct job_env;        /* engine/plugin.h */
 struct http_request;   /* core/http.h */
 struct http_response;
+struct secret_set;     /* core/secret.h */
 
-enum model_task { MODEL_TASK_CLASSIFICATION, MODEL_TASK_TEXT_GENERATION, MODEL_TASK_EMBEDDING };
+/* What a model does for each record (Flink's names). A provider sees regression and clustering
+ * only when it has PROVIDER_PREDICT; clustering over the job's centroids reaches it as
+ * embedding calls (the engine picks the nearest centroid). */
+enum model_task {
+    MODEL_TASK_CLASSIFICATION,
+    MODEL_TASK_TEXT_GENERATION,
+    MODEL_TASK_EMBEDDING,
+    MODEL_TASK_REGRESSION,   /* numbers from a remote model (model.http) */
+    MODEL_TASK_CLUSTERING,   /* the nearest declared centroid, or the cluster a remote model names */
+};
 
 /* What a provider can do (provider_ops.capabilities). The engine refuses a task the provider
  * cannot do and asks for structured output only from one that has it. */
@@ -34,6 +46,7 @@ enum provider_capability {
     PROVIDER_EMBEDDINGS = 1 << 1,  /* task embedding */
     PROVIDER_STRUCTURED = 1 << 2,  /* answers that follow a JSON schema */
     PROVIDER_BATCH = 1 << 3,       /* a batch API (hooks to come with the batch executor) */
+    PROVIDER_PREDICT = 1 << 4,     /* tasks regression and clustering by the model itself: any answer */
 };
 
 /* What the engine decided for this model, handed to open. Lent; valid until close. */
@@ -41,6 +54,10 @@ struct provider_setup {
     enum model_task task;
     int structured;            /* every call carries schema_json and wants an answer that follows it */
     const char *schema_json;   /* the JSON schema built from `output`, or NULL */
+    time_t fixed_time;         /* the wall clock for signatures and token lifetimes: 0 is time();
+                                * the contract tests fix it so a signed request is known */
+    struct secret_set *secrets;/* the engine's redaction set: a provider adds the credentials it
+                                * fetches (an access token), so no message can show them */
 };
 
 /* One call as the engine hands it to build. Everything is lent for the duration of build. */
@@ -58,8 +75,10 @@ struct model_call {
 struct model_reply {
     struct buf text;         /* the answer text (chat and completions) */
     json_t *vector;          /* embeddings: a JSON array of numbers (owned; the engine decrefs) */
-    int64_t tokens_in;
+    int64_t tokens_in;       /* every input token, those the provider's prompt cache served included */
     int64_t tokens_out;
+    int64_t tokens_cache_read;  /* of tokens_in: read from the provider's prompt cache */
+    int64_t tokens_cache_write; /* of tokens_in: written to it */
 };
 
 enum provider_outcome {
@@ -79,7 +98,8 @@ struct provider_verdict {
      * are left holds back every send until the reset. */
     int64_t remaining_requests, remaining_tokens;
     int64_t reset_requests_ms, reset_tokens_ms;
-    const char *why;            /* FAIL_JOB: a static explanation for the job's error, or NULL */
+    const char *why;            /* FAIL_JOB, FAIL_RECORD: a static explanation put before the status
+                                 * and body in the job's error or the dead letter, or NULL */
 };
 
 struct provider_ops {
@@ -104,9 +124,22 @@ struct provider_ops {
      * -1 and err fails the record. */
     int (*build)(void *self, const struct model_call *call, struct http_request *req, struct rn_err *err);
     /* Optional: called before every attempt, after the header lines of the last attempt's
-     * authorize were dropped; may add header lines (a signature, a fresh token). -1 and err stops
-     * the job (credentials that cannot be had fail every record). */
+     * authorize were dropped; may add header lines (a signature, a fresh token). 1: there are no
+     * credentials yet (refresh is fetching them): the engine holds every send until refreshed
+     * succeeds and asks again. -1 and err stops the job (credentials that cannot be had fail
+     * every record). */
     int (*authorize)(void *self, struct http_request *req, struct rn_err *err);
+    /* Optional, with refreshed: credentials fetched over HTTP. The engine calls refresh on the
+     * loop at every wake-up while no refresh is in flight; when the provider wants one (no
+     * token, or one that expires soon), it fills req (cleared by the engine; URL, method,
+     * headers, body) and returns 1, and the engine sends it on the job's HTTP client. 0: none
+     * wanted now. -1 and err stops the job. */
+    int (*refresh)(void *self, int64_t now_ms, struct http_request *req, struct rn_err *err);
+    /* The refresh request finished: its answer, or failure (curl's message) when none came.
+     * 0 when it was used or the provider will ask again (refresh), -1 and err (naming the
+     * URL or status at fault, never the credentials) stops the job. */
+    int (*refreshed)(void *self, const struct http_response *answer, const char *failure, int64_t now_ms,
+                     struct rn_err *err);
     /* Optional: what an answer means. NULL: provider_classify_default (OpenAI's rules). The body
      * has had the job's secrets redacted. */
     void (*classify)(void *self, const struct http_response *answer, struct provider_verdict *verdict);
@@ -134,5 +167,10 @@ void provider_classify(const struct provider_ops *ops, void *self, const struct 
  * HTTP-date, from now), and durations like "6m0s", "1.5s", "20ms" (x-ratelimit-reset-*). */
 int64_t provider_parse_retry_after(const char *value, size_t len);
 int64_t provider_parse_duration(const char *value, size_t len);
+/* An RFC 3339 time ("2024-05-01T12:00:30Z", fractions and offsets allowed) as ms after now
+ * (0 when it has passed), -1 when it does not parse (Anthropic's rate-limit resets). */
+int64_t provider_parse_rfc3339_ms(const char *value, size_t len, time_t now);
+/* The wall clock a provider reads: setup->fixed_time, or time(). */
+time_t provider_time(const struct provider_setup *setup);
 
 #endif

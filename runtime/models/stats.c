@@ -73,6 +73,10 @@ int stats_open(struct stats *s, struct metrics *registry, const char *provider, 
         {offsetof(struct stats, tokens_out), "runnel_model_tokens_out_total", "Output tokens the endpoint reported."},
         {offsetof(struct stats, answers_without_usage), "runnel_model_answers_without_usage_total",
          "Answers that reported no token usage (the cost estimate cannot count them)."},
+        {offsetof(struct stats, tokens_cache_read), "runnel_model_tokens_cache_read_total",
+         "Input tokens the provider's prompt cache served (of tokens in)."},
+        {offsetof(struct stats, tokens_cache_write), "runnel_model_tokens_cache_write_total",
+         "Input tokens written to the provider's prompt cache (of tokens in)."},
     };
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
         struct metric *c = metrics_counter(registry, counters[i].name, counters[i].help, &label, 1, err);
@@ -100,14 +104,21 @@ int stats_read_price(struct stats *s, lua_State *L, int opts, struct rn_err *err
     int t = lua_gettop(L);
     s->price_in = opt_number(L, t, "input", 0);
     s->price_out = opt_number(L, t, "output", 0);
+    s->price_cache_read = opt_number(L, t, "cache_read", s->price_in);
+    s->price_cache_write = opt_number(L, t, "cache_write", s->price_in);
     lua_pop(L, 1);
     s->has_price = 1;
     return 0;
 }
 
+/* Input tokens the prompt cache served or stored are priced as `price` says (cache_read,
+ * cache_write; the input price when it says nothing). */
 double stats_cost_usd(const struct stats *s)
 {
-    return (s->tokens_in->value * s->price_in + s->tokens_out->value * s->price_out) / 1e6;
+    double read = s->tokens_cache_read->value, written = s->tokens_cache_write->value;
+    double uncached = s->tokens_in->value - read - written;
+    return (uncached * s->price_in + read * s->price_cache_read + written * s->price_cache_write +
+            s->tokens_out->value * s->price_out) / 1e6;
 }
 
 /* No answer reported tokens, though some came: a cost of $0 would be a guess, not an estimate. */
@@ -133,6 +144,9 @@ void model_print_summary(struct model *m, FILE *out)
             stats_latency_percentile_ms(st, 0.50), stats_latency_percentile_ms(st, 0.95),
             stats_latency_percentile_ms(st, 0.99));
     if (metric_u64(st->failed) && st->first_failure[0]) fprintf(out, "  first failure: %s\n", st->first_failure);
+    if (metric_u64(st->tokens_cache_read) || metric_u64(st->tokens_cache_write))
+        fprintf(out, "  prompt cache: %lld input tokens read from it, %lld written to it\n",
+                (long long)metric_u64(st->tokens_cache_read), (long long)metric_u64(st->tokens_cache_write));
     if (m->cache.log)
         fprintf(out, "  cache hits %llu, answers stored %llu (%zu in %s)\n", (unsigned long long)metric_u64(st->cache_hits),
                 (unsigned long long)metric_u64(st->cache_stored), cache_count(m->cache.log), cache_path(m->cache.log));
@@ -165,6 +179,8 @@ void model_summary_json(struct model *m, json_t *summary)
     json_object_set_new(o, "tokens_out", json_integer((json_int_t)metric_u64(st->tokens_out)));
     json_object_set_new(o, "first_failure", st->first_failure[0] ? json_string(st->first_failure) : json_null());
     json_object_set_new(o, "answers_without_usage", json_integer((json_int_t)metric_u64(st->answers_without_usage)));
+    json_object_set_new(o, "tokens_cache_read", json_integer((json_int_t)metric_u64(st->tokens_cache_read)));
+    json_object_set_new(o, "tokens_cache_write", json_integer((json_int_t)metric_u64(st->tokens_cache_write)));
     json_t *lat = json_object();
     json_object_set_new(lat, "p50", json_real(stats_latency_percentile_ms(st, 0.50)));
     json_object_set_new(lat, "p95", json_real(stats_latency_percentile_ms(st, 0.95)));

@@ -9,12 +9,14 @@
  * Prints each failure with the case file and line, and "N passed, N failed". */
 #include <glob.h>
 #include <lauxlib.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/http.h"
+#include "core/secret.h"
 #include "lua/job.h"
 #include "models/model.h"
 
@@ -48,6 +50,15 @@ struct answer_case {
     char *error;                      /* parse must fail with a message holding this, or NULL */
 };
 
+/* An expected request: METHOD URL, header lines, body. */
+struct request_case {
+    int line;                         /* of the section; 0: none */
+    char *method, *url;
+    char *headers[LINES_MAX];
+    size_t header_count;
+    char *body;
+};
+
 struct case_file {
     const char *path;
     char provider[64];
@@ -58,15 +69,18 @@ struct case_file {
     /* the call */
     enum model_task task;
     char *system, *prompt, *schema, *previous, *correction;
-    /* the request */
-    int request_line;
-    char *method, *url;
-    char *request_headers[LINES_MAX];
-    size_t request_header_count;
-    char *request_body;
+    time_t time;                      /* the provider's wall clock; 0: the real one */
+    struct request_case request;
+    /* credentials fetched by refresh: the request expected, the canned answer, or the error
+     * refreshed must fail with */
+    struct request_case credentials_request;
+    struct answer_case credentials_answer;
+    struct section *credentials_error;
     struct answer_case answers[ANSWERS_MAX];
     size_t answer_count;
 };
+
+static const char *const task_names[] = {"classification", "text_generation", "embedding", "regression", "clustering"};
 
 /* How a run reports: each mismatch printed (unless quiet) and counted. */
 struct run {
@@ -137,16 +151,21 @@ static int parse_call(struct case_file *c, struct section *s)
                   : strcmp(key, "schema") == 0 ? &c->schema : strcmp(key, "previous") == 0 ? &c->previous
                   : strcmp(key, "correction") == 0 ? &c->correction : NULL;
         if (strcmp(key, "task") == 0) {
-            if (strcmp(value, "classification") == 0) c->task = MODEL_TASK_CLASSIFICATION;
-            else if (strcmp(value, "text_generation") == 0) c->task = MODEL_TASK_TEXT_GENERATION;
-            else if (strcmp(value, "embedding") == 0) c->task = MODEL_TASK_EMBEDDING;
-            else return parse_error(c, n, "call: task is classification, text_generation or embedding");
+            int found = 0;
+            for (int t = 0; t <= MODEL_TASK_CLUSTERING; t++)
+                if (strcmp(value, task_names[t]) == 0) { c->task = (enum model_task)t; found = 1; }
+            if (!found) return parse_error(c, n, "call: task is classification, text_generation, embedding, regression or clustering");
+        } else if (strcmp(key, "time") == 0) { /* 2024-05-01T12:00:00Z */
+            struct tm tm = {0};
+            char *end = strptime(value, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            if (!end || *end) return parse_error(c, n, "call: time is YYYY-MM-DDTHH:MM:SSZ");
+            c->time = timegm(&tm);
         } else if (to) {
             free(*to);
             *to = value_of(value);
             if (!*to) return parse_error(c, n, "call: a value in quotes must be a JSON string");
         } else {
-            return parse_error(c, n, "call: keys are task, system, prompt, schema, previous, correction");
+            return parse_error(c, n, "call: keys are task, system, prompt, schema, previous, correction, time");
         }
     }
     if (!c->prompt) return parse_error(c, s->line, "call: give the prompt");
@@ -154,21 +173,21 @@ static int parse_call(struct case_file *c, struct section *s)
 }
 
 /* "METHOD URL", header lines, a blank line, the body. */
-static int parse_request(struct case_file *c, struct section *s)
+static int parse_request(struct case_file *c, struct section *s, struct request_case *q)
 {
     char *cursor = s->text, *line = next_line(&cursor);
     char *space = line ? strchr(line, ' ') : NULL;
     if (!space) return parse_error(c, s->line, "request: the first line is METHOD URL");
-    c->request_line = s->line;
-    c->method = rn_strndup(line, (size_t)(space - line));
-    c->url = rn_strdup(space + 1);
+    q->line = s->line;
+    q->method = rn_strndup(line, (size_t)(space - line));
+    q->url = rn_strdup(space + 1);
     int n = s->line + 1;
     while ((line = next_line(&cursor)) && *line) {
-        if (c->request_header_count == LINES_MAX) return parse_error(c, n, "request: too many headers");
-        c->request_headers[c->request_header_count++] = rn_strdup(line);
+        if (q->header_count == LINES_MAX) return parse_error(c, n, "request: too many headers");
+        q->headers[q->header_count++] = rn_strdup(line);
         n++;
     }
-    c->request_body = rn_strdup(cursor ? cursor : "");
+    q->body = rn_strdup(cursor ? cursor : "");
     return 0;
 }
 
@@ -279,10 +298,15 @@ static void case_free(struct case_file *c)
     free(c->schema);
     free(c->previous);
     free(c->correction);
-    free(c->method);
-    free(c->url);
-    for (size_t i = 0; i < c->request_header_count; i++) free(c->request_headers[i]);
-    free(c->request_body);
+    struct request_case *requests[] = {&c->request, &c->credentials_request};
+    for (size_t k = 0; k < 2; k++) {
+        free(requests[k]->method);
+        free(requests[k]->url);
+        for (size_t i = 0; i < requests[k]->header_count; i++) free(requests[k]->headers[i]);
+        free(requests[k]->body);
+    }
+    free(c->credentials_answer.text);
+    free(c->credentials_answer.error);
     for (size_t i = 0; i < c->answer_count; i++) {
         free(c->answers[i].text);
         free(c->answers[i].error);
@@ -342,7 +366,13 @@ static int case_load(struct case_file *c, const char *path)
         } else if (strcmp(s->name, "call") == 0) {
             rc = parse_call(c, s);
         } else if (strcmp(s->name, "request") == 0) {
-            rc = parse_request(c, s);
+            rc = parse_request(c, s, &c->request);
+        } else if (strcmp(s->name, "credentials-request") == 0) {
+            rc = parse_request(c, s, &c->credentials_request);
+        } else if (strcmp(s->name, "credentials-answer") == 0) {
+            rc = parse_answer(c, s, &c->credentials_answer);
+        } else if (strcmp(s->name, "credentials-error") == 0) {
+            c->credentials_error = s;
         } else if (strcmp(s->name, "answer") == 0) {
             if (c->answer_count == ANSWERS_MAX) return parse_error(c, s->line, "too many answers");
             a = &c->answers[c->answer_count++];
@@ -351,14 +381,21 @@ static int case_load(struct case_file *c, const char *path)
             if (!a) return parse_error(c, s->line, "a verdict or reply follows its answer");
             rc = s->name[0] == 'v' ? parse_verdict(c, s, a) : parse_reply(c, s, a);
         } else {
-            return parse_error(c, s->line - 1, "unknown section (options, open-error, call, request, answer, verdict, reply)");
+            return parse_error(c, s->line - 1, "unknown section (options, open-error, call, credentials-request, "
+                               "credentials-answer, credentials-error, request, answer, verdict, reply)");
         }
         if (rc) return -1;
     }
     if (!c->options) return parse_error(c, 1, "no options section");
     if (!c->open_error) {
         if (!c->prompt) return parse_error(c, 1, "no call section");
-        if (!c->method) return parse_error(c, 1, "no request section");
+        if (c->credentials_request.line && !c->credentials_answer.line)
+            return parse_error(c, c->credentials_request.line, "a credentials-request needs its credentials-answer");
+        if (c->credentials_error) {
+            if (!c->credentials_answer.line) return parse_error(c, c->credentials_error->line, "a credentials-error needs its credentials-answer");
+            return 0; /* the case ends there */
+        }
+        if (!c->request.method) return parse_error(c, 1, "no request section");
         if (!c->answer_count) return parse_error(c, 1, "no answer section");
         for (size_t i = 0; i < c->answer_count; i++)
             if (!c->answers[i].verdict_line) return parse_error(c, c->answers[i].line, "the answer has no verdict");
@@ -377,7 +414,6 @@ static int spec_has(const struct option_spec *spec, const char *name)
     return 0;
 }
 
-static const char *const task_names[] = {"classification", "text_generation", "embedding"};
 
 /* Push the options the provider is opened with: the case's, declared as a job script would
  * (model.PROVIDER{...}, with the call's task and a prompt), checked there and read back as the
@@ -440,26 +476,71 @@ static void compare_number(struct run *run, int line, const char *what, int64_t 
     if (want != got) mismatch(run, line, "%s: want %lld, got %lld", what, (long long)want, (long long)got);
 }
 
-static void compare_request(struct run *run, struct http_request *req)
+static void compare_request(struct run *run, const struct request_case *q, struct http_request *req)
 {
-    const struct case_file *c = run->c;
-    int line = c->request_line;
-    compare_text(run, line, "method", c->method, req->method ? req->method : "(none)");
-    compare_text(run, line, "URL", c->url, req->url.data ? req->url.data : "");
+    int line = q->line;
+    compare_text(run, line, "method", q->method, req->method ? req->method : "(none)");
+    compare_text(run, line, "URL", q->url, req->url.data ? req->url.data : "");
     size_t i = 0;
     for (const struct curl_slist *h = http_request_header_list(req); h; h = h->next, i++) {
-        if (i < c->request_header_count) {
+        if (i < q->header_count) {
             char what[32];
             snprintf(what, sizeof what, "header %zu", i + 1);
-            compare_text(run, line + 1 + (int)i, what, c->request_headers[i], h->data);
+            compare_text(run, line + 1 + (int)i, what, q->headers[i], h->data);
         } else {
             mismatch(run, line + 1 + (int)i, "header %zu: not expected, got '%s'", i + 1, h->data);
         }
     }
-    if (i < c->request_header_count)
-        mismatch(run, line + 1 + (int)i, "header %zu: want '%s', got no more headers", i + 1, c->request_headers[i]);
-    compare_text(run, line + 2 + (int)c->request_header_count, "body", c->request_body,
-                 req->body.data ? req->body.data : "");
+    if (i < q->header_count)
+        mismatch(run, line + 1 + (int)i, "header %zu: want '%s', got no more headers", i + 1, q->headers[i]);
+    /* a body of GET is not sent: an empty expectation */
+    compare_text(run, line + 2 + (int)q->header_count, "body", q->body, req->body.data ? req->body.data : "");
+}
+
+/* The credentials a provider fetches (refresh, refreshed): the request it wants sent, compared
+ * with the case's, then its canned answer handed back. 0 to go on with the call; -1 when the
+ * case ends here (a credentials-error, or a mismatch that leaves nothing to test). */
+static int run_credentials(struct run *run, const struct provider_ops *ops, void *self)
+{
+    const struct case_file *c = run->c;
+    if (!ops->refresh) {
+        if (c->credentials_request.line) mismatch(run, c->credentials_request.line, "the provider fetches no credentials");
+        return 0;
+    }
+    struct http_request req;
+    http_request_init(&req);
+    struct rn_err err;
+    int rc = ops->refresh(self, 0, &req, &err), result = 0;
+    if (rc < 0) {
+        mismatch(run, c->options->line, "refresh: %s", err.msg);
+        result = -1;
+    } else if (rc == 0) {
+        if (c->credentials_request.line) mismatch(run, c->credentials_request.line, "refresh: no request wanted");
+    } else if (!c->credentials_request.line) {
+        mismatch(run, c->options->line, "refresh: wants a request the case does not expect: %s %s", req.method,
+                 req.url.data ? req.url.data : "");
+        result = -1;
+    } else {
+        compare_request(run, &c->credentials_request, &req);
+        const struct answer_case *a = &c->credentials_answer;
+        struct http_response answer = {a->status, a->headers, a->header_count, a->body, a->body_len};
+        rc = ops->refreshed(self, &answer, NULL, 0, &err);
+        if (c->credentials_error) {
+            if (rc == 0) mismatch(run, c->credentials_error->line, "refreshed: want an error holding '%s', it succeeded",
+                                  c->credentials_error->text);
+            else if (!strstr(err.msg, c->credentials_error->text))
+                mismatch(run, c->credentials_error->line, "refreshed: want an error holding '%s', got '%s'",
+                         c->credentials_error->text, err.msg);
+            result = -1;
+        } else if (rc) {
+            mismatch(run, a->line, "refreshed: %s", err.msg);
+            result = -1;
+        } else if (ops->refresh(self, 0, &req, &err) != 0) {
+            mismatch(run, a->line, "refresh: wants another request right after a good answer");
+        }
+    }
+    http_request_free(&req);
+    return result;
 }
 
 static const char *outcome_name(enum provider_outcome o)
@@ -531,7 +612,9 @@ static void run_case(struct run *run)
         return;
     }
     env.L = L;
-    struct provider_setup setup = {c->task, c->schema != NULL, c->schema};
+    struct secret_set secrets;
+    secret_set_init(&secrets);
+    struct provider_setup setup = {c->task, c->schema != NULL, c->schema, c->time, &secrets};
     struct http_request req;
     http_request_init(&req);
     void *self = NULL;
@@ -547,20 +630,22 @@ static void run_case(struct run *run)
         mismatch(run, c->options->line, "open: %s", err.msg);
         goto done;
     }
+    if (run_credentials(run, ops, self)) goto done;
     struct model_call call = {
         .task = c->task, .system = c->system, .prompt = c->prompt, .prompt_len = strlen(c->prompt),
         .schema_json = c->schema, .previous_answer = c->previous, .correction = c->correction,
     };
     http_request_clear(&req);
     if (ops->build(self, &call, &req, &err)) {
-        mismatch(run, c->request_line, "build: %s", err.msg);
+        mismatch(run, c->request.line, "build: %s", err.msg);
         goto done;
     }
-    if (ops->authorize && ops->authorize(self, &req, &err)) {
-        mismatch(run, c->request_line, "authorize: %s", err.msg);
+    int authorized = ops->authorize ? ops->authorize(self, &req, &err) : 0;
+    if (authorized) {
+        mismatch(run, c->request.line, "authorize: %s", authorized > 0 ? "no credentials yet" : err.msg);
         goto done;
     }
-    compare_request(run, &req);
+    compare_request(run, &c->request, &req);
     for (size_t i = 0; i < c->answer_count; i++) {
         const struct answer_case *a = &c->answers[i];
         struct http_response answer = {a->status, a->headers, a->header_count, a->body, a->body_len};
@@ -578,14 +663,16 @@ static void run_case(struct run *run)
 done:
     if (self) ops->close(self);
     http_request_free(&req);
+    secret_set_free(&secrets);
     luajob_close(L);
 }
 
 /* ---- the driver can fail: each case with one expectation made wrong ---- */
 
-enum mutation { WRONG_BODY, WRONG_HEADER, WRONG_OUTCOME, WRONG_HINT, WRONG_REPLY, WRONG_TOKENS, MUTATIONS };
+enum mutation { WRONG_BODY, WRONG_HEADER, WRONG_OUTCOME, WRONG_HINT, WRONG_REPLY, WRONG_TOKENS, WRONG_CREDENTIALS,
+                MUTATIONS };
 static const char *const mutation_names[] = {"request body", "request header", "verdict outcome", "retry hint",
-                                             "reply text", "usage tokens"};
+                                             "reply text", "usage tokens", "credentials request or error"};
 
 /* The first answer whose reply is a text to compare, or NULL. */
 static struct answer_case *first_reply(struct case_file *c)
@@ -612,12 +699,12 @@ static int mutate(struct case_file *c, enum mutation m, void **saved, int64_t *s
     struct answer_case *a = c->answer_count ? &c->answers[0] : NULL, *replied = first_reply(c);
     switch (m) {
     case WRONG_BODY:
-        if (c->open_error) return 0;
-        lengthen(&c->request_body, saved);
+        if (c->open_error || !c->request.line) return 0;
+        lengthen(&c->request.body, saved);
         return 1;
     case WRONG_HEADER:
-        if (c->open_error || !c->request_header_count) return 0;
-        c->request_header_count--; /* the last expected header is missing from the expectation */
+        if (c->open_error || !c->request.header_count) return 0;
+        c->request.header_count--; /* the last expected header is missing from the expectation */
         return 1;
     case WRONG_OUTCOME:
         if (!a) return 0;
@@ -638,6 +725,11 @@ static int mutate(struct case_file *c, enum mutation m, void **saved, int64_t *s
         *saved_number = replied->tokens_in;
         replied->tokens_in += 1;
         return 1;
+    case WRONG_CREDENTIALS:
+        if (c->credentials_error) lengthen(&c->credentials_error->text, saved);
+        else if (c->credentials_request.line) lengthen(&c->credentials_request.body, saved);
+        else return 0;
+        return 1;
     case MUTATIONS:
         break;
     }
@@ -648,12 +740,16 @@ static void mutation_undo(struct case_file *c, enum mutation m, void *saved, int
 {
     struct answer_case *a = &c->answers[0], *replied = first_reply(c);
     switch (m) {
-    case WRONG_BODY: free(c->request_body); c->request_body = saved; break;
-    case WRONG_HEADER: c->request_header_count++; break;
+    case WRONG_BODY: free(c->request.body); c->request.body = saved; break;
+    case WRONG_HEADER: c->request.header_count++; break;
     case WRONG_OUTCOME: a->verdict.outcome = (enum provider_outcome)saved_number; break;
     case WRONG_HINT: a->verdict.retry_after_ms = saved_number; break;
     case WRONG_REPLY: free(replied->text); replied->text = saved; break;
     case WRONG_TOKENS: replied->tokens_in = saved_number; break;
+    case WRONG_CREDENTIALS:
+        if (c->credentials_error) { free(c->credentials_error->text); c->credentials_error->text = saved; }
+        else { free(c->credentials_request.body); c->credentials_request.body = saved; }
+        break;
     case MUTATIONS: break;
     }
 }
