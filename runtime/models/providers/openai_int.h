@@ -1,12 +1,46 @@
-/* openai_int.h: openai.c's declarations for its tests and fuzzers (tests/fuzz/fuzz_answer.c,
- * tests/unit/test_providers.c), not for the runtime, which reaches the provider through
- * engine/registry.c. */
+/* openai_int.h: the OpenAI wire format (openai_wire.c), shared by model.openai and
+ * model.azure_openai, and openai.c's declarations for its tests and fuzzers
+ * (tests/fuzz/fuzz_answer.c, tests/unit/test_providers.c). Not for the runtime, which reaches
+ * the providers through engine/registry.c.
+ *
+ * A body is made of parts fixed at open (the head with the model, the sampling options and
+ * `parameters` after the messages) and the messages of one call, so building one is a few
+ * appends. */
 #ifndef RUNNEL_OPENAI_INT_H
 #define RUNNEL_OPENAI_INT_H
 
 #include "models/model.h"
 
 extern const struct provider_ops openai_provider;
+
+/* The sampling options both providers take (temperature, max_tokens, top_p, seed), for their
+ * option tables. */
+#define OPENAI_SAMPLING_OPTIONS                                                                    \
+    {"temperature", OPT_NUMBER, 0, NULL, .help = "sampling temperature", OPT_RANGE(0, 2)},         \
+    {"max_tokens", OPT_INTEGER, 0, NULL, .help = "longest answer in tokens", OPT_AT_LEAST(1)},     \
+    {"top_p", OPT_NUMBER, 0, NULL, .help = "nucleus sampling",                                     \
+     .bounds = OPT_MIN | OPT_MIN_EXCLUSIVE | OPT_MAX, .min = 0, .max = 1},                         \
+    {"seed", OPT_INTEGER, 0, NULL, .help = "seed for more repeatable answers"},                    \
+    {"parameters", OPT_TABLE, 0, NULL, .help = "more request fields, sent as JSON as they are"}
+
+struct openai_wire {
+    struct buf head;             /* {"model":"...", or { */
+    struct buf chat_tail;        /* ,"temperature":... and the parameters, for chat bodies */
+    struct buf embedding_tail;   /* the parameters, for embedding bodies */
+    const char *system_source;   /* the system prompt system_json encodes (the engine's pointer) */
+    struct buf system_json;
+};
+
+/* Read the sampling options and `parameters` from the checked options at opts; model (NULL:
+ * none in the body) heads every body. -1 and err naming the option. Free with
+ * openai_wire_free either way. */
+int openai_wire_open(struct openai_wire *w, lua_State *L, int opts, const char *model, int structured,
+                     struct rn_err *err);
+void openai_wire_free(struct openai_wire *w);
+/* The body of one call (chat completion, or embeddings for task embedding) appended to body. */
+void openai_wire_body(struct openai_wire *w, const struct model_call *call, struct buf *body);
+/* Read a 2xx answer: a chat completion's first message, or an embedding, and the usage. */
+int openai_wire_parse(const char *body, size_t len, struct model_reply *reply, struct rn_err *err);
 
 /* The answer parser without its fast path (jansson only), so the fuzzer can check that both
  * read every body the same way. 0, or -1 and err. reply as for provider_ops.parse. */
