@@ -6,7 +6,8 @@
 
 extern const struct source_ops csv_source;
 extern const struct sink_ops jsonl_sink, csv_sink, stdout_sink, lua_sink;
-extern const struct provider_ops openai_provider;
+extern const struct provider_ops openai_provider, azure_openai_provider, anthropic_provider, bedrock_provider,
+    gemini_provider, vertex_provider, ollama_provider, http_provider;
 #ifndef RUNNEL_WITHOUT_KAFKA
 extern const struct source_ops kafka_source;
 extern const struct sink_ops kafka_sink;
@@ -19,7 +20,7 @@ extern const struct sink_ops kafka_sink;
 
 const struct source_ops *const source_plugins[] = {&csv_source, KAFKA_SOURCE NULL};
 const struct sink_ops *const sink_plugins[] = {&jsonl_sink, &csv_sink, &stdout_sink, &lua_sink, KAFKA_SINK NULL};
-const struct provider_ops *const provider_plugins[] = {&openai_provider, NULL};
+const struct provider_ops *const provider_plugins[] = {&openai_provider, &azure_openai_provider, NULL};
 
 const struct source_ops *plugin_source(const char *name)
 {

@@ -98,8 +98,9 @@ struct provider_verdict {
      * are left holds back every send until the reset. */
     int64_t remaining_requests, remaining_tokens;
     int64_t reset_requests_ms, reset_tokens_ms;
-    const char *why;            /* FAIL_JOB, FAIL_RECORD: a static explanation put before the status
-                                 * and body in the job's error or the dead letter, or NULL */
+    const char *why;            /* FAIL_JOB, FAIL_RECORD: an explanation put before the status and
+                                 * body in the job's error or the dead letter, or NULL; static, or
+                                 * the provider's until its next classify */
 };
 
 struct provider_ops {
