@@ -784,6 +784,10 @@ int main(int argc, char **argv)
 {
     int mutations[MUTATIONS] = {0};
     size_t files = 0;
+    /* the cases say every credential they use: none comes from the tester's environment */
+    static const char *const environment[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                                              "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_BEARER_TOKEN_BEDROCK"};
+    for (size_t i = 0; i < sizeof environment / sizeof environment[0]; i++) unsetenv(environment[i]);
     if (argc > 1) {
         for (int i = 1; i < argc; i++, files++) test_file(argv[i], mutations);
     } else {
