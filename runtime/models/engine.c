@@ -613,6 +613,7 @@ static void credentials_done(struct model *m)
         set_fatal(m, m->done_reason.data);
     }
     m->credentials_wait = 0; /* sends ask authorize again */
+    if (r->response.data) explicit_bzero(r->response.data, r->response.len); /* it held a token */
     buf_clear(&r->response);
 }
 

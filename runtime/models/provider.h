@@ -134,7 +134,7 @@ struct provider_ops {
      * loop at every wake-up while no refresh is in flight; when the provider wants one (no
      * token, or one that expires soon), it fills req (cleared by the engine; URL, method,
      * headers, body) and returns 1, and the engine sends it on the job's HTTP client. 0: none
-     * wanted now. -1 and err stops the job. */
+     * wanted now. -1 and err stops the job. now_ms is the engine's clock (rn_now_ms). */
     int (*refresh)(void *self, int64_t now_ms, struct http_request *req, struct rn_err *err);
     /* The refresh request finished: its answer, or failure (curl's message) when none came.
      * 0 when it was used or the provider will ask again (refresh), -1 and err (naming the

@@ -46,7 +46,7 @@ struct answer_case {
     int reply_line;                   /* 0: no reply section (the answer is not parsed) */
     char *text;                       /* expected reply text ("" when not given) */
     json_t *vector;                   /* expected embedding, or NULL */
-    int64_t tokens_in, tokens_out;
+    int64_t tokens_in, tokens_out, cache_read, cache_write;
     char *error;                      /* parse must fail with a message holding this, or NULL */
 };
 
@@ -280,10 +280,14 @@ static int parse_reply(struct case_file *c, struct section *s, struct answer_cas
             rc = parse_number(c, n, value, &a->tokens_in);
         } else if (strcmp(key, "tokens_out") == 0) {
             rc = parse_number(c, n, value, &a->tokens_out);
+        } else if (strcmp(key, "cache_read") == 0) {
+            rc = parse_number(c, n, value, &a->cache_read);
+        } else if (strcmp(key, "cache_write") == 0) {
+            rc = parse_number(c, n, value, &a->cache_write);
         } else if (strcmp(key, "error") == 0) {
             a->error = rn_strdup(value);
         } else {
-            return parse_error(c, n, "reply: keys are text, vector, tokens_in, tokens_out, error");
+            return parse_error(c, n, "reply: keys are text, vector, tokens_in, tokens_out, cache_read, cache_write, error");
         }
         if (rc) return -1;
     }
@@ -510,7 +514,8 @@ static int run_credentials(struct run *run, const struct provider_ops *ops, void
     struct http_request req;
     http_request_init(&req);
     struct rn_err err;
-    int rc = ops->refresh(self, 0, &req, &err), result = 0;
+    int64_t now = rn_now_ms(); /* the engine's clock */
+    int rc = ops->refresh(self, now, &req, &err), result = 0;
     if (rc < 0) {
         mismatch(run, c->options->line, "refresh: %s", err.msg);
         result = -1;
@@ -524,7 +529,7 @@ static int run_credentials(struct run *run, const struct provider_ops *ops, void
         compare_request(run, &c->credentials_request, &req);
         const struct answer_case *a = &c->credentials_answer;
         struct http_response answer = {a->status, a->headers, a->header_count, a->body, a->body_len};
-        rc = ops->refreshed(self, &answer, NULL, 0, &err);
+        rc = ops->refreshed(self, &answer, NULL, now, &err);
         if (c->credentials_error) {
             if (rc == 0) mismatch(run, c->credentials_error->line, "refreshed: want an error holding '%s', it succeeded",
                                   c->credentials_error->text);
@@ -535,7 +540,7 @@ static int run_credentials(struct run *run, const struct provider_ops *ops, void
         } else if (rc) {
             mismatch(run, a->line, "refreshed: %s", err.msg);
             result = -1;
-        } else if (ops->refresh(self, 0, &req, &err) != 0) {
+        } else if (http_request_clear(&req), ops->refresh(self, now, &req, &err) != 0) {
             mismatch(run, a->line, "refresh: wants another request right after a good answer");
         }
     }
@@ -592,6 +597,8 @@ static void compare_reply(struct run *run, const struct answer_case *a, int rc, 
     }
     compare_number(run, line, "tokens_in", a->tokens_in, r->tokens_in);
     compare_number(run, line, "tokens_out", a->tokens_out, r->tokens_out);
+    compare_number(run, line, "cache_read", a->cache_read, r->tokens_cache_read);
+    compare_number(run, line, "cache_write", a->cache_write, r->tokens_cache_write);
 }
 
 /* Run the case in run->c; mismatches are counted in run->failures. */
@@ -669,10 +676,11 @@ done:
 
 /* ---- the driver can fail: each case with one expectation made wrong ---- */
 
-enum mutation { WRONG_BODY, WRONG_HEADER, WRONG_OUTCOME, WRONG_HINT, WRONG_REPLY, WRONG_TOKENS, WRONG_CREDENTIALS,
-                MUTATIONS };
+enum mutation { WRONG_BODY, WRONG_HEADER, WRONG_OUTCOME, WRONG_HINT, WRONG_REPLY, WRONG_TOKENS, WRONG_CACHE,
+                WRONG_CREDENTIALS, MUTATIONS };
 static const char *const mutation_names[] = {"request body", "request header", "verdict outcome", "retry hint",
-                                             "reply text", "usage tokens", "credentials request or error"};
+                                             "reply text", "usage tokens", "prompt-cache tokens",
+                                             "credentials request or error"};
 
 /* The first answer whose reply is a text to compare, or NULL. */
 static struct answer_case *first_reply(struct case_file *c)
@@ -725,6 +733,16 @@ static int mutate(struct case_file *c, enum mutation m, void **saved, int64_t *s
         *saved_number = replied->tokens_in;
         replied->tokens_in += 1;
         return 1;
+    case WRONG_CACHE: /* the first reply that counts prompt-cache tokens */
+        for (size_t i = 0; i < c->answer_count; i++) {
+            struct answer_case *r = &c->answers[i];
+            if (!r->reply_line || r->error || !(r->cache_read || r->cache_write)) continue;
+            *saved = r;
+            *saved_number = r->cache_read;
+            r->cache_read += 1;
+            return 1;
+        }
+        return 0;
     case WRONG_CREDENTIALS:
         if (c->credentials_error) lengthen(&c->credentials_error->text, saved);
         else if (c->credentials_request.line) lengthen(&c->credentials_request.body, saved);
@@ -746,6 +764,7 @@ static void mutation_undo(struct case_file *c, enum mutation m, void *saved, int
     case WRONG_HINT: a->verdict.retry_after_ms = saved_number; break;
     case WRONG_REPLY: free(replied->text); replied->text = saved; break;
     case WRONG_TOKENS: replied->tokens_in = saved_number; break;
+    case WRONG_CACHE: ((struct answer_case *)saved)->cache_read = saved_number; break;
     case WRONG_CREDENTIALS:
         if (c->credentials_error) { free(c->credentials_error->text); c->credentials_error->text = saved; }
         else { free(c->credentials_request.body); c->credentials_request.body = saved; }
@@ -786,7 +805,8 @@ int main(int argc, char **argv)
     size_t files = 0;
     /* the cases say every credential they use: none comes from the tester's environment */
     static const char *const environment[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                                              "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_BEARER_TOKEN_BEDROCK"};
+                                              "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_BEARER_TOKEN_BEDROCK",
+                                              "GOOGLE_APPLICATION_CREDENTIALS"};
     for (size_t i = 0; i < sizeof environment / sizeof environment[0]; i++) unsetenv(environment[i]);
     if (argc > 1) {
         for (int i = 1; i < argc; i++, files++) test_file(argv[i], mutations);
