@@ -20,8 +20,9 @@ extern const struct sink_ops kafka_sink;
 
 const struct source_ops *const source_plugins[] = {&csv_source, KAFKA_SOURCE NULL};
 const struct sink_ops *const sink_plugins[] = {&jsonl_sink, &csv_sink, &stdout_sink, &lua_sink, KAFKA_SINK NULL};
-const struct provider_ops *const provider_plugins[] = {&openai_provider, &azure_openai_provider, &anthropic_provider, &bedrock_provider, &gemini_provider,
-                                                       &vertex_provider, NULL};
+const struct provider_ops *const provider_plugins[] = {&openai_provider, &azure_openai_provider, &anthropic_provider,
+                                                       &bedrock_provider, &gemini_provider, &vertex_provider,
+                                                       &ollama_provider, &http_provider, NULL};
 
 const struct source_ops *plugin_source(const char *name)
 {

@@ -293,6 +293,7 @@ static int build_call(struct model *m, struct slot *s, struct rn_err *err)
     c->schema_json = m->output.schema_json;
     c->previous_answer = s->corrected ? s->answer.data : NULL;
     c->correction = s->corrected ? s->correction.data : NULL;
+    c->record_ref = s->record_ref;
     http_request_clear(&s->req);
     if (m->provider->build(m->provider_self, c, &s->req, err)) return -1;
     s->built_headers = http_request_header_mark(&s->req);

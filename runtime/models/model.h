@@ -43,15 +43,19 @@
                 .default_note = "input", OPT_AT_LEAST(0)},                                         \
                {"cache_write", OPT_NUMBER, 0, NULL, .help = "USD per 1M input tokens written to the prompt cache", \
                 .default_note = "input", OPT_AT_LEAST(0)})
-#define MODEL_COMMON_OPTIONS                                                                       \
+/* The options of the engine, listed in every provider's table: MODEL_COMMON_OPTIONS, or the
+ * three parts around the prompt for a provider whose prompt is optional (model.http). */
+#define MODEL_TASK_OPTIONS                                                                         \
     {"task", OPT_ENUM, 0, "classification", .help = "what the model does for each record",        \
      .choices = OPT_CHOICES("classification", "text_generation", "embedding", "regression", "clustering")}, \
     {"centroids", OPT_MAP, 0, NULL,                                                                \
      .help = "clustering: { name = { x1, x2, ... } }: each record gets the name of the nearest (cosine) to its embedding", \
      .value = OPT_VALUE(OPT_TABLE, .check = model_check_centroid)},                              \
-    {"system", OPT_STRING, 0, NULL, .help = "system prompt"},                                      \
+    {"system", OPT_STRING, 0, NULL, .help = "system prompt"}
+#define MODEL_PROMPT_OPTION                                                                        \
     {"prompt", OPT_STRING_OR_FUNCTION, 1, NULL,                                                    \
-     .help = "template with {{field}} placeholders, or function(record) -> string"},              \
+     .help = "template with {{field}} placeholders, or function(record) -> string"}
+#define MODEL_ANSWER_OPTIONS                                                                       \
     {"output", OPT_MAP, 0, NULL, .help = "fields the answer fills: { name = { type=, min=, max=, enum= } } or { name = \"type\" }", \
      .value = OPT_VALUE(OPT_NESTED, .fields = MODEL_OUTPUT_FIELD_OPTIONS, .short_form = "type")}, \
     {"limits", OPT_NESTED, 0, NULL, .help = "concurrency, rate limits, timeouts and retries",      \
@@ -60,6 +64,7 @@
     {"cache", OPT_BOOLEAN, 0, NULL,                                                                \
      .help = "reuse answers stored on disk (state dir) for the same request; --no-cache bypasses it", \
      .default_note = "batch mode"}
+#define MODEL_COMMON_OPTIONS MODEL_TASK_OPTIONS, MODEL_PROMPT_OPTION, MODEL_ANSWER_OPTIONS
 
 struct model;
 

@@ -69,6 +69,8 @@ struct model_call {
     const char *schema_json;     /* JSON schema of `output` when structured output is wanted, else NULL */
     const char *previous_answer; /* on the one retry after an invalid answer: what the model said */
     const char *correction;      /* ... and why it was rejected; NULL otherwise */
+    int record_ref;              /* the record (a registry ref in the job's Lua state), for a provider
+                                  * that makes its body from it (model.http); LUA_NOREF in tests */
 };
 
 /* One parsed answer as parse fills it. The engine empties text and sets vector to NULL first. */

@@ -69,6 +69,7 @@ struct case_file {
     /* the call */
     enum model_task task;
     char *system, *prompt, *schema, *previous, *correction;
+    char *record;                     /* a Lua table constructor: the record the call is for, or NULL */
     time_t time;                      /* the provider's wall clock; 0: the real one */
     struct request_case request;
     /* credentials fetched by refresh: the request expected, the canned answer, or the error
@@ -149,7 +150,7 @@ static int parse_call(struct case_file *c, struct section *s)
         if (split_key(line, &key, &value)) return parse_error(c, n, "call: expected key: value");
         char **to = strcmp(key, "system") == 0 ? &c->system : strcmp(key, "prompt") == 0 ? &c->prompt
                   : strcmp(key, "schema") == 0 ? &c->schema : strcmp(key, "previous") == 0 ? &c->previous
-                  : strcmp(key, "correction") == 0 ? &c->correction : NULL;
+                  : strcmp(key, "correction") == 0 ? &c->correction : strcmp(key, "record") == 0 ? &c->record : NULL;
         if (strcmp(key, "task") == 0) {
             int found = 0;
             for (int t = 0; t <= MODEL_TASK_CLUSTERING; t++)
@@ -165,7 +166,7 @@ static int parse_call(struct case_file *c, struct section *s)
             *to = value_of(value);
             if (!*to) return parse_error(c, n, "call: a value in quotes must be a JSON string");
         } else {
-            return parse_error(c, n, "call: keys are task, system, prompt, schema, previous, correction, time");
+            return parse_error(c, n, "call: keys are task, system, prompt, schema, previous, correction, record, time");
         }
     }
     if (!c->prompt) return parse_error(c, s->line, "call: give the prompt");
@@ -302,6 +303,7 @@ static void case_free(struct case_file *c)
     free(c->schema);
     free(c->previous);
     free(c->correction);
+    free(c->record);
     struct request_case *requests[] = {&c->request, &c->credentials_request};
     for (size_t k = 0; k < 2; k++) {
         free(requests[k]->method);
@@ -640,8 +642,21 @@ static void run_case(struct run *run)
     if (run_credentials(run, ops, self)) goto done;
     struct model_call call = {
         .task = c->task, .system = c->system, .prompt = c->prompt, .prompt_len = strlen(c->prompt),
-        .schema_json = c->schema, .previous_answer = c->previous, .correction = c->correction,
+        .schema_json = c->schema, .previous_answer = c->previous, .correction = c->correction, .record_ref = LUA_NOREF,
     };
+    if (c->record) { /* the record, as the pipeline holds it: a table in the registry */
+        struct buf code;
+        buf_init(&code);
+        buf_printf(&code, "return %s", c->record);
+        int bad = luaL_loadbuffer(L, code.data, code.len, c->path) || lua_pcall(L, 0, 1, 0) || !lua_istable(L, -1);
+        buf_free(&code);
+        if (bad) {
+            mismatch(run, c->request.line, "call: record is not a Lua table");
+            lua_pop(L, 1);
+            goto done;
+        }
+        call.record_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     http_request_clear(&req);
     if (ops->build(self, &call, &req, &err)) {
         mismatch(run, c->request.line, "build: %s", err.msg);
