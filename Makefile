@@ -85,9 +85,16 @@ build/asan/%.o: runtime/%.c
 -include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d) $(UNIT_BIN:=.d)
 
 # ---- tools --------------------------------------------------------------------------
-bin/model-server: tools/model-server.c tools/lexicon.h
+# The providers' dialects are a file each (tools/model_server_dialect.h); Bedrock's checks SigV4
+# signatures with the runtime's own signer (runtime/core/sigv4.c, checked by AWS's test suite).
+MODEL_SERVER_DIALECTS := tools/model_server_dialect.c tools/model_server_azure.c tools/model_server_anthropic.c \
+                         tools/model_server_bedrock.c tools/model_server_google.c tools/model_server_ollama.c \
+                         tools/model_server_http.c
+MODEL_SERVER_RUNTIME  := runtime/core/sigv4.c runtime/core/sha256.c runtime/core/err.c runtime/core/buf.c
+bin/model-server: tools/model-server.c $(MODEL_SERVER_DIALECTS) $(MODEL_SERVER_RUNTIME) tools/model_server_dialect.h tools/lexicon.h
 	@mkdir -p bin
-	$(CC) $(WARN) $(CFLAGS) -o $@ $< $(shell pkg-config --cflags --libs libmicrohttpd jansson) -lpthread -lm
+	$(CC) $(WARN) $(CFLAGS) -Iruntime -o $@ tools/model-server.c $(MODEL_SERVER_DIALECTS) $(MODEL_SERVER_RUNTIME) \
+	  $(shell pkg-config --cflags --libs libmicrohttpd jansson libcrypto) -lpthread -lm
 
 bin/gen-reviews: tools/gen-reviews.c tools/lexicon.h
 	@mkdir -p bin

@@ -30,6 +30,7 @@
 #include <microhttpd.h>
 
 #include "lexicon.h"
+#include "model_server_dialect.h"
 
 #define MAX_BODY_BYTES (1024 * 1024)  /* larger request bodies get 413 */
 #define HANG_POLL_NS (200 * 1000000ull) /* how often a hung request checks for a client close */
@@ -55,6 +56,11 @@ static struct config config = {
     .port = -1, .threads = 1, .timeout_s = 60, .max_connections = 4096,
     .retry_after_s = 1, .degrade_ms = 2, .seed = 1, .event_loop = "poll",
 };
+
+/* The providers' dialects (model_server_dialect.h), in the order they are asked. */
+static struct dialect_config dialect_config = {.token_lifetime_s = 3600};
+static const struct dialect *const dialects[] = {&dialect_azure, &dialect_anthropic, &dialect_bedrock,
+                                                 &dialect_google, &dialect_ollama, &dialect_http};
 
 enum option_kind { OPTION_INTEGER, OPTION_RATE, OPTION_TEXT, OPTION_FLAG };
 
@@ -101,7 +107,16 @@ static const struct option_spec option_specs[] = {
     {"--degrade-ms", OPTION_INTEGER, &config.degrade_ms, 0, 60000,
      "extra latency per in-flight request above --degrade-above"},
     {"--api-key", OPTION_TEXT, &config.api_key, 0, 0,
-     "require 'Authorization: Bearer K' on /v1/*, else 401"},
+     "require 'Authorization: Bearer K' on /v1/*, else 401; the dialects want it in their\n"
+     "      own header (api-key, x-api-key, x-goog-api-key, X-Api-Key, or a bearer)"},
+    {"--aws-access-key-id", OPTION_TEXT, &dialect_config.aws_access_key_id, 0, 0,
+     "Bedrock: require a SigV4 signature made with this key id and --aws-secret-access-key"},
+    {"--aws-secret-access-key", OPTION_TEXT, &dialect_config.aws_secret_access_key, 0, 0,
+     "Bedrock: the secret key the signature is checked with"},
+    {"--google-key", OPTION_TEXT, &dialect_config.google_key, 0, 0,
+     "a service-account key file (JSON): POST /token exchanges JWTs signed with it for Vertex tokens"},
+    {"--token-lifetime", OPTION_INTEGER, &dialect_config.token_lifetime_s, 1, 86400,
+     "expires_in, in seconds, of the tokens /token issues"},
     {"--max-requests", OPTION_INTEGER, &config.max_requests, 0, LONG_MAX,
      "model requests after the first N since start get 503; 0 = unlimited"},
     {"--seed", OPTION_INTEGER, &config.seed, 0, LONG_MAX,
@@ -122,7 +137,12 @@ static void config_print_help(FILE *out)
             "usage: model-server --port P [options]\n"
             "OpenAI-compatible fake model server on 127.0.0.1 for runnel tests and benchmarks.\n\n"
             "Endpoints: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models,\n"
-            "GET /stats, POST /stats/reset. Chat answers rate the user messages 1..5 with\n"
+            "GET /stats, POST /stats/reset. The providers' dialects: Azure OpenAI\n"
+            "(/openai/deployments/D/chat/completions, /openai/v1/...), Anthropic (/v1/messages),\n"
+            "Bedrock (/model/ID/converse, /invoke; SigV4), Gemini (/v1beta/models/M:generateContent,\n"
+            ":embedContent), Vertex (/v1/projects/P/locations/L/publishers/google/models/M:...;\n"
+            "tokens from POST /token, GET /token/stats), Ollama (/api/chat, /api/embed) and a\n"
+            "SageMaker-style model (/endpoints/NAME/invocations). Chat answers rate the user messages 1..5 with\n"
             "tools/lexicon.h (bare number, or JSON for response_format json_object/json_schema);\n"
             "'Summarize:' or a system prompt containing 'summar' gets the first words back.\n\n"
             "Faults apply to the two POST model endpoints only, to requests that passed the\n"
@@ -554,7 +574,7 @@ static void timer_finish(void)
  * request_completed(). */
 
 enum route { ROUTE_CHAT, ROUTE_EMBEDDINGS, ROUTE_MODELS, ROUTE_STATS, ROUTE_STATS_RESET,
-             ROUTE_BAD_METHOD, ROUTE_NOT_FOUND };
+             ROUTE_BAD_METHOD, ROUTE_NOT_FOUND, ROUTE_DIALECT };
 enum phase { PHASE_RECEIVING, PHASE_WAITING, PHASE_HANGING, PHASE_ANSWERED };
 enum fault { FAULT_NONE, FAULT_429, FAULT_500, FAULT_HANG, FAULT_CLOSE, FAULT_MALFORMED,
              FAULT_OUT_OF_RANGE };
@@ -572,6 +592,7 @@ struct request {
     struct MHD_Response *response;
     uint64_t serial, rng, started_ns, hang_until_ns;
     struct strbuf body;
+    const struct dialect *dialect; /* ROUTE_DIALECT: whose */
 };
 
 static void log_request(const struct request *request, const char *outcome)
@@ -1041,8 +1062,13 @@ static const char models_body[] =
     "{\"id\":\"model-server\",\"object\":\"model\",\"created\":1700000000,\"owned_by\":\"runnel\"},"
     "{\"id\":\"model-server-embedding\",\"object\":\"model\",\"created\":1700000000,\"owned_by\":\"runnel\"}]}";
 
-static enum route route_for(const char *method, const char *url)
+static enum route route_for(const char *method, const char *url, const struct dialect **dialect)
 {
+    for (size_t i = 0; i < sizeof dialects / sizeof dialects[0]; i++)
+        if (dialects[i]->match(method, url)) {
+            *dialect = dialects[i];
+            return ROUTE_DIALECT;
+        }
     bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0, get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
     if (strcmp(url, "/v1/chat/completions") == 0) return post ? ROUTE_CHAT : ROUTE_BAD_METHOD;
     if (strcmp(url, "/v1/embeddings") == 0) return post ? ROUTE_EMBEDDINGS : ROUTE_BAD_METHOD;
@@ -1073,8 +1099,9 @@ static enum MHD_Result request_begin(struct MHD_Connection *connection, const ch
     request->method = method;
     request->url = url;
     request->started_ns = clock_ns();
-    request->route = route_for(method, url);
-    request->model_call = request->route == ROUTE_CHAT || request->route == ROUTE_EMBEDDINGS;
+    request->route = route_for(method, url, &request->dialect);
+    request->model_call = request->route == ROUTE_CHAT || request->route == ROUTE_EMBEDDINGS ||
+                          (request->route == ROUTE_DIALECT && request->dialect->model_call(method, url));
     if (!request->model_call) return MHD_YES;
 
     request->serial = atomic_fetch_add(&request_serial, 1) + 1;
@@ -1083,7 +1110,7 @@ static enum MHD_Result request_begin(struct MHD_Connection *connection, const ch
     atomic_fetch_add(&stats.requests, 1);
     stats_enter();
 
-    if (strncmp(url, "/v1/", 4) == 0 && !authorized(connection)) {
+    if (request->route != ROUTE_DIALECT && strncmp(url, "/v1/", 4) == 0 && !authorized(connection)) {
         if (!request_set_error(request, 401, "Incorrect API key provided.", "invalid_request_error",
                                "invalid_api_key"))
             return MHD_NO;
@@ -1129,6 +1156,109 @@ static enum fault fault_draw(struct request *request)
     return FAULT_NONE;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The providers' dialects (model_server_dialect.h): their answers become the request's. */
+
+static bool request_set_dialect_answer(struct request *request, struct dialect_answer *answer)
+{
+    if (!answer->body || !answer->status) {
+        free(answer->body);
+        return false;
+    }
+    struct MHD_Response *response = MHD_create_response_from_buffer(answer->body_len, answer->body, MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free(answer->body);
+        return false;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            answer->content_type ? answer->content_type : "application/json");
+    for (size_t i = 0; i < answer->header_count; i++)
+        MHD_add_response_header(response, answer->headers[i].name, answer->headers[i].value);
+    request->response = response;
+    request->status = answer->status;
+    count_status(request, answer->status);
+    return true;
+}
+
+/* Ask the request's dialect for its answer with this fault; sets the pending answer. */
+static bool dialect_fill(struct request *request, enum fault fault)
+{
+    dialect_config.api_key = config.api_key;
+    dialect_config.retry_after_s = config.retry_after_s;
+    enum dialect_fault spoken = fault == FAULT_429 ? DIALECT_RATE_LIMIT : fault == FAULT_500 ? DIALECT_OVERLOAD
+                              : fault == FAULT_MALFORMED ? DIALECT_MALFORMED
+                              : fault == FAULT_OUT_OF_RANGE ? DIALECT_OUT_OF_RANGE : DIALECT_OK;
+    if (fault == FAULT_MALFORMED) atomic_fetch_add(&stats.malformed, 1);
+    if (fault == FAULT_OUT_OF_RANGE) atomic_fetch_add(&stats.out_of_range, 1);
+    struct dialect_request r = {request->connection, request->method, request->url, request->body.data,
+                                request->body.length, spoken, request->serial, &dialect_config};
+    struct dialect_answer answer = {0};
+    request->dialect->answer(&r, &answer);
+    return request_set_dialect_answer(request, &answer);
+}
+
+/* A dialect's request that is no model call: answered now. */
+static enum MHD_Result dialect_complete(struct request *request, enum fault fault)
+{
+    if (!dialect_fill(request, fault)) return MHD_NO;
+    return request_send(request);
+}
+
+/* A dialect's model call: its answer is set (request_complete then waits out the latency). */
+static enum MHD_Result dialect_answer(struct request *request, enum fault fault)
+{
+    return dialect_fill(request, fault) ? MHD_YES : MHD_NO;
+}
+
+char *dialect_content(const char *user, size_t len, const char *system, const json_t *schema, enum dialect_fault fault,
+                      uint64_t serial)
+{
+    struct answer answer = {0};
+    struct strbuf out = {0};
+    answer.rating = lexicon_rating(text_weight(user, len));
+    answer.shown_rating = answer.rating;
+    if (fault == DIALECT_OUT_OF_RANGE) {
+        answer.out_of_range = true;
+        answer.shown_rating = (serial & 1) ? 7 : 0;
+    }
+    const char *text = user;
+    size_t n = len;
+    while (n && (*text == ' ' || *text == '\n' || *text == '\t')) { text++; n--; }
+    answer.summary_mode = (system && strcasestr(system, "summar")) || (n >= 10 && strncmp(text, "Summarize:", 10) == 0);
+    if (answer.summary_mode) summarize(text, n, &answer.summary);
+    enum answer_format format = !schema ? FORMAT_TEXT
+                              : json_is_object(json_object_get(schema, "properties")) ? FORMAT_JSON_SCHEMA : FORMAT_JSON_OBJECT;
+    chat_content(&out, format, schema, &answer, fault == DIALECT_MALFORMED);
+    free(answer.summary.data);
+    if (out.failed) {
+        free(out.data);
+        return NULL;
+    }
+    return out.data ? out.data : strdup("");
+}
+
+int dialect_weight(const char *text, size_t len) { return text_weight(text, len); }
+int dialect_rating(const char *text, size_t len) { return lexicon_rating(text_weight(text, len)); }
+long dialect_tokens(size_t bytes) { return bytes / 4 ? (long)(bytes / 4) : 1; }
+
+json_t *dialect_embedding(const char *text, size_t len, long dimensions)
+{
+    struct strbuf out = {0};
+    embedding_vector(&out, text, len, dimensions);
+    json_t *vector = out.failed ? NULL : json_loads(out.data, 0, NULL);
+    free(out.data);
+    return vector;
+}
+
+/* The path as sent: MHD decodes %XX in URLs by default, and a SigV4 signature is over the
+ * encoded path (a Bedrock model id's ':' travels as %3A). */
+static size_t keep_escapes(void *unused, struct MHD_Connection *connection, char *s)
+{
+    (void)unused;
+    (void)connection;
+    return strlen(s);
+}
+
 /* The body is complete: answer now, or decide the fault and suspend until the answer is due. */
 static enum MHD_Result request_complete(struct request *request)
 {
@@ -1149,6 +1279,9 @@ static enum MHD_Result request_complete(struct request *request)
         break;
     case ROUTE_CHAT:
     case ROUTE_EMBEDDINGS:
+        break;
+    case ROUTE_DIALECT:
+        if (!request->model_call) return dialect_complete(request, FAULT_NONE);
         break;
     }
     if (!request->model_call) {
@@ -1173,10 +1306,15 @@ static enum MHD_Result request_complete(struct request *request)
         if (random_fraction(&request->rng) < (double)excess / (double)in_flight) fault = FAULT_429;
     }
     if (fault == FAULT_NONE) fault = fault_draw(request);
-    bool chat = request->route == ROUTE_CHAT;
+    bool chat = request->route == ROUTE_CHAT || request->route == ROUTE_DIALECT;
     if (!chat && (fault == FAULT_MALFORMED || fault == FAULT_OUT_OF_RANGE)) fault = FAULT_NONE;
     uint64_t now = clock_ns();
 
+    if (request->dialect && fault != FAULT_HANG && fault != FAULT_CLOSE) {
+        enum MHD_Result answered = dialect_answer(request, fault);
+        if (answered != MHD_YES || request->phase == PHASE_ANSWERED) return answered;
+        fault = FAULT_NONE; /* the answer is set: wait for it like any */
+    }
     switch (fault) {
     case FAULT_HANG:
         atomic_fetch_add(&stats.hung, 1);
@@ -1202,6 +1340,7 @@ static enum MHD_Result request_complete(struct request *request)
     case FAULT_MALFORMED:
     case FAULT_OUT_OF_RANGE:
     case FAULT_NONE:
+        if (request->dialect) break; /* answered above */
         if (fault == FAULT_MALFORMED) atomic_fetch_add(&stats.malformed, 1);
         if (fault == FAULT_OUT_OF_RANGE) atomic_fetch_add(&stats.out_of_range, 1);
         status = chat ? chat_answer(request, fault, &out) : embeddings_answer(request, &out);
@@ -1324,6 +1463,7 @@ int main(int argc, char **argv)
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)config.max_connections, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)config.timeout_s, NULL},
         {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
+        {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)keep_escapes, NULL},
         {config.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)config.threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
