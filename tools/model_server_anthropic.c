@@ -53,10 +53,11 @@ static void anthropic_error(struct dialect_answer *a, unsigned status, const cha
     dialect_json(a, status, json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", type, "message", message));
 }
 
-static void limit_headers(struct dialect_answer *a, long requests_left)
+/* The limits' state: requests_left of them, full again reset_s seconds from now. */
+static void limit_headers(struct dialect_answer *a, long requests_left, long reset_s)
 {
     char reset[32];
-    dialect_rfc3339(reset, 60);
+    dialect_rfc3339(reset, reset_s);
     dialect_header(a, "anthropic-ratelimit-requests-limit", "4000");
     dialect_header(a, "anthropic-ratelimit-requests-remaining", "%ld", requests_left);
     dialect_header(a, "anthropic-ratelimit-requests-reset", "%s", reset);
@@ -143,7 +144,7 @@ static void anthropic_answer(const struct dialect_request *r, struct dialect_ans
     if (r->fault == DIALECT_RATE_LIMIT) {
         json_decref(body);
         dialect_header(a, "retry-after", "%ld", r->config->retry_after_s);
-        limit_headers(a, 0);
+        limit_headers(a, 0, r->config->retry_after_s);
         anthropic_error(a, 429, "rate_limit_error", "Number of requests has exceeded your per-minute rate limit");
         return;
     }
@@ -192,7 +193,7 @@ static void anthropic_answer(const struct dialect_request *r, struct dialect_ans
         }
         free(answer);
     }
-    limit_headers(a, 3999);
+    limit_headers(a, 3999, 60);
     dialect_header(a, "request-id", "req_model_server_%llu", (unsigned long long)r->serial);
     dialect_json(a, 200, json_pack("{s:s,s:s,s:s,s:O,s:o,s:s,s:n,s:{s:i,s:i,s:i,s:i}}", "id", "msg_model_server", "type",
                                    "message", "role", "assistant", "model", json_object_get(body, "model"), "content",

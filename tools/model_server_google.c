@@ -29,12 +29,20 @@
 /* Tokens issued, and the counts of GET /token/stats; shared by the serving threads. */
 static struct {
     pthread_mutex_t lock;
-    struct { char value[96]; time_t expires; } tokens[TOKENS_MAX];
+    struct { char value[96]; double expires; } tokens[TOKENS_MAX]; /* wall clock, in seconds */
     size_t count, next;
     unsigned long exchanges, refused, expired_calls;
     EVP_PKEY *key;             /* --google-key's, loaded at the first exchange */
     char email[256];
 } google = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* The wall clock in seconds, to the microsecond: a token of 2 s lasts 2 s, not 1 to 2. */
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
 
 static bool starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
 
@@ -200,7 +208,7 @@ static void token_answer(const struct dialect_request *r, struct dialect_answer 
     pthread_mutex_lock(&google.lock);
     size_t slot = google.next++ % TOKENS_MAX;
     snprintf(google.tokens[slot].value, sizeof google.tokens[slot].value, "%s", token);
-    google.tokens[slot].expires = time(NULL) + r->config->token_lifetime_s;
+    google.tokens[slot].expires = now_s() + (double)r->config->token_lifetime_s;
     if (google.count < TOKENS_MAX) google.count++;
     google.exchanges++;
     pthread_mutex_unlock(&google.lock);
@@ -212,7 +220,7 @@ static void token_answer(const struct dialect_request *r, struct dialect_answer 
 static int token_state(const char *token)
 {
     int state = -1;
-    time_t now = time(NULL);
+    double now = now_s();
     pthread_mutex_lock(&google.lock);
     for (size_t i = 0; i < google.count; i++)
         if (strcmp(google.tokens[i].value, token) == 0) state = google.tokens[i].expires > now ? 1 : 0;

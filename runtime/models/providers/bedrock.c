@@ -60,6 +60,7 @@ struct bedrock {
     struct header_list headers;  /* Content-Type, Expect, the bearer key or none, the extra headers */
     time_t fixed_time;
     struct buf scratch;          /* the signature, made per attempt */
+    char why[200];               /* a verdict's explanation, until the next classify */
 };
 
 static void wipe_free(char *s)
@@ -350,7 +351,7 @@ static int is(const char *type, const char *name) { return strcmp(type, name) ==
 
 static void bedrock_classify(void *self, const struct http_response *a, struct provider_verdict *v)
 {
-    (void)self;
+    struct bedrock *p = self;
     provider_classify_default(a, v); /* Retry-After, 408, 429 and 5xx retried */
     long status = a->status;
     if (status >= 200 && status < 300) {
@@ -379,7 +380,8 @@ static void bedrock_classify(void *self, const struct http_response *a, struct p
     if (is(type, "UnrecognizedClientException") || is(type, "InvalidSignatureException") ||
         is(type, "ExpiredTokenException") || is(type, "IncompleteSignatureException") || is(type, "MissingAuthenticationTokenException")) {
         v->outcome = PROVIDER_FAIL_JOB;
-        v->why = "AWS refused the credentials or their signature: no record can succeed";
+        snprintf(p->why, sizeof p->why, "AWS refused the credentials or their signature (%s): no record can succeed", type);
+        v->why = p->why;
     } else if (is(type, "AccessDeniedException")) {
         v->outcome = PROVIDER_FAIL_JOB;
         v->why = "the credentials may not invoke this model (AccessDeniedException): no record can succeed";

@@ -1,0 +1,26 @@
+-- jobs/review_embeddings_ollama.lua: an embedding per review title (task embedding, Ollama's
+-- /api/embed), for a vector index or for jobs/review_clusters.lua's centroids.
+--   ollama pull nomic-embed-text && runnel run jobs/review_embeddings_ollama.lua --set endpoint=http://127.0.0.1:11434
+local reviews = source.csv {
+  path   = param("input", "data/reviews_sample.csv"),
+  select = { review_id = "Id", summary = "Summary" },
+  types  = { review_id = "integer" },
+}
+
+local embedder = model.ollama {
+  endpoint = param("endpoint", env("OLLAMA_HOST", "http://127.0.0.1:8089")),
+  model    = param("model", "nomic-embed-text"),
+  task     = "embedding",
+  prompt   = "{{summary}}",
+  limits   = { concurrency = 8, timeout = "60s" },
+}
+
+return job {
+  name    = "review_embeddings_ollama",
+  source  = reviews,
+  filter  = function(r) return r.summary ~= "" end,
+  predict = embedder,                               -- adds r.embedding
+  map     = function(r) return { review_id = r.review_id, embedding = r.embedding } end,
+  sinks   = { sink.jsonl { path = param("output", "out/review_embeddings_ollama.jsonl") } },
+  errors  = sink.jsonl { path = param("errors", "out/review_embeddings_ollama.errors.jsonl") },
+}
