@@ -11,12 +11,12 @@ cd "$(dirname "$0")/.."
 
 CC=${FUZZ_CC:-clang}
 seconds=${FUZZ_SECONDS:-30}
-targets=${FUZZ_TARGETS:-csv answer prompt json}
+targets=${FUZZ_TARGETS:-csv answer prompt json providers}
 jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 4)}
 out=build/fuzz
 
 # max_len per target: a CSV file, an HTTP answer body, a prompt template, a JSON text
-declare -A max_len=([csv]=4096 [answer]=4096 [prompt]=1024 [json]=4096)
+declare -A max_len=([csv]=4096 [answer]=4096 [prompt]=1024 [json]=4096 [providers]=4096)
 
 if ! command -v "$CC" >/dev/null; then
   echo "fuzz: $CC not found; as root: apt-get install -y clang libclang-rt-14-dev" >&2
