@@ -4,6 +4,7 @@
  * answers with content_filter_results. Asked by markers: "[[filter-answer]]" in the user text
  * withholds the answer (finish_reason content_filter), "[[filter-prompt]]" refuses the prompt
  * (400 content_filter); the deployment "no-such-deployment" does not exist (404). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,15 +75,13 @@ static void azure_answer(const struct dialect_request *r, struct dialect_answer 
                                    "endpoint for your resource.");
         return;
     }
-    const char *deployment = NULL;
-    size_t deployment_len = 0;
     if (!v1) {
         if (strncmp(r->url, "/openai/deployments/", 20) != 0 || !azure_model_call(r->method, r->url)) {
             azure_error(a, 404, "404", "Resource not found");
             return;
         }
-        deployment = r->url + 20;
-        deployment_len = strcspn(deployment, "/");
+        const char *deployment = r->url + 20;
+        size_t deployment_len = strcspn(deployment, "/");
         if (!MHD_lookup_connection_value(r->connection, MHD_GET_ARGUMENT_KIND, "api-version")) {
             azure_error(a, 404, "404", "Resource not found");
             return;
@@ -168,7 +167,6 @@ static void azure_answer(const struct dialect_request *r, struct dialect_answer 
                                "prompt_filter_results", "prompt_index", 0, "content_filter_results", filter_results(false),
                                "usage", "completion_tokens", completion_tokens, "prompt_tokens", prompt_tokens,
                                "total_tokens", prompt_tokens + completion_tokens);
-    (void)deployment;
     dialect_header(a, "x-ratelimit-remaining-requests", "%d", 119);
     dialect_header(a, "x-ratelimit-remaining-tokens", "%d", 119000);
     dialect_header(a, "apim-request-id", "model-server-%llu", (unsigned long long)r->serial);

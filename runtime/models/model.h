@@ -1,6 +1,5 @@
 /* model.h: the remote model engine: turns records into model calls and answers back into
- * record fields, for any provider plugin (models/provider.h; providers/openai.c, and later
- * others).
+ * record fields, for any provider plugin (models/provider.h; models/providers/).
  *
  * The engine owns everything that is the same for every provider: prompt rendering, the HTTP
  * client (core/http.h) inside the job's event loop, concurrency, request and token rate limits,

@@ -1,5 +1,5 @@
 /* provider.h: the model provider interface, version 2: what a provider plugin (model.openai,
- * and the coming azure_openai, anthropic, bedrock, gemini, ollama) gives the model engine.
+ * azure_openai, anthropic, bedrock, gemini, vertex, ollama, http) gives the model engine.
  *
  * A provider turns one call into one HTTP request (build), may sign or refresh credentials
  * before every attempt (authorize), says what an answer means (classify: ok, retry after N ms,
