@@ -16,7 +16,7 @@ local summarizer = model.ollama {
   temperature = 0,
   max_tokens  = 32,
   keep_alive  = "10m",
-  limits      = { concurrency = 4, timeout = "120s", retries = 3 },
+  limits      = { concurrency = 4, timeout = "120s", retries = 5 },
 }
 
 return job {
