@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/fdlimit.h"
 #include "lua/job.h"
 #include "engine/lock.h"
 #include "engine/pipeline.h"
@@ -345,6 +346,9 @@ int main(int argc, char **argv)
     env.streaming = strcmp(mode, "stream") == 0;
     if (!env.resume && getenv("RUNNEL_RESUME")) env.resume = 1;
 
+    /* calls in flight need descriptors: take what the hard limit allows (a model that still does
+     * not fit is lowered to what does, with one line: models/descriptors.c) */
+    if (!checking) fdlimit_raise(NULL, NULL);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct rn_err err;
     int status = 0;
