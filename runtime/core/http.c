@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/fdlimit.h"
+
 #define EVENTS_MAX 256              /* epoll events taken per wait */
 #define HEADER_BYTES_MAX (256u << 10) /* answer header bytes kept per transfer */
 
@@ -36,6 +38,8 @@ struct http {
     int curl_timer_set;        /* on_timer was called */
     int64_t now_ms;            /* the caller's clock of this wake-up */
     int running;
+    int connections, connections_max; /* sockets of ours open now, and the most at once */
+    char *ca_file;             /* $SSL_CERT_FILE when set, or NULL */
 };
 
 /* ---- requests ---- */
@@ -212,15 +216,21 @@ static void fd_reserve(struct http *h, curl_socket_t fd)
     h->fd_cap = cap;
 }
 
-/* CURLOPT_OPENSOCKETFUNCTION: every connection socket starts here, */
+/* CURLOPT_OPENSOCKETFUNCTION: every connection socket starts here (for the transfer that
+ * needs it: a failure is that transfer's), */
 static curl_socket_t on_open_socket(void *user, curlsocktype purpose, struct curl_sockaddr *address)
 {
     (void)purpose;
-    struct http *h = user;
+    struct http_request *r = user;
+    struct http *h = r->client;
     curl_socket_t fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
-    if (fd == CURL_SOCKET_BAD) return fd;
+    if (fd == CURL_SOCKET_BAD) {
+        r->socket_errno = errno;
+        return fd;
+    }
     fd_reserve(h, fd);
     h->fd_state[fd] = FD_OURS; /* a new socket: whatever the number named before is gone */
+    if (++h->connections > h->connections_max) h->connections_max = h->connections;
     return fd;
 }
 
@@ -228,7 +238,10 @@ static curl_socket_t on_open_socket(void *user, curlsocktype purpose, struct cur
 static int on_close_socket(void *user, curl_socket_t fd)
 {
     struct http *h = user;
-    if (fd >= 0 && (size_t)fd < h->fd_cap) h->fd_state[fd] = 0;
+    if (fd >= 0 && (size_t)fd < h->fd_cap) {
+        if (h->fd_state[fd] & FD_OURS) h->connections--;
+        h->fd_state[fd] = 0;
+    }
     return close(fd);
 }
 
@@ -305,13 +318,23 @@ struct http *http_new(long max_connections, struct rn_err *err)
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    if (max_connections > 0) {
-        curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_connections);
-        curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_connections);
-        curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, max_connections);
-    }
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)HTTP_STREAMS_PER_CONNECTION);
+    http_set_max_connections(h, max_connections);
+    const char *ca_file = getenv("SSL_CERT_FILE");
+    if (ca_file && *ca_file) h->ca_file = rn_strdup(ca_file);
     return h;
 }
+
+void http_set_max_connections(struct http *h, long max_connections)
+{
+    if (max_connections <= 0) return;
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_connections);
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_connections);
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, max_connections);
+}
+
+int http_connections(const struct http *h) { return h->connections; }
+int http_connections_max(const struct http *h) { return h->connections_max; }
 
 void http_free(struct http *h)
 {
@@ -319,6 +342,7 @@ void http_free(struct http *h)
     if (h->multi) curl_multi_cleanup(h->multi);
     if (h->epoll_fd >= 0) close(h->epoll_fd); /* after the multi: its cleanup still calls on_socket */
     free(h->fd_state);
+    free(h->ca_file);
     free(h);
 }
 
@@ -339,9 +363,10 @@ static CURL *make_easy(struct http *h, struct http_request *r)
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, h);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
+    if (h->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
     r->client = h;
     return e;
 }
@@ -399,6 +424,8 @@ int http_start(struct http *h, struct http_request *r, int64_t now_ms, struct rn
     r->response_header_count = 0;
     r->status = 0;
     r->too_large = 0;
+    r->no_descriptor = 0;
+    r->socket_errno = 0;
     r->result = CURLE_OK;
     r->error[0] = '\0';
     h->now_ms = now_ms;
@@ -462,6 +489,21 @@ int http_wait(struct http *h, int timeout_ms, int64_t *now_ms, struct rn_err *er
     return 0;
 }
 
+/* Whether a transfer that failed with rc did for want of a descriptor: our socket() said so,
+ * or a failure of the kinds curl reports when its resolver's socket pair, a TLS file or its
+ * own socket could not be had comes while the process has none free. */
+static int out_of_descriptors(const struct http_request *r, CURLcode rc)
+{
+    if (fdlimit_exhausted_errno(r->socket_errno)) return 1;
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT: case CURLE_COULDNT_RESOLVE_HOST: case CURLE_OUT_OF_MEMORY:
+    case CURLE_FAILED_INIT: case CURLE_SSL_CACERT_BADFILE: case CURLE_SSL_CONNECT_ERROR:
+        return !fdlimit_one_free();
+    default:
+        return 0;
+    }
+}
+
 struct http_request *http_next_done(struct http *h)
 {
     CURLMsg *msg;
@@ -487,6 +529,11 @@ struct http_request *http_next_done(struct http *h)
         r->timings.starttransfer_us = starttransfer;
         r->timings.connects = 0;
         curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &r->timings.connects);
+        long version = 0;
+        curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version);
+        r->timings.http_version = version == CURL_HTTP_VERSION_1_0 ? 10 : version == CURL_HTTP_VERSION_1_1 ? 11
+                                : version == CURL_HTTP_VERSION_2_0 ? 20 : version == CURL_HTTP_VERSION_3 ? 30 : 0;
+        if (result != CURLE_OK) r->no_descriptor = out_of_descriptors(r, result);
         link_answer_headers(r);
         return r;
     }

@@ -46,6 +46,7 @@ struct http_timings {
     int64_t pretransfer_us;   /* ... to the moment the request was about to be sent */
     int64_t starttransfer_us; /* ... to the first byte of the answer */
     long connects;            /* connections this transfer opened (0: it reused one) */
+    int http_version;         /* of the answer: 10, 11, 20 or 30; 0 when none came */
 };
 
 #define HTTP_HEADERS_MAX 256   /* answer headers kept per transfer; more are dropped */
@@ -75,6 +76,8 @@ struct http_request {
     size_t response_header_count;
     struct http_timings timings;
     char error[CURL_ERROR_SIZE];     /* curl's message for result; may be empty */
+    int no_descriptor;               /* it failed for want of a file descriptor (EMFILE, ENFILE): it
+                                      * never reached the server; try again once one is free */
 
     /* http.c's */
     CURL *easy;
@@ -91,6 +94,7 @@ struct http_request {
     const char *applied_method;
     int64_t applied_timeout_ms, applied_connect_timeout_ms;
     int applied_pipewait;
+    int socket_errno;                /* why the open-socket callback failed this transfer, or 0 */
 };
 
 void http_request_init(struct http_request *r);
@@ -115,9 +119,18 @@ struct http;
 
 /* A client keeping at most max_connections connections (per host and in all; 0: curl's
  * defaults). NULL and err on failure. Free with http_free, after every request it ran was
- * finished or cancelled. */
+ * finished or cancelled. TLS peers are checked against the system's CA store, or against the
+ * file named by $SSL_CERT_FILE when it is set (as OpenSSL's own tools do). */
 struct http *http_new(long max_connections, struct rn_err *err);
 void http_free(struct http *h);
+/* Change the connection limit; connections over it close as their transfers end. */
+void http_set_max_connections(struct http *h, long max_connections);
+/* Connection sockets open now, and the most open at once so far. The client's own
+ * descriptors (its epoll set, curl's wake-up pair) are not counted: HTTP_OWN_DESCRIPTORS. */
+int http_connections(const struct http *h);
+int http_connections_max(const struct http *h);
+#define HTTP_OWN_DESCRIPTORS 3
+#define HTTP_STREAMS_PER_CONNECTION 100 /* HTTP/2 streams at most on one connection (or the server's fewer) */
 
 /* Start r at now_ms (the caller's clock of this wake-up). -1 and err ("libcurl: ...") when it
  * cannot be started; r is then not running. */
