@@ -8,11 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "core/fdlimit.h"
 #include "engine/engine_int.h"
+#include "models/model.h"
 
 #define CHECKPOINT_VERSION 1
+#define CHECKPOINT_FINAL_TRIES 20   /* the last checkpoint, put off for want of descriptors: tries */
 
 int checkpoint_load(struct pipeline *p, json_t **state, struct rn_err *err)
 {
@@ -124,4 +128,38 @@ int checkpoint_take(struct pipeline *p, struct rn_err *err)
     metric_inc(p->m.checkpoints);
     metric_observe(p->m.checkpoint_seconds, rn_now() - started);
     return summary_write_metrics(p, err);
+}
+
+int checkpoint_spared(struct pipeline *p, struct rn_err *err)
+{
+    fdlimit_spare_release(&p->spare_fd);
+    int rc = checkpoint_take(p, err);
+    int exhausted = rc && !fdlimit_one_free();
+    fdlimit_spare_take(&p->spare_fd);
+    if (!exhausted) return rc;
+    if (p->model) model_descriptors_short(p->model);
+    if (!p->descriptors_noted) {
+        struct fdlimit l;
+        fdlimit_get(&l);
+        struct buf advice;
+        buf_init(&advice);
+        fdlimit_advice(&advice, &l, fdlimit_open_count() + FDLIMIT_RESERVE);
+        fprintf(stderr, "runnel: checkpoint put off, no file descriptor is free (%s; limit %ld): it is tried "
+                        "again every %d ms; %s\n", err->msg, l.soft, CHECKPOINT_RETRY_MS, advice.data);
+        buf_free(&advice);
+        p->descriptors_noted = 1;
+    }
+    return 1;
+}
+
+int checkpoint_final(struct pipeline *p, struct rn_err *err)
+{
+    for (int i = 0;; i++) {
+        int rc = checkpoint_spared(p, err);
+        if (rc <= 0) return rc;
+        if (i + 1 == CHECKPOINT_FINAL_TRIES)
+            return rn_wrap(err, "checkpoint: no file descriptor free after %d tries", CHECKPOINT_FINAL_TRIES);
+        struct timespec pause = {0, CHECKPOINT_RETRY_MS * 1000000L};
+        nanosleep(&pause, NULL);
+    }
 }

@@ -137,6 +137,8 @@ struct pipeline {
     int stopped;                  /* stopped by a signal */
     char checkpoint_path[4096];
     int has_checkpoint;           /* the source supports save/restore */
+    int spare_fd;                 /* lent to checkpoints and summary files (core/fdlimit.h), or -1 */
+    int descriptors_noted;        /* the note on a checkpoint put off for want of descriptors was printed */
     int64_t resumed_line;
     double started;
     double last_progress;
@@ -194,6 +196,14 @@ int checkpoint_restore(struct pipeline *p, json_t *state, struct rn_err *err);
 /* Flush every sink, wait for their acknowledgements, dead-letter what they rejected, commit
  * the source and write the checkpoint file. */
 int checkpoint_take(struct pipeline *p, struct rn_err *err);
+/* checkpoint_take with the spare descriptor lent to it. When no descriptor is free even so (an
+ * open failed with EMFILE or ENFILE), nothing has failed: 1 after one note (the model is told
+ * to use fewer), and the caller tries again after CHECKPOINT_RETRY_MS. */
+#define CHECKPOINT_RETRY_MS 500
+int checkpoint_spared(struct pipeline *p, struct rn_err *err);
+/* The checkpoint that must be made (the end of the run, a drain): put off for want of
+ * descriptors, it is tried again for a while, then the job fails. */
+int checkpoint_final(struct pipeline *p, struct rn_err *err);
 
 /* summary.c */
 void summary_progress(struct pipeline *p, double now);

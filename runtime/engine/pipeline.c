@@ -13,8 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/fdlimit.h"
 #include "engine/engine_int.h"
 #include "engine/evaluate.h"
+#include "engine/fdplan.h"
 #include "lua/job.h"
 #include "models/model.h"
 
@@ -259,6 +261,7 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     p->map_ref = ref_field(L, opts, "map");
     p->max_errors = opt_integer(L, opts, "max_errors", 100);
     p->window = (uint64_t)opt_integer(L, opts, "window", 4096);
+    fdlimit_spare_take(&p->spare_fd); /* before the plugins, so it is a low number */
     if (p->window < 1 || p->window > (1u << 24)) {
         lua_pop(L, 1);
         return rn_fail(err, "%s: job: window must be between 1 and 16777216", where);
@@ -302,6 +305,7 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
 
     lua_getfield(L, opts, "predict");
     if (!lua_isnil(L, -1)) {
+        p->env->descriptors_planned = fdplan_job(L, job);
         p->model = model_open(p->env, lua_gettop(L), err);
         if (!p->model) { lua_pop(L, 1); goto fail; }
     }
@@ -349,6 +353,7 @@ static void pipeline_close(struct pipeline *p)
     record_free(&p->letter);
     buf_free(&p->scratch);
     metrics_free(p->metrics);
+    fdlimit_spare_release(&p->spare_fd);
 }
 
 /* ---- the loop ---- */
@@ -366,7 +371,7 @@ static int pipeline_drain(struct job_env *env, struct rn_err *err)
     if (p->fatal) { *err = p->fatal_err; return -1; }
     if (p->tail < p->head) return rn_fail(err, "%llu records still in flight after %d ms",
                                           (unsigned long long)(p->head - p->tail), DRAIN_DEADLINE_MS);
-    return checkpoint_take(p, err);
+    return checkpoint_final(p, err);
 }
 
 static int run_loop(struct pipeline *p, struct rn_err *err)
@@ -423,8 +428,9 @@ static int run_loop(struct pipeline *p, struct rn_err *err)
                            (unsigned long long)(p->head - p->tail), DRAIN_DEADLINE_MS);
         int64_t now_ms = rn_now_ms();
         if (now_ms >= next_checkpoint) {
-            if (checkpoint_take(p, err)) return -1;
-            next_checkpoint = now_ms + p->checkpoint_ms;
+            int rc = checkpoint_spared(p, err);
+            if (rc < 0) return -1;
+            next_checkpoint = now_ms + (rc ? CHECKPOINT_RETRY_MS : p->checkpoint_ms);
         }
         if (p->opts->progress) {
             double now = rn_now();
@@ -445,6 +451,7 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
     p->L = env->L;
     p->opts = opts;
     p->filter_ref = p->map_ref = LUA_NOREF;
+    p->spare_fd = -1;
     buf_init(&p->kept);
     record_init(&p->record, env->L, env->fieldorder_ref);
     record_init(&p->letter, env->L, env->fieldorder_ref);
@@ -462,7 +469,7 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
         p->started = rn_now();
         rc = run_loop(p, err);
         struct rn_err cerr;
-        if (rc == 0 && checkpoint_take(p, &cerr)) {
+        if (rc == 0 && checkpoint_final(p, &cerr)) {
             *err = cerr;
             rc = -1;
         }

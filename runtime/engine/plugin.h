@@ -27,6 +27,8 @@ struct job_env {
     int resume;             /* --resume and a checkpoint exists: file sinks must not truncate */
     int no_cache;           /* --no-cache: bypass model response caches */
     int fieldorder_ref;     /* registry ref of a table field name -> rank, for stable output order */
+    long descriptors_planned; /* file descriptors the job will still open after its model (checkpoint,
+                               * summary, Kafka connections), set by the pipeline: see core/fdlimit.h */
     volatile sig_atomic_t *stop_requested; /* set by SIGINT/SIGTERM */
     /* Set by the pipeline: finish every record in flight, flush the sinks and commit the
      * source. A Kafka source calls it before it gives up partitions in a rebalance. */

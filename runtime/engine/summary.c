@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fdlimit.h"
 #include "engine/engine_int.h"
 #include "engine/evaluate.h"
 #include "models/model.h"
@@ -117,8 +118,10 @@ int summary_write_json(struct pipeline *p, const char *status, double elapsed, c
     buf_puts(&b, text);
     buf_putc(&b, '\n');
     free(text);
+    fdlimit_spare_release(&p->spare_fd); /* its descriptor, should none be free */
     int rc = rn_mkdir_parent(p->opts->summary_json, err);
     if (rc == 0) rc = rn_write_file_atomic(p->opts->summary_json, b.data, b.len, err);
+    fdlimit_spare_take(&p->spare_fd);
     buf_free(&b);
     return rc;
 }
@@ -129,8 +132,10 @@ int summary_write_metrics(struct pipeline *p, struct rn_err *err)
     struct buf b;
     buf_init(&b);
     metrics_write_prometheus(p->metrics, &b);
+    fdlimit_spare_release(&p->spare_fd);
     int rc = rn_mkdir_parent(p->opts->metrics_file, err);
     if (rc == 0) rc = rn_write_file_atomic(p->opts->metrics_file, b.data ? b.data : "", b.len, err);
+    fdlimit_spare_take(&p->spare_fd);
     buf_free(&b);
     return rc;
 }

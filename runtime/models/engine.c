@@ -22,6 +22,7 @@
 
 #define EXCERPT_MAX 300             /* bytes of an error body quoted in a reason */
 #define RESPONSE_MAX (64u << 20)    /* a longer answer body fails the call */
+#define DESCRIPTOR_WAIT_MS 200      /* a call that found no file descriptor tries again after this */
 
 /* ---- the ready queue and the retry heap ---- */
 
@@ -231,11 +232,14 @@ struct model *model_open_provider(struct job_env *env, int decl, const struct pr
     if (answer_cache_open(m, opts, err)) goto fail;
     for (size_t i = 0; i < m->output.field_count; i++) fieldorder_add(env, m->output.fields[i].name);
 
-    m->http = http_new(m->limits.concurrency, err);
+    char label[600];
+    snprintf(label, sizeof label, "%s: model.%s", where, type);
+    descriptors_fit(m, label); /* may lower m->limits; the slots stay as declared */
+    m->http = http_new(m->fds.fit, err);
     if (!m->http) goto fail;
-    m->slots = rn_calloc((size_t)m->limits.concurrency, sizeof *m->slots);
-    m->heap = rn_calloc((size_t)m->limits.concurrency, sizeof *m->heap);
-    for (int i = m->limits.concurrency - 1; i >= 0; i--) {
+    m->slots = rn_calloc((size_t)m->fds.asked, sizeof *m->slots);
+    m->heap = rn_calloc((size_t)m->fds.asked, sizeof *m->heap);
+    for (int i = m->fds.asked - 1; i >= 0; i--) {
         struct slot *s = &m->slots[i];
         s->record_ref = LUA_NOREF;
         http_request_init(&s->req);
@@ -504,6 +508,19 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
     finish(m, s, 0, r->text.data ? r->text.data : "");
 }
 
+/* The transfer found no file descriptor for a socket: it never reached the server, so it was
+ * no attempt (its next one is not a retry; the request it was counted as stays counted, and
+ * descriptor_waits says how many such there were). It waits in the retry heap while
+ * descriptors.c lowers the calls in flight. */
+static void wait_for_descriptor(struct model *m, struct slot *s, int64_t now)
+{
+    s->attempts--;
+    m->stats.descriptor_waits++;
+    descriptors_short(m);
+    s->due_ms = now + retry_delay_ms(1, DESCRIPTOR_WAIT_MS, &m->rng);
+    heap_push(m, s);
+}
+
 /* A finished attempt: a transport failure (retried or not by retry.c's rules) or an answer,
  * which the provider's verdict sends on: to parse, to a retry, to a dead letter, or to stop. */
 static void handle_done(struct model *m, struct slot *s)
@@ -512,6 +529,10 @@ static void handle_done(struct model *m, struct slot *s)
     int64_t now = m->now_ms;
     if (r->timings.connects > 0) metric_add(m->stats.connections, (double)r->timings.connects);
     buf_clear(&s->reason);
+    if (r->no_descriptor) {
+        wait_for_descriptor(m, s, now);
+        return;
+    }
     if (r->result != CURLE_OK) {
         s->last_status = 0;
         if (r->result == CURLE_OPERATION_TIMEDOUT) {
@@ -527,6 +548,9 @@ static void handle_done(struct model *m, struct slot *s)
         return;
     }
     stats_latency_add(&m->stats, r->timings.total_us);
+    if (r->timings.http_version >= 20) m->stats.answers_http2++; /* not metrics: summary figures only */
+    else m->stats.answers_http1++;
+    if (!m->fds.version_known) descriptors_version(m, r->timings.http_version);
     /* before any code reads or cuts the body: an excerpt or a parse error could split a secret */
     redact(m, &r->response);
     struct http_response answer = http_response_of(r);
@@ -638,6 +662,7 @@ static int start_transfer(struct model *m, struct slot *s, int64_t now)
             return 0;
         }
     }
+    if (!m->fds.sent) descriptors_first_send(m, &s->req);
     if (http_start(m->http, &s->req, now, &err)) {
         buf_clear(&m->done_reason);
         buf_puts(&m->done_reason, err.msg);
@@ -650,14 +675,17 @@ static int start_transfer(struct model *m, struct slot *s, int64_t now)
     metric_inc(m->stats.requests);
     if (s->attempts > 1) metric_inc(m->stats.retried);
     s->state = SLOT_RUNNING;
+    if (http_running(m->http) > m->stats.in_flight_max) m->stats.in_flight_max = http_running(m->http);
     limits_sent(&m->limits, now);
     return 1;
 }
 
-/* The "auto" window is full: the rest waits for answers to make room. */
+/* The calls in flight are at the limit (lowered by descriptors.c, or the "auto" window): the
+ * rest waits for answers to make room. */
 static int window_closed(const struct model *m)
 {
-    return m->limits.adaptive && http_running(m->http) >= (int)m->limits.window;
+    int running = http_running(m->http);
+    return running >= m->limits.concurrency || (m->limits.adaptive && running >= (int)m->limits.window);
 }
 
 /* Move due retries to the ready queue and send what the limits allow. Returns how many were
@@ -759,7 +787,7 @@ void model_close(struct model *m)
 {
     if (!m) return;
     if (m->slots) {
-        for (int i = 0; i < m->limits.concurrency; i++) {
+        for (int i = 0; i < m->fds.asked; i++) {
             struct slot *s = &m->slots[i];
             if (m->http) http_cancel(m->http, &s->req);
             http_request_free(&s->req);
@@ -774,6 +802,7 @@ void model_close(struct model *m)
     http_free(m->http); /* after the requests, as curl wants */
     if (m->provider_self) m->provider->close(m->provider_self);
     answer_cache_close(&m->cache);
+    descriptors_close(&m->fds);
     prompt_free(m->prompt);
     output_free(&m->output);
     centroids_free(&m->centroids);

@@ -127,6 +127,15 @@ static void window_set(struct limits *l, double window)
     if (window > l->window_max) l->window_max = window;
 }
 
+void limits_cap(struct limits *l, int calls)
+{
+    if (calls < AUTO_MIN) calls = AUTO_MIN;
+    l->concurrency = calls;
+    if (!l->adaptive) return;
+    if (l->threshold > calls) l->threshold = calls;
+    if (l->window > calls) window_set(l, calls);
+}
+
 static void window_cut(struct limits *l, int64_t now)
 {
     window_set(l, l->window < l->threshold ? l->window / 2 : l->window * AUTO_DECREASE);

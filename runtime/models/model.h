@@ -111,6 +111,9 @@ void model_print_summary(struct model *m, FILE *out);
  * the answers without it); "concurrency" is
  * {"mode":"fixed","limit":N} or {"mode":"auto","start":,"final":,"mean":,"min":,"max":}. */
 void model_summary_json(struct model *m, json_t *summary);
+/* The job ran out of file descriptors (an open failed with EMFILE or ENFILE): lower the calls
+ * in flight and the connections to what fits now, so the rest of the job finds some free. */
+void model_descriptors_short(struct model *m);
 void model_close(struct model *m);
 
 #endif

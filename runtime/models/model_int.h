@@ -1,5 +1,5 @@
 /* model_int.h: the model engine's private declarations, shared by the files of runtime/models/
- * (engine, output, check, limits, retry, stats, answer_cache) and their tests and fuzzers;
+ * (engine, output, check, limits, retry, stats, answer_cache, descriptors) and their tests and fuzzers;
  * nothing outside models/ includes it.
  *
  * struct model is made of one part per concern, each owned by the file named beside it; the
@@ -10,6 +10,7 @@
 
 #include <lua.h>
 
+#include "core/fdlimit.h"
 #include "core/http.h"
 #include "core/secret.h"
 #include "models/cache.h"
@@ -133,6 +134,9 @@ void limits_usage(struct limits *l, int64_t used, int64_t estimate);
 void limits_sent(struct limits *l, int64_t now);
 void limits_congestion(struct limits *l, int64_t sent_ms, int64_t now);
 void limits_answer(struct limits *l, int rate_limited, int ok, int64_t rtt_us, int64_t now, int on_wire);
+/* At most `calls` in flight from now on (lower or higher than before, at least 1); with
+ * "auto", the window's ceiling. The slots stay as many as they were. */
+void limits_cap(struct limits *l, int calls);
 /* Whether a rate-limit refusal with a hint should hold back every send: always with a fixed
  * concurrency; with "auto" only when most answers are refusals or the window cannot shrink. */
 int limits_pause_all(const struct limits *l);
@@ -170,6 +174,10 @@ struct stats {
     uint64_t latency[LATENCY_BUCKETS]; /* microseconds, log-linear: 16 buckets per power of two */
     int has_price;
     double price_in, price_out, price_cache_read, price_cache_write;
+    int in_flight_max;         /* the most calls on the wire at once */
+    uint64_t answers_http1, answers_http2; /* answers by HTTP version (2: HTTP/2 or later) */
+    uint64_t descriptor_waits; /* requests that found no file descriptor and waited (counted in
+                                * requests, never in retries: they did not reach the server) */
 };
 
 /* Register the model's series in registry (or in a registry of its own when NULL). -1 and err. */
@@ -181,6 +189,43 @@ void stats_latency_add(struct stats *s, int64_t us);
 double stats_latency_percentile_ms(const struct stats *s, double p);
 /* Read `price` from the options table at opts. -1 and err. */
 int stats_read_price(struct stats *s, lua_State *L, int opts, struct rn_err *err);
+
+/* ---- descriptors.c: the model's share of the file descriptor limit ---- */
+
+/* Over HTTP/1.1 every call in flight holds a connection, a descriptor; over HTTP/2 calls share
+ * connections. So at open the calls in flight are lowered to the connections that fit (the
+ * rest of the job counted: env->descriptors_planned); a https model sends one connection's
+ * worth until the first answer says which HTTP it speaks; over HTTP/2 the declared calls go
+ * over as few connections as carry them; and whenever a socket finds no descriptor free, the
+ * calls and connections are lowered to what is open. */
+struct model_descriptors {
+    int asked;                 /* limits.concurrency as declared (with "auto": its ceiling); the slots */
+    long fit;                  /* connections the limit allows */
+    long connections_cap;      /* over HTTP/2: the HTTP client's connection limit */
+    struct fdlimit limit;      /* RLIMIT_NOFILE at open */
+    long used;                 /* descriptors the job uses besides its connections, reserve included */
+    int lowered;               /* the calls in flight are fewer than asked */
+    int sent;                  /* a call went out */
+    int version_known;         /* an answer said which HTTP the server speaks */
+    int probing;               /* https, version unknown: one connection's worth of calls */
+    int multiplexed;           /* the first answer came over HTTP/2 */
+    int noted_short;           /* the note on running out of descriptors was printed */
+    char *where;               /* "jobs/x.lua:12: model.openai", for the notes */
+};
+
+struct model;
+
+/* At open, before the HTTP client is made: lower m->limits to the connections that fit, with
+ * one note on stderr when it must. */
+void descriptors_fit(struct model *m, const char *where);
+/* A transfer found no descriptor, or the job ran short of them: lower the calls in flight and
+ * the client's connections to what is open and fits now (one note, the first time). */
+void descriptors_short(struct model *m);
+/* The first call goes out (r, its request: a https URL may be answered over HTTP/2). */
+void descriptors_first_send(struct model *m, const struct http_request *r);
+/* An answer came over this HTTP version (10, 11, 20, 30; 0: unknown) while none had. */
+void descriptors_version(struct model *m, int http_version);
+void descriptors_close(struct model_descriptors *d);
 
 /* ---- engine.c: slots ---- */
 
@@ -263,9 +308,10 @@ struct model {
     struct secret_set secrets; /* redacted from every reason, answer text and job error */
     struct buf redact_scratch;
     struct limits limits;
+    struct model_descriptors fds;
     struct http *http;
 
-    struct slot *slots;
+    struct slot *slots;        /* fds.asked of them */
     struct slot *free_list;
     struct slot *ready_head, *ready_tail;
     struct slot **heap;        /* WAITING slots, min-heap by due_ms */

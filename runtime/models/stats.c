@@ -111,6 +111,36 @@ int stats_read_price(struct stats *s, lua_State *L, int opts, struct rn_err *err
     return 0;
 }
 
+/* "1.1", "2", "1.1 and 2" by the answers seen, NULL before any. */
+static const char *http_versions(const struct stats *s)
+{
+    if (s->answers_http1 && s->answers_http2) return "1.1 and 2";
+    return s->answers_http2 ? "2" : s->answers_http1 ? "1.1" : NULL;
+}
+
+/* The line on calls, connections and descriptors: "calls in flight max 2000 over 21
+ * connections (HTTP/2)", and what the descriptor limit did. */
+static void print_connections(struct model *m, FILE *out)
+{
+    const struct stats *st = &m->stats;
+    const struct model_descriptors *d = &m->fds;
+    int connections = m->http ? http_connections_max(m->http) : 0;
+    const char *versions = http_versions(st);
+    fprintf(out, "  calls in flight max %d over %d connection%s", st->in_flight_max, connections,
+            connections == 1 ? "" : "s");
+    if (versions) fprintf(out, " (HTTP/%s)", versions);
+    if (d->fit < d->asked || d->lowered) {
+        fprintf(out, "; open files limit %ld: connections at most %ld", d->limit.soft,
+                d->multiplexed ? d->connections_cap : d->fit);
+        if (m->limits.concurrency < d->asked)
+            fprintf(out, ", calls in flight at most %d of %d", m->limits.concurrency, d->asked);
+    }
+    if (st->descriptor_waits)
+        fprintf(out, "; %llu requests found no free file descriptor and waited (not retries)",
+                (unsigned long long)st->descriptor_waits);
+    fputc('\n', out);
+}
+
 /* Input tokens the prompt cache served or stored are priced as `price` says (cache_read,
  * cache_write; the input price when it says nothing). */
 double stats_cost_usd(const struct stats *s)
@@ -147,6 +177,7 @@ void model_print_summary(struct model *m, FILE *out)
     if (metric_u64(st->tokens_cache_read) || metric_u64(st->tokens_cache_write))
         fprintf(out, "  prompt cache: %lld input tokens read from it, %lld written to it\n",
                 (long long)metric_u64(st->tokens_cache_read), (long long)metric_u64(st->tokens_cache_write));
+    print_connections(m, out);
     if (m->cache.log)
         fprintf(out, "  cache hits %llu, answers stored %llu (%zu in %s)\n", (unsigned long long)metric_u64(st->cache_hits),
                 (unsigned long long)metric_u64(st->cache_stored), cache_count(m->cache.log), cache_path(m->cache.log));
@@ -175,6 +206,17 @@ void model_summary_json(struct model *m, json_t *summary)
     json_object_set_new(o, "corrections", json_integer((json_int_t)metric_u64(st->corrections)));
     json_object_set_new(o, "corrected", json_integer((json_int_t)metric_u64(st->corrected)));
     json_object_set_new(o, "connections", json_integer((json_int_t)metric_u64(st->connections)));
+    json_object_set_new(o, "in_flight_max", json_integer(st->in_flight_max));
+    json_object_set_new(o, "connections_max", json_integer(m->http ? http_connections_max(m->http) : 0));
+    const char *versions = http_versions(st);
+    json_object_set_new(o, "http_version", versions ? json_string(versions) : json_null());
+    json_t *fds = json_object();
+    json_object_set_new(fds, "limit", m->fds.limit.soft < 0 ? json_null() : json_integer(m->fds.limit.soft));
+    json_object_set_new(fds, "hard_limit", m->fds.limit.hard < 0 ? json_null() : json_integer(m->fds.limit.hard));
+    json_object_set_new(fds, "connections_fit", json_integer(m->fds.fit));
+    json_object_set_new(fds, "lowered", json_boolean(m->limits.concurrency < m->fds.asked));
+    json_object_set_new(fds, "waits", json_integer((json_int_t)st->descriptor_waits));
+    json_object_set_new(o, "descriptors", fds);
     json_object_set_new(o, "tokens_in", json_integer((json_int_t)metric_u64(st->tokens_in)));
     json_object_set_new(o, "tokens_out", json_integer((json_int_t)metric_u64(st->tokens_out)));
     json_object_set_new(o, "first_failure", st->first_failure[0] ? json_string(st->first_failure) : json_null());
@@ -190,6 +232,8 @@ void model_summary_json(struct model *m, json_t *summary)
     json_t *conc = json_object();
     if (m->limits.adaptive) {
         json_object_set_new(conc, "mode", json_string("auto"));
+        json_object_set_new(conc, "ceiling", json_integer(m->limits.concurrency));
+        json_object_set_new(conc, "asked_ceiling", json_integer(m->fds.asked));
         json_object_set_new(conc, "start", json_integer(LIMITS_AUTO_START));
         json_object_set_new(conc, "final", json_integer((json_int_t)m->limits.window));
         json_object_set_new(conc, "mean", json_real(round(limits_window_mean(&m->limits) * 10) / 10));
@@ -198,6 +242,7 @@ void model_summary_json(struct model *m, json_t *summary)
     } else {
         json_object_set_new(conc, "mode", json_string("fixed"));
         json_object_set_new(conc, "limit", json_integer(m->limits.concurrency));
+        json_object_set_new(conc, "asked", json_integer(m->fds.asked));
     }
     json_object_set_new(o, "concurrency", conc);
     json_object_set_new(o, "cache_hits", json_integer((json_int_t)metric_u64(st->cache_hits)));
