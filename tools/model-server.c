@@ -1462,7 +1462,7 @@ int main(int argc, char **argv)
         {MHD_OPTION_SOCK_ADDR, 0, &address},
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)config.max_connections, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)config.timeout_s, NULL},
-        {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
+        {MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096, NULL}, /* room for a burst of 2,000 connects at once */
         {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)keep_escapes, NULL},
         {config.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)config.threads, NULL},
         {MHD_OPTION_END, 0, NULL},
