@@ -13,7 +13,7 @@ DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps \
                 liblua5.4-dev libcurl4-openssl-dev librdkafka-dev libcsv-dev \
                 libjansson-dev libmicrohttpd-dev libssl-dev tzdata \
                 postgresql-15 libpq-dev python3 python3-avro libavro-dev \
-                libsqlite3-dev sqlite3 python3-prometheus-client
+                libsqlite3-dev sqlite3 python3-prometheus-client nghttp2-server openssl util-linux
 
 # Sources are found in runtime/'s folders (see runtime/README.md). A plugin whose library is
 # missing can be left out: WITHOUT_KAFKA=1 builds without source.kafka and sink.kafka.
