@@ -126,6 +126,7 @@ static void print_connections(struct model *m, FILE *out)
     const struct model_descriptors *d = &m->fds;
     int connections = m->http ? http_connections_max(m->http) : 0;
     const char *versions = http_versions(st);
+    if (!st->in_flight_max && !d->lowered) return; /* every answer came from the cache */
     fprintf(out, "  calls in flight max %d over %d connection%s", st->in_flight_max, connections,
             connections == 1 ? "" : "s");
     if (versions) fprintf(out, " (HTTP/%s)", versions);
