@@ -187,6 +187,15 @@ static const char *describe(lua_State *L, int idx, char *out, size_t n)
 }
 
 /* The value a spec expects, for "expected X". */
+/* A nested option's short form takes a string, or true/false when the field it names is a
+ * boolean (batch = true stands for { enabled = true }). */
+static int short_form_boolean(const struct option_spec *o)
+{
+    for (const struct option_spec *f = o->fields; f && f->name; f++)
+        if (strcmp(f->name, o->short_form) == 0) return f->type == OPT_BOOLEAN;
+    return 0;
+}
+
 static const char *expected(const struct option_spec *o, char *out, size_t n)
 {
     const char *s = "?";
@@ -201,7 +210,9 @@ static const char *expected(const struct option_spec *o, char *out, size_t n)
     case OPT_ENUM: s = "a string"; break;
     case OPT_SCALAR: s = o->secret ? "a string, number, boolean or secret(\"NAME\")" : "a string, number or boolean"; break;
     case OPT_TABLE: s = "a table"; break;
-    case OPT_NESTED: s = o->short_form ? "a table or a string" : "a table of options"; break;
+    case OPT_NESTED:
+        s = !o->short_form ? "a table of options" : short_form_boolean(o) ? "true, false or a table" : "a table or a string";
+        break;
     case OPT_MAP: s = "a table { name = value, ... }"; break;
     case OPT_FUNCTION: s = "a function"; break;
     case OPT_STRING_OR_FUNCTION: s = "a string or a function"; break;
@@ -415,7 +426,7 @@ static int check_value(struct check *c, const struct option_spec *o, int idx, co
         }
         break;
     case OPT_NESTED:
-        if (t == LUA_TSTRING && o->short_form) {
+        if (o->short_form && (short_form_boolean(o) ? t == LUA_TBOOLEAN : t == LUA_TSTRING)) {
             lua_createtable(L, 0, 1);
             lua_pushvalue(L, idx);
             lua_setfield(L, -2, o->short_form);
@@ -744,8 +755,9 @@ static void type_text(const struct option_spec *o, char *out, size_t n)
         break;
     }
     case OPT_NESTED:
+        if (o->short_form && short_form_boolean(o)) PUT("boolean|");
         PUT("table");
-        if (o->short_form) PUT("|string");
+        if (o->short_form && !short_form_boolean(o)) PUT("|string");
         break;
     default:
         PUT("%s", opt_type_name(o->type));
