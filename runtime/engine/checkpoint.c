@@ -4,7 +4,7 @@
  * (atomically: .tmp, fsync, rename), the file `--resume` restores from. Its format is in
  * runtime/README.md:
  *   {"version": 1, "job": NAME, "source": {...its save()...},
- *    "sinks": [{...each sink's save()...}, ...], "errors": {...}} */
+ *    "sinks": [{...each sink's save()...}, ...], "errors": {...}, "model": {"batches": [...]}} */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +50,8 @@ int checkpoint_load(struct pipeline *p, json_t **state, struct rn_err *err)
 
 int checkpoint_restore(struct pipeline *p, json_t *state, struct rn_err *err)
 {
+    if (p->model && model_restore(p->model, state, err)) return -1;
+    if (!p->has_checkpoint) return 0; /* the model's batches alone (a Kafka source keeps its offsets) */
     if (p->src_ops->restore(p->src, json_object_get(state, "source"), err)) return rn_wrap(err, "--resume");
     json_t *sinks = json_object_get(state, "sinks");
     if (json_array_size(sinks) != p->nsinks)
@@ -91,7 +93,8 @@ static int save_state(struct pipeline *p, struct rn_err *err)
     json_t *state = json_object(), *src = json_object(), *sinks = json_array();
     json_object_set_new(state, "version", json_integer(CHECKPOINT_VERSION));
     json_object_set_new(state, "job", json_string(p->env->job_name));
-    int rc = p->src_ops->save(p->src, src, err);
+    int rc = p->has_checkpoint ? p->src_ops->save(p->src, src, err) : 0; /* else Kafka: offsets are its checkpoint */
+    if (rc == 0 && p->model) rc = model_save(p->model, state, err);
     json_object_set_new(state, "source", src);
     for (size_t i = 0; i < p->nsinks && rc == 0; i++) {
         json_t *st = json_object();
@@ -124,7 +127,7 @@ int checkpoint_take(struct pipeline *p, struct rn_err *err)
     if (order_poll_sinks(p, err) || check_all_answered(p, err)) return -1;
     metric_set(p->m.committed, p->m.written->value);
     if (p->src_ops->commit && p->src_ops->commit(p->src, err)) return rn_wrap(err, "%s", p->src_label);
-    if (p->has_checkpoint && save_state(p, err)) return -1;
+    if ((p->has_checkpoint || (p->model && model_batch_window(p->model))) && save_state(p, err)) return -1;
     metric_inc(p->m.checkpoints);
     metric_observe(p->m.checkpoint_seconds, rn_now() - started);
     return summary_write_metrics(p, err);

@@ -132,6 +132,7 @@ struct pipeline {
     struct buf scratch;
 
     int fatal;
+    int model_failed;             /* the model stopped the job: what was written is still committed */
     struct rn_err fatal_err;
     int source_done;
     int stopped;                  /* stopped by a signal */

@@ -119,7 +119,7 @@ static void process_record(struct pipeline *p, const struct source_pos *pos)
     s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     p->head++;
     struct rn_err err;
-    if (model_submit(p->model, s->ref, seq, &err)) {
+    if (model_submit_at(p->model, s->ref, seq, pos, &err)) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref);
         deadletter_push(p, "model", err.msg, pos, 0, -1, NULL);
         lua_remove(L, -2);
@@ -260,15 +260,9 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     p->filter_ref = ref_field(L, opts, "filter");
     p->map_ref = ref_field(L, opts, "map");
     p->max_errors = opt_integer(L, opts, "max_errors", 100);
-    p->window = (uint64_t)opt_integer(L, opts, "window", 4096);
+    p->window = (uint64_t)opt_integer(L, opts, "window", 0); /* 0: not declared (the ring is made once the model is open) */
     fdlimit_spare_take(&p->spare_fd); /* before the plugins, so it is a low number */
-    if (p->window < 1 || p->window > (1u << 24)) {
-        lua_pop(L, 1);
-        return rn_fail(err, "%s: job: window must be between 1 and 16777216", where);
-    }
     p->checkpoint_ms = opt_duration_ms(L, opts, "checkpoint_interval", 5000);
-    p->ring = rn_calloc(p->window, sizeof *p->ring);
-    for (uint64_t i = 0; i < p->window; i++) p->ring[i].ref = LUA_NOREF;
 
     /* Is there a checkpoint to resume from? Sinks must know before they open. */
     json_t *state = NULL;
@@ -301,7 +295,6 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     lua_getfield(L, opts, "errors");
     if (!lua_isnil(L, -1) && open_sink(p, -1, &p->errors, -1, err)) { lua_pop(L, 1); goto fail; }
     lua_pop(L, 1);
-    if (p->async_any) p->pending = rn_calloc(p->window, sizeof *p->pending);
 
     lua_getfield(L, opts, "predict");
     if (!lua_isnil(L, -1)) {
@@ -310,6 +303,16 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
         if (!p->model) { lua_pop(L, 1); goto fail; }
     }
     lua_pop(L, 1);
+    /* records waiting for a batch wait in the ring: by default it holds a batch's worth */
+    int64_t batch = p->model ? model_batch_window(p->model) : 0;
+    if (!p->window) p->window = batch > 4096 ? (uint64_t)batch : 4096;
+    if (p->window < 1 || p->window > (1u << 24)) {
+        rn_fail(err, "%s: job: window must be between 1 and 16777216", where);
+        goto fail;
+    }
+    p->ring = rn_calloc(p->window, sizeof *p->ring);
+    for (uint64_t i = 0; i < p->window; i++) p->ring[i].ref = LUA_NOREF;
+    if (p->async_any) p->pending = rn_calloc(p->window, sizeof *p->pending);
     lua_getfield(L, opts, "evaluate");
     if (!lua_isnil(L, -1)) {
         p->eval = eval_new(L, lua_gettop(L), where, err);
@@ -317,7 +320,10 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     }
     lua_pop(L, 1);
     if (state) {
-        if (!p->has_checkpoint) { rn_fail(err, "--resume: source.%s keeps no checkpoints", p->src_ops->name); goto fail; }
+        if (!p->has_checkpoint && !batch) { /* the model's batches alone need a file (a Kafka source keeps its offsets) */
+            rn_fail(err, "--resume: source.%s keeps no checkpoints", p->src_ops->name);
+            goto fail;
+        }
         if (checkpoint_restore(p, state, err)) goto fail;
         if (!p->opts->quiet) fprintf(stderr, "runnel: resuming %s after line %lld\n", p->env->job_name, (long long)p->resumed_line);
     }
@@ -414,7 +420,11 @@ static int run_loop(struct pipeline *p, struct rn_err *err)
         int can_read = !p->source_done && !p->stopped && !idle && p->head - p->done < p->window;
         if (p->model && model_in_flight(p->model) > 0) {
             int room = model_room(p->model) > 0;
-            if (model_poll(p->model, can_read && room ? 0 : 20, on_model_done, p, err)) return -1;
+            if (model_poll(p->model, can_read && room ? 0 : 20, on_model_done, p, err)) {
+                p->model_failed = 1;
+                return -1;
+            }
+            if (model_save_due(p->model) && checkpoint_take(p, err)) return -1; /* a batch was made: keep its id now */
         } else if (idle && p->src_ops->wait) {
             p->src_ops->wait(p->src, 100);
         } else if (!can_read && !p->source_done && !p->stopped && order_unfinished(p) > 0) {
@@ -423,6 +433,9 @@ static int run_loop(struct pipeline *p, struct rn_err *err)
         if (p->fatal) { *err = p->fatal_err; return -1; }
         if (order_poll_sinks(p, err)) return -1;
         if ((p->source_done || p->stopped) && p->tail == p->head) return 0; /* the last checkpoint waits for the acks */
+        /* records that wait for batches alone need not be waited for: the checkpoint keeps the batches */
+        if (p->stopped && p->model && model_batch_waiting(p->model) && model_in_flight(p->model) == model_batch_waiting(p->model))
+            return 0;
         if (p->stopped && rn_now_ms() > stop_deadline)
             return rn_fail(err, "stopped with %llu records still in flight after %d ms",
                            (unsigned long long)(p->head - p->tail), DRAIN_DEADLINE_MS);
@@ -472,10 +485,14 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
         if (rc == 0 && checkpoint_final(p, &cerr)) {
             *err = cerr;
             rc = -1;
+        } else if (rc && p->model_failed && !p->fatal && checkpoint_take(p, &cerr)) {
+            /* the model stopped the job (a wrong key, no quota): the sinks are sound, so what was
+             * written is committed; should that fail too, the last checkpoint stands */
+            fprintf(stderr, "runnel: %s\n", cerr.msg);
         }
         double elapsed = rn_now() - p->started;
         const char *status = rc ? "failed" : p->stopped ? "stopped" : "finished";
-        if (rc == 0 && !p->stopped && !env->streaming && p->has_checkpoint && opts->limit == 0)
+        if (rc == 0 && !p->stopped && !env->streaming && opts->limit == 0)
             unlink(p->checkpoint_path); /* complete: nothing to resume */
         if (!opts->quiet) summary_print(p, status, elapsed);
         struct rn_err merr;

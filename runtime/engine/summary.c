@@ -33,7 +33,12 @@ void summary_progress(struct pipeline *p, double now)
     fmt_count(written, sizeof written, metric_u64(p->m.written));
     fmt_count(dead, sizeof dead, metric_u64(p->m.dead));
     fprintf(stderr, "\r\033[K%s: read %s  written %s  dead %s  %.0f rec/s", p->env->job_name, read, written, dead, rate);
-    if (p->model) fprintf(stderr, "  in flight %zu", model_in_flight(p->model));
+    if (p->model) {
+        fprintf(stderr, "  in flight %zu", model_in_flight(p->model));
+        buf_clear(&p->scratch);
+        model_progress(p->model, &p->scratch);
+        if (p->scratch.len) fprintf(stderr, "  %s", p->scratch.data);
+    }
     double frac = p->src_ops->progress ? p->src_ops->progress(p->src) : -1;
     if (frac >= 0) {
         fprintf(stderr, "  %5.1f%%", frac * 100);

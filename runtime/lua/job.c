@@ -199,7 +199,8 @@ static const struct option_spec job_options[] = {
     {"memory_limit", OPT_SIZE, 0, MEMORY_LIMIT_DEFAULT,
      .help = "the Lua heap at most: a filter/map call that needs more dead-letters its record; a script that keeps "
              "more than half of it stops the job", OPT_AT_LEAST(1 << 20)},
-    {"window", OPT_INTEGER, 0, "4096", .help = "records in flight at most (bounds memory and replays)",
+    {"window", OPT_INTEGER, 0, NULL, .help = "records in flight at most (bounds memory and replays)",
+     .default_note = "4096, or a batch model's batch.max_requests when larger",
      OPT_RANGE(1, 1 << 24)},
     {"checkpoint_interval", OPT_DURATION, 0, "5s", .help = "how often sinks are flushed and progress committed",
      OPT_AT_LEAST(0)},

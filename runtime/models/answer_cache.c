@@ -116,8 +116,10 @@ int answer_cache_lookup(struct model *m, struct slot *s)
     return 1;
 }
 
+void answer_cache_store(struct model *m, struct slot *s) { answer_cache_store_key(m, s->key); }
+
 /* A failed write stops the storing, not the job: the cache only saves calls. */
-void answer_cache_store(struct model *m, struct slot *s)
+void answer_cache_store_key(struct model *m, const uint8_t key[CACHE_KEY_SIZE])
 {
     struct answer_cache *c = &m->cache;
     if (!c->log) return;
@@ -133,7 +135,7 @@ void answer_cache_store(struct model *m, struct slot *s)
     }
     size_t before = cache_count(c->log);
     struct rn_err err;
-    if (cache_put(c->log, s->key, value, len, &err) && !c->error) c->error = rn_strdup(err.msg);
+    if (cache_put(c->log, key, value, len, &err) && !c->error) c->error = rn_strdup(err.msg);
     metric_add(m->stats.cache_stored, (double)(cache_count(c->log) - before));
     free(vector);
 }

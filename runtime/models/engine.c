@@ -174,6 +174,7 @@ static int read_options(struct model *m, int opts, struct rn_err *err)
         stats_read_price(&m->stats, L, opts, err))
         return -1;
     m->values = rn_calloc(m->output.field_count, sizeof *m->values);
+    quota_init(&m->quota, &m->limits);
     collect_secrets(m, opts);
     return 0;
 }
@@ -229,7 +230,7 @@ struct model *model_open_provider(struct job_env *env, int decl, const struct pr
     m->setup = (struct provider_setup){m->call_task, m->output.structured, m->output.schema_json, 0, &m->secrets};
     m->provider_self = provider->open(env, opts, &m->setup, err);
     if (!m->provider_self) goto fail;
-    if (answer_cache_open(m, opts, err)) goto fail;
+    if (answer_cache_open(m, opts, err) || batch_open(m, opts, err)) goto fail;
     for (size_t i = 0; i < m->output.field_count; i++) fieldorder_add(env, m->output.fields[i].name);
 
     char label[600];
@@ -267,6 +268,7 @@ static int on_wire(const struct model *m) { return (int)(m->occupied - m->heap_l
 int model_room(struct model *m)
 {
     if (m->fatal.len) return 0;
+    if (m->batch.on) return 1 << 20; /* records wait in batches; the pipeline's window bounds them */
     int room = m->limits.concurrency - (int)m->occupied;
     if (m->limits.adaptive) {
         int window_room = (int)m->limits.window - on_wire(m);
@@ -275,7 +277,10 @@ int model_room(struct model *m)
     return room > 0 ? room : 0;
 }
 
-size_t model_in_flight(struct model *m) { return m->occupied + (m->cache.hits_len - m->cache.hits_next); }
+size_t model_in_flight(struct model *m)
+{
+    return m->occupied + (m->cache.hits_len - m->cache.hits_next) + m->batch.waiting + m->batch.retrying;
+}
 
 static void release(struct model *m, struct slot *s)
 {
@@ -301,20 +306,17 @@ static int build_call(struct model *m, struct slot *s, struct rn_err *err)
     http_request_clear(&s->req);
     if (m->provider->build(m->provider_self, c, &s->req, err)) return -1;
     s->built_headers = http_request_header_mark(&s->req);
-    size_t bytes = m->system_len + s->prompt.len + (s->corrected ? s->answer.len + s->correction.len : 0);
-    s->tokens_estimate = (int64_t)(bytes / 4) + 1;
+    if (m->provider->charge) {
+        s->tokens_estimate = m->provider->charge(m->provider_self, c);
+    } else {
+        size_t bytes = m->system_len + s->prompt.len + (s->corrected ? s->answer.len + s->correction.len : 0);
+        s->tokens_estimate = (int64_t)(bytes / 4) + 1;
+    }
     return 0;
 }
 
-int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *err)
+int engine_build(struct model *m, struct slot *s, int record_ref, struct rn_err *err)
 {
-    if (model_room(m) <= 0 || !m->free_list)
-        return rn_fail(err, "model: submitted with no room (model_room is 0)");
-    struct slot *s = m->free_list;
-    m->free_list = s->next;
-    s->next = NULL;
-    m->occupied++;
-    s->tag = tag;
     s->record_ref = record_ref;
     s->attempts = 0;
     s->corrected = 0;
@@ -324,8 +326,39 @@ int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *e
     int rc = prompt_render(m->prompt, -1, &s->prompt, err);
     lua_pop(m->L, 1);
     if (rc == 0) rc = build_call(m, s, err);
-    if (rc) { /* a prompt function's error can quote any value, a header's among them */
-        secret_redact_text(&m->secrets, err->msg, err->msg, sizeof err->msg);
+    if (rc) secret_redact_text(&m->secrets, err->msg, err->msg, sizeof err->msg); /* a prompt function's error can quote a header */
+    return rc;
+}
+
+/* The correction round's call for slot s: the model sees its answer and why it was rejected. */
+static void set_correction(struct model *m, struct slot *s, const char *why, size_t why_len)
+{
+    buf_clear(&s->correction);
+    buf_puts(&s->correction, "Your previous answer was rejected: ");
+    buf_put(&s->correction, why, why_len);
+    buf_puts(&s->correction, ". ");
+    buf_puts(&s->correction, m->output.expected);
+    s->corrected = 1;
+    s->attempts = 0;
+    metric_inc(m->stats.corrections);
+}
+
+int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *err)
+{
+    return model_submit_at(m, record_ref, tag, NULL, err);
+}
+
+int model_submit_at(struct model *m, int record_ref, uint64_t tag, const struct source_pos *pos, struct rn_err *err)
+{
+    if (m->batch.on) return batch_submit(m, record_ref, tag, pos, err);
+    if (model_room(m) <= 0 || !m->free_list)
+        return rn_fail(err, "model: submitted with no room (model_room is 0)");
+    struct slot *s = m->free_list;
+    m->free_list = s->next;
+    s->next = NULL;
+    m->occupied++;
+    s->tag = tag;
+    if (engine_build(m, s, record_ref, err)) {
         release(m, s);
         return -1;
     }
@@ -363,6 +396,43 @@ static void note_first_failure(struct model *m, const struct slot *s)
     buf_puts(&line, hint);
     snprintf(m->stats.first_failure, sizeof m->stats.first_failure, "%s", line.data);
     buf_free(&line);
+}
+
+int engine_call(struct model *m, int record_ref, uint64_t tag, const char *answer, const char *why, struct rn_err *err)
+{
+    if (!m->free_list || m->fatal.len) return 0;
+    if (m->limits.adaptive && on_wire(m) >= (int)m->limits.window) return 0;
+    struct slot *s = m->free_list;
+    m->free_list = s->next;
+    s->next = NULL;
+    m->occupied++;
+    s->tag = tag;
+    if (engine_build(m, s, record_ref, err)) {
+        release(m, s);
+        return -1;
+    }
+    if (answer) {
+        buf_clear(&s->answer);
+        buf_puts(&s->answer, answer);
+        set_correction(m, s, why, strlen(why));
+        if (build_call(m, s, err)) {
+            release(m, s);
+            return -1;
+        }
+    }
+    ready_push_tail(m, s);
+    return 1;
+}
+
+void engine_report(struct model *m, uint64_t tag, int record_ref, int ok, struct buf *reason, const char *model_text)
+{
+    if (!ok) redact(m, reason);
+    if (ok) metric_inc(m->stats.ok);
+    else metric_inc(m->stats.failed);
+    if (!ok && !m->stats.first_failure[0]) { /* a batch's reason names the batch: no request to show */
+        snprintf(m->stats.first_failure, sizeof m->stats.first_failure, "%.700s", reason->data);
+    }
+    if (m->done) m->done(m->done_ctx, tag, record_ref, ok, ok ? NULL : reason->data, model_text);
 }
 
 /* The one way a record leaves the engine. A failure's reason is redacted here, whatever path
@@ -418,6 +488,24 @@ static void stop_job(struct model *m, struct slot *s, const char *message)
     set_fatal(m, message);
 }
 
+void engine_fatal_answer(struct model *m, const char *method, const char *url, const struct http_response *answer,
+                         const char *why)
+{
+    if (m->fatal.len) return;
+    buf_clear(&m->scratch);
+    provider_error_message(answer, &m->scratch); /* the body was redacted */
+    buf_clear(&m->done_reason);
+    buf_printf(&m->done_reason, "%s %s: HTTP %ld: ", method, url ? url : "?", answer->status);
+    check_put_excerpt(&m->done_reason, m->scratch.data ? m->scratch.data : "", m->scratch.len, EXCERPT_MAX);
+    const char *const *keys = m->provider->secret_options; /* the credentials to check, by their option */
+    int refused = answer->status == 401 || answer->status == 403;
+    if (why) buf_printf(&m->done_reason, " (%s", why);
+    if (why && refused && keys && keys[0]) buf_printf(&m->done_reason, "; check %s", keys[0]);
+    if (why) buf_putc(&m->done_reason, ')');
+    buf_printf(&m->fatal, "model.%s: %s", m->provider_name, m->done_reason.data);
+    redact(m, &m->fatal);
+}
+
 /* Schedule another attempt after backoff with full jitter, but no sooner than hint_ms; or fail
  * when the retries are used up. */
 static void retry_or_fail(struct model *m, struct slot *s, int64_t hint_ms, int64_t now)
@@ -464,10 +552,14 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
     metric_add(m->stats.tokens_cache_read, (double)r->tokens_cache_read);
     metric_add(m->stats.tokens_cache_write, (double)r->tokens_cache_write);
     if (m->stats.has_price) metric_set(m->stats.cost_usd, stats_cost_usd(&m->stats));
-    limits_usage(&m->limits, r->tokens_in + r->tokens_out, s->tokens_estimate); /* the real usage */
-    if (v->remaining_requests == 0 && v->reset_requests_ms > 0)
+    if (!quota_counts_tokens(&m->quota)) /* the real usage, unless the provider's own count paces */
+        limits_usage(&m->limits, r->tokens_in + r->tokens_out, s->tokens_estimate);
+    /* none left: wait for the reset, unless the quota knows the limit, whose bucket then waits
+     * for just the refill one request needs (a reset is the time until the window is full) */
+    if (v->remaining_requests == 0 && v->reset_requests_ms > 0 && !m->quota.requests.limit)
         pause_until(m, now + retry_cap_hint(v->reset_requests_ms));
-    if (v->remaining_tokens == 0 && v->reset_tokens_ms > 0) pause_until(m, now + retry_cap_hint(v->reset_tokens_ms));
+    if (v->remaining_tokens == 0 && v->reset_tokens_ms > 0 && !m->quota.tokens.limit)
+        pause_until(m, now + retry_cap_hint(v->reset_tokens_ms));
 
     buf_clear(&m->done_reason);
     buf_puts(&m->done_reason, "invalid answer: ");
@@ -487,14 +579,7 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
         struct buf t = s->answer;
         s->answer = r->text;
         r->text = t;
-        buf_clear(&s->correction);
-        buf_puts(&s->correction, "Your previous answer was rejected: ");
-        buf_put(&s->correction, m->done_reason.data + prefix, m->done_reason.len - prefix);
-        buf_puts(&s->correction, ". ");
-        buf_puts(&s->correction, m->output.expected);
-        s->corrected = 1;
-        s->attempts = 0;
-        metric_inc(m->stats.corrections);
+        set_correction(m, s, m->done_reason.data + prefix, m->done_reason.len - prefix);
         struct rn_err berr;
         if (build_call(m, s, &berr)) {
             buf_clear(&m->done_reason);
@@ -527,6 +612,7 @@ static void handle_done(struct model *m, struct slot *s)
 {
     struct http_request *r = &s->req;
     int64_t now = m->now_ms;
+    quota_completed(&m->quota);
     if (r->timings.connects > 0) metric_add(m->stats.connections, (double)r->timings.connects);
     buf_clear(&s->reason);
     if (r->no_descriptor) {
@@ -556,6 +642,7 @@ static void handle_done(struct model *m, struct slot *s)
     struct http_response answer = http_response_of(r);
     struct provider_verdict v;
     provider_classify(m->provider, m->provider_self, &answer, &v);
+    quota_observe(&m->quota, &m->limits, s, &v, now);
     /* the server's part of the time: from the request on the wire to the first byte back, so
      * connecting and our own queueing do not count */
     int64_t rtt_us = r->timings.starttransfer_us - r->timings.pretransfer_us;
@@ -576,11 +663,8 @@ static void handle_done(struct model *m, struct slot *s)
          * that refuses most requests, or a window that cannot shrink further. */
         if (v.rate_limited && hint > 0 && limits_pause_all(&m->limits)) pause_until(m, now + hint);
     } else if (v.outcome == PROVIDER_FAIL_JOB) {
-        buf_clear(&m->done_reason);
-        if (v.why) buf_printf(&m->done_reason, "%s: ", v.why);
-        buf_printf(&m->done_reason, "HTTP %ld: ", r->status);
-        buf_put(&m->done_reason, s->reason.data, s->reason.len);
-        stop_job(m, s, m->done_reason.data);
+        engine_fatal_answer(m, r->method, r->url.data, &answer, v.why);
+        s->state = SLOT_STOPPED;
     } else {
         if (v.why) { /* the provider's reading first, as for the job: "WHY: HTTP 400: body" */
             buf_clear(&m->done_reason);
@@ -672,6 +756,7 @@ static int start_transfer(struct model *m, struct slot *s, int64_t now)
     /* counted once it is really on its way */
     s->attempts++;
     s->sent_ms = now;
+    quota_sent(&m->quota, s);
     metric_inc(m->stats.requests);
     if (s->attempts > 1) metric_inc(m->stats.retried);
     s->state = SLOT_RUNNING;
@@ -700,6 +785,7 @@ static int start_ready(struct model *m, int64_t now)
             break;
         }
         struct slot *s = m->ready_head;
+        if (quota_hold(&m->quota)) break; /* the first answer says what the quota is */
         if (limits_wait_ms(&m->limits, now, s->tokens_estimate) > 0) break;
         ready_pop(m);
         int rc = start_transfer(m, s, now);
@@ -719,9 +805,10 @@ static int64_t next_due_ms(struct model *m, int64_t now)
     if (m->heap_len) due = m->heap[0]->due_ms;
     int64_t curl_due = http_due_ms(m->http);
     if (curl_due >= 0 && curl_due < due) due = curl_due;
+    if (m->batch.on && m->batch.due_ms < due) due = m->batch.due_ms;
     if (m->ready_head && m->credentials_wait) { /* the credentials answer wakes the loop */
         if (!m->credentials_running && now + CREDENTIALS_POLL_MS < due) due = now + CREDENTIALS_POLL_MS;
-    } else if (m->ready_head && !window_closed(m)) { /* else an answer makes room */
+    } else if (m->ready_head && !window_closed(m) && !quota_hold(&m->quota)) { /* else an answer makes room */
         int64_t w = m->paused_until_ms - now;
         int64_t l = limits_wait_ms(&m->limits, now, m->ready_head->tokens_estimate);
         if (l > w) w = l;
@@ -736,6 +823,7 @@ static void drain_completions(struct model *m)
     struct http_request *r;
     while ((r = http_next_done(m->http))) {
         if (r == &m->credentials) credentials_done(m);
+        else if (r->user == &m->batch) batch_answer(m, r);
         else handle_done(m, r->user);
     }
 }
@@ -766,9 +854,12 @@ int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, s
     size_t hits = answer_cache_report(m);
     m->now_ms = rn_now_ms();
     answer_cache_tick(m, m->now_ms);
-    if (m->occupied == 0) return 0;
+    if (m->batch.on) batch_tick(m, m->now_ms);
+    if (m->fatal.len) return rn_fail(err, "%s", m->fatal.data);
+    if (m->occupied == 0 && !m->batch.on) return 0;
     uint64_t finished = metric_u64(m->stats.ok) + metric_u64(m->stats.failed);
     if (advance(m, err)) return -1;
+    if (m->batch.on) batch_tick(m, m->now_ms);
     int wait = 0;
     if (timeout_ms > 0 && !hits && metric_u64(m->stats.ok) + metric_u64(m->stats.failed) == finished && !m->fatal.len) {
         int64_t left = next_due_ms(m, m->now_ms) - m->now_ms;
@@ -776,7 +867,7 @@ int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, s
     }
     if (http_wait(m->http, wait, &m->now_ms, err)) return rn_wrap(err, "model.%s", m->provider_name);
     if (advance(m, err)) return -1;
-    metric_set(m->stats.in_flight, (double)m->occupied);
+    metric_set(m->stats.in_flight, (double)model_in_flight(m));
     if (m->fatal.len) return rn_fail(err, "%s", m->fatal.data);
     return 0;
 }
@@ -799,6 +890,7 @@ void model_close(struct model *m)
     }
     if (m->http) http_cancel(m->http, &m->credentials);
     http_request_free(&m->credentials);
+    batch_close(m); /* its requests too */
     http_free(m->http); /* after the requests, as curl wants */
     if (m->provider_self) m->provider->close(m->provider_self);
     answer_cache_close(&m->cache);

@@ -69,6 +69,28 @@ int64_t limits_wait_ms(struct limits *l, int64_t now, int64_t tokens)
     return r > t ? r : t;
 }
 
+void limits_bucket_pace(struct bucket *b, double per_ms, int64_t now)
+{
+    if (!b->on) {
+        b->on = 1;
+        b->last_ms = now;
+        b->level = per_ms * 1000;
+    } else {
+        bucket_refill(b, now);
+    }
+    b->per_ms = per_ms;
+    b->capacity = per_ms * 1000; /* a second's worth of burst, as for a declared limit */
+    if (b->capacity < 1) b->capacity = 1;
+    if (b->level > b->capacity) b->level = b->capacity;
+}
+
+void limits_bucket_cap(struct bucket *b, double most, int64_t now)
+{
+    if (!b->on) return;
+    bucket_refill(b, now);
+    if (b->level > most) b->level = most;
+}
+
 void limits_spend(struct limits *l, int64_t tokens)
 {
     if (l->rpm.on) l->rpm.level -= 1;

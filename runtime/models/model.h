@@ -42,6 +42,20 @@
                 .default_note = "input", OPT_AT_LEAST(0)},                                         \
                {"cache_write", OPT_NUMBER, 0, NULL, .help = "USD per 1M input tokens written to the prompt cache", \
                 .default_note = "input", OPT_AT_LEAST(0)})
+#define MODEL_BATCH_FIELDS                                                                         \
+    OPT_FIELDS({"enabled", OPT_BOOLEAN, 0, "true", .help = "send the job's calls through the batch API"},     \
+               {"max_requests", OPT_INTEGER, 0, "50000", .help = "requests in one batch at most", OPT_AT_LEAST(1)}, \
+               {"max_bytes", OPT_SIZE, 0, "200MB", .help = "bytes of requests in one batch at most", OPT_AT_LEAST(1024)}, \
+               {"poll", OPT_DURATION, 0, "30s", .help = "how often a batch's state is asked for", OPT_ABOVE(0)}, \
+               {"window", OPT_STRING, 0, "24h", .help = "the completion window asked for"},               \
+               {"retry_live", OPT_BOOLEAN, 0, "true",                                                      \
+                .help = "failed, expired and invalid batch answers get their retry or correction round live, " \
+                        "at the live price; false: they are dead-lettered with the reason"})
+/* `batch`, for the options of a provider with PROVIDER_BATCH (provider.h): true, or the table. */
+#define MODEL_BATCH_OPTION                                                                         \
+    {"batch", OPT_NESTED, 0, NULL,                                                                 \
+     .help = "bounded jobs: send the calls through the provider's batch API at its batch price; true or { ... }", \
+     .fields = MODEL_BATCH_FIELDS, .short_form = "enabled"}
 /* The options of the engine, listed in every provider's table: MODEL_COMMON_OPTIONS, or the
  * three parts around the prompt for a provider whose prompt is optional (model.http). */
 #define MODEL_TASK_OPTIONS                                                                         \
@@ -89,6 +103,9 @@ size_t model_in_flight(struct model *m);
  * ownership of the ref; tag comes back in the completion. -1 and err when the prompt cannot
  * be rendered (the pipeline dead-letters the record with that reason). */
 int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *err);
+/* The same for a record read at pos, which a model with `batch` on needs: a batch line is named
+ * by where its record came from, so a resumed job finds the records its batches hold. */
+int model_submit_at(struct model *m, int record_ref, uint64_t tag, const struct source_pos *pos, struct rn_err *err);
 
 /* Completion of one record: ok=1 means the output fields are set on the record; ok=0 means
  * it failed for good, with the reason (HTTP status and body, validation error, ...) and the
@@ -100,6 +117,24 @@ typedef void (*model_done_fn)(void *ctx, uint64_t tag, int record_ref, int ok, c
  * finished record. Records answered from the cache at submit are reported here too, first,
  * and then the call does not wait. -1 and err only for failures that must stop the job. */
 int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, struct rn_err *err);
+
+/* With `batch` on (models/batch.c): the records the model wants in flight at once (a batch's
+ * worth, for the pipeline's window), 0 otherwise; how many in flight wait for a batch's answer
+ * and nothing else (a stopped job need not wait for them: its checkpoint keeps the batches);
+ * and a few words on the batches for the progress line ("batch 2/3 in_progress 41%"; nothing
+ * without batches). */
+int64_t model_batch_window(struct model *m);
+size_t model_batch_waiting(struct model *m);
+void model_progress(struct model *m, struct buf *out);
+
+/* What a checkpoint keeps of the model: the batches submitted (ids, files, the ranges of
+ * source positions their records came from), so a resumed job polls them instead of paying
+ * again. model_save adds "model" to state when there is anything to keep; model_restore reads
+ * it back (state may be NULL). model_save_due: a batch was made or ended since the last save,
+ * and the pipeline should checkpoint now rather than at its next interval. */
+int model_save(struct model *m, json_t *state, struct rn_err *err);
+int model_restore(struct model *m, json_t *state, struct rn_err *err);
+int model_save_due(struct model *m);
 
 /* Print the model figures of the run summary (requests, retries, tokens, latency, cost, cache
  * hits and, with concurrency "auto", the window: started, ended, mean over the requests sent,

@@ -120,6 +120,11 @@ struct limits {
     uint64_t window_samples;
 };
 
+/* Pace b at per_ms (a rate the quota learned), refilling it first at the rate it had; capacity
+ * a second's worth. limits_bucket_cap: the bucket holds at most `most` (may be below 0: a debt). */
+void limits_bucket_pace(struct bucket *b, double per_ms, int64_t now);
+void limits_bucket_cap(struct bucket *b, double most, int64_t now);
+
 /* Read `limits` from the options table at opts (defaults when absent). -1 and err. */
 int limits_read(struct limits *l, lua_State *L, int opts, struct rn_err *err);
 /* How long until rpm and tpm allow a request of about `tokens` tokens; 0: now. */
@@ -141,6 +146,44 @@ void limits_cap(struct limits *l, int calls);
  * concurrency; with "auto" only when most answers are refusals or the window cannot shrink. */
 int limits_pause_all(const struct limits *l);
 double limits_window_mean(const struct limits *l);
+
+/* ---- quota.c: pacing at the quota the provider announces ---- */
+
+struct slot;
+
+/* One limit (requests or tokens) as the provider's headers told it. */
+struct quota_dimension {
+    int64_t limit;             /* per window, as announced; 0 while unknown */
+    double refill_per_ms;      /* how fast the window refills, from limit, remaining and reset */
+    double deficit_sum, reset_sum; /* decaying sums of the samples refill is learned from */
+    double declared_per_ms;    /* the job's rpm or tpm; 0 when not declared */
+    double sent;               /* requests, or estimated tokens, sent in the whole run */
+    uint64_t held;             /* answers whose count held the pace back */
+};
+
+struct quota {
+    struct quota_dimension requests, tokens;
+    uint64_t completions;      /* attempts that ended, answered or not */
+};
+
+/* Note what the job declared (after limits_read). */
+void quota_init(struct quota *q, const struct limits *l);
+/* Slot s is going out with its estimate: mark it, for the answer's reckoning. */
+void quota_sent(struct quota *q, struct slot *s);
+/* The answer to s (any status) said v: learn the limits and the refill, pace the buckets just
+ * under them (or at the declared rpm/tpm when smaller) and keep the buckets' levels below what
+ * the provider says is left, less what went out since and a reserve. */
+void quota_observe(struct quota *q, struct limits *l, const struct slot *s, const struct provider_verdict *v, int64_t now);
+/* An attempt ended (any answer, or none). */
+void quota_completed(struct quota *q);
+/* Whether sends wait: with no rpm/tpm declared, the first request goes out alone, and the rest
+ * wait for it to end, so a provider's quota (which may be nearly spent) is known before a full
+ * window of requests hits it. */
+int quota_hold(const struct quota *q);
+/* Whether the token limit is the provider's count (then the answer's usage does not correct it). */
+int quota_counts_tokens(const struct quota *q);
+void quota_print(const struct quota *q, const struct limits *l, FILE *out);
+void quota_json(const struct quota *q, const struct limits *l, json_t *model);
 
 /* ---- retry.c: the retry policy ---- */
 
@@ -170,6 +213,12 @@ struct stats {
     struct metric *tokens_cache_read, *tokens_cache_write; /* of tokens_in */
     struct metric *latency_seconds, *in_flight, *cost_usd;
     char first_failure[768];   /* "POST URL: reason (what to check)" of the first record failed; redacted */
+    /* batch mode: records sent through batches (spooled, or joining a resumed one), answers that
+     * came from them (and validated), records they did not answer that went live, and that were
+     * dead-lettered; the tokens of their answers */
+    struct metric *batch_records, *batch_answered, *batch_live, *batch_failed;
+    struct metric *batch_tokens_in, *batch_tokens_out;
+    double batch_price;        /* batch answers' price as a share of the live one (1 without batch) */
     uint64_t latency_count;
     uint64_t latency[LATENCY_BUCKETS]; /* microseconds, log-linear: 16 buckets per power of two */
     int has_price;
@@ -183,8 +232,9 @@ struct stats {
 /* Register the model's series in registry (or in a registry of its own when NULL). -1 and err. */
 int stats_open(struct stats *s, struct metrics *registry, const char *provider, const char *model, struct rn_err *err);
 void stats_close(struct stats *s);
-/* The cost estimate from `price` and the tokens so far. */
+/* The cost estimate: batch answers at their share of the live price; and all at the live price. */
 double stats_cost_usd(const struct stats *s);
+double stats_cost_live_usd(const struct stats *s);
 void stats_latency_add(struct stats *s, int64_t us);
 double stats_latency_percentile_ms(const struct stats *s, double p);
 /* Read `price` from the options table at opts. -1 and err. */
@@ -241,6 +291,7 @@ struct slot {
     int64_t due_ms;            /* WAITING: when to send again */
     int64_t sent_ms;           /* when the current attempt started */
     int64_t tokens_estimate;
+    double quota_requests, quota_tokens; /* what the quota had seen sent, this attempt included */
     long last_status;          /* HTTP status of the last failed attempt, 0 for transport errors */
     size_t built_headers;      /* header lines of build; authorize's come after */
     uint8_t key[CACHE_KEY_SIZE];
@@ -287,6 +338,47 @@ size_t answer_cache_report(struct model *m);
 void answer_cache_tick(struct model *m, int64_t now);
 void answer_cache_close(struct answer_cache *c);
 
+/* ---- batch.c: the provider's batch API for bounded jobs ---- */
+
+struct batch;                  /* one batch: its spool, requests, records, results (batch.c) */
+struct batch_retry;            /* a record a batch did not answer, waiting for a live slot */
+
+struct batch_exec {
+    int on;
+    int64_t max_requests, max_bytes, poll_ms;
+    char *window;              /* the completion window asked for */
+    int retry_live;
+    char *dir;                 /* STATE_DIR/batch/JOB: spools and results */
+    struct batch **batches;    /* in the order they were made */
+    size_t count, cap;
+    struct batch *open;        /* the chunk being spooled, or NULL */
+    struct slot scratch;       /* builds each record's call */
+    struct provider_batch_result result;
+    struct batch_retry *retry_head, *retry_tail;
+    size_t waiting;            /* records waiting for a batch's answer */
+    size_t retrying;           /* records in the retry queue */
+    int dirty;                 /* a batch was made or changed phase since the last save */
+    int64_t due_ms;            /* the next time something is due, INT64_MAX: none */
+    struct buf line, text;
+};
+
+/* Read `batch` (on only for a provider with PROVIDER_BATCH); refused in stream mode. */
+int batch_open(struct model *m, int opts, struct rn_err *err);
+/* The record at record_ref (position pos) joins a batch: a restored one whose range holds pos,
+ * or the open chunk. -1 and err when its call cannot be made (the record is dead-lettered). */
+int batch_submit(struct model *m, int record_ref, uint64_t tag, const struct source_pos *pos, struct rn_err *err);
+/* Do what is due: seal a chunk that stopped growing, send submit/poll/fetch requests, read
+ * results, start live calls for the retry queue. */
+void batch_tick(struct model *m, int64_t now);
+/* The answer to one of the batches' requests (r->user is &m->batch). */
+void batch_answer(struct model *m, struct http_request *r);
+int batch_save(struct model *m, json_t *state);
+int batch_restore(struct model *m, json_t *state, struct rn_err *err);
+void batch_progress(struct model *m, struct buf *out);
+void batch_print(struct model *m, FILE *out);
+void batch_json(struct model *m, json_t *model);
+void batch_close(struct model *m);
+
 /* ---- the engine ---- */
 
 struct model {
@@ -332,7 +424,26 @@ struct model {
 
     struct answer_cache cache;
     struct stats stats;
+    struct quota quota;
+    struct batch_exec batch;
 };
+
+/* engine.c, for batch.c: render and build the call of the record at record_ref into slot s
+ * (prompt, request, estimate). 0, or -1 and err (redacted). */
+int engine_build(struct model *m, struct slot *s, int record_ref, struct rn_err *err);
+/* Start a live call for a record a batch did not answer: a fresh call, or (answer not NULL)
+ * the correction round after that invalid answer and why it was rejected. 1: started; 0: no
+ * slot is free (try again later); -1 and err: the call cannot be built. */
+int engine_call(struct model *m, int record_ref, uint64_t tag, const char *answer, const char *why, struct rn_err *err);
+/* Report a record the engine is done with (ok, or failed with reason, redacted here). */
+void engine_report(struct model *m, uint64_t tag, int record_ref, int ok, struct buf *reason, const char *model_text);
+/* The job must stop: `method url` answered what no retry can heal (why: the verdict's). The
+ * stop line names them, the status and the provider's message, redacted, and for a 401 or
+ * 403 the option that holds the credentials (the provider's first secret option). */
+void engine_fatal_answer(struct model *m, const char *method, const char *url, const struct http_response *answer,
+                         const char *why);
+/* Store a validated answer (m->reply) under key in the answer cache. */
+void answer_cache_store_key(struct model *m, const uint8_t key[CACHE_KEY_SIZE]);
 
 /* model_open with this provider instead of the one the declaration names (NULL: that one),
  * for tests of the engine with providers of their own. */

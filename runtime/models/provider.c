@@ -22,7 +22,19 @@ void provider_verdict_init(struct provider_verdict *v)
         .remaining_tokens = -1,
         .reset_requests_ms = -1,
         .reset_tokens_ms = -1,
+        .limit_requests = -1,
+        .limit_tokens = -1,
     };
+}
+
+void provider_batch_set(char **field, const char *value, size_t len)
+{
+    free(*field);
+    *field = NULL;
+    if (!value) return;
+    *field = rn_malloc(len + 1);
+    memcpy(*field, value, len);
+    (*field)[len] = '\0';
 }
 
 #define MS_MAX 1e15 /* 31,000 years: a longer wait said is this one (and capped by the engine) */
@@ -77,17 +89,63 @@ static int name_is(const struct http_header *h, const char *name)
     return strlen(name) == h->name_len && strncasecmp(h->name, name, h->name_len) == 0;
 }
 
-/* A 429 that no wait can cure: {"error": {"type"/"code": "insufficient_quota"}}. */
-static int out_of_quota(const struct http_response *a)
+/* error.code and error.type of an OpenAI-shaped error body (either may be NULL); the caller
+ * decrefs *root. */
+static void error_fields(const struct http_response *a, json_t **root, const char **code, const char **type,
+                         const char **message)
 {
-    if (!memmem(a->body, a->body_len, "insufficient_quota", 18)) return 0; /* most 429s: no parse */
-    json_t *root = json_loadb(a->body, a->body_len, 0, NULL);
-    json_t *error = json_object_get(root, "error");
-    const char *code = json_string_value(json_object_get(error, "code"));
-    const char *type = json_string_value(json_object_get(error, "type"));
-    int out = (code && strcmp(code, "insufficient_quota") == 0) || (type && strcmp(type, "insufficient_quota") == 0);
+    *root = json_loadb(a->body, a->body_len, 0, NULL);
+    json_t *error = json_object_get(*root, "error");
+    if (json_is_string(error)) { /* some servers answer {"error": "text"} */
+        *code = *type = NULL;
+        *message = json_string_value(error);
+        return;
+    }
+    *code = json_string_value(json_object_get(error, "code"));
+    *type = json_string_value(json_object_get(error, "type"));
+    *message = json_string_value(json_object_get(error, "message"));
+}
+
+static int is(const char *value, const char *word) { return value && strcmp(value, word) == 0; }
+
+/* What the billing errors say. OpenAI: a code or type insufficient_quota (429, "You exceeded
+ * your current quota"), billing_hard_limit_reached, billing_not_active. Anthropic: a 400
+ * invalid_request_error whose message says "Your credit balance is too low to access the
+ * Anthropic API" or "You have reached your specified API usage limits" (a spend limit; "You
+ * will regain access on ..."). Only these phrases: a 400 about a request's own parameters
+ * must stay a failed record. */
+const char *provider_spend_limit(const struct http_response *a)
+{
+    if (a->status < 400) return NULL;
+    static const char *const marks[] = {"insufficient_quota", "billing_", "credit balance", "API usage limits"};
+    int marked = 0; /* most errors hold none of these words: no parse */
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0] && !marked; i++)
+        marked = memmem(a->body, a->body_len, marks[i], strlen(marks[i])) != NULL;
+    if (!marked) return NULL;
+    json_t *root;
+    const char *code, *type, *message, *why = NULL;
+    error_fields(a, &root, &code, &type, &message);
+    if (is(code, "insufficient_quota") || is(type, "insufficient_quota"))
+        why = "the account has no quota left (insufficient_quota): no retry can succeed";
+    else if (is(code, "billing_hard_limit_reached") || is(type, "billing_hard_limit_reached"))
+        why = "the account reached its billing limit (billing_hard_limit_reached): no retry can succeed";
+    else if (is(code, "billing_not_active") || is(type, "billing_not_active"))
+        why = "the account's billing is not active (billing_not_active): no retry can succeed";
+    else if (a->status == 400 && message &&
+             (strcasestr(message, "credit balance is too low") || strcasestr(message, "reached your specified API usage limits")))
+        why = "the account reached its spend limit or has no credit: no retry can succeed";
     json_decref(root);
-    return out;
+    return why;
+}
+
+void provider_error_message(const struct http_response *a, struct buf *out)
+{
+    json_t *root;
+    const char *code, *type, *message;
+    error_fields(a, &root, &code, &type, &message);
+    if (message && *message) buf_puts(out, message);
+    else buf_put(out, a->body, a->body_len);
+    json_decref(root);
 }
 
 void provider_classify_default(const struct http_response *a, struct provider_verdict *v)
@@ -114,6 +172,10 @@ void provider_classify_default(const struct http_response *a, struct provider_ve
             v->remaining_requests = strtoll(h->value, NULL, 10);
         } else if (name_is(h, "x-ratelimit-remaining-tokens") && h->value_len) {
             v->remaining_tokens = strtoll(h->value, NULL, 10);
+        } else if (name_is(h, "x-ratelimit-limit-requests") && h->value_len) {
+            v->limit_requests = strtoll(h->value, NULL, 10);
+        } else if (name_is(h, "x-ratelimit-limit-tokens") && h->value_len) {
+            v->limit_tokens = strtoll(h->value, NULL, 10);
         }
     }
     long status = a->status;
@@ -121,17 +183,21 @@ void provider_classify_default(const struct http_response *a, struct provider_ve
         v->retry_after_ms = -1; /* a hint on a good answer is no instruction */
         return;
     }
-    if (status == 429 && out_of_quota(a)) {
+    const char *spent = provider_spend_limit(a);
+    if (spent || status == 401 || status == 403) {
         v->outcome = PROVIDER_FAIL_JOB;
         v->retry_after_ms = -1;
-        v->why = "the account has no quota left (insufficient_quota): no retry can succeed";
+        v->why = spent ? spent
+                 : status == 401 ? "the endpoint refused the credentials (HTTP 401): no record can succeed"
+                                 : "the endpoint refused access (HTTP 403): the key, organisation or region may not use "
+                                   "it; no record can succeed";
         return;
     }
     if (status == 408 || status == 409 || status == 429 || status >= 500) {
         v->outcome = PROVIDER_RETRY;
         v->congestion = status == 429 || status >= 500;
         v->rate_limited = status == 429;
-        if (status == 429) { /* wait for the limit that ran out, when the server says when it resets */
+        if (status == 429 && v->retry_after_ms < 0) { /* no Retry-After: wait for the limit that ran out to reset */
             if (v->remaining_requests <= 0 && v->reset_requests_ms > v->retry_after_ms)
                 v->retry_after_ms = v->reset_requests_ms;
             if (v->remaining_tokens == 0 && v->reset_tokens_ms > v->retry_after_ms)

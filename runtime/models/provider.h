@@ -45,7 +45,7 @@ enum provider_capability {
     PROVIDER_CHAT = 1 << 0,        /* tasks classification and text_generation */
     PROVIDER_EMBEDDINGS = 1 << 1,  /* task embedding */
     PROVIDER_STRUCTURED = 1 << 2,  /* answers that follow a JSON schema */
-    PROVIDER_BATCH = 1 << 3,       /* a batch API (hooks to come with the batch executor) */
+    PROVIDER_BATCH = 1 << 3,       /* a batch API: provider_ops.batch holds its hooks */
     PROVIDER_PREDICT = 1 << 4,     /* tasks regression and clustering by the model itself: any answer */
 };
 
@@ -97,12 +97,118 @@ struct provider_verdict {
     int rate_limited;           /* the server refused for rate (429): other sends hold back too */
     int congestion;             /* the server is overloaded (429, 5xx): the "auto" window shrinks */
     /* the rate-limit state the answer reported; -1 when it did not. A 2xx answer that says none
-     * are left holds back every send until the reset. */
+     * are left holds back every send until the reset. The limits (requests and tokens a window
+     * allows, OpenAI's x-ratelimit-limit-*) are what the engine paces itself by when the job
+     * declares no rpm/tpm (models/quota.c); reset is when the window is full again. */
     int64_t remaining_requests, remaining_tokens;
     int64_t reset_requests_ms, reset_tokens_ms;
+    int64_t limit_requests, limit_tokens;
     const char *why;            /* FAIL_JOB, FAIL_RECORD: an explanation put before the status and
                                  * body in the job's error or the dead letter, or NULL; static, or
                                  * the provider's until its next classify */
+};
+
+/* ---- batch APIs (PROVIDER_BATCH): many calls in one job at the provider, at a lower price ----
+ *
+ * For a bounded job with `batch` on, the engine (models/batch.c) builds every call as it would
+ * for a live request (build), turns each into one spool line (line), and submits the spool in
+ * chunks within the provider's limits (submit), polls the batch until it ends (poll), downloads
+ * its results (fetch) and reads them one line at a time (result), each line's answer then going
+ * through classify and parse exactly as a live answer does. The engine does every HTTP exchange
+ * (retries, backoff, the verdicts of classify), keeps the batches in the checkpoint and maps
+ * results back to records by custom_id. The hooks only build requests and read answers; they
+ * run on the job's loop and must not block.
+ *
+ * How the two batch APIs map onto the hooks:
+ *   hook    OpenAI (Files + Batches)                  Anthropic (Message Batches)
+ *   line    {"custom_id","method":"POST","url",        {"custom_id","params": the body of a
+ *           "body": the body build made}               POST /v1/messages}
+ *   submit  1. POST /v1/files, multipart, purpose=     1. POST /v1/messages/batches
+ *           batch, the spool as the file -> input         {"requests":[the lines, comma-joined]}
+ *           2. POST /v1/batches {input_file_id,           -> id
+ *           endpoint, completion_window} -> id
+ *   poll    GET /v1/batches/{id}: status validating,  GET /v1/messages/batches/{id}:
+ *           in_progress, finalizing, cancelling ->     processing_status in_progress, canceling
+ *           RUNNING; completed, expired, cancelled     -> RUNNING; ended -> ENDED (results_url);
+ *           -> ENDED (output_file_id, error_file_id);  request_counts{processing, succeeded,
+ *           failed -> FAILED (errors.data[].message);  errored, canceled, expired}
+ *           request_counts{total, completed, failed}
+ *   fetch   part 0 GET /v1/files/{output}/content,     part 0 GET results_url (or
+ *           part 1 GET /v1/files/{errors}/content      /v1/messages/batches/{id}/results)
+ *   result  {"custom_id","response":{"status_code",    {"custom_id","result":{"type":
+ *           "body"},"error"}: status_code and body;    "succeeded","message"}}: 200 and the
+ *           "error":{"code":"batch_expired"} or a       message; "errored": the error's HTTP
+ *           null response: status 0                     status (400 invalid_request_error, 500
+ *                                                       api_error, ...) and {"type":"error",
+ *                                                       "error":...}; "canceled", "expired":
+ *                                                       status 0
+ * Both: at most 100,000 (Anthropic) or 50,000 (OpenAI) requests and 256 MB / 200 MB a batch,
+ * results within 24 hours, half the price of live calls. */
+
+/* Where a batch is, as poll tells the engine. */
+enum provider_batch_phase {
+    PROVIDER_BATCH_SUBMITTING, /* being made: submit's steps are not all done */
+    PROVIDER_BATCH_RUNNING,    /* made; the provider is working on it (validating, in progress, finalizing) */
+    PROVIDER_BATCH_ENDED,      /* over, with results to fetch: all of them, or some (expired, cancelled) */
+    PROVIDER_BATCH_FAILED,     /* over without results (its input was refused): no request was answered */
+};
+
+/* One batch as the engine keeps it, in memory and in the checkpoint. The strings are the
+ * engine's (it frees them); a hook replaces one with provider_batch_set. */
+struct provider_batch {
+    enum provider_batch_phase phase;
+    int step;                  /* submit: how many of its requests were answered */
+    char *id;                  /* the provider's id for the batch, once it exists */
+    char *input;               /* an uploaded input file (OpenAI), or NULL */
+    char *results[2];          /* where its results are (file ids, a URL), NULL where none */
+    char status[32];           /* the provider's word for its state ("in_progress"), for people */
+    int64_t total, completed, failed; /* request counts as the provider reports them; -1: unknown */
+    struct buf why;            /* FAILED: the provider's reason */
+};
+
+/* Set *field to a copy of the len bytes at value (NULL: none), freeing what it held. */
+void provider_batch_set(char **field, const char *value, size_t len);
+
+/* The chunk submit sends: its lines (one per call, each ending with a newline) in a file. */
+struct provider_spool {
+    const char *path;
+    size_t count;              /* lines */
+    int64_t bytes;
+    const char *job;           /* the job's name, for the provider's metadata */
+    int number;                /* 1, 2, ...: the job's batches in the order they were made */
+    const char *window;        /* the completion window asked for ("24h") */
+};
+
+/* One result line as result reads it. The engine empties the buffers first and reuses them. */
+struct provider_batch_result {
+    struct buf custom_id;
+    long status;               /* the HTTP status of the call's answer; 0 when it got none (expired, cancelled) */
+    struct buf body;           /* status != 0: the answer body, as a live answer's, for classify and parse */
+    const char *why;           /* status 0: why it got none ("expired before it ran"), static */
+};
+
+struct provider_batch_ops {
+    double price;              /* the batch price as a share of the live price (0.5) */
+    int64_t max_requests;      /* the most requests, and bytes of spool, one batch may hold */
+    int64_t max_bytes;
+    /* Append the spool line of one call to out: custom_id (letters, digits, '-' and '_', at most
+     * 64) and the request build made for it. -1 and err: the call goes live instead. */
+    int (*line)(void *self, const char *custom_id, const struct http_request *call, struct buf *out, struct rn_err *err);
+    /* Make a batch of the spooled lines, one request at a time: with answer NULL, build the first
+     * request into req (cleared by the engine); then, with the answer to each (classified ok),
+     * read it into b and build the next. 1: req holds the next request; 0: the batch exists
+     * (b->id set, b->phase RUNNING); -1 and err: the answer is not one it can read. */
+    int (*submit)(void *self, struct provider_batch *b, const struct provider_spool *spool,
+                  const struct http_response *answer, struct http_request *req, struct rn_err *err);
+    /* The same for one poll: answer NULL builds the request asking for b's state; then the
+     * answer is read into b (phase, status, counts, results, why). 0, or -1 and err. */
+    int (*poll)(void *self, struct provider_batch *b, const struct http_response *answer, struct http_request *req,
+                struct rn_err *err);
+    /* The request downloading part `part` (0, 1, ...) of an ended batch's results: 1, or 0 when
+     * there is no such part (none left, or this one is NULL). */
+    int (*fetch)(void *self, const struct provider_batch *b, int part, struct http_request *req);
+    /* Read one line of the results into r. -1 and err when it is not a result line. */
+    int (*result)(void *self, const char *line, size_t len, struct provider_batch_result *r, struct rn_err *err);
 };
 
 struct provider_ops {
@@ -150,16 +256,37 @@ struct provider_ops {
      * not parse (the engine retries the call). */
     int (*parse)(void *self, const struct http_response *answer, struct model_reply *reply, struct rn_err *err);
     void (*close)(void *self);
+    /* Optional: the tokens a call counts against the provider's token limit before it runs
+     * (OpenAI: the characters of its messages / 4, plus max_tokens), which the engine's tpm
+     * pacing spends. NULL: the characters / 4. */
+    int64_t (*charge)(void *self, const struct model_call *call);
+    /* With PROVIDER_BATCH: the batch API's hooks (above); the options then list `batch`
+     * (MODEL_BATCH_OPTION, models/model.h), which the engine reads. */
+    const struct provider_batch_ops *batch;
 };
 
 void provider_verdict_init(struct provider_verdict *v);
 
 /* OpenAI's rules, the default classify: 2xx ok; 408, 409, 429 and 5xx retried (429 and 5xx
  * are congestion, 429 is a rate limit) no sooner than Retry-After / retry-after-ms, or for a 429
- * the x-ratelimit-reset-* time of the limit that ran out; a 429 whose error is
- * insufficient_quota fails the job; any other status fails the record. x-ratelimit-remaining-*
- * and -reset-* fill the rate-limit state of every answer. */
+ * without them the x-ratelimit-reset-* time of the limit that ran out (the time until it is
+ * full again: longer than a Retry-After for one request). Errors that no wait or retry can heal
+ * fail the job: 401 and 403 (a wrong key, no access), and what provider_spend_limit matches (a
+ * 429 insufficient_quota, a spend limit reached). Any other status fails the record.
+ * x-ratelimit-limit-*, -remaining-* and -reset-* fill the rate-limit state of every answer. */
 void provider_classify_default(const struct http_response *answer, struct provider_verdict *verdict);
+
+/* Whether an error answer says the account cannot pay for any call: OpenAI's
+ * insufficient_quota, billing_hard_limit_reached and billing_not_active (as error code or
+ * type, any status 4xx), and Anthropic's 400 whose message says "credit balance is too low" or
+ * "reached your specified API usage limits" (a spend limit). Then it returns a static
+ * explanation for the verdict's why; else NULL. A provider's own classify calls it for the
+ * answers it does not know better. */
+const char *provider_spend_limit(const struct http_response *answer);
+
+/* The provider's own words in an error body, {"error":{"message":...}} (OpenAI, Anthropic,
+ * Azure, Gemini), appended to out as they are; the whole body when it holds no message. */
+void provider_error_message(const struct http_response *answer, struct buf *out);
 
 /* The verdict of ops on answer: its classify, or the default. What the engine and the provider
  * contract tests call. */

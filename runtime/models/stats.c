@@ -51,6 +51,7 @@ int stats_open(struct stats *s, struct metrics *registry, const char *provider, 
 {
     if (!registry) registry = s->own = metrics_new(NULL, 0, err);
     if (!registry) return -1;
+    s->batch_price = 1;
     char name[256];
     snprintf(name, sizeof name, "%s.%s", provider, model);
     struct metric_label label = {"model", name};
@@ -77,6 +78,15 @@ int stats_open(struct stats *s, struct metrics *registry, const char *provider, 
          "Input tokens the provider's prompt cache served (of tokens in)."},
         {offsetof(struct stats, tokens_cache_write), "runnel_model_tokens_cache_write_total",
          "Input tokens written to the provider's prompt cache (of tokens in)."},
+        {offsetof(struct stats, batch_records), "runnel_model_batch_records_total", "Records sent through batches."},
+        {offsetof(struct stats, batch_answered), "runnel_model_batch_answered_total",
+         "Records a batch answered validly."},
+        {offsetof(struct stats, batch_live), "runnel_model_batch_live_total",
+         "Records a batch did not answer (validly) that went to live calls."},
+        {offsetof(struct stats, batch_failed), "runnel_model_batch_dead_lettered_total",
+         "Records a batch did not answer that were dead-lettered."},
+        {offsetof(struct stats, batch_tokens_in), "runnel_model_batch_tokens_in_total", "Input tokens of batch answers."},
+        {offsetof(struct stats, batch_tokens_out), "runnel_model_batch_tokens_out_total", "Output tokens of batch answers."},
     };
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
         struct metric *c = metrics_counter(registry, counters[i].name, counters[i].help, &label, 1, err);
@@ -142,14 +152,21 @@ static void print_connections(struct model *m, FILE *out)
     fputc('\n', out);
 }
 
-/* Input tokens the prompt cache served or stored are priced as `price` says (cache_read,
- * cache_write; the input price when it says nothing). */
-double stats_cost_usd(const struct stats *s)
+/* What the tokens cost at the live price: input tokens the prompt cache served or stored are
+ * priced as `price` says (cache_read, cache_write; the input price when it says nothing). */
+double stats_cost_live_usd(const struct stats *s)
 {
     double read = s->tokens_cache_read->value, written = s->tokens_cache_write->value;
     double uncached = s->tokens_in->value - read - written;
     return (uncached * s->price_in + read * s->price_cache_read + written * s->price_cache_write +
             s->tokens_out->value * s->price_out) / 1e6;
+}
+
+/* What they cost: the tokens of batch answers at the batch price (a share of the live one). */
+double stats_cost_usd(const struct stats *s)
+{
+    double batch = (s->batch_tokens_in->value * s->price_in + s->batch_tokens_out->value * s->price_out) / 1e6;
+    return stats_cost_live_usd(s) - batch * (1 - s->batch_price);
 }
 
 /* No answer reported tokens, though some came: a cost of $0 would be a guess, not an estimate. */
@@ -186,10 +203,16 @@ void model_print_summary(struct model *m, FILE *out)
     if (m->limits.adaptive)
         fprintf(out, "  concurrency auto: started %d, ended %d, mean %.1f, min %d, max %d\n", LIMITS_AUTO_START,
                 (int)m->limits.window, limits_window_mean(&m->limits), (int)m->limits.window_min, (int)m->limits.window_max);
+    quota_print(&m->quota, &m->limits, out);
+    batch_print(m, out);
     if (st->has_price && cost_unknown(st)) fprintf(out, "  cost unknown: the server reported no token usage\n");
     else if (st->has_price && metric_u64(st->answers_without_usage))
         fprintf(out, "  cost $%.4f (estimate; %llu answers reported no token usage and are not in it)\n", stats_cost_usd(st),
                 (unsigned long long)metric_u64(st->answers_without_usage));
+    else if (st->has_price && m->batch.on)
+        fprintf(out, "  cost $%.4f (estimate; batch answers at %.0f%% of the live price): $%.4f at the live price, "
+                     "saved $%.4f\n", stats_cost_usd(st), st->batch_price * 100, stats_cost_live_usd(st),
+                stats_cost_live_usd(st) - stats_cost_usd(st));
     else if (st->has_price) fprintf(out, "  cost $%.4f (estimate)\n", stats_cost_usd(st));
 }
 
@@ -230,6 +253,10 @@ void model_summary_json(struct model *m, json_t *summary)
     json_object_set_new(lat, "p99", json_real(stats_latency_percentile_ms(st, 0.99)));
     json_object_set_new(o, "latency_ms", lat);
     json_object_set_new(o, "cost_usd", st->has_price && !cost_unknown(st) ? json_real(stats_cost_usd(st)) : json_null());
+    json_object_set_new(o, "cost_live_usd",
+                        st->has_price && !cost_unknown(st) ? json_real(stats_cost_live_usd(st)) : json_null());
+    quota_json(&m->quota, &m->limits, o);
+    batch_json(m, o);
     json_t *conc = json_object();
     if (m->limits.adaptive) {
         json_object_set_new(conc, "mode", json_string("auto"));

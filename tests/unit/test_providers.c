@@ -252,6 +252,8 @@ static int parse_verdict(struct case_file *c, struct section *s, struct answer_c
         else if (strcmp(key, "remaining_tokens") == 0) rc = parse_number(c, n, value, &v->remaining_tokens);
         else if (strcmp(key, "reset_requests_ms") == 0) rc = parse_number(c, n, value, &v->reset_requests_ms);
         else if (strcmp(key, "reset_tokens_ms") == 0) rc = parse_number(c, n, value, &v->reset_tokens_ms);
+        else if (strcmp(key, "limit_requests") == 0) rc = parse_number(c, n, value, &v->limit_requests);
+        else if (strcmp(key, "limit_tokens") == 0) rc = parse_number(c, n, value, &v->limit_tokens);
         else if (strcmp(key, "rate_limited") == 0) rc = parse_flag(c, n, value, &v->rate_limited);
         else if (strcmp(key, "congestion") == 0) rc = parse_flag(c, n, value, &v->congestion);
         else if (strcmp(key, "why") == 0) { v->why = value; rc = 0; }
@@ -573,6 +575,8 @@ static void compare_verdict(struct run *run, const struct answer_case *a, const 
     compare_number(run, line, "remaining_tokens", want->remaining_tokens, got->remaining_tokens);
     compare_number(run, line, "reset_requests_ms", want->reset_requests_ms, got->reset_requests_ms);
     compare_number(run, line, "reset_tokens_ms", want->reset_tokens_ms, got->reset_tokens_ms);
+    compare_number(run, line, "limit_requests", want->limit_requests, got->limit_requests);
+    compare_number(run, line, "limit_tokens", want->limit_tokens, got->limit_tokens);
     if (!want->why != !got->why || (want->why && !strstr(got->why, want->why)))
         mismatch(run, line, "why: want %s%s%s, got %s%s%s", want->why ? "'" : "", want->why ? want->why : "none",
                  want->why ? "'" : "", got->why ? "'" : "", got->why ? got->why : "none", got->why ? "'" : "");

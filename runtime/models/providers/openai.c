@@ -27,6 +27,7 @@ static const struct option_spec openai_options[] = {
     {"headers", OPT_MAP, 0, NULL, .help = "extra HTTP headers: { [\"X-Name\"] = \"value\" or secret(...) }",
      .value = OPT_VALUE(OPT_STRING, .secret = 1)},
     {"organization", OPT_STRING, 0, NULL, .help = "sent as OpenAI-Organization"},
+    MODEL_BATCH_OPTION,
     MODEL_COMMON_OPTIONS,
     {NULL},
 };
@@ -35,6 +36,10 @@ struct openai {
     char *url_chat, *url_embeddings;
     struct openai_wire wire;
     struct header_list headers;  /* the same for every request, lent to each call; holds the key */
+    struct header_list control;  /* the same without Content-Type, for the batch API's uploads and GETs */
+    char *base;                  /* the endpoint without a trailing slash */
+    int64_t max_tokens;          /* 0 when not set */
+    int embeddings;              /* the task is embedding */
 };
 
 static void openai_close(void *self)
@@ -45,6 +50,8 @@ static void openai_close(void *self)
     free(p->url_embeddings);
     openai_wire_free(&p->wire);
     header_list_free(&p->headers);
+    header_list_free(&p->control);
+    free(p->base);
     free(p);
 }
 
@@ -56,6 +63,10 @@ static void *openai_open(struct job_env *env, int opts, const struct provider_se
     const char *endpoint = opt_string(L, opts, "endpoint", "https://api.openai.com/v1"); /* an http(s) URL: checked */
     int n = (int)common_url_len(endpoint);
     struct buf url;
+    buf_init(&url);
+    buf_put(&url, endpoint, (size_t)n);
+    p->base = url.data;
+    p->embeddings = setup->task == MODEL_TASK_EMBEDDING;
     buf_init(&url);
     buf_printf(&url, "%.*s/chat/completions", n, endpoint);
     p->url_chat = url.data;
@@ -70,21 +81,24 @@ static void *openai_open(struct job_env *env, int opts, const struct provider_se
         goto fail;
     }
     if (openai_wire_open(&p->wire, L, opts, model, setup->structured, err)) goto fail;
+    if (opt_push(L, opts, "max_tokens")) { /* OpenAI counts it against the token limit (openai_charge) */
+        p->max_tokens = (int64_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
     header_list_add(&p->headers, "Content-Type", "application/json");
-    header_list_add_line(&p->headers, "Expect:"); /* no value: curl sends no Expect and never waits for 100-continue */
     if (common_read_key(L, opts, "api_key", &key, err)) goto fail;
-    if (key) header_list_add_secret(&p->headers, "Authorization", "Bearer ", key);
-    if (organization) {
-        if (common_has_control(organization)) {
-            rn_fail(err, "organization: holds a control character");
-            goto fail;
-        }
-        header_list_add(&p->headers, "OpenAI-Organization", organization);
+    if (organization && common_has_control(organization)) {
+        rn_fail(err, "organization: holds a control character");
+        goto fail;
     }
     static const char *const reserved[] = {"authorization", NULL};
-    if (common_read_headers(&p->headers, L, opts, key ? reserved : NULL, "api_key", err) ||
-        header_list_check(&p->headers, err))
-        goto fail;
+    for (struct header_list *h = &p->headers; h; h = h == &p->headers ? &p->control : NULL) { /* both lists */
+        header_list_add_line(h, "Expect:"); /* no value: curl sends no Expect and never waits for 100-continue */
+        if (key) header_list_add_secret(h, "Authorization", "Bearer ", key);
+        if (organization) header_list_add(h, "OpenAI-Organization", organization);
+        if (common_read_headers(h, L, opts, key ? reserved : NULL, "api_key", err) || header_list_check(h, err))
+            goto fail;
+    }
     return p;
 fail:
     openai_close(p);
@@ -108,6 +122,29 @@ static int openai_parse(void *self, const struct http_response *answer, struct m
     return openai_wire_parse(answer->body, answer->body_len, reply, err);
 }
 
+/* OpenAI counts a request against its token limit before it runs as the characters of its
+ * messages / 4 plus max_tokens. */
+static int64_t openai_charge(void *self, const struct model_call *call)
+{
+    struct openai *p = self;
+    size_t chars = call->prompt_len;
+    if (call->task != MODEL_TASK_EMBEDDING) {
+        if (call->system) chars += strlen(call->system);
+        if (call->previous_answer) chars += strlen(call->previous_answer);
+        if (call->correction) chars += strlen(call->correction);
+    }
+    int64_t tokens = (int64_t)(chars / 4) + (call->task == MODEL_TASK_EMBEDDING ? 0 : p->max_tokens);
+    return tokens > 0 ? tokens : 1;
+}
+
+void openai_endpoint_of(void *self, struct openai_endpoint *out)
+{
+    struct openai *p = self;
+    const char *scheme = strstr(p->base, "://");
+    const char *path = scheme ? strchr(scheme + 3, '/') : NULL;
+    *out = (struct openai_endpoint){p->base, path ? path : "", p->headers.lines, p->control.lines, p->embeddings};
+}
+
 static const char *const openai_secrets[] = {"api_key", "headers", NULL};
 
 const struct provider_ops openai_provider = {
@@ -115,7 +152,7 @@ const struct provider_ops openai_provider = {
     .name = "openai",
     .summary = "OpenAI chat completions and embeddings (or any compatible server)",
     .options = openai_options,
-    .capabilities = PROVIDER_CHAT | PROVIDER_EMBEDDINGS | PROVIDER_STRUCTURED,
+    .capabilities = PROVIDER_CHAT | PROVIDER_EMBEDDINGS | PROVIDER_STRUCTURED | PROVIDER_BATCH,
     .model_option = "model",
     .secret_options = openai_secrets,
     .open = openai_open,
@@ -123,4 +160,6 @@ const struct provider_ops openai_provider = {
     .classify = NULL, /* OpenAI's rules are the default */
     .parse = openai_parse,
     .close = openai_close,
+    .charge = openai_charge,
+    .batch = &openai_batch_ops,
 };

@@ -41,6 +41,19 @@ void openai_wire_free(struct openai_wire *w);
 void openai_wire_body(struct openai_wire *w, const struct model_call *call, struct buf *body);
 /* Read a 2xx answer: a chat completion's first message, or an embedding, and the usage. */
 int openai_wire_parse(const char *body, size_t len, struct model_reply *reply, struct rn_err *err);
+/* What openai_batch.c (the Files and Batches APIs) reads of an open provider. Lent: valid
+ * until the provider closes. */
+struct openai_endpoint {
+    const char *base;                         /* the endpoint, without a trailing slash */
+    const char *path;                         /* its path ("/v1"), which batch lines' url start with */
+    const struct curl_slist *json_headers;    /* every request's lines (Content-Type: application/json, the key) */
+    const struct curl_slist *control_headers; /* the same without Content-Type, for uploads and GETs */
+    int embeddings;                           /* the task is embedding: /embeddings, else /chat/completions */
+};
+void openai_endpoint_of(void *self, struct openai_endpoint *out);
+
+/* The batch API's hooks (openai_batch.c). */
+extern const struct provider_batch_ops openai_batch_ops;
 
 /* The answer parser without its fast path (jansson only), so the fuzzer can check that both
  * read every body the same way. 0, or -1 and err. reply as for provider_ops.parse. */
