@@ -30,6 +30,7 @@
 #include <microhttpd.h>
 
 #include "lexicon.h"
+#include "model_server.h"
 #include "model_server_dialect.h"
 
 #define MAX_BODY_BYTES (1024 * 1024)  /* larger request bodies get 413 */
@@ -47,7 +48,7 @@ struct config {
     long latency_ms, latency_jitter_ms, retry_after_s;
     double fail_rate, rate_429, rate_500, hang_rate, close_rate, malformed_rate, out_of_range_rate;
     long degrade_above, degrade_ms;
-    long max_requests, seed;
+    long max_requests, seed, revoke_after;
     const char *api_key, *event_loop;
     bool verbose, help, no_usage;
 };
@@ -119,6 +120,8 @@ static const struct option_spec option_specs[] = {
      "expires_in, in seconds, of the tokens /token issues"},
     {"--max-requests", OPTION_INTEGER, &config.max_requests, 0, LONG_MAX,
      "model requests after the first N since start get 503; 0 = unlimited"},
+    {"--revoke-after", OPTION_INTEGER, &config.revoke_after, 0, LONG_MAX,
+     "model requests after the first N since start get 401, as if the key was revoked; 0 = never"},
     {"--seed", OPTION_INTEGER, &config.seed, 0, LONG_MAX,
      "PRNG seed; request number k draws its faults from (seed, k) alone"},
     {"--timeout", OPTION_INTEGER, &config.timeout_s, 1, 86400,
@@ -127,6 +130,27 @@ static const struct option_spec option_specs[] = {
      "connection limit"},
     {"--no-usage", OPTION_FLAG, &config.no_usage, 0, 0,
      "answer without the usage object (token counts), as some compatible servers do"},
+    {"--rpm", OPTION_INTEGER, &ms_quota_config.rpm, 0, 100000000,
+     "requests per minute the model endpoints allow (a bucket of N refilled over a\n"
+     "      minute); answers carry x-ratelimit-*-requests, an empty bucket answers 429; 0 = off"},
+    {"--tpm", OPTION_INTEGER, &ms_quota_config.tpm, 0, 1000000000,
+     "tokens per minute, counted as OpenAI estimates a request: the characters of its\n"
+     "      messages / 4 plus max_tokens; x-ratelimit-*-tokens; 0 = off"},
+    {"--batch-speed", OPTION_INTEGER, &ms_batch_config.speed, 1, 1000000,
+     "the batch clock: a batch validates for 10 s, answers 10 lines/s, finalizes for 10 s,\n"
+     "      all divided by N (100: a 300-line batch takes 0.5 s)"},
+    {"--batch-line-500", OPTION_RATE, &ms_batch_config.line_500, 0, 0,
+     "fraction of batch lines answered 500 server_error (in the error file)"},
+    {"--batch-line-400", OPTION_RATE, &ms_batch_config.line_400, 0, 0,
+     "fraction of batch lines answered 400 invalid_request_error (in the error file)"},
+    {"--batch-line-malformed", OPTION_RATE, &ms_batch_config.line_malformed, 0, 0,
+     "fraction of batch lines answered 200 with garbage content"},
+    {"--batch-expire-every", OPTION_INTEGER, &ms_batch_config.expire_every, 0, LONG_MAX,
+     "every Nth batch expires when half its lines are answered (the rest: batch_expired); 0 = none"},
+    {"--batch-fail-every", OPTION_INTEGER, &ms_batch_config.fail_every, 0, LONG_MAX,
+     "every Nth batch fails validation; 0 = none"},
+    {"--max-file-mb", OPTION_INTEGER, &ms_batch_config.max_file_mb, 1, 4096,
+     "largest upload to /v1/files, in MiB"},
     {"--verbose", OPTION_FLAG, &config.verbose, 0, 0, "log one line per request to stderr"},
     {"--help", OPTION_FLAG, &config.help, 0, 0, "print this help and exit"},
 };
@@ -142,7 +166,10 @@ static void config_print_help(FILE *out)
             "Bedrock (/model/ID/converse, /invoke; SigV4), Gemini (/v1beta/models/M:generateContent,\n"
             ":embedContent), Vertex (/v1/projects/P/locations/L/publishers/google/models/M:...;\n"
             "tokens from POST /token, GET /token/stats), Ollama (/api/chat, /api/embed) and a\n"
-            "SageMaker-style model (/endpoints/NAME/invocations). Chat answers rate the user messages 1..5 with\n"
+            "SageMaker-style model (/endpoints/NAME/invocations). OpenAI's batch API: POST /v1/files\n"
+            "(multipart, purpose=batch), GET /v1/files/ID[/content], POST /v1/batches, GET\n"
+            "/v1/batches[/ID], POST /v1/batches/ID/cancel (answers as the live endpoints, on the\n"
+            "--batch-speed clock). Chat answers rate the user messages 1..5 with\n"
             "tools/lexicon.h (bare number, or JSON for response_format json_object/json_schema);\n"
             "'Summarize:' or a system prompt containing 'summar' gets the first words back.\n\n"
             "Faults apply to the two POST model endpoints only, to requests that passed the\n"
@@ -390,6 +417,17 @@ static void error_json(struct strbuf *out, const char *message, const char *type
     strbuf_puts(out, "}}");
 }
 
+char *ms_error_json(const char *message, const char *type, const char *code)
+{
+    struct strbuf out = {0};
+    error_json(&out, message, type, code);
+    if (out.failed) {
+        free(out.data);
+        return NULL;
+    }
+    return out.data;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Lexicon: an open-addressing index over lexicon_words, built once before serving. */
 
@@ -574,7 +612,7 @@ static void timer_finish(void)
  * request_completed(). */
 
 enum route { ROUTE_CHAT, ROUTE_EMBEDDINGS, ROUTE_MODELS, ROUTE_STATS, ROUTE_STATS_RESET,
-             ROUTE_BAD_METHOD, ROUTE_NOT_FOUND, ROUTE_DIALECT };
+             ROUTE_BAD_METHOD, ROUTE_NOT_FOUND, ROUTE_DIALECT, ROUTE_BATCH };
 enum phase { PHASE_RECEIVING, PHASE_WAITING, PHASE_HANGING, PHASE_ANSWERED };
 enum fault { FAULT_NONE, FAULT_429, FAULT_500, FAULT_HANG, FAULT_CLOSE, FAULT_MALFORMED,
              FAULT_OUT_OF_RANGE };
@@ -593,6 +631,8 @@ struct request {
     uint64_t serial, rng, started_ns, hang_until_ns;
     struct strbuf body;
     const struct dialect *dialect; /* ROUTE_DIALECT: whose */
+    struct ms_quota_ticket quota; /* what --rpm/--tpm said of it */
+    void *batch;               /* ROUTE_BATCH: model_server_batch.c's */
 };
 
 static void log_request(const struct request *request, const char *outcome)
@@ -631,7 +671,9 @@ static bool request_set_answer(struct request *request, unsigned status, struct 
     }
     *body = (struct strbuf){0};
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    if (status == 429) {
+    if (request->quota.on) {
+        ms_quota_headers(response, &request->quota);
+    } else if (status == 429) {
         char seconds[32];
         snprintf(seconds, sizeof seconds, "%ld", config.retry_after_s);
         MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
@@ -1040,6 +1082,30 @@ static unsigned embeddings_answer(struct request *request, struct strbuf *out)
     return 200;
 }
 
+uint64_t ms_clock_ns(void) { return clock_ns(); }
+double ms_random_fraction(uint64_t *state) { return random_fraction(state); }
+uint64_t ms_seed(void) { return (uint64_t)config.seed; }
+
+char *ms_model_answer(const char *body, size_t len, bool embeddings, uint64_t serial, int fault, unsigned *status,
+                      size_t *out_len)
+{
+    struct request request = {.serial = serial};
+    uint64_t seed_state = (uint64_t)config.seed ^ (serial * 0xD1B54A32D192ED03ull);
+    request.rng = splitmix64(&seed_state);
+    strbuf_append(&request.body, body, len);
+    struct strbuf out = {0};
+    enum fault kind = fault == MS_FAULT_MALFORMED ? FAULT_MALFORMED : fault == MS_FAULT_OUT_OF_RANGE ? FAULT_OUT_OF_RANGE
+                                                                                                  : FAULT_NONE;
+    *status = embeddings ? embeddings_answer(&request, &out) : chat_answer(&request, kind, &out);
+    free(request.body.data);
+    if (out.failed || request.body.failed) {
+        free(out.data);
+        return NULL;
+    }
+    *out_len = out.length;
+    return out.data;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Routes that are not model calls. */
 
@@ -1048,12 +1114,16 @@ static unsigned stats_answer(struct strbuf *out)
     strbuf_printf(out,
                   "{\"requests\":%llu,\"ok\":%llu,\"status_429\":%llu,\"status_500\":%llu,"
                   "\"status_4xx\":%llu,\"status_503\":%llu,\"hung\":%llu,\"closed\":%llu,"
-                  "\"malformed\":%llu,\"out_of_range\":%llu,\"in_flight\":%lld,\"max_in_flight\":%lld}",
+                  "\"malformed\":%llu,\"out_of_range\":%llu,\"in_flight\":%lld,\"max_in_flight\":%lld",
                   atomic_load(&stats.requests), atomic_load(&stats.ok), atomic_load(&stats.status_429),
                   atomic_load(&stats.status_500), atomic_load(&stats.status_4xx),
                   atomic_load(&stats.status_503), atomic_load(&stats.hung), atomic_load(&stats.closed),
                   atomic_load(&stats.malformed), atomic_load(&stats.out_of_range),
                   atomic_load(&stats.in_flight), atomic_load(&stats.max_in_flight));
+    char *quota = ms_quota_stats(), *batch = ms_batch_stats();
+    strbuf_printf(out, ",\"quota\":%s,\"batch\":%s}", quota ? quota : "null", batch ? batch : "null");
+    free(quota);
+    free(batch);
     return 200;
 }
 
@@ -1075,6 +1145,7 @@ static enum route route_for(const char *method, const char *url, const struct di
     if (strcmp(url, "/v1/models") == 0) return get ? ROUTE_MODELS : ROUTE_BAD_METHOD;
     if (strcmp(url, "/stats") == 0) return get ? ROUTE_STATS : ROUTE_BAD_METHOD;
     if (strcmp(url, "/stats/reset") == 0) return post ? ROUTE_STATS_RESET : ROUTE_BAD_METHOD;
+    if (ms_batch_route(method, url)) return ROUTE_BATCH;
     return ROUTE_NOT_FOUND;
 }
 
@@ -1110,7 +1181,8 @@ static enum MHD_Result request_begin(struct MHD_Connection *connection, const ch
     atomic_fetch_add(&stats.requests, 1);
     stats_enter();
 
-    if (request->route != ROUTE_DIALECT && strncmp(url, "/v1/", 4) == 0 && !authorized(connection)) {
+    bool revoked = config.revoke_after > 0 && request->serial > (uint64_t)config.revoke_after;
+    if (request->route != ROUTE_DIALECT && strncmp(url, "/v1/", 4) == 0 && (revoked || !authorized(connection))) {
         if (!request_set_error(request, 401, "Incorrect API key provided.", "invalid_request_error",
                                "invalid_api_key"))
             return MHD_NO;
@@ -1268,7 +1340,12 @@ static enum MHD_Result request_complete(struct request *request)
     switch (request->route) {
     case ROUTE_MODELS: strbuf_append(&out, models_body, sizeof models_body - 1); break;
     case ROUTE_STATS: status = stats_answer(&out); break;
-    case ROUTE_STATS_RESET: stats_reset(); strbuf_puts(&out, "{\"reset\":true}"); break;
+    case ROUTE_STATS_RESET:
+        stats_reset();
+        ms_quota_reset();
+        ms_batch_reset();
+        strbuf_puts(&out, "{\"reset\":true}");
+        break;
     case ROUTE_BAD_METHOD:
         status = 405;
         error_json(&out, "Method not allowed for this path.", "invalid_request_error", "method_not_allowed");
@@ -1279,6 +1356,7 @@ static enum MHD_Result request_complete(struct request *request)
         break;
     case ROUTE_CHAT:
     case ROUTE_EMBEDDINGS:
+    case ROUTE_BATCH:
         break;
     case ROUTE_DIALECT:
         if (!request->model_call) return dialect_complete(request, FAULT_NONE);
@@ -1292,6 +1370,16 @@ static enum MHD_Result request_complete(struct request *request)
         if (!request_set_error(request, 413, "Request body exceeds 1 MiB.", "invalid_request_error",
                                "request_too_large"))
             return MHD_NO;
+        return request_send(request);
+    }
+    if (request->route != ROUTE_DIALECT) /* the quotas speak OpenAI's headers */
+        ms_quota_admit(request->body.data, request->body.length, request->route == ROUTE_EMBEDDINGS, &request->quota);
+    if (request->quota.refused) { /* at once, as the real API does: no latency, no fault */
+        struct strbuf refusal = {0};
+        char *text = ms_quota_error(&request->quota);
+        if (text) strbuf_puts(&refusal, text);
+        free(text);
+        if (!request_set_answer(request, 429, &refusal)) return MHD_NO;
         return request_send(request);
     }
 
@@ -1369,6 +1457,9 @@ static enum MHD_Result handle_request(void *unused, struct MHD_Connection *conne
     (void)version;
     struct request *request = *context;
     if (!request) return request_begin(connection, url, method, context);
+    if (request->route == ROUTE_BATCH)
+        return ms_batch_handle(connection, url, method, upload_data, upload_data_size, &request->batch,
+                               strncmp(url, "/v1/", 4) != 0 || authorized(connection));
     if (*upload_data_size > 0) {
         request_append(request, upload_data, *upload_data_size);
         *upload_data_size = 0;
@@ -1409,6 +1500,7 @@ static void request_completed(void *unused, struct MHD_Connection *connection, v
     request_unsuspend(request);
     if (request->model_call) atomic_fetch_sub(&stats.in_flight, 1);
     if (request->response) MHD_destroy_response(request->response);
+    ms_batch_done(request->batch);
     free(request->body.data);
     free(request);
     *context = NULL;
@@ -1504,5 +1596,6 @@ int main(int argc, char **argv)
     }
     MHD_stop_daemon(daemon);
     timer_finish();
+    ms_batch_cleanup();
     return 0;
 }

@@ -1,0 +1,212 @@
+/* model_server_quota.c: the model server's per-minute quotas, --rpm N and --tpm N, kept as the
+ * OpenAI API keeps them: two buckets holding a minute's worth, refilled continuously; each
+ * model request takes one request and its estimated tokens (the characters of its messages / 4
+ * plus max_tokens, or of its input for embeddings) when it arrives. Every answer says where the
+ * buckets stand (x-ratelimit-limit-, -remaining-, -reset-requests and -tokens, resets as
+ * durations like "6m0s" or "12ms"); a request that finds a bucket short is answered 429 at once
+ * with Retry-After and not counted. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "model_server.h"
+
+struct ms_quota_config ms_quota_config;
+
+struct bucket {
+    double level, capacity, per_ms;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    bool started;
+    uint64_t last_ns;
+    struct bucket requests, tokens;
+    unsigned long long admitted, tokens_counted, refused_requests, refused_tokens;
+    uint64_t first_ns, last_admitted_ns;
+} quota = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void bucket_start(struct bucket *b, long per_minute)
+{
+    b->capacity = (double)per_minute;
+    b->level = b->capacity;
+    b->per_ms = (double)per_minute / 60000.0;
+}
+
+static void bucket_refill(struct bucket *b, double elapsed_ms)
+{
+    if (b->capacity <= 0) return;
+    b->level += elapsed_ms * b->per_ms;
+    if (b->level > b->capacity) b->level = b->capacity;
+}
+
+/* The characters of a message content: a string, or the text of its parts. */
+static size_t content_chars(const json_t *content)
+{
+    if (json_is_string(content)) return json_string_length(content);
+    size_t total = 0, index;
+    json_t *part;
+    json_array_foreach(content, index, part) {
+        json_t *text = json_object_get(part, "text");
+        if (json_is_string(text)) total += json_string_length(text);
+    }
+    return total;
+}
+
+/* The tokens OpenAI counts a request at before it runs. */
+static long long estimate_tokens(const char *body, size_t len, bool embeddings)
+{
+    json_t *root = json_loadb(body ? body : "", len, 0, NULL);
+    size_t chars = 0, index;
+    json_t *item;
+    long long tokens;
+    if (embeddings) {
+        json_t *input = json_object_get(root, "input");
+        if (json_is_string(input)) chars = json_string_length(input);
+        json_array_foreach(input, index, item) if (json_is_string(item)) chars += json_string_length(item);
+        tokens = (long long)(chars / 4);
+    } else {
+        json_array_foreach(json_object_get(root, "messages"), index, item) chars += content_chars(json_object_get(item, "content"));
+        json_t *max = json_object_get(root, "max_tokens");
+        if (!json_is_integer(max)) max = json_object_get(root, "max_completion_tokens");
+        tokens = (long long)(chars / 4) + (json_is_integer(max) ? (long long)json_integer_value(max) : 0);
+    }
+    json_decref(root);
+    return tokens > 0 ? tokens : 1;
+}
+
+void ms_quota_admit(const char *body, size_t len, bool embeddings, struct ms_quota_ticket *t)
+{
+    memset(t, 0, sizeof *t);
+    if (ms_quota_config.rpm <= 0 && ms_quota_config.tpm <= 0) return;
+    t->on = true;
+    t->requested = ms_quota_config.tpm > 0 ? estimate_tokens(body, len, embeddings) : 0;
+    pthread_mutex_lock(&quota.lock);
+    uint64_t now = ms_clock_ns();
+    if (!quota.started) {
+        quota.started = true;
+        if (ms_quota_config.rpm > 0) bucket_start(&quota.requests, ms_quota_config.rpm);
+        if (ms_quota_config.tpm > 0) bucket_start(&quota.tokens, ms_quota_config.tpm);
+        quota.last_ns = now;
+    }
+    double elapsed = (double)(now - quota.last_ns) / 1e6;
+    quota.last_ns = now;
+    bucket_refill(&quota.requests, elapsed);
+    bucket_refill(&quota.tokens, elapsed);
+    /* a request larger than the whole bucket is counted at the bucket, as if it waited for a full one */
+    double cost = (double)t->requested < quota.tokens.capacity ? (double)t->requested : quota.tokens.capacity;
+    if (quota.requests.capacity > 0 && quota.requests.level < 1) {
+        t->refused = true;
+        t->retry_ms = (1 - quota.requests.level) / quota.requests.per_ms;
+        quota.refused_requests++;
+    } else if (quota.tokens.capacity > 0 && quota.tokens.level < cost) {
+        t->refused = t->tokens = true;
+        t->retry_ms = (cost - quota.tokens.level) / quota.tokens.per_ms;
+        quota.refused_tokens++;
+    } else {
+        if (quota.requests.capacity > 0) quota.requests.level -= 1;
+        if (quota.tokens.capacity > 0) quota.tokens.level -= cost;
+        quota.admitted++;
+        quota.tokens_counted += (unsigned long long)t->requested;
+        if (!quota.first_ns) quota.first_ns = now;
+        quota.last_admitted_ns = now;
+    }
+    t->remaining_requests = (long long)floor(quota.requests.level);
+    t->remaining_tokens = (long long)floor(quota.tokens.level);
+    t->reset_requests_ms = quota.requests.per_ms > 0 ? (quota.requests.capacity - quota.requests.level) / quota.requests.per_ms : 0;
+    t->reset_tokens_ms = quota.tokens.per_ms > 0 ? (quota.tokens.capacity - quota.tokens.level) / quota.tokens.per_ms : 0;
+    pthread_mutex_unlock(&quota.lock);
+}
+
+/* A duration as Go prints it, which is how OpenAI sends resets: "12ms", "1.5s", "6m0s", "1h0m0s". */
+static void format_duration(char *out, size_t n, double ms)
+{
+    if (ms <= 0) {
+        snprintf(out, n, "0s");
+        return;
+    }
+    if (ms < 1000) {
+        snprintf(out, n, "%.0fms", ceil(ms));
+        return;
+    }
+    long long whole_ms = (long long)ceil(ms);
+    long long hours = whole_ms / 3600000, minutes = whole_ms / 60000 % 60;
+    double seconds = (double)(whole_ms % 60000) / 1000.0;
+    char s[32];
+    snprintf(s, sizeof s, "%.3f", seconds);
+    char *end = s + strlen(s) - 1; /* "17.280" -> "17.28", "0.000" -> "0" */
+    while (*end == '0') *end-- = '\0';
+    if (*end == '.') *end = '\0';
+    if (hours) snprintf(out, n, "%lldh%lldm%ss", hours, minutes, s);
+    else if (minutes) snprintf(out, n, "%lldm%ss", minutes, s);
+    else snprintf(out, n, "%ss", s);
+}
+
+void ms_quota_headers(struct MHD_Response *response, const struct ms_quota_ticket *t)
+{
+    if (!t->on) return;
+    char text[64];
+    if (ms_quota_config.rpm > 0) {
+        snprintf(text, sizeof text, "%ld", ms_quota_config.rpm);
+        MHD_add_response_header(response, "x-ratelimit-limit-requests", text);
+        snprintf(text, sizeof text, "%lld", t->remaining_requests);
+        MHD_add_response_header(response, "x-ratelimit-remaining-requests", text);
+        format_duration(text, sizeof text, t->reset_requests_ms);
+        MHD_add_response_header(response, "x-ratelimit-reset-requests", text);
+    }
+    if (ms_quota_config.tpm > 0) {
+        snprintf(text, sizeof text, "%ld", ms_quota_config.tpm);
+        MHD_add_response_header(response, "x-ratelimit-limit-tokens", text);
+        snprintf(text, sizeof text, "%lld", t->remaining_tokens);
+        MHD_add_response_header(response, "x-ratelimit-remaining-tokens", text);
+        format_duration(text, sizeof text, t->reset_tokens_ms);
+        MHD_add_response_header(response, "x-ratelimit-reset-tokens", text);
+    }
+    if (t->refused) {
+        snprintf(text, sizeof text, "%.0f", ceil(t->retry_ms / 1000) > 1 ? ceil(t->retry_ms / 1000) : 1);
+        MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, text);
+    }
+}
+
+char *ms_quota_error(const struct ms_quota_ticket *t)
+{
+    char message[512], wait[64];
+    format_duration(wait, sizeof wait, t->retry_ms);
+    if (t->tokens)
+        snprintf(message, sizeof message,
+                 "Rate limit reached for model-server on tokens per min (TPM): Limit %ld, Used %lld, Requested %lld. "
+                 "Please try again in %s.", ms_quota_config.tpm, ms_quota_config.tpm - t->remaining_tokens, t->requested,
+                 wait);
+    else
+        snprintf(message, sizeof message,
+                 "Rate limit reached for model-server on requests per min (RPM): Limit %ld, Used %ld, Requested 1. "
+                 "Please try again in %s.", ms_quota_config.rpm, ms_quota_config.rpm, wait);
+    return ms_error_json(message, t->tokens ? "tokens" : "requests", "rate_limit_exceeded");
+}
+
+char *ms_quota_stats(void)
+{
+    if (ms_quota_config.rpm <= 0 && ms_quota_config.tpm <= 0) return NULL;
+    pthread_mutex_lock(&quota.lock);
+    double span_ms = quota.first_ns ? (double)(quota.last_admitted_ns - quota.first_ns) / 1e6 : 0;
+    char *text = NULL;
+    int n = asprintf(&text,
+                     "{\"rpm\":%ld,\"tpm\":%ld,\"admitted\":%llu,\"tokens\":%llu,\"refused_requests\":%llu,"
+                     "\"refused_tokens\":%llu,\"span_ms\":%.0f}",
+                     ms_quota_config.rpm, ms_quota_config.tpm, quota.admitted, quota.tokens_counted,
+                     quota.refused_requests, quota.refused_tokens, span_ms);
+    pthread_mutex_unlock(&quota.lock);
+    return n < 0 ? NULL : text;
+}
+
+void ms_quota_reset(void)
+{
+    pthread_mutex_lock(&quota.lock);
+    quota.admitted = quota.tokens_counted = quota.refused_requests = quota.refused_tokens = 0;
+    quota.first_ns = quota.last_admitted_ns = 0;
+    pthread_mutex_unlock(&quota.lock);
+}
