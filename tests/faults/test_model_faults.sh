@@ -4,8 +4,11 @@
 # record is in the sink or in the dead-letter sink with a reason, exactly once (input ids =
 # output ids + dead-letter ids, no duplicates), and read = written + filtered + dead_lettered.
 # Cases: latency spikes, a 429 storm, 5xx, hung requests, closed connections, malformed and
-# out-of-range answers, a wrong api key (401), the server killed and restarted mid-job, and
-# --fail-rate 0.1. The cases run side by side (each has its own server) to keep the suite short:
+# out-of-range answers, the server killed and restarted mid-job, and --fail-rate 0.1. Two cases
+# end differently, because their errors do not heal: a wrong api key (401) and a key revoked
+# mid-job stop the job at once (exit 1, one line naming the endpoint, the status and the
+# server's message; a wrong key after one request), committing exactly what was written, and the revoked one then resumes
+# against a good server to exactly once. The cases run side by side (each has its own server) to keep the suite short:
 # they mostly wait on backoffs and latency, not on the CPU.
 . "$(dirname "$0")/../lib.sh"
 
@@ -80,6 +83,7 @@ start_case close 1000 "--close-rate 0.1" --set retries=12
 start_case malformed 1000 "--malformed-rate 0.2"
 start_case range 1000 "--out-of-range-rate 0.2"
 CASE_KEY="sk-WRONG-key-4f3e2d1c0b9a" start_case unauthorized 300 "--api-key sk-the-right-key-1234"
+start_case revoked 2000 "--revoke-after 500 --latency-ms 2" --set concurrency=16
 start_case fail10 2000 "--fail-rate 0.1 --retry-after 0" --set retries=12
 start_case killed 2000 "--latency-ms 10" --set concurrency=32 --set retries=15
 # the model server of "killed": SIGKILL it once the job is under way, restart it on the same
@@ -153,16 +157,55 @@ check "range: dead letters say out of range, with the model's text" \
   bash -c "test -s '$T/range.err' && jq -e -s 'all((.reason | test(\"out of range 1..5\")) and (.model_text | type == \"string\"))' '$T/range.err' >/dev/null"
 exactly_once range
 
-finished unauthorized
+# stopped NAME: the job must exit 1 with one line saying why; prints nothing else on success
+stopped() {
+  wait "${case_pid[$1]}"
+  expect_eq "$1: the job stops with exit 1" 1 "$?"
+}
+# committed NAME: the checkpoint holds exactly what was written: the sink's length is the
+# file's (and the source's position is the last written record's: the resumed "revoked" run
+# reads exactly the rest)
+committed() {
+  local name="$1" cp="$T/state-$1/$1.checkpoint.json"
+  check "$name: a checkpoint was written at the stop" test -s "$cp"
+  expect_eq "$name: the checkpoint's sink length is what was written" "$(stat -c %s "$T/$name.jsonl")" \
+    "$(jq '.sinks[0].length' "$cp" 2>/dev/null)"
+  expect_eq "$name: the summary says all written records are committed" "$(sj "$T/$name.json" .written)" \
+    "$(sj "$T/$name.json" .committed)"
+}
+
+stopped unauthorized
 expect_eq "unauthorized: nothing written" 0 "$(sj "$T/unauthorized.json" .written)"
-expect_eq "unauthorized: every record dead-lettered" 300 "$(sj "$T/unauthorized.json" .dead_lettered)"
-check "unauthorized: every reason is HTTP 401" \
-  jq -e -s 'length == 300 and all(.reason | startswith("HTTP 401"))' "$T/unauthorized.err"
+expect_eq "unauthorized: no record dead-lettered" 0 "$(sj "$T/unauthorized.json" .dead_lettered)"
+expect_eq "unauthorized: it stopped at the first answer (the first request goes out alone)" 1 "$(stats unauthorized | jq .status_4xx)"
 expect_eq "unauthorized: a 401 is not retried" 0 "$(sj "$T/unauthorized.json" .model.retries)"
-expect_eq "unauthorized: one request per record" 300 "$(stats unauthorized | jq .status_4xx)"
-check "unauthorized: the key is in no output, dead letter, summary or log" \
-  bash -c "! grep -l 'sk-WRONG-key' '$T'/unauthorized.*"
-exactly_once unauthorized
+port="${case_url[unauthorized]##*:}"
+check "unauthorized: one line names the endpoint, the status and the server's message" \
+  grep -qx "runnel: model.openai: POST http://127.0.0.1:$port/v1/chat/completions: HTTP 401: Incorrect API key provided. (the endpoint refused the credentials (HTTP 401): no record can succeed; check api_key)" "$T/unauthorized.log"
+expect_eq "unauthorized: the summary's error is that line" \
+  "model.openai: POST http://127.0.0.1:$port/v1/chat/completions: HTTP 401: Incorrect API key provided. (the endpoint refused the credentials (HTTP 401): no record can succeed; check api_key)" \
+  "$(sj "$T/unauthorized.json" .error)"
+committed unauthorized
+check "unauthorized: the key is in no output, dead letter, summary, log or checkpoint" \
+  bash -c "! grep -rl 'sk-WRONG-key' '$T'/unauthorized.* '$T/state-unauthorized'"
+
+stopped revoked
+written=$(sj "$T/revoked.json" .written)
+check "revoked: the records answered before the key went were written ($written)" test "$written" -gt 0 -a "$written" -le 500
+expect_eq "revoked: no record dead-lettered" 0 "$(sj "$T/revoked.json" .dead_lettered)"
+check "revoked: it stopped at once ($(stats revoked | jq .status_4xx) answers 401)" test "$(stats revoked | jq .status_4xx)" -le 16
+check "revoked: the stop names the status and the message" grep -q "HTTP 401: Incorrect API key provided" "$T/revoked.log"
+committed revoked
+# the key works again: --resume finishes the job, every record exactly once
+start_model_server
+OPENAI_BASE_URL="$MODEL_URL/v1" OPENAI_API_KEY=sk-fault-test-KEY-0123456789 $RUNNEL run "$T/job.lua" --set name=revoked \
+  --set input="$T/in-2000.csv" --set output="$T/revoked.jsonl" --set errors="$T/revoked.err" --set concurrency=16 \
+  --no-cache --state-dir "$T/state-revoked" --no-progress --resume --summary-json "$T/revoked.json" >"$T/revoked.log" 2>&1
+expect_eq "revoked: --resume with a good key exits 0" 0 "$?"
+expect_eq "revoked: the resumed run read only the rest" "$((2000 - written))" "$(sj "$T/revoked.json" .read)"
+check "revoked: the resumed run made no request for what was committed" test "$(curl -sS "$MODEL_URL/stats" | jq .requests)" -eq "$((2000 - written))"
+jq -r .id "$T/revoked.jsonl" > "$T/revoked.ids"
+check "revoked: the sink holds every record exactly once, in order" cmp "$T/ids-2000.txt" "$T/revoked.ids"
 
 finished fail10
 all_written fail10

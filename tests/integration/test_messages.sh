@@ -281,9 +281,10 @@ clean "an unreachable endpoint"
 
 start_model_server --api-key sk-right
 run_in_w env OPENAI_API_KEY=sk-wrong $RUNNEL run model.lua --no-cache --no-progress --summary-json wrong.json
-expect_summary_line "a wrong key: the summary names the URL, the answer and the option to check" \
-  "  first failure: POST $MODEL_URL/v1/chat/completions: HTTP 401: {\"error\":{\"message\":\"Incorrect API key provided.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_api_key\"}} (the server refused the credentials: check api_key)"
-check "... so does --summary-json" jq -e '.model.first_failure | startswith("POST '"$MODEL_URL"'/v1/chat/completions: HTTP 401")' "$W/wrong.json"
+expect_eq "a wrong key stops the job (no record can succeed)" 1 "$RC"
+wrong_key="model.openai: POST $MODEL_URL/v1/chat/completions: HTTP 401: Incorrect API key provided. (the endpoint refused the credentials (HTTP 401): no record can succeed; check api_key)"
+expect_eq "... its last line names the URL, the answer and the option to check" "runnel: $wrong_key" "$(tail -1 "$ERR")"
+check "... so does --summary-json" jq -e --arg e "$wrong_key" '.error == $e and .dead_lettered == 0' "$W/wrong.json"
 clean "a wrong key"
 run_in_w env OPENAI_API_KEY=sk-right $RUNNEL run model.lua --no-cache --no-progress --summary-json right.json
 expect_summary_line "a server that reports usage: the cost estimate" "  cost \$0.0000 (estimate)"
