@@ -143,7 +143,8 @@ struct provider_verdict {
  *                                                       "error":...}; "canceled", "expired":
  *                                                       status 0
  * Both: at most 100,000 (Anthropic) or 50,000 (OpenAI) requests and 256 MB / 200 MB a batch,
- * results within 24 hours, half the price of live calls. */
+ * results within 24 hours, half the price of live calls. providers/openai_batch.c and
+ * providers/anthropic_batch.c implement them. */
 
 /* Where a batch is, as poll tells the engine. */
 enum provider_batch_phase {

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "core/http.h"
+#include "models/providers/anthropic_int.h"
 #include "models/providers/common.h"
 
 #define ANTHROPIC_VERSION "2023-06-01"
@@ -39,12 +40,14 @@ static const struct option_spec anthropic_options[] = {
     {"parameters", OPT_TABLE, 0, NULL, .help = "more request fields, sent as JSON as they are"},
     {"headers", OPT_MAP, 0, NULL, .help = "extra HTTP headers: { [\"X-Name\"] = \"value\" or secret(...) }",
      .value = OPT_VALUE(OPT_STRING, .secret = 1)},
+    MODEL_BATCH_OPTION,
     MODEL_COMMON_OPTIONS,
     {NULL},
 };
 
 struct anthropic {
     char *url;
+    char *base;                  /* the endpoint without a trailing slash (Message Batches) */
     struct buf head;             /* {"model":"...","max_tokens":N, */
     struct buf tail;             /* ,"temperature":... and the parameters */
     int prompt_cache;
@@ -59,6 +62,7 @@ static void anthropic_close(void *self)
     struct anthropic *p = self;
     if (!p) return;
     free(p->url);
+    free(p->base);
     buf_free(&p->head);
     buf_free(&p->tail);
     buf_free(&p->system_json);
@@ -89,6 +93,9 @@ static void *anthropic_open(struct job_env *env, int opts, const struct provider
     buf_init(&url);
     buf_printf(&url, "%.*s/v1/messages", (int)common_url_len(endpoint), endpoint);
     p->url = url.data;
+    buf_init(&url);
+    buf_put(&url, endpoint, common_url_len(endpoint));
+    p->base = url.data;
     const char *model = opt_string(L, opts, "model", NULL), *version = opt_string(L, opts, "version", ANTHROPIC_VERSION);
     const char *key;
     if (!model || !*model) {
@@ -338,6 +345,12 @@ static int anthropic_parse(void *self, const struct http_response *answer, struc
     return 0;
 }
 
+void anthropic_endpoint_of(void *self, struct anthropic_endpoint *out)
+{
+    struct anthropic *p = self;
+    *out = (struct anthropic_endpoint){p->base, p->headers.lines};
+}
+
 static const char *const anthropic_secrets[] = {"api_key", "headers", NULL};
 
 const struct provider_ops anthropic_provider = {
@@ -345,7 +358,7 @@ const struct provider_ops anthropic_provider = {
     .name = "anthropic",
     .summary = "Anthropic Messages API (Claude): structured output through a forced tool, prompt caching",
     .options = anthropic_options,
-    .capabilities = PROVIDER_CHAT | PROVIDER_STRUCTURED,
+    .capabilities = PROVIDER_CHAT | PROVIDER_STRUCTURED | PROVIDER_BATCH,
     .model_option = "model",
     .secret_options = anthropic_secrets,
     .open = anthropic_open,
@@ -353,4 +366,5 @@ const struct provider_ops anthropic_provider = {
     .classify = anthropic_classify,
     .parse = anthropic_parse,
     .close = anthropic_close,
+    .batch = &anthropic_batch_ops,
 };
