@@ -169,7 +169,9 @@ static void config_print_help(FILE *out)
             "SageMaker-style model (/endpoints/NAME/invocations). OpenAI's batch API: POST /v1/files\n"
             "(multipart, purpose=batch), GET /v1/files/ID[/content], POST /v1/batches, GET\n"
             "/v1/batches[/ID], POST /v1/batches/ID/cancel (answers as the live endpoints, on the\n"
-            "--batch-speed clock). Chat answers rate the user messages 1..5 with\n"
+            "--batch-speed clock), and Anthropic's Message Batches (POST /v1/messages/batches, GET\n"
+            "/v1/messages/batches[/ID], GET .../ID/results, POST .../ID/cancel).\n"
+            "Chat answers rate the user messages 1..5 with\n"
             "tools/lexicon.h (bare number, or JSON for response_format json_object/json_schema);\n"
             "'Summarize:' or a system prompt containing 'summar' gets the first words back.\n\n"
             "Faults apply to the two POST model endpoints only, to requests that passed the\n"
@@ -1086,6 +1088,13 @@ uint64_t ms_clock_ns(void) { return clock_ns(); }
 double ms_random_fraction(uint64_t *state) { return random_fraction(state); }
 uint64_t ms_seed(void) { return (uint64_t)config.seed; }
 
+const struct dialect_config *ms_dialect_config(void)
+{
+    dialect_config.api_key = config.api_key;
+    dialect_config.retry_after_s = config.retry_after_s;
+    return &dialect_config;
+}
+
 char *ms_model_answer(const char *body, size_t len, bool embeddings, uint64_t serial, int fault, unsigned *status,
                       size_t *out_len)
 {
@@ -1154,6 +1163,13 @@ static bool authorized(struct MHD_Connection *connection)
     if (!config.api_key) return true;
     const char *header = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     return header && strncmp(header, "Bearer ", 7) == 0 && strcmp(header + 7, config.api_key) == 0;
+}
+
+/* Message Batches carry the key as Anthropic does: x-api-key. */
+static bool anthropic_authorized(struct MHD_Connection *connection)
+{
+    const char *key = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "x-api-key");
+    return config.api_key && key && strcmp(key, config.api_key) == 0;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1459,7 +1475,7 @@ static enum MHD_Result handle_request(void *unused, struct MHD_Connection *conne
     if (!request) return request_begin(connection, url, method, context);
     if (request->route == ROUTE_BATCH)
         return ms_batch_handle(connection, url, method, upload_data, upload_data_size, &request->batch,
-                               strncmp(url, "/v1/", 4) != 0 || authorized(connection));
+                               strncmp(url, "/v1/", 4) != 0 || authorized(connection) || anthropic_authorized(connection));
     if (*upload_data_size > 0) {
         request_append(request, upload_data, *upload_data_size);
         *upload_data_size = 0;

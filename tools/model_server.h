@@ -27,6 +27,10 @@ char *ms_error_json(const char *message, const char *type, const char *code);
 double ms_random_fraction(uint64_t *state);
 /* The seed of --seed. */
 uint64_t ms_seed(void);
+/* The dialects' configuration (--api-key and the rest), for answering a Message Batch's lines
+ * with the Anthropic dialect. */
+struct dialect_config;
+const struct dialect_config *ms_dialect_config(void);
 
 /* ---- model_server_quota.c: --rpm N --tpm N ---- */
 

@@ -1,6 +1,10 @@
-/* model_server_batch.c: OpenAI's batch API on the model server: POST /v1/files (multipart,
- * purpose=batch), GET /v1/files/ID and /v1/files/ID/content, POST /v1/batches, GET
- * /v1/batches[/ID], POST /v1/batches/ID/cancel. Files live in memory.
+/* model_server_batch.c: the batch APIs on the model server. OpenAI's: POST /v1/files
+ * (multipart, purpose=batch), GET /v1/files/ID and /v1/files/ID/content, POST /v1/batches, GET
+ * /v1/batches[/ID], POST /v1/batches/ID/cancel. Anthropic's Message Batches: POST
+ * /v1/messages/batches {requests:[{custom_id, params}]}, GET /v1/messages/batches[/ID], GET
+ * /v1/messages/batches/ID/results (JSONL of {custom_id, result:{type, message|error}}), POST
+ * /v1/messages/batches/ID/cancel; their lines are answered by the Anthropic dialect, with the
+ * headers of the request that finds the batch ended. Files live in memory.
  *
  * The one thing to know: a batch has no thread of its own. Its state is a function of the time
  * since it was created on the --batch-speed clock (validating 10 s, then 10 lines a second,
@@ -17,6 +21,7 @@
 #include <jansson.h>
 
 #include "model_server.h"
+#include "model_server_dialect.h"
 
 struct ms_batch_config ms_batch_config = {.speed = 1, .max_file_mb = 256};
 
@@ -45,6 +50,9 @@ struct batch {
     long long created_at;        /* Unix seconds */
     uint64_t created_ns;
     unsigned long number;        /* 1, 2, ... in creation order (faults and line serials) */
+    bool anthropic;              /* a Message Batch: lines {custom_id, params}, one results file */
+    size_t unrun;                /* anthropic: lines that never ran (expired, canceled) */
+    char results_url[256];       /* anthropic: where the results are, once ended */
     enum status status;
     bool validated, expires, fails;
     uint64_t cancel_ns;          /* when cancel was asked; 0: never */
@@ -177,8 +185,75 @@ static void validate(struct batch *b)
 
 /* Answer lines [0, answered) into an output and an error file; the rest, if any, expired or
  * cancelled before they ran. */
-static void finish(struct batch *b, size_t answered, const char *unrun_code, const char *unrun_message)
+/* One Message Batch line answered by the Anthropic dialect, as {"type":"succeeded","message"} or
+ * {"type":"errored","error":...}; connection: the request whose headers it is answered with. */
+static json_t *anthropic_result(struct batch *b, json_t *line, size_t i, struct MHD_Connection *connection, bool *ok)
 {
+    uint64_t state = ms_seed() ^ (b->number * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)i * 0xD1B54A32D192ED03ull);
+    double draw = ms_random_fraction(&state);
+    const struct ms_batch_config *c = &ms_batch_config;
+    *ok = false;
+    if (draw < c->line_500)
+        return json_pack("{s:s,s:{s:s,s:{s:s,s:s}}}", "type", "errored", "error", "type", "error", "error", "type",
+                         "api_error", "message", "Internal server error (--batch-line-500)");
+    if (draw < c->line_500 + c->line_400)
+        return json_pack("{s:s,s:{s:s,s:{s:s,s:s}}}", "type", "errored", "error", "type", "error", "error", "type",
+                         "invalid_request_error", "message", "Invalid request (--batch-line-400)");
+    char *params = json_dumps(json_object_get(line, "params"), JSON_COMPACT);
+    struct dialect_request request = {connection, "POST", "/v1/messages", params ? params : "{}", params ? strlen(params) : 2,
+                                      draw < c->line_500 + c->line_400 + c->line_malformed ? DIALECT_MALFORMED : DIALECT_OK,
+                                      (uint64_t)b->number << 32 | (uint64_t)(i + 1), ms_dialect_config()};
+    struct dialect_answer answer = {0};
+    dialect_anthropic.answer(&request, &answer);
+    free(params);
+    json_t *body = answer.body ? json_loadb(answer.body, answer.body_len, 0, NULL) : NULL;
+    free(answer.body);
+    if (answer.status == 200 && body) {
+        *ok = true;
+        return json_pack("{s:s,s:o}", "type", "succeeded", "message", body);
+    }
+    return json_pack("{s:s,s:o}", "type", "errored", "error", body ? body : json_object());
+}
+
+/* The results of an ended Message Batch: lines [0, answered) answered, the rest type unrun. */
+static void finish_anthropic(struct batch *b, size_t answered, const char *unrun, struct MHD_Connection *connection)
+{
+    char *text = NULL;
+    size_t length = 0;
+    FILE *out = open_memstream(&text, &length);
+    size_t count = json_array_size(b->lines);
+    for (size_t i = 0; i < count; i++) {
+        json_t *line = json_array_get(b->lines, i);
+        bool ok = false;
+        json_t *result = i < answered ? anthropic_result(b, line, i, connection, &ok) : json_pack("{s:s}", "type", unrun);
+        json_t *o = json_pack("{s:O,s:o}", "custom_id", json_object_get(line, "custom_id"), "result", result);
+        char *one = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        if (one) fprintf(out, "%s\n", one);
+        free(one);
+        if (ok) b->completed++;
+        else b->failed++;
+        if (i >= answered) b->unrun++;
+        if (i < answered) {
+            if (ok) store.lines_answered++;
+            else store.lines_failed++;
+        }
+    }
+    fclose(out);
+    struct stored_file *f = file_add(text, length, "results.jsonl", "batch_output");
+    snprintf(b->output_file_id, sizeof b->output_file_id, "%s", f->id);
+    const char *host = connection ? MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Host") : NULL;
+    snprintf(b->results_url, sizeof b->results_url, "http://%.100s/v1/messages/batches/%s/results",
+             host ? host : "127.0.0.1", b->id);
+}
+
+static void finish(struct batch *b, size_t answered, const char *unrun_code, const char *unrun_message,
+                   struct MHD_Connection *connection)
+{
+    if (b->anthropic) {
+        finish_anthropic(b, answered, unrun_code && !strcmp(unrun_code, "batch_expired") ? "expired" : "canceled", connection);
+        return;
+    }
     char *output = NULL, *errors = NULL;
     size_t output_length = 0, errors_length = 0;
     FILE *out = open_memstream(&output, &output_length), *err = open_memstream(&errors, &errors_length);
@@ -249,7 +324,7 @@ static void finish(struct batch *b, size_t answered, const char *unrun_code, con
 static double speed(void) { return (double)(ms_batch_config.speed > 0 ? ms_batch_config.speed : 1); }
 
 /* Bring b's status up to now. */
-static void advance(struct batch *b, uint64_t now)
+static void advance(struct batch *b, uint64_t now, struct MHD_Connection *connection)
 {
     if (b->status == COMPLETED || b->status == FAILED || b->status == EXPIRED || b->status == CANCELLED) return;
     double phase_ns = (double)PHASE_NS / speed(), line_ns = 1e9 / (LINES_PER_S * speed());
@@ -268,12 +343,13 @@ static void advance(struct batch *b, uint64_t now)
     if (done > b->total) done = b->total;
     if (b->cancel_ns) {
         b->status = CANCELLED;
-        finish(b, done, "batch_cancelled", "This request was cancelled before it ran.");
+        finish(b, done, "batch_cancelled", "This request was cancelled before it ran.", connection);
         return;
     }
     if (b->expires && done >= b->total / 2) {
         b->status = EXPIRED;
-        finish(b, b->total / 2, "batch_expired", "This request could not be executed before the completion window expired.");
+        finish(b, b->total / 2, "batch_expired", "This request could not be executed before the completion window expired.",
+               connection);
         return;
     }
     if (t < phase_ns + run_ns) {
@@ -288,7 +364,7 @@ static void advance(struct batch *b, uint64_t now)
     }
     b->status = COMPLETED;
     b->completed = 0;
-    finish(b, b->total, NULL, NULL);
+    finish(b, b->total, NULL, NULL, connection);
 }
 
 static json_t *id_or_null(const char *id) { return *id ? json_string(id) : json_null(); }
@@ -317,7 +393,8 @@ static char *batch_json(const struct batch *b)
 
 /* ---- requests ---- */
 
-enum route { FILES, FILE_ONE, FILE_CONTENT, BATCHES, BATCH_ONE, BATCH_CANCEL, WRONG_METHOD };
+enum route { FILES, FILE_ONE, FILE_CONTENT, BATCHES, BATCH_ONE, BATCH_CANCEL, MB_BATCHES, MB_ONE, MB_RESULTS, MB_CANCEL,
+             WRONG_METHOD };
 
 struct batch_request {
     enum route route;
@@ -355,6 +432,20 @@ static int parse_route(const char *method, const char *url, enum route *route, c
     const char *rest;
     if (strcmp(url, "/v1/files") == 0) { *route = post ? FILES : WRONG_METHOD; return 1; }
     if (strcmp(url, "/v1/batches") == 0) { *route = post || get ? BATCHES : WRONG_METHOD; return 1; }
+    if (strcmp(url, "/v1/messages/batches") == 0) { *route = post || get ? MB_BATCHES : WRONG_METHOD; return 1; }
+    if (strncmp(url, "/v1/messages/batches/", 21) == 0) {
+        rest = url + 21;
+        const char *slash = strchr(rest, '/');
+        size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+        if (!n || n >= id_size) return 0;
+        memcpy(id, rest, n);
+        id[n] = '\0';
+        if (!slash) *route = get ? MB_ONE : WRONG_METHOD;
+        else if (strcmp(slash, "/results") == 0) *route = get ? MB_RESULTS : WRONG_METHOD;
+        else if (strcmp(slash, "/cancel") == 0) *route = post ? MB_CANCEL : WRONG_METHOD;
+        else return 0;
+        return 1;
+    }
     if (strncmp(url, "/v1/files/", 10) == 0) rest = url + 10;
     else if (strncmp(url, "/v1/batches/", 12) == 0) rest = url + 12;
     else return 0;
@@ -390,6 +481,11 @@ static enum MHD_Result reply(struct MHD_Connection *connection, unsigned status,
     enum MHD_Result result = MHD_queue_response(connection, status, response);
     MHD_destroy_response(response);
     return result;
+}
+
+static enum MHD_Result reply_json(struct MHD_Connection *connection, unsigned status, char *body)
+{
+    return reply(connection, status, body, NULL);
 }
 
 static enum MHD_Result reply_error(struct MHD_Connection *connection, unsigned status, const char *message,
@@ -482,6 +578,169 @@ static enum MHD_Result create(struct MHD_Connection *connection, struct batch_re
     return result;
 }
 
+/* ---- Anthropic's Message Batches ---- */
+
+static void anthropic_error(struct MHD_Connection *connection, unsigned status, const char *type, const char *message,
+                            enum MHD_Result *result)
+{
+    json_t *o = json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", type, "message", message);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    *result = reply_json(connection, status, text);
+}
+
+static char *message_batch_json(const struct batch *b)
+{
+    bool ended = b->status == COMPLETED || b->status == EXPIRED || b->status == CANCELLED;
+    size_t processing = ended ? 0 : b->total;
+    size_t expired = b->status == EXPIRED ? b->unrun : 0, canceled = b->status == CANCELLED ? b->unrun : 0;
+    char created[32], expires[32];
+    dialect_rfc3339(created, (long)(b->created_at - (long long)time(NULL)));
+    dialect_rfc3339(expires, (long)(b->created_at + 86400 - (long long)time(NULL)));
+    json_t *o = json_pack("{s:s,s:s,s:s,s:{s:I,s:I,s:I,s:I,s:I},s:s,s:s}", "id", b->id, "type", "message_batch",
+                          "processing_status", ended ? "ended" : b->cancel_ns ? "canceling" : "in_progress",
+                          "request_counts", "processing", (json_int_t)processing, "succeeded",
+                          (json_int_t)(ended ? b->completed : 0), "errored",
+                          (json_int_t)(ended ? b->failed - expired - canceled : 0), "canceled", (json_int_t)canceled,
+                          "expired", (json_int_t)expired, "created_at", created, "expires_at", expires);
+    json_object_set_new(o, "ended_at", json_null());
+    json_object_set_new(o, "cancel_initiated_at", json_null());
+    json_object_set_new(o, "archived_at", json_null());
+    json_object_set_new(o, "results_url", ended ? json_string(b->results_url) : json_null());
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+static bool valid_custom_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n < 1 || n > 64) return false;
+    for (const char *c = id; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-' || *c == '_'))
+            return false;
+    return true;
+}
+
+/* POST /v1/messages/batches: validated at once, as Anthropic does. */
+static enum MHD_Result create_message_batch(struct MHD_Connection *connection, const char *body, size_t length)
+{
+    enum MHD_Result result;
+    json_t *root = json_loadb(body ? body : "", length, 0, NULL);
+    json_t *requests = json_object_get(root, "requests");
+    const char *why = NULL;
+    json_t *seen = json_object();
+    char message[200];
+    if (!json_is_array(requests) || !json_array_size(requests)) why = "requests: Field required";
+    else if (json_array_size(requests) > 100000) why = "requests: at most 100,000 requests";
+    size_t i;
+    json_t *r;
+    json_array_foreach(requests, i, r) {
+        if (why) break;
+        const char *id = json_string_value(json_object_get(r, "custom_id"));
+        json_t *params = json_object_get(r, "params");
+        if (!id || !valid_custom_id(id)) {
+            snprintf(message, sizeof message, "requests.%zu.custom_id: must match ^[a-zA-Z0-9_-]{1,64}$", i);
+            why = message;
+        } else if (json_object_get(seen, id)) {
+            snprintf(message, sizeof message, "requests.%zu.custom_id: duplicate custom_id %.64s", i, id);
+            why = message;
+        } else if (!json_is_object(params) || !json_is_integer(json_object_get(params, "max_tokens")) ||
+                   !json_is_array(json_object_get(params, "messages"))) {
+            snprintf(message, sizeof message, "requests.%zu.params: model, max_tokens and messages are required", i);
+            why = message;
+        } else {
+            json_object_set_new(seen, id, json_true());
+        }
+    }
+    json_decref(seen);
+    if (why) {
+        json_decref(root);
+        anthropic_error(connection, 400, "invalid_request_error", why, &result);
+        return result;
+    }
+    pthread_mutex_lock(&store.lock);
+    if (store.batch_count == store.batch_cap) {
+        store.batch_cap = store.batch_cap ? store.batch_cap * 2 : 16;
+        store.batches = realloc(store.batches, store.batch_cap * sizeof *store.batches);
+        if (!store.batches) abort();
+    }
+    struct batch *b = &store.batches[store.batch_count++];
+    memset(b, 0, sizeof *b);
+    b->number = ++store.next_batch;
+    b->anthropic = true;
+    snprintf(b->id, sizeof b->id, "msgbatch_%06lu", b->number);
+    snprintf(b->endpoint, sizeof b->endpoint, "/v1/messages");
+    b->created_at = (long long)time(NULL);
+    b->created_ns = ms_clock_ns();
+    b->validated = true;
+    b->lines = json_incref(requests);
+    b->total = json_array_size(requests);
+    b->expires = ms_batch_config.expire_every > 0 && b->number % (unsigned long)ms_batch_config.expire_every == 0;
+    store.batches_created++;
+    result = reply_json(connection, 200, message_batch_json(b));
+    pthread_mutex_unlock(&store.lock);
+    json_decref(root);
+    return result;
+}
+
+static enum MHD_Result message_batches(struct MHD_Connection *connection, const struct batch_request *r)
+{
+    enum MHD_Result result;
+    if (r->route == MB_BATCHES && r->is_post) return create_message_batch(connection, r->body, r->length);
+    pthread_mutex_lock(&store.lock);
+    uint64_t now = ms_clock_ns();
+    if (r->route == MB_BATCHES) { /* the list, newest first */
+        char *list = NULL;
+        size_t length = 0;
+        FILE *out = open_memstream(&list, &length);
+        fputs("{\"data\":[", out);
+        bool first = true;
+        for (size_t i = store.batch_count; i-- > 0;) {
+            if (!store.batches[i].anthropic) continue;
+            advance(&store.batches[i], now, connection);
+            char *one = message_batch_json(&store.batches[i]);
+            fprintf(out, "%s%s", first ? "" : ",", one ? one : "null");
+            first = false;
+            free(one);
+        }
+        fputs("],\"has_more\":false}", out);
+        fclose(out);
+        pthread_mutex_unlock(&store.lock);
+        return reply_json(connection, 200, list);
+    }
+    struct batch *b = batch_find(r->id);
+    if (!b || !b->anthropic) {
+        pthread_mutex_unlock(&store.lock);
+        char message[160];
+        snprintf(message, sizeof message, "No batch found with id '%.60s'.", r->id);
+        anthropic_error(connection, 404, "not_found_error", message, &result);
+        return result;
+    }
+    if (r->route == MB_CANCEL && !b->cancel_ns) b->cancel_ns = now;
+    advance(b, now, connection);
+    char *text = NULL;
+    if (r->route == MB_RESULTS) {
+        struct stored_file *f = b->output_file_id[0] ? file_find(b->output_file_id) : NULL;
+        if (f) {
+            text = malloc(f->length + 1);
+            if (text) {
+                memcpy(text, f->data, f->length);
+                text[f->length] = '\0';
+            }
+        }
+        pthread_mutex_unlock(&store.lock);
+        if (!f) {
+            anthropic_error(connection, 404, "not_found_error", "The batch has not ended: no results yet.", &result);
+            return result;
+        }
+        return reply(connection, 200, text, "application/x-jsonl");
+    }
+    text = message_batch_json(b);
+    pthread_mutex_unlock(&store.lock);
+    return reply_json(connection, 200, text);
+}
+
 static enum MHD_Result answer(struct MHD_Connection *connection, struct batch_request *r)
 {
     char message[160];
@@ -497,10 +756,13 @@ static enum MHD_Result answer(struct MHD_Connection *connection, struct batch_re
         size_t length = 0;
         FILE *out = open_memstream(&list, &length);
         fputs("{\"object\":\"list\",\"data\":[", out);
+        bool first = true;
         for (size_t i = store.batch_count; i-- > 0;) {
-            advance(&store.batches[i], now);
+            if (store.batches[i].anthropic) continue;
+            advance(&store.batches[i], now, connection);
             char *one = batch_json(&store.batches[i]);
-            fprintf(out, "%s%s", i + 1 == store.batch_count ? "" : ",", one ? one : "null");
+            fprintf(out, "%s%s", first ? "" : ",", one ? one : "null");
+            first = false;
             free(one);
         }
         fputs("],\"has_more\":false}", out);
@@ -533,11 +795,12 @@ static enum MHD_Result answer(struct MHD_Connection *connection, struct batch_re
     case BATCH_CANCEL: {
         pthread_mutex_lock(&store.lock);
         struct batch *b = batch_find(r->id);
+        if (b && b->anthropic) b = NULL;
         char *body = NULL;
         if (b) {
             uint64_t now = ms_clock_ns();
             if (r->route == BATCH_CANCEL && !b->cancel_ns) b->cancel_ns = now;
-            advance(b, now);
+            advance(b, now, connection);
             if (r->route == BATCH_CANCEL && b->status != CANCELLED && b->status < COMPLETED) b->status = CANCELLING;
             body = batch_json(b);
         }
@@ -548,6 +811,11 @@ static enum MHD_Result answer(struct MHD_Connection *connection, struct batch_re
         }
         return reply(connection, 200, body, NULL);
     }
+    case MB_BATCHES:
+    case MB_ONE:
+    case MB_RESULTS:
+    case MB_CANCEL:
+        return message_batches(connection, r);
     case WRONG_METHOD:
         break;
     }
@@ -572,7 +840,8 @@ enum MHD_Result ms_batch_handle(struct MHD_Connection *connection, const char *u
     if (*upload_data_size > 0) {
         if (r->post) {
             if (MHD_post_process(r->post, upload_data, *upload_data_size) != MHD_YES) r->bad_form = true;
-        } else if (!r->bad_form && !grow_append(&r->body, &r->length, &r->capacity, upload_data, *upload_data_size, 1 << 20)) {
+        } else if (!r->bad_form && !grow_append(&r->body, &r->length, &r->capacity, upload_data, *upload_data_size,
+                                                r->route == MB_BATCHES ? (size_t)ms_batch_config.max_file_mb << 20 : 1 << 20)) {
             r->too_large = true;
         }
         *upload_data_size = 0;

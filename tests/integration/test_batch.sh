@@ -4,7 +4,8 @@
 # source order, at half the price; a kill -9 while polling resumes the same batch (the server
 # counts the batches made: never a second one); failed lines are retried live or dead-lettered;
 # an expired batch keeps what it answered; a batch that fails validation goes live; stream mode
-# is refused; a wrong key stops the job at the upload; SIGINT does not wait for a batch.
+# is refused; a wrong key stops the job at the upload; SIGINT does not wait for a batch;
+# model.anthropic through Message Batches.
 . "$(dirname "$0")/../lib.sh"
 
 cat > "$T/job.lua" <<'LUA'
@@ -190,6 +191,49 @@ check "wrongkey: the line names the upload, the status and the message" \
   grep -q "^runnel: model.openai: POST http://127.0.0.1:[0-9]*/v1/files: HTTP 401: Incorrect API key provided. (the endpoint refused the credentials" "$T/wrongkey.log"
 expect_eq "wrongkey: nothing written or dead-lettered, no batch made" "0 0 0" \
   "$(sj "$T/wrongkey.json" .written) $(sj "$T/wrongkey.json" .dead_lettered) $(stats | jq .batch.batches_created)"
+
+# ---- 7b. model.anthropic through Message Batches: the same answers, one batch, no live call --
+cat > "$T/claude.lua" <<'LUA'
+return job {
+  name = param("name"),
+  source = source.csv { path = param("input"), select = { id = "Id", summary = "Summary" }, types = { id = "integer" } },
+  predict = model.anthropic {
+    endpoint = env("ANTHROPIC_BASE_URL"), api_key = secret("ANTHROPIC_API_KEY"), model = "claude-3-5-haiku-20241022",
+    prompt = "Review title: {{summary}}", output = { rating = { type = "integer", min = 1, max = 5 } },
+    price = { input = 0.80, output = 4.00 },
+    batch = { max_requests = tonumber(param("max_requests", "100000")), poll = "100ms" },
+  },
+  map = function(r) return { id = r.id, rating = r.rating } end,
+  sinks = sink.jsonl { path = param("output") },
+  errors = sink.jsonl { path = param("errors") },
+}
+LUA
+start_model_server --batch-speed 200 --api-key sk-ant-batch-test-77 --batch-line-500 0.05 --batch-line-400 0.03
+ANTHROPIC_BASE_URL="$MODEL_URL" ANTHROPIC_API_KEY=sk-ant-batch-test-77 $RUNNEL run "$T/claude.lua" --set name=claude \
+  --set input="$T/in-1000.csv" --set output="$T/claude.jsonl" --set errors="$T/claude.err" --set max_requests=400 \
+  --state-dir "$T/state-claude" --no-cache --no-progress --summary-json "$T/claude.json" >"$T/claude.log" 2>&1
+expect_eq "claude: exits 0" 0 "$?"
+expect_eq "claude: three Message Batches made" 3 "$(stats | jq .batch.batches_created)"
+check "claude: each answered, or a dead letter for its 400 (errored invalid_request_error)" \
+  bash -c "[ -s '$T/claude.err' ] && jq -e -s 'all(.reason | test(\"^batch msgbatch_[0-9]+: HTTP 400: .*Invalid request\"))' '$T/claude.err' >/dev/null"
+expect_eq "claude: the errored api_error lines went live, and only they" "$(sj "$T/claude.json" .model.batch.live)" \
+  "$(stats | jq .requests)"
+check "claude: every rating is the one OpenAI's live calls gave" \
+  bash -c "join <(jq -r '\"\\(.id) \\(.rating)\"' '$T/live.jsonl' | sort) <(jq -r '\"\\(.id) \\(.rating)\"' '$T/claude.jsonl' | sort) | awk '\$2 != \$3 { bad = 1 } END { exit bad }'"
+check "claude: batch answers cost half the live price, the live calls all of it" \
+  jq -e '.model | ((.batch.tokens_in * 0.80 + .batch.tokens_out * 4.00) / 1e6 / 2) as $saved
+         | $saved > 0 and ((.cost_live_usd - .cost_usd - $saved) | fabs) < 1e-9' "$T/claude.json"
+check "claude: the key is in no output, log or summary" bash -c "! grep -rl 'sk-ant-batch-test' '$T'/claude.* '$T/state-claude'"
+exactly_once claude 1000
+start_model_server --batch-speed 200 --api-key sk-ant-batch-test-77 --batch-expire-every 1
+ANTHROPIC_BASE_URL="$MODEL_URL" ANTHROPIC_API_KEY=sk-ant-batch-test-77 $RUNNEL run "$T/claude.lua" --set name=claude_expired \
+  --set input="$T/in-300.csv" --set output="$T/claude_expired.jsonl" --set errors="$T/claude_expired.err" \
+  --state-dir "$T/state-claude_expired" --no-cache --no-progress --summary-json "$T/claude_expired.json" \
+  >"$T/claude_expired.log" 2>&1
+expect_eq "claude_expired: exits 0" 0 "$?"
+expect_eq "claude_expired: the batch ended with half its requests expired; they went live" "150 150 150" \
+  "$(sj "$T/claude_expired.json" '"\(.model.batch.answered) \(.model.batch.live)"') $(stats | jq .requests)"
+exactly_once claude_expired 300
 
 # ---- 8. the progress line shows the batch's state ----------------------------------------------
 start_model_server --batch-speed 20
