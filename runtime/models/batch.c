@@ -533,6 +533,11 @@ void batch_answer(struct model *m, struct http_request *r)
     struct rn_err err;
     struct buf *why = &m->batch.text;
     buf_clear(why);
+    if (r->result != CURLE_OK && r->no_descriptor) { /* it never reached the provider: try again soon, uncounted */
+        b->attempts--;
+        b->due_ms = now + 200;
+        return;
+    }
     if (r->result != CURLE_OK) {
         buf_printf(why, "%s %s: %s", r->method, r->url.data, r->error[0] ? r->error : curl_easy_strerror(r->result));
         if (retry_transport(r->result)) retry_later(m, b, 0, now, why->data);
