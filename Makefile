@@ -14,6 +14,10 @@ DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps \
                 libjansson-dev libmicrohttpd-dev libssl-dev tzdata \
                 postgresql-15 libpq-dev python3 python3-avro libavro-dev \
                 libsqlite3-dev sqlite3 python3-prometheus-client nghttp2-server openssl util-linux
+# Vega for the pages the runner writes (compiled in, see "assets" below).
+DEB_PACKAGES += libjs-vega
+# Only `make test` needs these (chromium is large): the report test opens a page in it.
+TEST_PACKAGES := chromium
 
 # Sources are found in runtime/'s folders (see runtime/README.md). A plugin whose library is
 # missing can be left out: WITHOUT_KAFKA=1 builds without source.kafka and sink.kafka.
@@ -23,10 +27,12 @@ RUNTIME_SRC  := $(filter-out runtime/sources/kafka/% runtime/sinks/kafka.c,$(RUN
 CPPFLAGS_ALL += -DRUNNEL_WITHOUT_KAFKA
 endif
 RUNTIME_LIB  := $(filter-out runtime/main.c,$(RUNTIME_SRC))
-OBJ          := $(RUNTIME_SRC:runtime/%.c=build/obj/%.o)
-LIB_OBJ      := $(RUNTIME_LIB:runtime/%.c=build/obj/%.o)
-ASAN_OBJ     := $(RUNTIME_SRC:runtime/%.c=build/asan/%.o)
-ASAN_LIB_OBJ := $(RUNTIME_LIB:runtime/%.c=build/asan/%.o)
+# build/gen/serve_assets.c, the files compiled into the runner (see "assets" below), is one more
+# object of the runtime.
+OBJ          := $(RUNTIME_SRC:runtime/%.c=build/obj/%.o) build/obj/gen/serve_assets.o
+LIB_OBJ      := $(RUNTIME_LIB:runtime/%.c=build/obj/%.o) build/obj/gen/serve_assets.o
+ASAN_OBJ     := $(RUNTIME_SRC:runtime/%.c=build/asan/%.o) build/asan/gen/serve_assets.o
+ASAN_LIB_OBJ := $(RUNTIME_LIB:runtime/%.c=build/asan/%.o) build/asan/gen/serve_assets.o
 UNIT_SRC     := $(wildcard tests/unit/test_*.c)
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=build/unit/%)
 TOOLS        := bin/model-server bin/gen-reviews bin/kafka-dev bin/schema-registry-dev bin/es-dev
@@ -84,6 +90,54 @@ build/asan/%.o: runtime/%.c
 
 -include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d) $(UNIT_BIN:=.d)
 
+# ---- assets compiled into the runner (runtime/serve/assets.h) ------------------------
+# Pages the runner writes (runnel report; the dashboard) inline these, so they open with no
+# network. Vega comes from Debian's libjs-vega, which ships one UMD file per module rather than
+# the vega.min.js bundle: build/gen/vega.js wraps each module for the loader in
+# runtime/serve/assets/vega-prelude.js and ends with vega-index.js, which joins them into one
+# `vega` object. The modules are those the report's charts need (arcs, text, rects, the pie
+# and wordcloud transforms, the SVG renderer); add one here when a chart needs more.
+VEGA_DIR     := /usr/share/javascript/vega
+VEGA_MODULES := vega-util vega-canvas vega-loader vega-format vega-time vega-scale vega-scenegraph \
+                vega-dataflow vega-expression vega-event-selector vega-statistics vega-selection \
+                vega-functions vega-runtime vega-parser vega-view vega-view-transforms vega-encode \
+                vega-transforms vega-wordcloud
+SERVE_ASSETS := vega.js=build/gen/vega.js
+
+$(VEGA_DIR)/%.min.js:
+	@echo "$@ is missing: install Debian's libjs-vega (make deps)" >&2; exit 1
+
+build/gen/vega.js: runtime/serve/assets/vega-prelude.js runtime/serve/assets/vega-index.js \
+                   $(VEGA_MODULES:%=$(VEGA_DIR)/%.min.js) Makefile
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $@ (libjs-vega $$(dpkg-query -W -f='$${Version}' libjs-vega 2>/dev/null))"
+	@{ printf '/* Vega from Debian libjs-vega %s: %s */\n' \
+	     "$$(dpkg-query -W -f='$${Version}' libjs-vega 2>/dev/null)" "$(VEGA_MODULES)"; \
+	   cat runtime/serve/assets/vega-prelude.js; \
+	   for m in $(VEGA_MODULES); do \
+	     printf 'rnVega.define("%s", function (exports, module, require) {\n' $$m; \
+	     sed '/^\/\/# sourceMappingURL=/d' $(VEGA_DIR)/$$m.min.js; \
+	     printf '\n});\n'; \
+	   done; \
+	   cat runtime/serve/assets/vega-index.js; } >$@.tmp && mv $@.tmp $@
+
+build/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) -o $@ $<
+
+build/gen/serve_assets.c: build/tools/embed $(foreach a,$(SERVE_ASSETS),$(lastword $(subst =, ,$(a)))) Makefile
+	@mkdir -p $(dir $@)
+	@echo "  EMBED   $(foreach a,$(SERVE_ASSETS),$(firstword $(subst =, ,$(a))))"
+	@build/tools/embed $@ $(SERVE_ASSETS)
+
+build/obj/gen/serve_assets.o: build/gen/serve_assets.c
+	@mkdir -p $(dir $@)
+	@$(CC) $(CPPFLAGS_ALL) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+build/asan/gen/serve_assets.o: build/gen/serve_assets.c
+	@mkdir -p $(dir $@)
+	@$(CC) $(CPPFLAGS_ALL) $(SAN) -g -O1 -MMD -MP -c -o $@ $<
+
 # ---- tools --------------------------------------------------------------------------
 # The providers' dialects are a file each (tools/model_server_dialect.h); Bedrock's checks SigV4
 # signatures with the runtime's own signer (runtime/core/sigv4.c, checked by AWS's test suite).
@@ -124,7 +178,8 @@ build/unit/%: tests/unit/%.c $(ASAN_LIB_OBJ)
 	@mkdir -p build/unit
 	$(CC) $(CPPFLAGS_ALL) $(SAN) -g -O1 -MMD -MP -MF $@.d -o $@ $< $(ASAN_LIB_OBJ) $(LDLIBS_ALL)
 
-test: deps
+test:
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(TEST_PACKAGES)"
 	@$(MAKE) --no-print-directory all build/asan/runnel $(UNIT_BIN)
 	@bash tests/run.sh
 
