@@ -102,7 +102,8 @@ VEGA_MODULES := vega-util vega-canvas vega-loader vega-format vega-time vega-sca
                 vega-dataflow vega-expression vega-event-selector vega-statistics vega-selection \
                 vega-functions vega-runtime vega-parser vega-view vega-view-transforms vega-encode \
                 vega-transforms vega-wordcloud
-SERVE_ASSETS := vega.js=build/gen/vega.js
+SERVE_ASSETS := vega.js=build/gen/vega.js \
+                report.js=runtime/serve/assets/report.js report.css=runtime/serve/assets/report.css
 
 $(VEGA_DIR)/%.min.js:
 	@echo "$@ is missing: install Debian's libjs-vega (make deps)" >&2; exit 1
