@@ -1,4 +1,4 @@
-/* main.c: the runnel command line: run, check, help. The only place that prints errors
+/* main.c: the runnel command line: run, check, help, report. The only place that prints errors
  * and chooses exit codes (0 ok, 1 the job failed, 2 usage or the job is
  * already running, 130 interrupted). */
 #include <curl/curl.h>
@@ -14,6 +14,7 @@
 #include "lua/job.h"
 #include "engine/lock.h"
 #include "engine/pipeline.h"
+#include "serve/report.h"
 #include "serve/supervisor.h"
 
 /* The one process-wide variable, on purpose: a signal handler can reach nothing else. */
@@ -39,6 +40,8 @@ static void usage(FILE *out)
             "                    [--stop-timeout D]   supervise every DIR/*.lua (see README: Supervising jobs)\n"
             "       runnel help [NAME]                list plugins, or the options of one\n"
             "                                         (source.csv, sink.jsonl, model.openai, job)\n"
+            "       runnel report FILE --html OUT.html  an HTML page of a job's output (JSONL or CSV):\n"
+            "                                         charts, counts, evaluation (report --help)\n"
             "       runnel --version\n"
             "\n"
             "run options:\n"
@@ -147,6 +150,23 @@ static int cmd_help(const char *name)
     return 2;
 }
 
+static int cmd_report(int argc, char **argv)
+{
+    struct report_options o;
+    struct report_result res;
+    struct rn_err err;
+    int rc = report_parse_args(argc, argv, &o, &err);
+    if (rc) {
+        if (rc > 0) fputs(report_usage, stdout);
+        else fprintf(stderr, "runnel: report: %s\n", err.msg);
+        return rc > 0 ? 0 : 2;
+    }
+    if (report_run(&o, stderr, &res, &err)) { fprintf(stderr, "runnel: report: %s\n", err.msg); return 1; }
+    printf("%s: %llu records (%llu with a label), %llu lines that are not records\n", o.html,
+           (unsigned long long)res.records, (unsigned long long)res.labelled, (unsigned long long)res.bad_lines);
+    return 0;
+}
+
 /* The job name from the declaration at the top of the stack (points into the Lua state). */
 static const char *job_name(lua_State *L)
 {
@@ -248,11 +268,12 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "--version")) { printf("runnel %s\n", RN_VERSION); return 0; }
     if (!strcmp(cmd, "help")) return cmd_help(argc > 2 ? argv[2] : NULL);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc, argv);
+    if (!strcmp(cmd, "report")) return cmd_report(argc - 2, argv + 2);
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
-        static const char *const commands[] = {"run", "check", "serve", "help"};
-        const char *near = options_closest(cmd, commands, 4);
+        static const char *const commands[] = {"run", "check", "serve", "help", "report"};
+        const char *near = options_closest(cmd, commands, 5);
         if (near) fprintf(stderr, "runnel: unknown command '%s'; did you mean %s? (runnel --help)\n", cmd, near);
-        else fprintf(stderr, "runnel: unknown command '%s' (run, check, serve, help; runnel --help)\n", cmd);
+        else fprintf(stderr, "runnel: unknown command '%s' (run, check, serve, help, report; runnel --help)\n", cmd);
         return 2;
     }
     int checking = strcmp(cmd, "check") == 0, describing = 0;
