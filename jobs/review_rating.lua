@@ -29,7 +29,8 @@ return job {
   predict  = rater,                             -- adds r.rating
   evaluate = { truth = "score", predicted = "rating" },
   map      = function(r)
-    return { review_id = r.review_id, product_id = r.product_id, rating = r.rating, score = r.score }
+    return { review_id = r.review_id, product_id = r.product_id, summary = r.summary,
+             rating = r.rating, score = r.score }
   end,
   sinks    = { sink.jsonl { path = param("output", "out/product_ratings.jsonl") } },
   errors   = sink.jsonl { path = param("errors", "out/product_ratings.errors.jsonl") },
