@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools/demo.sh (make demo): start the local model server on a free port, rate the 20,000
 # sample reviews with jobs/review_rating.lua in batch mode, show the summary, the evaluation
-# and a few results, and stop the server.
+# and a few results, write the HTML report out/product_ratings.html, and stop the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUNNEL_LIB="$PWD/scripts"
@@ -24,3 +24,7 @@ head -n 5 out/product_ratings.jsonl
 echo
 echo "demo: rating distribution:"
 jq -r '.rating' out/product_ratings.jsonl | sort | uniq -c | awk '{ printf "  %s stars: %6d  ", $2, $1; for (i = 0; i < $1 / 250; i++) printf "#"; printf "\n" }'
+echo
+echo "demo: bin/runnel report out/product_ratings.jsonl --html out/product_ratings.html"
+bin/runnel report out/product_ratings.jsonl --html out/product_ratings.html --title "Product ratings (make demo)" >/dev/null
+echo "demo: the report (open it in a browser; it needs no network): $PWD/out/product_ratings.html"
