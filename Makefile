@@ -194,7 +194,7 @@ bench: deps
 	@bash tools/bench.sh
 
 # Fuzz targets (libFuzzer, clang): the CSV source, the model answer parser, the prompt
-# renderer, JSON. FUZZ_SECONDS per target (default 30).
+# renderer, JSON, the report's phrases. FUZZ_SECONDS per target (default 30).
 fuzz:
 	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(FUZZ_PACKAGES)"
 	@$(MAKE) --no-print-directory all
