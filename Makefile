@@ -16,8 +16,9 @@ DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps \
                 libsqlite3-dev sqlite3 python3-prometheus-client nghttp2-server openssl util-linux
 # Vega for the pages the runner writes (compiled in, see "assets" below).
 DEB_PACKAGES += libjs-vega
-# Only `make test` needs these (chromium is large): the report test opens a page in it.
-TEST_PACKAGES := chromium
+# Only `make test` needs these (chromium is large): the report test opens a page in it, whose
+# fonts (the word cloud measures its words) must be there without apt's recommends.
+TEST_PACKAGES := chromium fonts-dejavu-core
 
 # Sources are found in runtime/'s folders (see runtime/README.md). A plugin whose library is
 # missing can be left out: WITHOUT_KAFKA=1 builds without source.kafka and sink.kafka.

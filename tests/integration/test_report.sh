@@ -86,6 +86,9 @@ browser "$page" dom "$T/report.dom"
 expect_contains "every chart drew" "$T/report.dom" 'data-charts="donut cloud heatmap"'
 expect_eq "donut: one arc per label" "$labels" "$(marks "$T/report.dom" slices)"
 expect_eq "word cloud: one word per phrase" "$phrases" "$(marks "$T/report.dom" phrases)"
+# (a word the cloud could not fit is drawn at size 0)
+expect_eq "word cloud: every word placed" "$phrases" \
+  "$(perl -0ne 'if (/role-mark phrases"[^>]*>(.*?)<\/g>/s) { my $n = () = $1 =~ /<text[^>]*font-size="[1-9]/g; print $n }' "$T/report.dom")"
 expect_eq "heat map: one cell per group and label" "$((groups * labels))" "$(marks "$T/report.dom" cells)"
 expect_eq "the page asked no network for anything" "" "$(requests_by_page "$T/report.dom.netlog.json")"
 browser "$page" shot "$T/report.png"

@@ -65,17 +65,19 @@
     };
   }
 
-  function cloud() {
+  /* The word cloud with its font sizes scaled by `scale` (1: up to 42 px). */
+  function cloud(scale) {
     var counts = data.phrases.map(function (d) { return d.count; });
     var top = Math.max.apply(null, counts);
     var fill = numeric ? { scale: "tone", field: "mean" } : { value: "#2f5d8a" };
     return {
-      width: 600, height: 320, padding: 4, autosize: "none",
+      width: 610, height: 360, padding: 4, autosize: "none",
       data: [{ name: "phrase-data", values: data.phrases, transform: [
         { type: "formula", as: "weight", expr: "datum.count / " + top },
-        { type: "wordcloud", size: [600, 320], text: { field: "text" }, rotate: 0, padding: 2,
-          font: "DejaVu Sans, Liberation Sans, Arial, sans-serif", fontSize: { field: "count" },
-          fontSizeRange: [10, 34], fontWeight: { expr: "datum.weight > 0.5 ? 'bold' : 'normal'" } }] }],
+        /* area by count: the size grows with the square root of the count, from zero */
+        { type: "formula", as: "size", expr: "max(" + 9 * Math.min(1, scale + 0.2) + ", " + 42 * scale + " * sqrt(datum.weight))" },
+        { type: "wordcloud", size: [610, 360], text: { field: "text" }, rotate: 0, padding: 2,
+          font: "DejaVu Sans, Liberation Sans, Arial, sans-serif", fontSize: { field: "size" }, fontWeight: { expr: "datum.weight > 0.5 ? 'bold' : 'normal'" } }] }],
       scales: [{ name: "tone", type: "linear", domain: toneDomain, range: toneRange, clamp: true }],
       marks: [{ type: "text", name: "phrases", from: { data: "phrase-data" },
         encode: { enter: {
@@ -137,14 +139,28 @@
     };
   }
 
-  function draw(id, spec) {
+  /* Draw spec(attempt) into the chart `id`; while fits(view) is false, try again (up to 6
+   * times) with the next attempt. Resolves to the chart's name, or null when it failed. */
+  function draw(id, spec, fits) {
     var element = document.querySelector("#" + id + " .chart");
+    function attempt(n) {
+      while (element.firstChild) element.removeChild(element.firstChild);
+      var view = new vega.View(vega.parse(spec(n)), { renderer: "svg", container: element, hover: true });
+      return view.runAsync().then(function () {
+        if (fits && n < 6 && !fits(view)) { view.finalize(); return attempt(n + 1); }
+        return id.replace("chart-", "");
+      });
+    }
     try {
-      return new vega.View(vega.parse(spec), { renderer: "svg", container: element, hover: true })
-        .runAsync().then(function () { return id.replace("chart-", ""); }, function (e) { return failed(element, e); });
+      return attempt(0).catch(function (e) { return failed(element, e); });
     } catch (e) {
       return Promise.resolve(failed(element, e));
     }
+  }
+
+  /* The cloud leaves out words it cannot fit (drawn at size 0): then smaller sizes are tried. */
+  function everyWordPlaced(view) {
+    return view.data("phrase-data").every(function (d) { return d.fontSize > 0; });
   }
 
   function failed(element, e) {
@@ -156,9 +172,10 @@
   }
 
   var charts = [];
-  if (data.labels.length) charts.push(draw("chart-donut", donut()));
-  if (data.phrases.length) charts.push(draw("chart-cloud", cloud()));
-  if (data.groups.length && labelNames.length) charts.push(draw("chart-heatmap", heatmap()));
+  if (data.labels.length) charts.push(draw("chart-donut", donut));
+  if (data.phrases.length)
+    charts.push(draw("chart-cloud", function (n) { return cloud(Math.pow(0.85, n)); }, everyWordPlaced));
+  if (data.groups.length && labelNames.length) charts.push(draw("chart-heatmap", heatmap));
   Promise.all(charts).then(function (drawn) {
     document.body.setAttribute("data-charts", drawn.filter(Boolean).join(" ") || "none");
   });
