@@ -1,4 +1,4 @@
-/* main.c: the runnel command line: run, check, help, report. The only place that prints errors
+/* main.c: the runnel command line: run, check, serve, help, report. The only place that prints errors
  * and chooses exit codes (0 ok, 1 the job failed, 2 usage or the job is
  * already running, 130 interrupted). */
 #include <curl/curl.h>
