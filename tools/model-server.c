@@ -32,6 +32,7 @@
 #include "lexicon.h"
 #include "model_server.h"
 #include "model_server_dialect.h"
+#include "standin.h"
 
 #define MAX_BODY_BYTES (1024 * 1024)  /* larger request bodies get 413 */
 #define HANG_POLL_NS (200 * 1000000ull) /* how often a hung request checks for a client close */
@@ -63,96 +64,86 @@ static struct dialect_config dialect_config = {.token_lifetime_s = 3600};
 static const struct dialect *const dialects[] = {&dialect_azure, &dialect_anthropic, &dialect_bedrock,
                                                  &dialect_google, &dialect_ollama, &dialect_http};
 
-enum option_kind { OPTION_INTEGER, OPTION_RATE, OPTION_TEXT, OPTION_FLAG };
-
-struct option_spec {
-    const char *name;
-    enum option_kind kind;
-    void *target;
-    long minimum, maximum;  /* for OPTION_INTEGER */
-    const char *help;
-};
-
-static const struct option_spec option_specs[] = {
-    {"--port", OPTION_INTEGER, &config.port, 0, 65535,
+static const struct standin_option option_specs[] = {
+    {"--port", STANDIN_INTEGER, &config.port, 0, 65535,
      "TCP port on 127.0.0.1 (required); 0 picks a free port. Prints 'listening on URL'."},
-    {"--threads", OPTION_INTEGER, &config.threads, 1, 64,
+    {"--threads", STANDIN_INTEGER, &config.threads, 1, 64,
      "serving threads, each with its own event loop (a thread pool when > 1)"},
-    {"--event-loop", OPTION_TEXT, &config.event_loop, 0, 0,
+    {"--event-loop", STANDIN_TEXT, &config.event_loop, 0, 0,
      "poll or epoll. libmicrohttpd 0.9.75's epoll loop loses read events when more\n"
      "      than ~128 keep-alive connections are busy (connections stall after one answer),\n"
      "      so poll is the default"},
-    {"--latency-ms", OPTION_INTEGER, &config.latency_ms, 0, 3600000,
+    {"--latency-ms", STANDIN_INTEGER, &config.latency_ms, 0, 3600000,
      "fixed latency added to every model answer"},
-    {"--latency-jitter-ms", OPTION_INTEGER, &config.latency_jitter_ms, 0, 3600000,
+    {"--latency-jitter-ms", STANDIN_INTEGER, &config.latency_jitter_ms, 0, 3600000,
      "plus a uniform random 0..J ms"},
-    {"--fail-rate", OPTION_RATE, &config.fail_rate, 0, 0,
+    {"--fail-rate", STANDIN_RATE, &config.fail_rate, 0, 0,
      "fraction answered with an error: half 429, half 500"},
-    {"--rate-429", OPTION_RATE, &config.rate_429, 0, 0,
+    {"--rate-429", STANDIN_RATE, &config.rate_429, 0, 0,
      "extra fraction answered 429 (Retry-After, x-ratelimit-reset-requests)"},
-    {"--rate-500", OPTION_RATE, &config.rate_500, 0, 0, "extra fraction answered 500"},
-    {"--hang-rate", OPTION_RATE, &config.hang_rate, 0, 0,
+    {"--rate-500", STANDIN_RATE, &config.rate_500, 0, 0, "extra fraction answered 500"},
+    {"--hang-rate", STANDIN_RATE, &config.hang_rate, 0, 0,
      "fraction never answered: held open until the client closes or --timeout passes"},
-    {"--close-rate", OPTION_RATE, &config.close_rate, 0, 0,
+    {"--close-rate", STANDIN_RATE, &config.close_rate, 0, 0,
      "fraction whose connection is closed without an answer (after the latency)"},
-    {"--malformed-rate", OPTION_RATE, &config.malformed_rate, 0, 0,
+    {"--malformed-rate", STANDIN_RATE, &config.malformed_rate, 0, 0,
      "fraction of chat answers that are 200 OK with garbage content (no number / bad JSON)"},
-    {"--out-of-range-rate", OPTION_RATE, &config.out_of_range_rate, 0, 0,
+    {"--out-of-range-rate", STANDIN_RATE, &config.out_of_range_rate, 0, 0,
      "fraction of chat answers that are 200 OK with a rating of 7 or 0"},
-    {"--retry-after", OPTION_INTEGER, &config.retry_after_s, 0, 86400,
+    {"--retry-after", STANDIN_INTEGER, &config.retry_after_s, 0, 86400,
      "seconds sent in Retry-After and x-ratelimit-reset-requests on 429"},
-    {"--degrade-above", OPTION_INTEGER, &config.degrade_above, 0, 1000000,
+    {"--degrade-above", STANDIN_INTEGER, &config.degrade_above, 0, 1000000,
      "overload model, 0 = off. When a model request completes its upload while\n"
      "      I = in-flight model requests (itself included) > N: its latency grows by\n"
      "      --degrade-ms * (I - N) and it is answered 429 with probability (I - N) / I"},
-    {"--degrade-ms", OPTION_INTEGER, &config.degrade_ms, 0, 60000,
+    {"--degrade-ms", STANDIN_INTEGER, &config.degrade_ms, 0, 60000,
      "extra latency per in-flight request above --degrade-above"},
-    {"--api-key", OPTION_TEXT, &config.api_key, 0, 0,
+    {"--api-key", STANDIN_TEXT, &config.api_key, 0, 0,
      "require 'Authorization: Bearer K' on /v1/*, else 401; the dialects want it in their\n"
      "      own header (api-key, x-api-key, x-goog-api-key, X-Api-Key, or a bearer)"},
-    {"--aws-access-key-id", OPTION_TEXT, &dialect_config.aws_access_key_id, 0, 0,
+    {"--aws-access-key-id", STANDIN_TEXT, &dialect_config.aws_access_key_id, 0, 0,
      "Bedrock: require a SigV4 signature made with this key id and --aws-secret-access-key"},
-    {"--aws-secret-access-key", OPTION_TEXT, &dialect_config.aws_secret_access_key, 0, 0,
+    {"--aws-secret-access-key", STANDIN_TEXT, &dialect_config.aws_secret_access_key, 0, 0,
      "Bedrock: the secret key the signature is checked with"},
-    {"--google-key", OPTION_TEXT, &dialect_config.google_key, 0, 0,
+    {"--google-key", STANDIN_TEXT, &dialect_config.google_key, 0, 0,
      "a service-account key file (JSON): POST /token exchanges JWTs signed with it for Vertex tokens"},
-    {"--token-lifetime", OPTION_INTEGER, &dialect_config.token_lifetime_s, 1, 86400,
+    {"--token-lifetime", STANDIN_INTEGER, &dialect_config.token_lifetime_s, 1, 86400,
      "expires_in, in seconds, of the tokens /token issues"},
-    {"--max-requests", OPTION_INTEGER, &config.max_requests, 0, LONG_MAX,
+    {"--max-requests", STANDIN_INTEGER, &config.max_requests, 0, LONG_MAX,
      "model requests after the first N since start get 503; 0 = unlimited"},
-    {"--revoke-after", OPTION_INTEGER, &config.revoke_after, 0, LONG_MAX,
+    {"--revoke-after", STANDIN_INTEGER, &config.revoke_after, 0, LONG_MAX,
      "model requests after the first N since start get 401, as if the key was revoked; 0 = never"},
-    {"--seed", OPTION_INTEGER, &config.seed, 0, LONG_MAX,
+    {"--seed", STANDIN_INTEGER, &config.seed, 0, LONG_MAX,
      "PRNG seed; request number k draws its faults from (seed, k) alone"},
-    {"--timeout", OPTION_INTEGER, &config.timeout_s, 1, 86400,
+    {"--timeout", STANDIN_INTEGER, &config.timeout_s, 1, 86400,
      "idle connection timeout in seconds; also the longest a hung request is held"},
-    {"--max-connections", OPTION_INTEGER, &config.max_connections, 1, 1000000,
+    {"--max-connections", STANDIN_INTEGER, &config.max_connections, 1, 1000000,
      "connection limit"},
-    {"--no-usage", OPTION_FLAG, &config.no_usage, 0, 0,
+    {"--no-usage", STANDIN_FLAG, &config.no_usage, 0, 0,
      "answer without the usage object (token counts), as some compatible servers do"},
-    {"--rpm", OPTION_INTEGER, &ms_quota_config.rpm, 0, 100000000,
+    {"--rpm", STANDIN_INTEGER, &ms_quota_config.rpm, 0, 100000000,
      "requests per minute the model endpoints allow (a bucket of N refilled over a\n"
      "      minute); answers carry x-ratelimit-*-requests, an empty bucket answers 429; 0 = off"},
-    {"--tpm", OPTION_INTEGER, &ms_quota_config.tpm, 0, 1000000000,
+    {"--tpm", STANDIN_INTEGER, &ms_quota_config.tpm, 0, 1000000000,
      "tokens per minute, counted as OpenAI estimates a request: the characters of its\n"
      "      messages / 4 plus max_tokens; x-ratelimit-*-tokens; 0 = off"},
-    {"--batch-speed", OPTION_INTEGER, &ms_batch_config.speed, 1, 1000000,
+    {"--batch-speed", STANDIN_INTEGER, &ms_batch_config.speed, 1, 1000000,
      "the batch clock: a batch validates for 10 s, answers 10 lines/s, finalizes for 10 s,\n"
      "      all divided by N (100: a 300-line batch takes 0.5 s)"},
-    {"--batch-line-500", OPTION_RATE, &ms_batch_config.line_500, 0, 0,
+    {"--batch-line-500", STANDIN_RATE, &ms_batch_config.line_500, 0, 0,
      "fraction of batch lines answered 500 server_error (in the error file)"},
-    {"--batch-line-400", OPTION_RATE, &ms_batch_config.line_400, 0, 0,
+    {"--batch-line-400", STANDIN_RATE, &ms_batch_config.line_400, 0, 0,
      "fraction of batch lines answered 400 invalid_request_error (in the error file)"},
-    {"--batch-line-malformed", OPTION_RATE, &ms_batch_config.line_malformed, 0, 0,
+    {"--batch-line-malformed", STANDIN_RATE, &ms_batch_config.line_malformed, 0, 0,
      "fraction of batch lines answered 200 with garbage content"},
-    {"--batch-expire-every", OPTION_INTEGER, &ms_batch_config.expire_every, 0, LONG_MAX,
+    {"--batch-expire-every", STANDIN_INTEGER, &ms_batch_config.expire_every, 0, LONG_MAX,
      "every Nth batch expires when half its lines are answered (the rest: batch_expired); 0 = none"},
-    {"--batch-fail-every", OPTION_INTEGER, &ms_batch_config.fail_every, 0, LONG_MAX,
+    {"--batch-fail-every", STANDIN_INTEGER, &ms_batch_config.fail_every, 0, LONG_MAX,
      "every Nth batch fails validation; 0 = none"},
-    {"--max-file-mb", OPTION_INTEGER, &ms_batch_config.max_file_mb, 1, 4096,
+    {"--max-file-mb", STANDIN_INTEGER, &ms_batch_config.max_file_mb, 1, 4096,
      "largest upload to /v1/files, in MiB"},
-    {"--verbose", OPTION_FLAG, &config.verbose, 0, 0, "log one line per request to stderr"},
-    {"--help", OPTION_FLAG, &config.help, 0, 0, "print this help and exit"},
+    {"--verbose", STANDIN_FLAG, &config.verbose, 0, 0, "log one line per request to stderr"},
+    {"--help", STANDIN_FLAG, &config.help, 0, 0, "print this help and exit"},
 };
 
 static void config_print_help(FILE *out)
@@ -180,74 +171,7 @@ static void config_print_help(FILE *out)
             "order; rates are fractions 0..1 and if they sum above 1 the later ones shrink.\n"
             "Latency (fixed + jitter + degrade) delays every such answer, errors included.\n\n"
             "Options (--name VALUE or --name=VALUE):\n");
-    for (size_t i = 0; i < sizeof option_specs / sizeof option_specs[0]; i++) {
-        const struct option_spec *spec = &option_specs[i];
-        char value[64] = "";
-        if (spec->target == &config.port)
-            snprintf(value, sizeof value, " P (required)");
-        else if (spec->kind == OPTION_INTEGER)
-            snprintf(value, sizeof value, " N (default %ld)", *(long *)spec->target);
-        else if (spec->kind == OPTION_RATE)
-            snprintf(value, sizeof value, " F (default %g)", *(double *)spec->target);
-        else if (spec->kind == OPTION_TEXT)
-            snprintf(value, sizeof value, " S (default %s)",
-                     *(const char **)spec->target ? *(const char **)spec->target : "none");
-        fprintf(out, "  %s%s\n      %s\n", spec->name, value, spec->help);
-    }
-}
-
-/* Parse argv into config. Returns 0, or -1 with a message naming the option in error[]. */
-static int config_parse(int argc, char **argv, char *error, size_t error_size)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        const char *equals = strchr(arg, '=');
-        size_t name_length = equals ? (size_t)(equals - arg) : strlen(arg);
-        const struct option_spec *spec = NULL;
-        for (size_t k = 0; k < sizeof option_specs / sizeof option_specs[0]; k++) {
-            if (strlen(option_specs[k].name) == name_length &&
-                strncmp(option_specs[k].name, arg, name_length) == 0)
-                spec = &option_specs[k];
-        }
-        if (!spec) {
-            snprintf(error, error_size, "unknown option '%s' (see --help)", arg);
-            return -1;
-        }
-        if (spec->kind == OPTION_FLAG) {
-            if (equals) {
-                snprintf(error, error_size, "%s takes no value", spec->name);
-                return -1;
-            }
-            *(bool *)spec->target = true;
-            continue;
-        }
-        const char *value = equals ? equals + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!value) {
-            snprintf(error, error_size, "%s needs a value", spec->name);
-            return -1;
-        }
-        char *end = NULL;
-        errno = 0;
-        if (spec->kind == OPTION_INTEGER) {
-            long number = strtol(value, &end, 10);
-            if (errno || end == value || *end || number < spec->minimum || number > spec->maximum) {
-                snprintf(error, error_size, "%s: '%s' is not an integer in %ld..%ld", spec->name,
-                         value, spec->minimum, spec->maximum);
-                return -1;
-            }
-            *(long *)spec->target = number;
-        } else if (spec->kind == OPTION_RATE) {
-            double number = strtod(value, &end);
-            if (errno || end == value || *end || !(number >= 0.0 && number <= 1.0)) {
-                snprintf(error, error_size, "%s: '%s' is not a fraction in 0..1", spec->name, value);
-                return -1;
-            }
-            *(double *)spec->target = number;
-        } else {
-            *(const char **)spec->target = value;
-        }
-    }
-    return 0;
+    standin_options_help(out, option_specs, sizeof option_specs / sizeof option_specs[0]);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1528,7 +1452,8 @@ static void request_completed(void *unused, struct MHD_Connection *connection, v
 int main(int argc, char **argv)
 {
     char error[256];
-    if (config_parse(argc, argv, error, sizeof error) != 0) {
+    if (standin_options_parse(option_specs, sizeof option_specs / sizeof option_specs[0], argc, argv, error,
+                              sizeof error) != 0) {
         fprintf(stderr, "model-server: %s\n", error);
         return 2;
     }

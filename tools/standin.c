@@ -159,6 +159,15 @@ int standin_options_parse(const struct standin_option *options, size_t count, in
         }
         char *end = NULL;
         errno = 0;
+        if (option->kind == STANDIN_RATE) {
+            double fraction = strtod(value, &end);
+            if (errno || end == value || *end || !(fraction >= 0.0 && fraction <= 1.0)) {
+                snprintf(error, error_size, "%s: '%s' is not a fraction in 0..1", option->name, value);
+                return -1;
+            }
+            *(double *)option->target = fraction;
+            continue;
+        }
         long number = strtol(value, &end, 10);
         if (errno || end == value || *end || number < option->minimum || number > option->maximum) {
             snprintf(error, error_size, "%s: '%s' is not an integer in %ld..%ld", option->name, value,
@@ -175,8 +184,12 @@ void standin_options_help(FILE *out, const struct standin_option *options, size_
     for (size_t i = 0; i < count; i++) {
         const struct standin_option *option = &options[i];
         char value[96] = "";
-        if (option->kind == STANDIN_INTEGER)
+        if (option->kind == STANDIN_INTEGER && *(long *)option->target < option->minimum)
+            snprintf(value, sizeof value, " N (required)");
+        else if (option->kind == STANDIN_INTEGER)
             snprintf(value, sizeof value, " N (default %ld)", *(long *)option->target);
+        else if (option->kind == STANDIN_RATE)
+            snprintf(value, sizeof value, " F (default %g)", *(double *)option->target);
         else if (option->kind == STANDIN_TEXT)
             snprintf(value, sizeof value, " S%s%s%s", *(const char **)option->target ? " (default " : "",
                      *(const char **)option->target ? *(const char **)option->target : "",

@@ -39,14 +39,15 @@ void sbuf_free(struct sbuf *buffer);
 
 /* ---- options -----------------------------------------------------------------------------
  * Each option is declared once; parsing and --help read the same table. Values are
- * "--name VALUE" or "--name=VALUE". */
-enum standin_option_kind { STANDIN_INTEGER, STANDIN_TEXT, STANDIN_FLAG };
+ * "--name VALUE" or "--name=VALUE". An integer whose default lies below its minimum (a port of
+ * -1) is shown as required. */
+enum standin_option_kind { STANDIN_INTEGER, STANDIN_RATE, STANDIN_TEXT, STANDIN_FLAG };
 
 struct standin_option {
     const char *name;  /* "--port" */
     enum standin_option_kind kind;
-    void *target;      /* long *, const char ** or bool * */
-    long minimum, maximum;
+    void *target;      /* long *, double * (a fraction in 0..1), const char ** or bool * */
+    long minimum, maximum;  /* for STANDIN_INTEGER */
     const char *help;
 };
 
