@@ -1295,30 +1295,12 @@ static bool content_type_ok(const struct standin_request *request, struct standi
     const char *type = standin_header(request, MHD_HTTP_HEADER_CONTENT_TYPE);
     static const char *const accepted[] = {"application/json", "application/x-ndjson", "application/vnd.elasticsearch+json",
                                            "application/vnd.elasticsearch+x-ndjson", NULL};
-    for (const char *const *a = accepted; type && *a; a++) {
-        size_t length = strlen(*a);
-        if (strncasecmp(type, *a, length) == 0 && (type[length] == '\0' || type[length] == ';' || type[length] == ' ')) return true;
-    }
+    if (type && standin_media_type_in(type, accepted)) return true;
     reply->status = 406;
     sbuf_puts(&reply->body, "{\"error\":\"Content-Type header [");
     sbuf_puts(&reply->body, type ? type : "");
     sbuf_puts(&reply->body, "] is not supported\",\"status\":406}");
     return false;
-}
-
-static int split_path(const char *path, char *storage, size_t size, char **segments)
-{
-    snprintf(storage, size, "%s", path);
-    int count = 0;
-    for (char *p = storage; *p;) {
-        while (*p == '/') p++;
-        if (!*p) break;
-        if (count == MAX_PATH_SEGMENTS) return -1;
-        segments[count++] = p;
-        while (*p && *p != '/') p++;
-        if (*p) *p++ = '\0';
-    }
-    return count;
 }
 
 static void cluster_info(struct store *store, struct standin_reply *reply)
@@ -1336,7 +1318,7 @@ static void route(struct store *store, const struct standin_request *request, st
 {
     char storage[2048];
     char *s[MAX_PATH_SEGMENTS] = {0};
-    int n = split_path(request->path, storage, sizeof storage, s);
+    int n = standin_split_path(request->path, storage, sizeof storage, s, MAX_PATH_SEGMENTS);
     const char *m = request->method;
     bool get = strcmp(m, "GET") == 0, head = strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0,
          put = strcmp(m, "PUT") == 0, delete = strcmp(m, "DELETE") == 0;

@@ -12,7 +12,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "avro_schema.h"
@@ -931,33 +930,14 @@ static bool content_type_ok(const struct standin_request *request)
     if (!type || request->body_length == 0) return true;
     static const char *const accepted[] = {"application/vnd.schemaregistry.v1+json", "application/vnd.schemaregistry+json",
                                            "application/json", "application/octet-stream", NULL};
-    for (const char *const *a = accepted; *a; a++)
-        if (strncasecmp(type, *a, strlen(*a)) == 0 && (type[strlen(*a)] == '\0' || type[strlen(*a)] == ';')) return true;
-    return false;
-}
-
-/* Splits path into at most MAX_PATH_SEGMENTS segments (copied into storage); returns the count,
- * or -1 when there are more. */
-static int split_path(const char *path, char *storage, size_t storage_size, char **segments)
-{
-    snprintf(storage, storage_size, "%s", path);
-    int count = 0;
-    for (char *p = storage; *p;) {
-        while (*p == '/') p++;
-        if (!*p) break;
-        if (count == MAX_PATH_SEGMENTS) return -1;
-        segments[count++] = p;
-        while (*p && *p != '/') p++;
-        if (*p) *p++ = '\0';
-    }
-    return count;
+    return standin_media_type_in(type, accepted);
 }
 
 static void route(struct registry *registry, const struct standin_request *request, struct standin_reply *reply)
 {
     char storage[4096];
     char *s[MAX_PATH_SEGMENTS] = {0};
-    int n = split_path(request->path, storage, sizeof storage, s);
+    int n = standin_split_path(request->path, storage, sizeof storage, s, MAX_PATH_SEGMENTS);
     const char *method = request->method;
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0, put = strcmp(method, "PUT") == 0,
          delete = strcmp(method, "DELETE") == 0;

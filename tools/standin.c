@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <arpa/inet.h>
@@ -196,6 +197,34 @@ void standin_options_help(FILE *out, const struct standin_option *options, size_
                      *(const char **)option->target ? ")" : "");
         fprintf(out, "  %s%s\n      %s\n", option->name, value, option->help);
     }
+}
+
+/* ---- request helpers ---------------------------------------------------------------------- */
+
+int standin_split_path(const char *path, char *storage, size_t size, char **segments, int max_segments)
+{
+    snprintf(storage, size, "%s", path);
+    int count = 0;
+    for (char *p = storage; *p;) {
+        while (*p == '/') p++;
+        if (!*p) break;
+        if (count == max_segments) return -1;
+        segments[count++] = p;
+        while (*p && *p != '/') p++;
+        if (*p) *p++ = '\0';
+    }
+    return count;
+}
+
+bool standin_media_type_in(const char *content_type, const char *const *accepted)
+{
+    for (const char *const *type = accepted; *type; type++) {
+        size_t length = strlen(*type);
+        if (strncasecmp(content_type, *type, length) != 0) continue;
+        char next = content_type[length];  /* within the string: its first length bytes matched */
+        if (next == '\0' || next == ';' || next == ' ') return true;
+    }
+    return false;
 }
 
 char *standin_basic_authorization(const char *credentials)

@@ -56,6 +56,16 @@ int standin_options_parse(const struct standin_option *options, size_t count, in
                           char *error, size_t error_size);
 void standin_options_help(FILE *out, const struct standin_option *options, size_t count);
 
+/* ---- request helpers ---------------------------------------------------------------------- */
+
+/* Splits a URL path at '/' into at most max_segments non-empty segments, copied into storage
+ * (truncated to size). Returns the count, or -1 when there are more. */
+int standin_split_path(const char *path, char *storage, size_t size, char **segments, int max_segments);
+
+/* Whether a Content-Type header value names one of the media types in accepted (a NULL-ended
+ * list), compared case-insensitively and followed by nothing, parameters (';') or white space. */
+bool standin_media_type_in(const char *content_type, const char *const *accepted);
+
 /* ---- server ------------------------------------------------------------------------------ */
 
 /* One HTTP request, valid only during the handler call. */
