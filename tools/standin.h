@@ -1,8 +1,9 @@
 /* standin.h: what the local stand-ins (tools/schema-registry.c, tools/es-dev.c) share: a growable
- * buffer, command-line options declared as data, and an HTTP/1.1 server on 127.0.0.1
- * (libmicrohttpd, poll mode, optional thread pool) that collects a request's whole body and hands
- * the request to one function. The one thing to know: a handler never sleeps. A reply's delay_ms
- * suspends the connection and a timer thread resumes it, so a slow answer holds no thread. */
+ * buffer, command-line options declared as data (tools/model-server.c's too), and an HTTP/1.1
+ * server on 127.0.0.1 (libmicrohttpd, poll mode, optional thread pool) that collects a request's
+ * whole body and hands the request to one function. The one thing to know: a handler never sleeps.
+ * A reply's delay_ms suspends the connection and a timer thread resumes it, so a slow answer holds
+ * no thread. */
 #ifndef RUNNEL_TOOLS_STANDIN_H
 #define RUNNEL_TOOLS_STANDIN_H
 
