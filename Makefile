@@ -148,7 +148,8 @@ MODEL_SERVER_DIALECTS := tools/model_server_dialect.c tools/model_server_azure.c
                          tools/model_server_bedrock.c tools/model_server_google.c tools/model_server_ollama.c \
                          tools/model_server_http.c tools/model_server_batch.c tools/model_server_quota.c \
                          tools/standin.c
-MODEL_SERVER_RUNTIME  := runtime/core/sigv4.c runtime/core/sha256.c runtime/core/err.c runtime/core/buf.c
+MODEL_SERVER_RUNTIME  := runtime/core/sigv4.c runtime/core/sha256.c runtime/core/err.c runtime/core/buf.c \
+                         runtime/core/log.c runtime/core/secret.c
 bin/model-server: tools/model-server.c $(MODEL_SERVER_DIALECTS) $(MODEL_SERVER_RUNTIME) tools/model_server_dialect.h \
                   tools/model_server.h tools/lexicon.h tools/standin.h
 	@mkdir -p bin

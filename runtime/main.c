@@ -16,6 +16,7 @@
 #include "engine/pipeline.h"
 #include "serve/report.h"
 #include "serve/supervisor.h"
+#include "core/log.h"
 
 /* The one process-wide variable, on purpose: a signal handler can reach nothing else. */
 static volatile sig_atomic_t stop_requested = 0;
@@ -57,7 +58,7 @@ static void usage(FILE *out)
             "  --no-cache             do not use the model response cache\n"
             "  --progress / --no-progress   force the progress line on or off\n"
             "                         (default: on when stderr is a terminal)\n"
-            "  --quiet                no summary\n");
+            "  --quiet                no summary, no informational notes (errors and warnings stay)\n");
 }
 
 static void list_plugins(void)
@@ -147,7 +148,7 @@ static int cmd_help(const char *name)
     }
     char suggestion[512];
     help_suggestion(name, suggestion, sizeof suggestion);
-    fprintf(stderr, "runnel: help: no plugin named '%s'%s (runnel help lists them)\n", name, suggestion);
+    log_error("help: no plugin named '%s'%s (runnel help lists them)", name, suggestion);
     return 2;
 }
 
@@ -159,10 +160,10 @@ static int cmd_report(int argc, char **argv)
     int rc = report_parse_args(argc, argv, &o, &err);
     if (rc) {
         if (rc > 0) fputs(report_usage, stdout);
-        else fprintf(stderr, "runnel: report: %s\n", err.msg);
+        else log_error("report: %s", err.msg);
         return rc > 0 ? 0 : 2;
     }
-    if (report_run(&o, stderr, &res, &err)) { fprintf(stderr, "runnel: report: %s\n", err.msg); return 1; }
+    if (report_run(&o, stderr, &res, &err)) { log_error("report: %s", err.msg); return 1; }
     printf("%s: %llu records (%llu with a label), %llu lines that are not records\n", o.html,
            (unsigned long long)res.records, (unsigned long long)res.labelled, (unsigned long long)res.bad_lines);
     return 0;
@@ -237,25 +238,25 @@ static int cmd_serve(int argc, char **argv)
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--jobs") || !strcmp(a, "--state") || !strcmp(a, "--listen") || !strcmp(a, "--token-file") ||
             !strcmp(a, "--stop-timeout")) {
-            if (!next) { fprintf(stderr, "runnel: serve: %s needs a value\n", a); return 2; }
+            if (!next) { log_error("serve: %s needs a value", a); return 2; }
             i++;
             if (!strcmp(a, "--jobs")) so.jobs_dir = next;
             else if (!strcmp(a, "--state")) so.state_dir = next;
             else if (!strcmp(a, "--listen")) so.listen = next;
             else if (!strcmp(a, "--token-file")) so.token_file = next;
             else if (rn_parse_duration_ms(next, &so.stop_timeout_ms) || so.stop_timeout_ms <= 0) {
-                fprintf(stderr, "runnel: serve: --stop-timeout needs a duration such as 30s, not '%s'\n", next);
+                log_error("serve: --stop-timeout needs a duration such as 30s, not '%s'", next);
                 return 2;
             }
         } else {
-            fprintf(stderr, "runnel: serve: unknown option '%s' (runnel --help)\n", a);
+            log_error("serve: unknown option '%s' (runnel --help)", a);
             return 2;
         }
     }
-    if (!so.jobs_dir) { fprintf(stderr, "runnel: serve: --jobs DIR is required\n"); return 2; }
+    if (!so.jobs_dir) { log_error("serve: --jobs DIR is required"); return 2; }
     struct rn_err err;
     if (supervisor_run(&so, &err)) {
-        fprintf(stderr, "runnel: %s\n", err.msg);
+        log_error("%s", err.msg);
         return 2;
     }
     return 0;
@@ -273,8 +274,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
         static const char *const commands[] = {"run", "check", "serve", "help", "report"};
         const char *near = options_closest(cmd, commands, 5);
-        if (near) fprintf(stderr, "runnel: unknown command '%s'; did you mean %s? (runnel --help)\n", cmd, near);
-        else fprintf(stderr, "runnel: unknown command '%s' (run, check, serve, help, report; runnel --help)\n", cmd);
+        if (near) log_error("unknown command '%s'; did you mean %s? (runnel --help)", cmd, near);
+        else log_error("unknown command '%s' (run, check, serve, help, report; runnel --help)", cmd);
         return 2;
     }
     int checking = strcmp(cmd, "check") == 0, describing = 0;
@@ -289,12 +290,12 @@ int main(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VALUE() do { if (!next) { fprintf(stderr, "runnel: %s needs a value\n", a); free(params); return 2; } i++; } while (0)
+#define NEED_VALUE() do { if (!next) { log_error("%s needs a value", a); free(params); return 2; } i++; } while (0)
         if (!strcmp(a, "--mode")) {
             NEED_VALUE();
             mode = next;
             if (strcmp(mode, "batch") && strcmp(mode, "stream")) {
-                fprintf(stderr, "runnel: --mode must be batch or stream, not '%s'\n", mode);
+                log_error("--mode must be batch or stream, not '%s'", mode);
                 free(params);
                 return 2;
             }
@@ -302,7 +303,7 @@ int main(int argc, char **argv)
             NEED_VALUE();
             char *eq = strchr(next, '=');
             if (!eq || eq == next) {
-                fprintf(stderr, "runnel: --set needs KEY=VALUE, got '%s'\n", next);
+                log_error("--set needs KEY=VALUE, got '%s'", next);
                 free(params);
                 return 2;
             }
@@ -315,7 +316,7 @@ int main(int argc, char **argv)
             char *end;
             ro.limit = strtoll(next, &end, 10);
             if (*end || end == next || ro.limit <= 0) {
-                fprintf(stderr, "runnel: --limit needs a positive whole number of records, got '%s'\n", next);
+                log_error("--limit needs a positive whole number of records, got '%s'", next);
                 free(params);
                 return 2;
             }
@@ -347,23 +348,24 @@ int main(int argc, char **argv)
                                                   "--quiet", "--describe"};
             size_t count = sizeof options / sizeof options[0];
             const char *near = options_closest(a, options, checking ? count : count - 1);
-            if (near) fprintf(stderr, "runnel: %s: unknown option '%s'; did you mean %s? (runnel --help)\n", cmd, a, near);
-            else fprintf(stderr, "runnel: %s: unknown option '%s' (runnel --help lists them)\n", cmd, a);
+            if (near) log_error("%s: unknown option '%s'; did you mean %s? (runnel --help)", cmd, a, near);
+            else log_error("%s: unknown option '%s' (runnel --help lists them)", cmd, a);
             free(params);
             return 2;
         } else if (!script) {
             script = a;
         } else {
-            fprintf(stderr, "runnel: one job script at a time ('%s' and '%s')\n", script, a);
+            log_error("one job script at a time ('%s' and '%s')", script, a);
             free(params);
             return 2;
         }
     }
     if (!script) {
-        fprintf(stderr, "runnel: %s needs a job script: runnel %s JOB.lua (runnel --help)\n", cmd, cmd);
+        log_error("%s needs a job script: runnel %s JOB.lua (runnel --help)", cmd, cmd);
         free(params);
         return 2;
     }
+    log_configure(ro.quiet, ro.progress && !checking);
     env.script = script;
     env.streaming = strcmp(mode, "stream") == 0;
     if (!env.resume && getenv("RUNNEL_RESUME")) env.resume = 1;
@@ -378,12 +380,12 @@ int main(int argc, char **argv)
     lua_State *L = luajob_new(&env, params, nparams, &err);
     int loaded = L ? luajob_load(&env, script, &err) : -1;
     if (loaded) {
-        fprintf(stderr, "runnel: %s\n", err.msg);
+        log_error("%s", err.msg);
         status = loaded == -2 ? 2 : 1;
         goto done;
     }
     if (luajob_check_params(L, &err)) { /* a misspelt --set: the job would run on a default */
-        fprintf(stderr, "runnel: %s\n", err.msg);
+        log_error("%s", err.msg);
         status = 2;
         goto done;
     }
@@ -398,8 +400,8 @@ int main(int argc, char **argv)
     }
     int busy;
     if (job_lock_take(&lock, env.state_dir, env.job_name, &busy, &err)) {
-        if (busy) fprintf(stderr, "runnel: %s\n", err.msg);
-        else fprintf(stderr, "runnel: %s (the state directory; --state-dir DIR or RUNNEL_STATE_DIR picks another)\n", err.msg);
+        if (busy) log_error("%s", err.msg);
+        else log_error("%s (the state directory; --state-dir DIR or RUNNEL_STATE_DIR picks another)", err.msg);
         status = busy ? 2 : 1;
         goto done;
     }
@@ -411,10 +413,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int rc = pipeline_run(&env, &ro, &err);
     if (rc == -2) {
-        fprintf(stderr, "runnel: %s\n", err.msg);
+        log_error("%s", err.msg);
         status = 130;
     } else if (rc) {
-        fprintf(stderr, "runnel: %s\n", err.msg);
+        log_error("%s", err.msg);
         status = 1;
     }
 done:

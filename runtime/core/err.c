@@ -1,5 +1,6 @@
 /* err.c: error values and checked allocation (see err.h). */
 #include "core/err.h"
+#include "core/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,7 +40,7 @@ int rn_wrap(struct rn_err *err, const char *fmt, ...)
 
 void rn_out_of_memory(size_t n)
 {
-    fprintf(stderr, "runnel: out of memory allocating %zu bytes\n", n);
+    log_error("out of memory allocating %zu bytes", n);
     abort();
 }
 

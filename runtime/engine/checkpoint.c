@@ -14,6 +14,7 @@
 #include "core/fdlimit.h"
 #include "engine/engine_int.h"
 #include "models/model.h"
+#include "core/log.h"
 
 #define CHECKPOINT_VERSION 1
 #define CHECKPOINT_FINAL_TRIES 20   /* the last checkpoint, put off for want of descriptors: tries */
@@ -25,7 +26,7 @@ int checkpoint_load(struct pipeline *p, json_t **state, struct rn_err *err)
     if (!asked && !p->env->streaming) return 0; /* a streaming job always goes on from where it was */
     p->env->resume = 0;
     if (access(p->checkpoint_path, F_OK) != 0) {
-        if (asked) fprintf(stderr, "runnel: --resume: no checkpoint at %s; starting from the beginning\n", p->checkpoint_path);
+        if (asked) log_warning("--resume: no checkpoint at %s; starting from the beginning", p->checkpoint_path);
         return 0;
     }
     p->env->resume = 1;
@@ -147,8 +148,8 @@ int checkpoint_spared(struct pipeline *p, struct rn_err *err)
         struct buf advice;
         buf_init(&advice);
         fdlimit_advice(&advice, &l, fdlimit_open_count() + FDLIMIT_RESERVE);
-        fprintf(stderr, "runnel: checkpoint put off, no file descriptor is free (%s; limit %ld): it is tried "
-                        "again every %d ms; %s\n", err->msg, l.soft, CHECKPOINT_RETRY_MS, advice.data);
+        log_warning("checkpoint put off, no file descriptor is free (%s; limit %ld): it is tried "
+                        "again every %d ms; %s", err->msg, l.soft, CHECKPOINT_RETRY_MS, advice.data);
         buf_free(&advice);
         p->descriptors_noted = 1;
     }

@@ -8,6 +8,7 @@
 
 #include "formats/json.h"
 #include "engine/engine_int.h"
+#include "core/log.h"
 
 static void iso_time(char *out, size_t n)
 {
@@ -84,8 +85,7 @@ int64_t deadletter_write(struct pipeline *p, int idx, struct rn_err *err)
     const char *json = sink_record_json(letter, &len, err);
     if (!json) return rn_wrap(err, "a dead letter");
     if (!p->errors.ops) {
-        if (p->progress_shown) fputs("\r\033[K", stderr);
-        fprintf(stderr, "runnel: dead letter: %s\n", json);
+        log_error("dead letter: %s", json);
         return 0;
     }
     uint64_t number = p->letters++;

@@ -143,7 +143,7 @@ struct pipeline {
     int64_t resumed_line;
     double started;
     double last_progress;
-    int progress_shown;
+    struct buf progress_line;     /* the progress line, made again at each redraw */
 };
 
 /* pipeline.c: the job cannot go on; the first error wins. */

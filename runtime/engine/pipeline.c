@@ -19,6 +19,7 @@
 #include "engine/fdplan.h"
 #include "lua/job.h"
 #include "models/model.h"
+#include "core/log.h"
 
 void pipeline_fail(struct pipeline *p, const struct rn_err *err)
 {
@@ -325,7 +326,7 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
             goto fail;
         }
         if (checkpoint_restore(p, state, err)) goto fail;
-        if (!p->opts->quiet) fprintf(stderr, "runnel: resuming %s after line %lld\n", p->env->job_name, (long long)p->resumed_line);
+        log_info("resuming %s after line %lld", p->env->job_name, (long long)p->resumed_line);
     }
     json_decref(state);
     lua_pop(L, 1); /* opts */
@@ -358,6 +359,7 @@ static void pipeline_close(struct pipeline *p)
     record_free(&p->record);
     record_free(&p->letter);
     buf_free(&p->scratch);
+    buf_free(&p->progress_line);
     metrics_free(p->metrics);
     fdlimit_spare_release(&p->spare_fd);
 }
@@ -469,6 +471,7 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
     record_init(&p->record, env->L, env->fieldorder_ref);
     record_init(&p->letter, env->L, env->fieldorder_ref);
     buf_init(&p->scratch);
+    buf_init(&p->progress_line);
     env->pipeline = p;
     env->drain = pipeline_drain;
     int rc = -1;
@@ -488,7 +491,7 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
         } else if (rc && p->model_failed && !p->fatal && checkpoint_take(p, &cerr)) {
             /* the model stopped the job (a wrong key, no quota): the sinks are sound, so what was
              * written is committed; should that fail too, the last checkpoint stands */
-            fprintf(stderr, "runnel: %s\n", cerr.msg);
+            log_error("%s", cerr.msg);
         }
         double elapsed = rn_now() - p->started;
         const char *status = rc ? "failed" : p->stopped ? "stopped" : "finished";

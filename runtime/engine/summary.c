@@ -10,6 +10,7 @@
 #include "engine/engine_int.h"
 #include "engine/evaluate.h"
 #include "models/model.h"
+#include "core/log.h"
 
 static void fmt_count(char *out, size_t n, uint64_t v)
 {
@@ -32,23 +33,24 @@ void summary_progress(struct pipeline *p, double now)
     fmt_count(read, sizeof read, n_read);
     fmt_count(written, sizeof written, metric_u64(p->m.written));
     fmt_count(dead, sizeof dead, metric_u64(p->m.dead));
-    fprintf(stderr, "\r\033[K%s: read %s  written %s  dead %s  %.0f rec/s", p->env->job_name, read, written, dead, rate);
+    struct buf *line = &p->progress_line;
+    buf_clear(line);
+    buf_printf(line, "%s: read %s  written %s  dead %s  %.0f rec/s", p->env->job_name, read, written, dead, rate);
     if (p->model) {
-        fprintf(stderr, "  in flight %zu", model_in_flight(p->model));
+        buf_printf(line, "  in flight %zu", model_in_flight(p->model));
         buf_clear(&p->scratch);
         model_progress(p->model, &p->scratch);
-        if (p->scratch.len) fprintf(stderr, "  %s", p->scratch.data);
+        if (p->scratch.len) buf_printf(line, "  %s", p->scratch.data);
     }
     double frac = p->src_ops->progress ? p->src_ops->progress(p->src) : -1;
     if (frac >= 0) {
-        fprintf(stderr, "  %5.1f%%", frac * 100);
+        buf_printf(line, "  %5.1f%%", frac * 100);
         if (frac > 0.001 && frac < 1) {
             double eta = elapsed * (1 - frac) / frac;
-            fprintf(stderr, "  ETA %d:%02d", (int)eta / 60, (int)eta % 60);
+            buf_printf(line, "  ETA %d:%02d", (int)eta / 60, (int)eta % 60);
         }
     }
-    fflush(stderr);
-    p->progress_shown = 1;
+    log_progress(line->data);
 }
 
 static int any_rejected(const struct pipeline *p)
@@ -61,7 +63,7 @@ static int any_rejected(const struct pipeline *p)
 void summary_print(struct pipeline *p, const char *status, double elapsed)
 {
     FILE *out = stderr;
-    if (p->progress_shown) fputs("\r\033[K", out);
+    log_progress_clear();
     uint64_t n_read = metric_u64(p->m.read), n_written = metric_u64(p->m.written);
     uint64_t n_committed = metric_u64(p->m.committed), n_errors = metric_u64(p->m.script_errors);
     char read[32], written[32], filtered[32], dead[32];

@@ -6,6 +6,7 @@
  * and are reused first (warm in the cache); slabs are returned only when the state closes.
  * The same sizes keep heap.used exact, so the memory limit costs one compare per allocation. */
 #include "lua/alloc.h"
+#include "core/log.h"
 
 #include <lauxlib.h>
 #include <stdint.h>
@@ -140,7 +141,7 @@ static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 static int panic(lua_State *L)
 {
     const char *msg = lua_tostring(L, -1);
-    fprintf(stderr, "runnel: Lua panic: %s\n", msg ? msg : "(error object is not a string)");
+    log_error("Lua panic: %s", msg ? msg : "(error object is not a string)");
     return 0; /* Lua then aborts */
 }
 

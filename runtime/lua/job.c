@@ -22,6 +22,7 @@
 
 #include "formats/json.h"
 #include "serve/spec.h"
+#include "core/log.h"
 
 #define SECRET_META "runnel.secret"
 #define DECL_META "runnel.declaration"
@@ -484,7 +485,7 @@ static int l_print(lua_State *L)
     luaL_pushresult(&b);
     size_t len;
     const char *line = lua_tolstring(L, -1, &len);
-    fwrite(line, 1, len, stderr);
+    log_print(line, len);
     return 0;
 }
 

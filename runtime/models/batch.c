@@ -17,6 +17,7 @@
  * a batch's range joins that batch instead of a new one, so nothing is paid twice, and a record
  * whose request changed since (the prompt was edited) finds no line with its id and goes live. */
 #include "models/model_int.h"
+#include "core/log.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -945,8 +946,8 @@ int batch_restore(struct model *m, json_t *state, struct rn_err *err)
     if (!list) return 0;
     if (!x->on) {
         if (json_array_size(list))
-            fprintf(stderr, "runnel: --resume: the checkpoint holds %zu batches, but batch is off for this model: its "
-                            "records are called live\n", json_array_size(list));
+            log_warning("--resume: the checkpoint holds %zu batches, but batch is off for this model: its "
+                            "records are called live", json_array_size(list));
         return 0;
     }
     size_t i;
@@ -988,7 +989,7 @@ int batch_restore(struct model *m, json_t *state, struct rn_err *err)
         }
     }
     if (json_array_size(list))
-        fprintf(stderr, "runnel: resuming %zu batch%s submitted before: their records join them, nothing is sent twice\n",
+        log_info("resuming %zu batch%s submitted before: their records join them, nothing is sent twice",
                 json_array_size(list), json_array_size(list) == 1 ? "" : "es");
     return 0;
 }

@@ -10,6 +10,7 @@
  * every call beyond what the connections it is opening can carry, and a first burst of 2,000
  * calls would open 1,900 connections to a server that could take them over 20. */
 #include "models/model_int.h"
+#include "core/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,7 @@ void descriptors_fit(struct model *m, const char *where)
                "of which the job needs %ld for other things (%ld open, %ld planned, %d in reserve); to run %d, ",
                d->limit.soft, d->used, open, planned, FDLIMIT_RESERVE, d->asked);
     fdlimit_advice(&line, &d->limit, d->used + d->asked);
-    fprintf(stderr, "runnel: %s: %s\n", where_of(d), line.data);
+    log_warning("%s: %s", where_of(d), line.data);
     buf_free(&line);
 }
 
@@ -82,8 +83,8 @@ void descriptors_version(struct model *m, int http_version)
         share_connections(m);
         d->lowered = m->limits.concurrency < d->asked;
         if (was_lowered)
-            fprintf(stderr, "runnel: %s: the server answers over HTTP/2, so calls share connections: %d calls in "
-                            "flight over at most %ld connections\n", where_of(d), m->limits.concurrency,
+            log_warning("%s: the server answers over HTTP/2, so calls share connections: %d calls in "
+                            "flight over at most %ld connections", where_of(d), m->limits.concurrency,
                     d->connections_cap);
     } else if (d->probing) {
         limits_cap(&m->limits, (int)(d->fit < d->asked ? d->fit : d->asked));
@@ -112,10 +113,9 @@ void descriptors_short(struct model *m)
     if (d->noted_short) return;
     d->noted_short = 1;
     d->limit = l;
-    fprintf(stderr,
-            "runnel: %s: the process ran out of file descriptors (%ld open, limit %ld): calls in flight lowered "
-            "to %d over at most %ld connections; a call that finds no descriptor waits for one and is sent again, "
-            "not counted as an attempt\n",
+    log_warning("%s: the process ran out of file descriptors (%ld open, limit %ld): calls in flight lowered "
+                "to %d over at most %ld connections; a call that finds no descriptor waits for one and is sent again, "
+                "not counted as an attempt",
             where_of(d), open, l.soft, m->limits.concurrency, d->multiplexed ? d->connections_cap : d->fit);
 }
 

@@ -11,6 +11,7 @@
 
 #include "lua/job.h"
 #include "engine/plugin.h"
+#include "core/log.h"
 
 struct lua_sink {
     struct job_env *env;
@@ -79,7 +80,7 @@ static void lua_sink_close(void *self)
 {
     struct lua_sink *s = self;
     struct rn_err err;
-    if (call_ref(s->env->L, s->close_ref, 0, "close", &err)) fprintf(stderr, "runnel: %s\n", err.msg);
+    if (call_ref(s->env->L, s->close_ref, 0, "close", &err)) log_error("%s", err.msg);
     luaL_unref(s->env->L, LUA_REGISTRYINDEX, s->write_ref);
     luaL_unref(s->env->L, LUA_REGISTRYINDEX, s->flush_ref);
     luaL_unref(s->env->L, LUA_REGISTRYINDEX, s->close_ref);

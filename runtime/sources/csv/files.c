@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "sources/csv/csv_int.h"
+#include "core/log.h"
 
 #define HEAD_BYTES 4096
 
@@ -28,7 +29,7 @@ void csvsrc_note(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "runnel: source.csv: %s\n", msg);
+    log_warning("source.csv: %s", msg);
 }
 
 /* FNV-1a of the first len bytes of fd; 0 and *ok = 0 when they cannot be read. */

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "lua/job.h"
+#include "core/log.h"
 
 void kafka_client_init(struct kafka_client *client, const char *what, lua_State *L, int opts)
 {
@@ -47,9 +48,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *facility, const 
     (void)level;
     if (strcmp(facility, "FAIL") == 0) return; /* the same text comes through on_error */
     const struct kafka_client *client = rd_kafka_opaque(rk);
-    char masked[1024];
-    secret_redact_text(&client->secrets, line, masked, sizeof masked);
-    fprintf(stderr, "runnel: %s: librdkafka %s: %s\n", client->label, facility, masked);
+    log_write(LOG_WARNING, &client->secrets, "%s: librdkafka %s: %s", client->label, facility, line);
 }
 
 /* Errors librdkafka reports while it retries on its own (brokers down, ...): printed once
@@ -63,9 +62,7 @@ static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
     if (code == client->last_error && now - client->last_error_ms < 10000) return;
     client->last_error = code;
     client->last_error_ms = now;
-    char masked[1024];
-    secret_redact_text(&client->secrets, reason, masked, sizeof masked);
-    fprintf(stderr, "runnel: %s: %s\n", client->label, masked);
+    log_write(LOG_WARNING, &client->secrets, "%s: %s", client->label, reason);
 }
 
 static int set_one(struct kafka_client *client, rd_kafka_conf_t *conf, const char *name, const char *value,

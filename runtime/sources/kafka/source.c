@@ -18,6 +18,7 @@
 #include "lua/job.h"
 #include "formats/format.h"
 #include "engine/plugin.h"
+#include "core/log.h"
 
 #define METADATA_TIMEOUT_MS 10000
 #define EXCERPT_BYTES 1024
@@ -274,7 +275,7 @@ static int consumer_event(struct kafka_source *s, const rd_kafka_message_t *m, s
     kafka_fail(&s->client, &note, "%s%s", where, rd_kafka_message_errstr(m));
     int64_t now = rn_now_ms();
     if ((int)m->err != s->client.last_error || now - s->client.last_error_ms > 10000)
-        fprintf(stderr, "runnel: %s: %s\n", s->client.label, note.msg);
+        log_warning("%s: %s", s->client.label, note.msg);
     s->client.last_error = m->err;
     s->client.last_error_ms = now;
     return HANDLED_SKIP;
@@ -351,8 +352,8 @@ static void ks_advance(void *self, const struct source_pos *pos)
     s->fifo_head = (s->fifo_head + 1) % s->fifo_cap;
     s->fifo_len--;
     if (r.partition != pos->partition || r.offset != pos->offset) {
-        fprintf(stderr, "runnel: %s: internal error: advanced [%d] offset %lld but expected [%d] offset %lld; "
-                        "not committing it\n", s->client.label, (int)pos->partition, (long long)pos->offset,
+        log_error("%s: internal error: advanced [%d] offset %lld but expected [%d] offset %lld; "
+                        "not committing it", s->client.label, (int)pos->partition, (long long)pos->offset,
                 (int)r.partition, (long long)r.offset);
         return;
     }
@@ -410,7 +411,7 @@ static int ks_commit(void *self, struct rn_err *err)
         kafka_fail(&s->client, &why, "group %s: cannot commit topic %s [%d] offset %lld: %s", s->group, tp->topic,
                    (int)tp->partition, (long long)tp->offset, rd_kafka_err2str(pe));
         if (s->streaming && retriable_commit_error(pe)) {
-            fprintf(stderr, "runnel: %s: %s (%s)\n", s->client.label, why.msg,
+            log_warning("%s: %s (%s)", s->client.label, why.msg,
                     s->revoking ? "its next owner reads the records since the last commit again"
                                 : "retried at the next checkpoint");
         } else if (rc == 0) {
@@ -524,7 +525,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t why, rd_kafka_topic
             kafka_fail(&s->client, &err, "group %s: cannot take %s: %s", s->group, names.data, rd_kafka_err2str(e));
             set_failed(s, &err);
         }
-        if (!s->closing && parts->cnt > 0) fprintf(stderr, "runnel: %s: group %s: assigned %s\n", s->client.label, s->group, names.data);
+        if (!s->closing && parts->cnt > 0) log_info("%s: group %s: assigned %s", s->client.label, s->group, names.data);
     } else {
         int lost = rd_kafka_assignment_lost(rk);
         if (!s->closing && !s->failed && !lost) {
@@ -539,8 +540,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t why, rd_kafka_topic
             }
         }
         if (lost && !s->closing)
-            fprintf(stderr, "runnel: %s: group %s: lost %s (session timed out); their records in flight will be "
-                            "read again by the new owner\n", s->client.label, s->group, names.data);
+            log_warning("%s: group %s: lost %s (session timed out); their records in flight will be "
+                            "read again by the new owner", s->client.label, s->group, names.data);
         for (int i = 0; i < parts->cnt; i++) {
             struct part *p = part_get(s, topic_index(s, parts->elems[i].topic), parts->elems[i].partition);
             if (p) p->owned = 0;
@@ -564,10 +565,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t why, rd_kafka_topic
         }
         if (unassign_error && !s->closing) {
             kafka_fail(&s->client, &err, "group %s: giving up %s: %s", s->group, names.data, unassign_error);
-            fprintf(stderr, "runnel: %s: %s\n", s->client.label, err.msg);
+            log_error("%s: %s", s->client.label, err.msg);
         }
         if (error) rd_kafka_error_destroy(error);
-        if (!s->closing && parts->cnt > 0) fprintf(stderr, "runnel: %s: group %s: revoked %s\n", s->client.label, s->group, names.data);
+        if (!s->closing && parts->cnt > 0) log_info("%s: group %s: revoked %s", s->client.label, s->group, names.data);
     }
     buf_free(&names);
 }
