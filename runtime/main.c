@@ -17,9 +17,13 @@
 #include "serve/report.h"
 #include "serve/supervisor.h"
 #include "core/log.h"
+#include <sys/eventfd.h>
 
-/* The one process-wide variable, on purpose: a signal handler can reach nothing else. */
+/* The process-wide variables, on purpose: a signal handler can reach nothing else. The handler
+ * also writes to stop_fd (an eventfd the job's loop watches: env->stop_fd), so a sleeping job
+ * sees the stop at once; it is open until the process ends. */
 static volatile sig_atomic_t stop_requested = 0;
+static int stop_fd = -1;
 
 static void on_signal(int sig)
 {
@@ -28,6 +32,8 @@ static void on_signal(int sig)
         raise(sig);
     }
     stop_requested = 1;
+    uint64_t one = 1;
+    if (stop_fd >= 0 && write(stop_fd, &one, sizeof one) < 0) {} /* async-signal-safe */
 }
 
 static void usage(FILE *out)
@@ -407,6 +413,8 @@ int main(int argc, char **argv)
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
+    stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    env.stop_fd = stop_fd;
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

@@ -21,6 +21,7 @@
 
 #define MAX_SINKS 16
 #define DRAIN_DEADLINE_MS 30000
+#define PROGRESS_INTERVAL_S 0.25      /* the progress line is drawn again this often */
 
 struct model;
 struct evaluation;
@@ -143,6 +144,8 @@ struct pipeline {
     int64_t resumed_line;
     double started;
     double last_progress;
+    struct loop *loop;            /* the job's one event loop (env->loop): the only place the job sleeps */
+    struct loop_timer checkpoint_timer, progress_timer, stop_timer; /* they only wake the loop */
     struct buf progress_line;     /* the progress line, made again at each redraw */
 };
 
@@ -158,8 +161,6 @@ int order_poll_sinks(struct pipeline *p, struct rn_err *err);
 /* Finish the records at the front of `pending` that every sink answered, in order: write
  * the dead letters of rejected ones, count them, advance the source past them. */
 void order_resolve(struct pipeline *p);
-/* Records that left the ring but are not done. */
-static inline uint64_t order_unfinished(const struct pipeline *p) { return p->tail - p->done; }
 void order_free(struct pipeline *p);
 
 /* record.c */

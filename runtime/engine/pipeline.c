@@ -168,6 +168,11 @@ static void *open_decl(struct pipeline *p, int decl, const char *kind, const voi
         rn_fail(err, "%s: there is no %s.%s", where, kind, type ? type : "(no type)");
         return NULL;
     }
+    if (src_ops && src_ops->version != SOURCE_INTERFACE_VERSION) {
+        rn_fail(err, "%s: source.%s speaks source interface version %d, this runner version %d", where, type,
+                src_ops->version, SOURCE_INTERFACE_VERSION);
+        return NULL;
+    }
     if (sink_ops && sink_ops->version != SINK_INTERFACE_VERSION) {
         rn_fail(err, "%s: sink.%s speaks sink interface version %d, this runner version %d", where, type,
                 sink_ops->version, SINK_INTERFACE_VERSION);
@@ -362,6 +367,11 @@ static void pipeline_close(struct pipeline *p)
     buf_free(&p->progress_line);
     metrics_free(p->metrics);
     fdlimit_spare_release(&p->spare_fd);
+    if (p->loop) {
+        loop_timer_cancel(p->loop, &p->checkpoint_timer);
+        loop_timer_cancel(p->loop, &p->progress_timer);
+        loop_timer_cancel(p->loop, &p->stop_timer);
+    }
 }
 
 /* ---- the loop ---- */
@@ -372,9 +382,12 @@ static int pipeline_drain(struct job_env *env, struct rn_err *err)
 {
     struct pipeline *p = env->pipeline;
     int64_t deadline = rn_now_ms() + DRAIN_DEADLINE_MS;
-    while (p->model && p->tail < p->head && !p->fatal && rn_now_ms() < deadline) {
-        if (model_poll(p->model, 50, on_model_done, p, err)) return -1;
+    while (p->model && p->tail < p->head && !p->fatal) {
+        if (model_poll(p->model, 0, on_model_done, p, err)) return -1;
         if (order_poll_sinks(p, err)) return -1;
+        int64_t left = deadline - rn_now_ms();
+        if (p->tail == p->head || p->fatal || left <= 0) break;
+        if (loop_run_once(p->loop, (int)left, err) < 0) return -1;
     }
     if (p->fatal) { *err = p->fatal_err; return -1; }
     if (p->tail < p->head) return rn_fail(err, "%llu records still in flight after %d ms",
@@ -382,6 +395,31 @@ static int pipeline_drain(struct job_env *env, struct rn_err *err)
     return checkpoint_final(p, err);
 }
 
+/* A stop was asked for (env->stop_fd): take the wake-up; the turn reads *env->stop_requested. */
+static void on_stop_fd(void *user, int fd, unsigned events)
+{
+    (void)user;
+    (void)events;
+    uint64_t count;
+    if (read(fd, &count, sizeof count) < 0) {} /* EAGAIN: taken already */
+}
+
+/* Whether the source may be asked for more now: the window has room, the model too. */
+static int can_read(struct pipeline *p)
+{
+    return !p->source_done && !p->stopped && p->head - p->done < p->window && (!p->model || model_room(p->model) > 0);
+}
+
+/* The turn that began at head, tail and done moved records. */
+static int turn_moved(const struct pipeline *p, uint64_t head, uint64_t tail, uint64_t done)
+{
+    return p->head != head || p->tail != tail || p->done != done;
+}
+
+/* Each turn reads what the window allows, lets the model and the sinks do what is ready, then
+ * sleeps in the job's loop unless the turn changed something or more can be read at once: the
+ * loop wakes it when a socket, queue, thread or timer (checkpoint, progress line, the stop's
+ * deadline, the model's retries and curl's timeouts) has something. */
 static int run_loop(struct pipeline *p, struct rn_err *err)
 {
     lua_State *L = p->L;
@@ -391,7 +429,9 @@ static int run_loop(struct pipeline *p, struct rn_err *err)
         if (*p->env->stop_requested && !p->stopped) {
             p->stopped = 1;
             stop_deadline = rn_now_ms() + DRAIN_DEADLINE_MS;
+            loop_timer_at(p->loop, &p->stop_timer, stop_deadline);
         }
+        uint64_t head = p->head, tail = p->tail, done = p->done;
         int idle = 0;
         if (!p->source_done && !p->stopped) {
             for (int i = 0; i < 512 && !p->fatal; i++) {
@@ -419,18 +459,12 @@ static int run_loop(struct pipeline *p, struct rn_err *err)
             }
         }
         if (p->fatal) { *err = p->fatal_err; return -1; }
-        int can_read = !p->source_done && !p->stopped && !idle && p->head - p->done < p->window;
-        if (p->model && model_in_flight(p->model) > 0) {
-            int room = model_room(p->model) > 0;
-            if (model_poll(p->model, can_read && room ? 0 : 20, on_model_done, p, err)) {
+        if (p->model && model_wants_poll(p->model)) {
+            if (model_poll(p->model, 0, on_model_done, p, err)) {
                 p->model_failed = 1;
                 return -1;
             }
             if (model_save_due(p->model) && checkpoint_take(p, err)) return -1; /* a batch was made: keep its id now */
-        } else if (idle && p->src_ops->wait) {
-            p->src_ops->wait(p->src, 100);
-        } else if (!can_read && !p->source_done && !p->stopped && order_unfinished(p) > 0) {
-            usleep(1000); /* the window is full of records the sinks have not acknowledged yet */
         }
         if (p->fatal) { *err = p->fatal_err; return -1; }
         if (order_poll_sinks(p, err)) return -1;
@@ -438,22 +472,28 @@ static int run_loop(struct pipeline *p, struct rn_err *err)
         /* records that wait for batches alone need not be waited for: the checkpoint keeps the batches */
         if (p->stopped && p->model && model_batch_waiting(p->model) && model_in_flight(p->model) == model_batch_waiting(p->model))
             return 0;
-        if (p->stopped && rn_now_ms() > stop_deadline)
+        int64_t now_ms = rn_now_ms();
+        if (p->stopped && now_ms > stop_deadline)
             return rn_fail(err, "stopped with %llu records still in flight after %d ms",
                            (unsigned long long)(p->head - p->tail), DRAIN_DEADLINE_MS);
-        int64_t now_ms = rn_now_ms();
         if (now_ms >= next_checkpoint) {
             int rc = checkpoint_spared(p, err);
             if (rc < 0) return -1;
+            now_ms = rn_now_ms();
             next_checkpoint = now_ms + (rc ? CHECKPOINT_RETRY_MS : p->checkpoint_ms);
         }
+        /* checkpoint_interval 0: a checkpoint at every turn, and no timer to wake an idle job for it */
+        if (p->checkpoint_ms > 0) loop_timer_at(p->loop, &p->checkpoint_timer, next_checkpoint);
         if (p->opts->progress) {
             double now = rn_now();
-            if (now - p->last_progress >= 0.25) {
+            if (now - p->last_progress >= PROGRESS_INTERVAL_S) {
                 summary_progress(p, now);
                 p->last_progress = now;
             }
+            loop_timer_at(p->loop, &p->progress_timer, now_ms + (int64_t)((p->last_progress + PROGRESS_INTERVAL_S - now) * 1000) + 1);
         }
+        if (turn_moved(p, head, tail, done) || (!idle && can_read(p))) continue;
+        if (loop_run_once(p->loop, -1, err) < 0) return -1;
     }
 }
 
@@ -462,6 +502,9 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
     struct pipeline pl;
     struct pipeline *p = &pl;
     memset(p, 0, sizeof *p);
+    loop_timer_init(&p->checkpoint_timer, NULL, NULL);
+    loop_timer_init(&p->progress_timer, NULL, NULL);
+    loop_timer_init(&p->stop_timer, NULL, NULL);
     p->env = env;
     p->L = env->L;
     p->opts = opts;
@@ -475,8 +518,10 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
     env->pipeline = p;
     env->drain = pipeline_drain;
     int rc = -1;
-    if (rn_mkdir_p(env->state_dir, err) || open_metrics(p, err)) goto done;
+    if (rn_mkdir_p(env->state_dir, err) || open_metrics(p, err) || !(p->loop = loop_new(err))) goto done;
     env->metrics = p->metrics;
+    env->loop = p->loop;
+    if (env->stop_fd > 0 && loop_watch(p->loop, env->stop_fd, LOOP_READ, on_stop_fd, NULL, err)) goto done;
     snprintf(p->checkpoint_path, sizeof p->checkpoint_path, "%s/%s.checkpoint.json", env->state_dir, env->job_name);
     int job = lua_gettop(p->L);
     p->started = rn_now();
@@ -519,5 +564,7 @@ done:
     pipeline_close(p);
     env->pipeline = NULL;
     env->metrics = NULL;
+    env->loop = NULL;
+    loop_free(p->loop);
     return rc;
 }

@@ -4,7 +4,8 @@
  * A plugin is one .c file that defines one `const struct X_ops` and one row in registry.c.
  * Records travel as Lua tables on the job's Lua stack: a source pushes one; a sink is given
  * a struct sink_record that shows it the table, its fields in output order, and its JSON
- * line. Nothing here blocks on one record. */
+ * line. Nothing here blocks: a plugin that waits for something (a socket, a queue, a thread)
+ * registers it in the job's loop (env->loop, core/loop.h), the one place the job sleeps. */
 #ifndef RUNNEL_PLUGIN_H
 #define RUNNEL_PLUGIN_H
 
@@ -13,6 +14,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include "lua/options.h"
+#include "core/loop.h"
 #include "core/util.h"
 
 /* What every plugin may use while it runs. Owned by the CLI; lives for the whole run. */
@@ -30,12 +32,17 @@ struct job_env {
     long descriptors_planned; /* file descriptors the job will still open after its model (checkpoint,
                                * summary, Kafka connections), set by the pipeline: see core/fdlimit.h */
     volatile sig_atomic_t *stop_requested; /* set by SIGINT/SIGTERM */
+    int stop_fd;             /* readable once they set it (the job's loop watches it); <= 0: none */
     /* Set by the pipeline: finish every record in flight, flush the sinks and commit the
      * source. A Kafka source calls it before it gives up partitions in a rebalance. */
     int (*drain)(struct job_env *env, struct rn_err *err);
     void *pipeline;
     struct metrics *metrics; /* the job's metrics registry (core/metrics.h), set by the pipeline before
                               * plugins open; NULL outside a run (plugins then keep their own) */
+    struct loop *loop;       /* the job's event loop (core/loop.h), set by the pipeline before plugins
+                              * open, freed after they close; NULL outside a run. A plugin watches
+                              * its descriptors and arms its timers here, and a plugin's thread calls
+                              * loop_wake when it has something for the job's thread */
 };
 
 /* Give `name` a place in the field order of output records (first come, first placed). */
@@ -57,16 +64,21 @@ enum source_status {
     SRC_ERROR,  /* the source cannot go on: err says why */
 };
 
+/* ---- sources: interface version 2 ----
+ * next() never blocks: with nothing to give now it says SRC_IDLE, and the source has made sure
+ * the job's loop wakes when there is more (its descriptor watched, a thread's loop_wake, or a
+ * timer to look again). Version 1 had a blocking wait(); the pipeline now sleeps in the loop. */
+#define SOURCE_INTERFACE_VERSION 2
+
 struct source_ops {
+    int version;          /* SOURCE_INTERFACE_VERSION */
     const char *name;     /* source.<name>{...} */
     const char *summary;
     const struct option_spec *options;
     /* Open from the checked options table at stack index opts. NULL and err on failure. */
     void *(*open)(struct job_env *env, int opts, struct rn_err *err);
-    /* Produce the next record (see enum source_status); fills pos. */
+    /* Produce the next record (see enum source_status); fills pos. Never blocks. */
     enum source_status (*next)(void *self, struct source_pos *pos, struct rn_err *err);
-    /* Block up to timeout_ms for more input when next() said SRC_IDLE. Optional. */
-    void (*wait)(void *self, int timeout_ms);
     /* Every record up to and including pos is done (in all sinks or dead-lettered). */
     void (*advance)(void *self, const struct source_pos *pos);
     /* Make the advanced position durable; called after every sink has flushed. */
@@ -79,7 +91,7 @@ struct source_ops {
     void (*close)(void *self);
 };
 
-/* ---- sinks: interface version 2 ----
+/* ---- sinks: interface version 3 ----
  *
  * The pipeline hands every record to every sink in source order, numbered by a sequence
  * number that only grows: write(self, seq, record). A sink answers each record it is given
@@ -96,8 +108,12 @@ struct source_ops {
  *   not acknowledged is committed.
  * The source commits past a record only when every sink acknowledged or rejected it.
  * flush() makes every accepted record durable: after it returns 0, every record written
- * before it is acknowledged or rejected, and the next poll() reports it. */
-#define SINK_INTERFACE_VERSION 2
+ * before it is acknowledged or rejected, and the next poll() reports it.
+ * Version 3: the pipeline polls a sink after every turn of the job's loop, and sleeps in the
+ * loop otherwise; a sink with SINK_ASYNC_ACKS makes the loop wake when it has something to
+ * report (it watches its socket or queue's descriptor in env->loop, or its thread calls
+ * loop_wake), else its acknowledgements wait for the next checkpoint's timer. */
+#define SINK_INTERFACE_VERSION 3
 
 enum sink_result { SINK_FAILED = -1, SINK_ACCEPTED = 0, SINK_REJECTED = 1 };
 

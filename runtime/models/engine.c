@@ -186,6 +186,16 @@ struct model *model_open(struct job_env *env, int decl, struct rn_err *err)
     return model_open_provider(env, decl, NULL, err);
 }
 
+/* The loop's callbacks only note it: the pipeline calls model_poll after the loop's turn. */
+static void on_wake_fd(void *user, int fd, unsigned events)
+{
+    (void)fd;
+    (void)events;
+    ((struct model *)user)->woken = 1;
+}
+
+static void on_wake_timer(void *user) { ((struct model *)user)->woken = 1; }
+
 struct model *model_open_provider(struct job_env *env, int decl, const struct provider_ops *provider,
                                   struct rn_err *err)
 {
@@ -238,6 +248,11 @@ struct model *model_open_provider(struct job_env *env, int decl, const struct pr
     descriptors_fit(m, label); /* may lower m->limits; the slots stay as declared */
     m->http = http_new(m->fds.fit, err);
     if (!m->http) goto fail;
+    if (env->loop) {
+        loop_timer_init(&m->wake, on_wake_timer, m);
+        if (loop_watch(env->loop, http_fd(m->http), LOOP_READ, on_wake_fd, m, err)) goto fail;
+        m->loop = env->loop;
+    }
     m->slots = rn_calloc((size_t)m->fds.asked, sizeof *m->slots);
     m->heap = rn_calloc((size_t)m->fds.asked, sizeof *m->heap);
     for (int i = m->fds.asked - 1; i >= 0; i--) {
@@ -846,17 +861,21 @@ static int advance(struct model *m, struct rn_err *err)
     }
 }
 
+int model_wants_poll(struct model *m) { return m->woken || model_in_flight(m) > 0; }
+
 int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, struct rn_err *err)
 {
     m->done = done;
     m->done_ctx = ctx;
     if (m->fatal.len) return rn_fail(err, "%s", m->fatal.data);
+    int woken = m->woken;
+    m->woken = 0;
     size_t hits = answer_cache_report(m);
     m->now_ms = rn_now_ms();
     answer_cache_tick(m, m->now_ms);
     if (m->batch.on) batch_tick(m, m->now_ms);
     if (m->fatal.len) return rn_fail(err, "%s", m->fatal.data);
-    if (m->occupied == 0 && !m->batch.on) return 0;
+    if (m->occupied == 0 && !m->batch.on && !woken) return 0; /* woken: an idle connection's socket to hand curl */
     uint64_t finished = metric_u64(m->stats.ok) + metric_u64(m->stats.failed);
     if (advance(m, err)) return -1;
     if (m->batch.on) batch_tick(m, m->now_ms);
@@ -867,6 +886,7 @@ int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, s
     }
     if (http_wait(m->http, wait, &m->now_ms, err)) return rn_wrap(err, "model.%s", m->provider_name);
     if (advance(m, err)) return -1;
+    if (m->loop) loop_timer_at(m->loop, &m->wake, next_due_ms(m, m->now_ms));
     metric_set(m->stats.in_flight, (double)model_in_flight(m));
     if (m->fatal.len) return rn_fail(err, "%s", m->fatal.data);
     return 0;
@@ -887,6 +907,10 @@ void model_close(struct model *m)
             buf_free(&s->correction);
             buf_free(&s->reason);
         }
+    }
+    if (m->loop) {
+        loop_timer_cancel(m->loop, &m->wake);
+        loop_unwatch(m->loop, http_fd(m->http));
     }
     if (m->http) http_cancel(m->http, &m->credentials);
     http_request_free(&m->credentials);

@@ -115,8 +115,14 @@ typedef void (*model_done_fn)(void *ctx, uint64_t tag, int record_ref, int ok, c
 
 /* Drive network I/O for up to timeout_ms (0: do what is ready now), calling done() for each
  * finished record. Records answered from the cache at submit are reported here too, first,
- * and then the call does not wait. -1 and err only for failures that must stop the job. */
+ * and then the call does not wait. -1 and err only for failures that must stop the job.
+ * With the job's loop (env->loop at open), the model watches its HTTP client's sockets there
+ * and keeps a timer for what falls due (retries, pauses, refills, curl's timeouts): the job
+ * sleeps in the loop and calls model_poll(m, 0, ...) when model_wants_poll says so. */
 int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, struct rn_err *err);
+/* 1 when model_poll has something to do: records in flight, or its sockets or timer woke the
+ * loop since the last call. */
+int model_wants_poll(struct model *m);
 
 /* With `batch` on (models/batch.c): the records the model wants in flight at once (a batch's
  * worth, for the pipeline's window), 0 otherwise; how many in flight wait for a batch's answer

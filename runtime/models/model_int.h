@@ -402,6 +402,9 @@ struct model {
     struct limits limits;
     struct model_descriptors fds;
     struct http *http;
+    struct loop *loop;         /* the job's loop (env->loop), or NULL: model_poll waits on its own */
+    struct loop_timer wake;    /* at next_due_ms: a retry, a pause's end, a refill, curl's timer */
+    int woken;                 /* the client's sockets or the timer woke the loop since model_poll */
 
     struct slot *slots;        /* fds.asked of them */
     struct slot *free_list;

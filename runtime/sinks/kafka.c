@@ -386,6 +386,7 @@ static void *ksink_open(struct job_env *env, int opts, struct rn_err *err)
         goto fail;
     }
     conf = NULL;
+    if (kafka_client_wake_on(&s->client, rd_kafka_queue_get_main(s->rk), env->loop, err)) goto fail; /* delivery reports */
     s->rkt = rd_kafka_topic_new(s->rk, s->topic, NULL);
     if (!s->rkt) {
         rn_fail(err, "%s: sink.kafka: topic %s: %s", where, s->topic, rd_kafka_err2str(rd_kafka_last_error()));
@@ -402,6 +403,7 @@ static void ksink_close(void *self)
 {
     struct kafka_sink *s = self;
     if (!s) return;
+    kafka_client_wake_off(&s->client);
     if (s->rk) {
         /* normally everything is flushed by now; after a failure, what is left is dropped: the
          * source did not commit past it, so a rerun writes it again */

@@ -221,7 +221,7 @@ static int restore_path(struct csv_source *c, json_t *state, int64_t offset, int
                 c->declared_path);
     if (here) { /* the file at the path comes next, from its start */
         if (c->watch) csvsrc_follow_release(c->watch, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
-        else c->watch = csvsrc_follow_new(c->declared_path);
+        else c->watch = csvsrc_follow_new(c->declared_path, c->env->loop);
         csvsrc_follow_push_front(c->watch, c->fd, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
         c->fd = -1;
     }

@@ -120,7 +120,7 @@ struct csv_source {
     int inotify;              /* the option: watch a followed path with inotify (else poll) */
     struct csv_follow *watch; /* the files that come next at a followed path (or after a restore) */
     int watching;             /* its watcher thread was started */
-    uint64_t seen_events;     /* the watcher's count of changes when csv_next last looked for more */
+    struct loop_timer look_again; /* idle: when to look at the file or directory again all the same */
     int need_header;          /* the current file's header row is still to be read (a followed
                                * file's may not be there yet) */
     int draining;             /* following: a newer file is waiting, so this one is read to its very end */
@@ -174,6 +174,7 @@ struct csv_source {
     struct batch *spare[BATCHES]; /* emptied, for the reader to fill */
     size_t nspare;
     int stopping;
+    int wake_wanted;          /* csv_next found no batch ready: the reader wakes the job's loop */
 };
 
 /* files.c: the files the source opens, in order */
@@ -212,11 +213,13 @@ struct csv_next_file {
 };
 /* A queue of the files that come next at path, without a watcher yet. Caller frees with
  * csvsrc_follow_free. */
-struct csv_follow *csvsrc_follow_new(const char *path);
+struct csv_follow *csvsrc_follow_new(const char *path, struct loop *loop);
 /* Start the watcher thread: inotify on the files held and the path's directory (use_inotify
  * and the system allows it; a note says when it does not), else a look at the path every
- * FOLLOW_POLL_MS. */
+ * FOLLOW_POLL_MS. Each change it sees (a file written, a file at the path) wakes `loop`. */
 void csvsrc_follow_start(struct csv_follow *f, int use_inotify, int current_fd);
+/* 1 when the watcher has inotify (changes wake the loop), 0 when it only looks. */
+int csvsrc_follow_notified(const struct csv_follow *f);
 /* Stop the watcher, close the files still queued, free f (NULL is fine). */
 void csvsrc_follow_free(struct csv_follow *f);
 /* The source holds this file open: it is not queued when seen at the path. release when it
@@ -231,10 +234,6 @@ void csvsrc_follow_push_front(struct csv_follow *f, int fd, uint64_t device, uin
 /* Take the first queued file (1; the caller owns out->fd and holds it), or 0. */
 int csvsrc_follow_take(struct csv_follow *f, struct csv_next_file *out);
 int csvsrc_follow_waiting(struct csv_follow *f);
-/* The count of changes the watcher saw (a file written, a file at the path); wait blocks until
- * it is no longer `seen`, or timeout_ms. */
-uint64_t csvsrc_follow_events(struct csv_follow *f);
-void csvsrc_follow_wait(struct csv_follow *f, uint64_t seen, int timeout_ms);
 /* The current followed file has nothing more now. 1 when reading goes on at once (it was
  * truncated and is read again from its start; or a newer file waits, so it is now read to its
  * very end), 0 to wait, -1 on error. */
@@ -248,6 +247,8 @@ int csvsrc_follow_next(struct csv_source *c, struct rn_err *err);
 char *csvsrc_find_by_inode(const char *dir, uint64_t device, uint64_t inode);
 
 #define FOLLOW_POLL_MS 250
+#define FOLLOW_SAFETY_MS 2000 /* with inotify: look at the path this often all the same */
+#define DIR_POLL_MS 200       /* a directory followed in stream mode is looked at this often */
 
 /* checkpoint.c: the source's part of a checkpoint */
 int csvsrc_save(struct csv_source *c, json_t *state, struct rn_err *err);
@@ -274,8 +275,9 @@ void csvsrc_read_rows(struct csv_source *c, struct batch *b);
 /* Start a reader thread on the current file; c->out is empty. Without a thread (the system
  * refused one) the job reads in its own thread as before (c->threaded stays 0). */
 void csvsrc_reader_start(struct csv_source *c);
-/* Hand back the emptied c->out and wait for the next batch. */
-void csvsrc_reader_next_batch(struct csv_source *c);
+/* Make the next batch c->out (1), handing back the one read out; or 0 when none is ready yet,
+ * and the reader wakes the job's loop when it has one. Never blocks while there is a loop. */
+int csvsrc_reader_next_batch(struct csv_source *c);
 /* Stop and join the reader thread; the parsing state is the job thread's again. */
 void csvsrc_reader_stop(struct csv_source *c);
 

@@ -5,9 +5,10 @@
  *
  * A watcher thread opens each new file at the path as soon as it sees it (inotify on the
  * files and their directory, or a look every FOLLOW_POLL_MS), so a file rotated away again
- * while the job is still busy with an older one is read all the same. The thread shares only
- * struct csv_follow, under its lock; the source looks at the path itself too whenever its
- * current file has nothing more, so nothing depends on an event arriving. */
+ * while the job is still busy with an older one is read all the same; each change it sees wakes
+ * the job's loop. The thread shares only struct csv_follow, under its lock; the source looks at
+ * the path itself too whenever its current file has nothing more and at least every
+ * FOLLOW_SAFETY_MS while idle, so nothing depends on an event arriving. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +23,6 @@
 
 #include "sources/csv/csv_int.h"
 
-#define FOLLOW_SAFETY_MS 2000 /* with inotify: look at the path this often all the same */
 
 struct held {
     uint64_t device, inode;
@@ -40,19 +40,18 @@ struct csv_follow {
     char *path, *dir, *base;
     int inotify_fd, dir_wd;   /* -1: polling */
     int stop_pipe[2];
+    struct loop *loop;        /* woken by every change; NULL: none */
     pthread_t thread;
     int running;
     /* shared, under lock */
     pthread_mutex_t lock;
-    pthread_cond_t changed;
     struct held *held;        /* files the source holds open */
     size_t nheld, held_cap;
     struct queued *queue;     /* files seen at the path since, in order */
     size_t nqueue, queue_cap;
-    uint64_t events;
 };
 
-struct csv_follow *csvsrc_follow_new(const char *path)
+struct csv_follow *csvsrc_follow_new(const char *path, struct loop *loop)
 {
     struct csv_follow *f = rn_calloc(1, sizeof *f);
     f->path = rn_strdup(path);
@@ -61,20 +60,15 @@ struct csv_follow *csvsrc_follow_new(const char *path)
     f->base = rn_strdup(slash ? slash + 1 : path);
     f->inotify_fd = f->dir_wd = -1;
     f->stop_pipe[0] = f->stop_pipe[1] = -1;
+    f->loop = loop;
     pthread_mutex_init(&f->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&f->changed, &attr);
-    pthread_condattr_destroy(&attr);
     return f;
 }
 
-/* Under lock. */
+/* A change the source should look at: wake the job's loop (from either thread). */
 static void bump(struct csv_follow *f)
 {
-    f->events++;
-    pthread_cond_broadcast(&f->changed);
+    if (f->loop) loop_wake(f->loop);
 }
 
 static int known(const struct csv_follow *f, uint64_t device, uint64_t inode)
@@ -182,28 +176,7 @@ int csvsrc_follow_waiting(struct csv_follow *f)
     return n;
 }
 
-uint64_t csvsrc_follow_events(struct csv_follow *f)
-{
-    pthread_mutex_lock(&f->lock);
-    uint64_t n = f->events;
-    pthread_mutex_unlock(&f->lock);
-    return n;
-}
-
-void csvsrc_follow_wait(struct csv_follow *f, uint64_t seen, int timeout_ms)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
-    pthread_mutex_lock(&f->lock);
-    while (f->events == seen && pthread_cond_timedwait(&f->changed, &f->lock, &until) == 0) {}
-    pthread_mutex_unlock(&f->lock);
-}
+int csvsrc_follow_notified(const struct csv_follow *f) { return f->inotify_fd >= 0; }
 
 /* Read the inotify events waiting: 1 when one says something the source should look at (a
  * held file written, moved or removed; the path's name created, moved or removed). */
@@ -232,11 +205,7 @@ static void *watcher_main(void *arg)
         int n = poll(p, f->inotify_fd >= 0 ? 2 : 1, f->inotify_fd >= 0 ? FOLLOW_SAFETY_MS : FOLLOW_POLL_MS);
         if (n < 0 && errno != EINTR) return NULL;
         if (p[0].revents) return NULL;
-        if (n > 0 && (p[1].revents & POLLIN) && drain_events(f)) {
-            pthread_mutex_lock(&f->lock);
-            bump(f);
-            pthread_mutex_unlock(&f->lock);
-        }
+        if (n > 0 && (p[1].revents & POLLIN) && drain_events(f)) bump(f);
         csvsrc_follow_check(f);
     }
 }
@@ -284,7 +253,6 @@ void csvsrc_follow_free(struct csv_follow *f)
     for (size_t i = 0; i < f->nqueue; i++) close(f->queue[i].fd);
     if (f->inotify_fd >= 0) close(f->inotify_fd);
     pthread_mutex_destroy(&f->lock);
-    pthread_cond_destroy(&f->changed);
     free(f->queue);
     free(f->held);
     free(f->path);

@@ -163,8 +163,11 @@ static void *reader_main(void *arg)
         b->last = c->finished; /* not following: only the end stops read_rows short */
         pthread_mutex_lock(&c->lock);
         c->ready[c->nready++] = b;
+        int wake = c->wake_wanted;
+        c->wake_wanted = 0;
         pthread_cond_broadcast(&c->changed);
         pthread_mutex_unlock(&c->lock);
+        if (wake) loop_wake(c->env->loop);
         if (b->last) return NULL;
     }
 }
@@ -178,15 +181,22 @@ void csvsrc_reader_start(struct csv_source *c)
     c->threaded = pthread_create(&c->thread, NULL, reader_main, c) == 0;
 }
 
-void csvsrc_reader_next_batch(struct csv_source *c)
+int csvsrc_reader_next_batch(struct csv_source *c)
 {
     pthread_mutex_lock(&c->lock);
-    c->spare[c->nspare++] = c->out;
-    pthread_cond_broadcast(&c->changed);
-    while (!c->nready) pthread_cond_wait(&c->changed, &c->lock);
-    c->out = c->ready[0];
-    memmove(c->ready, c->ready + 1, --c->nready * sizeof *c->ready);
+    if (!c->env->loop) /* no loop to wake (a source used outside a run): wait here */
+        while (!c->nready) pthread_cond_wait(&c->changed, &c->lock);
+    int got = c->nready > 0;
+    if (got) { /* the batch read out goes back only now: the reader has spares meanwhile */
+        c->spare[c->nspare++] = c->out;
+        pthread_cond_broadcast(&c->changed);
+        c->out = c->ready[0];
+        memmove(c->ready, c->ready + 1, --c->nready * sizeof *c->ready);
+    } else {
+        c->wake_wanted = c->env->loop != NULL;
+    }
     pthread_mutex_unlock(&c->lock);
+    return got;
 }
 
 void csvsrc_reader_stop(struct csv_source *c)

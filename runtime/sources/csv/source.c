@@ -170,7 +170,7 @@ static void csv_close(void *self);
 /* A single file: opened now; a followed one that is not there yet is waited for. */
 static int open_path(struct csv_source *c, const char *path, struct rn_err *err)
 {
-    if (c->follow) c->watch = csvsrc_follow_new(path);
+    if (c->follow) c->watch = csvsrc_follow_new(path, c->env->loop);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 && c->follow && errno == ENOENT) {
         csvsrc_note("%s: no such file yet: waiting for it", path);
@@ -189,6 +189,7 @@ static void *csv_open(struct job_env *env, int opts, struct rn_err *err)
     struct csv_source *c = rn_aligned_calloc(_Alignof(struct csv_source), sizeof *c);
     c->env = env;
     c->fd = -1;
+    loop_timer_init(&c->look_again, NULL, NULL); /* it only wakes the loop */
     c->opts_ref = c->names_ref = LUA_NOREF;
     c->file_index = -1;
     const char *path = opt_string(L, opts, "path", NULL);
@@ -264,11 +265,10 @@ static int refill(struct csv_source *c, struct rn_err *err)
                 csvsrc_follow_start(c->watch, c->inotify, c->fd);
                 c->watching = 1;
             }
-            c->seen_events = csvsrc_follow_events(c->watch); /* what csv_wait waits to change */
         }
         if (c->threaded) {
             if (!c->out->last) {
-                csvsrc_reader_next_batch(c);
+                if (!csvsrc_reader_next_batch(c)) return SRC_IDLE; /* the reader wakes the loop */
                 if (c->out->nitems) return 1;
                 continue;
             }
@@ -312,6 +312,10 @@ static enum source_status csv_next(void *self, struct source_pos *pos, struct rn
     lua_State *L = c->env->L;
     if (c->out->next == c->out->nitems) {
         int rc = refill(c, err);
+        if (rc == SRC_IDLE && !c->threaded && c->env->loop) /* look again even if no event comes */
+            loop_timer_at(c->env->loop, &c->look_again,
+                          rn_now_ms() + (!c->watch       ? DIR_POLL_MS
+                                         : csvsrc_follow_notified(c->watch) ? FOLLOW_SAFETY_MS : FOLLOW_POLL_MS));
         if (rc != 1) return (enum source_status)rc;
     }
     const struct batch *b = c->out;
@@ -336,18 +340,6 @@ static enum source_status csv_next(void *self, struct source_pos *pos, struct rn
         lua_setfield(L, -2, "raw");
     }
     return SRC_BAD;
-}
-
-/* Following a path: until the watcher sees a change (new data, a file at the path) or the
- * timeout. Otherwise a short sleep: a directory is looked at again by the next csv_next. */
-static void csv_wait(void *self, int timeout_ms)
-{
-    struct csv_source *c = self;
-    if (c->watching) {
-        csvsrc_follow_wait(c->watch, c->seen_events, timeout_ms);
-        return;
-    }
-    if (timeout_ms > 0) usleep((useconds_t)(timeout_ms > 200 ? 200 : timeout_ms) * 1000);
 }
 
 static void csv_advance(void *self, const struct source_pos *pos)
@@ -381,6 +373,7 @@ static void csv_close(void *self)
 {
     struct csv_source *c = self;
     if (!c) return;
+    if (c->env->loop) loop_timer_cancel(c->env->loop, &c->look_again);
     csvsrc_reader_stop(c);
     csvsrc_follow_free(c->watch); /* its thread first: it holds files of its own */
     if (c->fd >= 0) close(c->fd);
@@ -414,12 +407,12 @@ static void csv_close(void *self)
 }
 
 const struct source_ops csv_source = {
+    .version = SOURCE_INTERFACE_VERSION,
     .name = "csv",
     .summary = "records from a CSV file (RFC 4180: quoted fields with commas, quotes and newlines; CRLF; BOM)",
     .options = csv_options,
     .open = csv_open,
     .next = csv_next,
-    .wait = csv_wait,
     .advance = csv_advance,
     .save = csv_save,
     .restore = csv_restore,

@@ -2,12 +2,15 @@
  * sink.kafka (see kafka_common.h). */
 #include "sources/kafka/client.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "lua/job.h"
 #include "core/log.h"
@@ -18,6 +21,48 @@ void kafka_client_init(struct kafka_client *client, const char *what, lua_State 
     snprintf(client->what, sizeof client->what, "%s", what);
     snprintf(client->where, sizeof client->where, "%s", where);
     snprintf(client->label, sizeof client->label, "%s (%s)", what, where);
+    client->wake_queue = NULL;
+    client->wake_fd = -1;
+    client->loop = NULL;
+}
+
+/* The queue had an event: take the eventfd's count (the turn after this serves the queue). */
+static void on_queue_event(void *user, int fd, unsigned events)
+{
+    (void)user;
+    (void)events;
+    uint64_t count;
+    if (read(fd, &count, sizeof count) < 0) {} /* EAGAIN: taken already */
+}
+
+int kafka_client_wake_on(struct kafka_client *client, rd_kafka_queue_t *queue, struct loop *loop, struct rn_err *err)
+{
+    if (!loop) {
+        rd_kafka_queue_destroy(queue);
+        return 0;
+    }
+    if (!queue) return rn_fail(err, "%s: librdkafka gave no queue to wait on", client->label);
+    client->wake_queue = queue;
+    client->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (client->wake_fd < 0) return rn_fail(err, "%s: eventfd: %s", client->label, strerror(errno));
+    if (loop_watch(loop, client->wake_fd, LOOP_READ, on_queue_event, client, err)) return rn_wrap(err, "%s", client->label);
+    client->loop = loop;
+    static const uint64_t one = 1; /* an eventfd takes 8 bytes: the count to add */
+    rd_kafka_queue_io_event_enable(queue, client->wake_fd, &one, sizeof one);
+    return 0;
+}
+
+void kafka_client_wake_off(struct kafka_client *client)
+{
+    if (client->wake_queue) {
+        if (client->wake_fd >= 0) rd_kafka_queue_io_event_enable(client->wake_queue, -1, NULL, 0);
+        rd_kafka_queue_destroy(client->wake_queue);
+        client->wake_queue = NULL;
+    }
+    if (client->loop) loop_unwatch(client->loop, client->wake_fd);
+    client->loop = NULL;
+    if (client->wake_fd >= 0) close(client->wake_fd);
+    client->wake_fd = -1;
 }
 
 void kafka_client_free(struct kafka_client *client)

@@ -22,6 +22,9 @@ struct kafka_client {
     volatile sig_atomic_t fatal; /* librdkafka raised a fatal error (error callback) */
     int last_error;           /* the error callback prints each distinct error once per burst */
     int64_t last_error_ms;
+    rd_kafka_queue_t *wake_queue; /* the queue whose events wake the job's loop (kafka_client_wake_on) */
+    int wake_fd;              /* the eventfd librdkafka writes to for it, or -1 */
+    struct loop *loop;
 };
 
 /* A librdkafka property and its value. */
@@ -48,6 +51,15 @@ rd_kafka_conf_t *kafka_conf_new(struct kafka_client *client, lua_State *L, int o
  * sasl.jaas, ssl.key, token or oauthbearer.config). */
 int kafka_property_is_secret(const char *name);
 
+
+/* Wake the job's loop whenever queue (the consumer's queue; a producer's main queue, where its
+ * delivery reports come) gets an event: librdkafka writes to an eventfd the loop watches. It
+ * writes once per poll of the queue, so the plugin serves the queue (rd_kafka_consumer_poll
+ * until NULL, rd_kafka_poll) whenever the loop has woken. Takes queue (a reference). loop NULL:
+ * nothing. 0, or -1 and err. */
+int kafka_client_wake_on(struct kafka_client *client, rd_kafka_queue_t *queue, struct loop *loop, struct rn_err *err);
+/* Undo it, before the handle is closed or destroyed. Nothing when it was not on. */
+void kafka_client_wake_off(struct kafka_client *client);
 
 /* rn_fail, then mask the secrets: for messages that carry librdkafka text. Returns -1. */
 int kafka_fail(const struct kafka_client *client, struct rn_err *err, const char *fmt, ...)

@@ -70,7 +70,6 @@ struct kafka_source {
     struct returned *fifo;            /* ring of records returned and not yet advanced */
     size_t fifo_cap, fifo_head, fifo_len;
 
-    rd_kafka_message_t *pending;      /* polled by wait(), returned by the next next() */
     int closing;
     int revoking;                     /* inside the rebalance callback, giving partitions up */
     int failed;                       /* a rebalance step failed: next() stops the job */
@@ -318,9 +317,7 @@ static enum source_status ks_next(void *self, struct source_pos *pos, struct rn_
             return SRC_ERROR;
         }
         if (!s->streaming && s->parts_left == 0) return SRC_END;
-        rd_kafka_message_t *m = s->pending;
-        s->pending = NULL;
-        if (!m) m = rd_kafka_consumer_poll(s->rk, 0);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 0);
         if (!m) {
             if (s->failed) continue;
             if (s->client.fatal) {
@@ -335,13 +332,6 @@ static enum source_status ks_next(void *self, struct source_pos *pos, struct rn_
         rd_kafka_message_destroy(m);
         if (status != HANDLED_SKIP) return (enum source_status)status;
     }
-}
-
-static void ks_wait(void *self, int timeout_ms)
-{
-    struct kafka_source *s = self;
-    if (s->pending || s->failed || (!s->streaming && s->parts_left == 0)) return;
-    s->pending = rd_kafka_consumer_poll(s->rk, timeout_ms);
 }
 
 static void ks_advance(void *self, const struct source_pos *pos)
@@ -546,13 +536,6 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t why, rd_kafka_topic
             struct part *p = part_get(s, topic_index(s, parts->elems[i].topic), parts->elems[i].partition);
             if (p) p->owned = 0;
         }
-        if (s->pending && !s->pending->err) {
-            struct part *p = part_get(s, message_topic(s, s->pending), s->pending->partition);
-            if (!p || !p->owned) {
-                rd_kafka_message_destroy(s->pending);
-                s->pending = NULL;
-            }
-        }
         /* A failure here loses nothing (what was read is finished and committed above) and
          * messages of partitions no longer owned are dropped when polled; it is said, not fatal. */
         const char *unassign_error = NULL;
@@ -756,6 +739,7 @@ static void *ks_open(struct job_env *env, int opts, struct rn_err *err)
     }
     conf = NULL; /* owned by rk now */
     rd_kafka_poll_set_consumer(s->rk);
+    if (kafka_client_wake_on(&s->client, rd_kafka_queue_get_consumer(s->rk), env->loop, err)) goto fail;
 
     if (s->streaming) {
         rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new((int)nnames);
@@ -788,8 +772,7 @@ static void ks_close(void *self)
     struct kafka_source *s = self;
     if (!s) return;
     s->closing = 1;
-    if (s->pending) rd_kafka_message_destroy(s->pending);
-    s->pending = NULL; /* consumer_close runs the last revoke, which looks at it */
+    kafka_client_wake_off(&s->client);
     if (s->rk) {
         rd_kafka_consumer_close(s->rk);
         rd_kafka_destroy(s->rk);
@@ -808,12 +791,12 @@ static void ks_close(void *self)
 }
 
 const struct source_ops kafka_source = {
+    .version = SOURCE_INTERFACE_VERSION,
     .name = "kafka",
     .summary = "records from Kafka topics: batch reads up to the end offsets at start, stream follows a consumer group",
     .options = kafka_source_options,
     .open = ks_open,
     .next = ks_next,
-    .wait = ks_wait,
     .advance = ks_advance,
     .commit = ks_commit,
     .progress = ks_progress,
