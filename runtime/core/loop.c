@@ -92,6 +92,15 @@ void loop_unwatch(struct loop *l, int fd)
     l->watchers[fd] = (struct watcher){0};
 }
 
+void loop_take_eventfd(void *user, int fd, unsigned events)
+{
+    (void)user;
+    (void)events;
+    uint64_t count;
+    ssize_t n = read(fd, &count, sizeof count);
+    (void)n; /* EAGAIN: taken already */
+}
+
 /* ---- timers: a min-heap by due_ms; t->slot is its index + 1 ---- */
 
 static void heap_place(struct loop *l, size_t i, struct loop_timer *t)
@@ -211,9 +220,7 @@ int loop_run_once(struct loop *l, int max_ms, struct rn_err *err)
         int fd = events[i].data.fd;
         handled++;
         if (fd == l->wake_fd) {
-            uint64_t count;
-            ssize_t r = read(l->wake_fd, &count, sizeof count);
-            (void)r; /* EAGAIN: another turn read it first */
+            loop_take_eventfd(NULL, fd, LOOP_READ);
             continue;
         }
         if ((size_t)fd >= l->watchers_cap || !l->watchers[fd].events) continue; /* unwatched by a callback */

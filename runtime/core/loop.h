@@ -45,6 +45,9 @@ void loop_free(struct loop *l);
 int loop_watch(struct loop *l, int fd, unsigned events, loop_fd_fn fn, void *user, struct rn_err *err);
 /* Stop watching fd (before it is closed). Nothing when it is not watched. */
 void loop_unwatch(struct loop *l, int fd);
+/* A callback for an eventfd that only wakes the loop (librdkafka's queue events, a stop
+ * signal's): it reads the count, so the descriptor is not ready again until the next write. */
+void loop_take_eventfd(void *user, int fd, unsigned events);
 
 void loop_timer_init(struct loop_timer *t, loop_timer_fn fn, void *user);
 /* Arm t to fire at due_ms (rn_now_ms's clock; a time passed fires at the next turn), moving it

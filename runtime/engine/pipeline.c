@@ -395,15 +395,6 @@ static int pipeline_drain(struct job_env *env, struct rn_err *err)
     return checkpoint_final(p, err);
 }
 
-/* A stop was asked for (env->stop_fd): take the wake-up; the turn reads *env->stop_requested. */
-static void on_stop_fd(void *user, int fd, unsigned events)
-{
-    (void)user;
-    (void)events;
-    uint64_t count;
-    if (read(fd, &count, sizeof count) < 0) {} /* EAGAIN: taken already */
-}
-
 /* Whether the source may be asked for more now: the window has room, the model too. */
 static int can_read(struct pipeline *p)
 {
@@ -521,7 +512,8 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
     if (rn_mkdir_p(env->state_dir, err) || open_metrics(p, err) || !(p->loop = loop_new(err))) goto done;
     env->metrics = p->metrics;
     env->loop = p->loop;
-    if (env->stop_fd > 0 && loop_watch(p->loop, env->stop_fd, LOOP_READ, on_stop_fd, NULL, err)) goto done;
+    if (env->stop_fd > 0 && loop_watch(p->loop, env->stop_fd, LOOP_READ, loop_take_eventfd, NULL, err))
+        goto done; /* a stop wakes the loop; the turn reads *env->stop_requested */
     snprintf(p->checkpoint_path, sizeof p->checkpoint_path, "%s/%s.checkpoint.json", env->state_dir, env->job_name);
     int job = lua_gettop(p->L);
     p->started = rn_now();

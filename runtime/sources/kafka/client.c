@@ -26,15 +26,6 @@ void kafka_client_init(struct kafka_client *client, const char *what, lua_State 
     client->loop = NULL;
 }
 
-/* The queue had an event: take the eventfd's count (the turn after this serves the queue). */
-static void on_queue_event(void *user, int fd, unsigned events)
-{
-    (void)user;
-    (void)events;
-    uint64_t count;
-    if (read(fd, &count, sizeof count) < 0) {} /* EAGAIN: taken already */
-}
-
 int kafka_client_wake_on(struct kafka_client *client, rd_kafka_queue_t *queue, struct loop *loop, struct rn_err *err)
 {
     if (!loop) {
@@ -45,7 +36,7 @@ int kafka_client_wake_on(struct kafka_client *client, rd_kafka_queue_t *queue, s
     client->wake_queue = queue;
     client->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (client->wake_fd < 0) return rn_fail(err, "%s: eventfd: %s", client->label, strerror(errno));
-    if (loop_watch(loop, client->wake_fd, LOOP_READ, on_queue_event, client, err)) return rn_wrap(err, "%s", client->label);
+    if (loop_watch(loop, client->wake_fd, LOOP_READ, loop_take_eventfd, NULL, err)) return rn_wrap(err, "%s", client->label);
     client->loop = loop;
     static const uint64_t one = 1; /* an eventfd takes 8 bytes: the count to add */
     rd_kafka_queue_io_event_enable(queue, client->wake_fd, &one, sizeof one);
