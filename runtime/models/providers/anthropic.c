@@ -187,14 +187,7 @@ static int anthropic_build(void *self, const struct model_call *call, struct htt
         buf_put(b, p->system_json.data, p->system_json.len);
     }
     buf_puts(b, "\"messages\":[");
-    put_message(b, "user", call->prompt, call->prompt_len);
-    if (call->correction) {
-        buf_putc(b, ',');
-        const char *previous = call->previous_answer && *call->previous_answer ? call->previous_answer : "(no answer)";
-        put_message(b, "assistant", previous, strlen(previous)); /* the API refuses an empty text */
-        buf_putc(b, ',');
-        put_message(b, "user", call->correction, strlen(call->correction));
-    }
+    common_put_turns(b, call, put_message, "assistant", "(no answer)"); /* the API refuses an empty text */
     buf_putc(b, ']');
     buf_put(b, p->tail.data, p->tail.len);
     if (call->schema_json) {

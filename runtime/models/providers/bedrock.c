@@ -292,14 +292,7 @@ static int bedrock_build(void *self, const struct model_call *call, struct http_
         buf_put(b, p->system_json.data, p->system_json.len);
     }
     buf_puts(b, "\"messages\":[");
-    put_text_message(b, "user", call->prompt, call->prompt_len);
-    if (call->correction) {
-        buf_putc(b, ',');
-        const char *previous = call->previous_answer && *call->previous_answer ? call->previous_answer : "(no answer)";
-        put_text_message(b, "assistant", previous, strlen(previous));
-        buf_putc(b, ',');
-        put_text_message(b, "user", call->correction, strlen(call->correction));
-    }
+    common_put_turns(b, call, put_text_message, "assistant", "(no answer)");
     buf_putc(b, ']');
     buf_put(b, p->tail.data, p->tail.len);
     if (call->schema_json) {

@@ -172,6 +172,18 @@ int common_read_parameters(lua_State *L, int opts, const struct reserved_field *
     return 0;
 }
 
+void common_put_turns(struct buf *b, const struct model_call *call, common_put_message_fn *put,
+                      const char *assistant_role, const char *no_answer)
+{
+    put(b, "user", call->prompt, call->prompt_len);
+    if (!call->correction) return;
+    const char *previous = call->previous_answer && *call->previous_answer ? call->previous_answer : no_answer;
+    buf_putc(b, ',');
+    put(b, assistant_role, previous, strlen(previous));
+    buf_putc(b, ',');
+    put(b, "user", call->correction, strlen(call->correction));
+}
+
 void common_put_number(struct buf *b, double v)
 {
     char tmp[RN_DOUBLE_MAX];

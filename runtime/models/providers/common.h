@@ -58,6 +58,15 @@ struct reserved_field {
 int common_read_parameters(lua_State *L, int opts, const struct reserved_field *reserved, size_t reserved_count,
                            struct buf *out, struct rn_err *err);
 
+/* One message of a conversation in a provider's shape ({"role":..,"content":..} and the like),
+ * appended to b. */
+typedef void common_put_message_fn(struct buf *b, const char *role, const char *text, size_t len);
+/* The turns of a call, comma-separated, each written by put: the prompt (role "user"); on the
+ * retry after an invalid answer, then the previous answer (assistant_role; no_answer stands for
+ * a missing or empty one) and the correction ("user"). */
+void common_put_turns(struct buf *b, const struct model_call *call, common_put_message_fn *put,
+                      const char *assistant_role, const char *no_answer);
+
 void common_put_number(struct buf *b, double v);
 /* usage[name] when it is a positive integer, else 0. */
 int64_t common_usage(json_t *usage, const char *name);

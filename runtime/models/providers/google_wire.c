@@ -114,14 +114,7 @@ void google_wire_body(struct google_wire *w, const struct model_call *call, stru
         buf_put(b, w->system_json.data, w->system_json.len);
     }
     buf_puts(b, "\"contents\":[");
-    put_content(b, "user", call->prompt, call->prompt_len);
-    if (call->correction) {
-        buf_putc(b, ',');
-        const char *previous = call->previous_answer && *call->previous_answer ? call->previous_answer : "(no answer)";
-        put_content(b, "model", previous, strlen(previous));
-        buf_putc(b, ',');
-        put_content(b, "user", call->correction, strlen(call->correction));
-    }
+    common_put_turns(b, call, put_content, "model", "(no answer)");
     buf_putc(b, ']');
     int structured = call->schema_json && w->schema;
     if (w->config.len || structured) {

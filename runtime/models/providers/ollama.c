@@ -9,6 +9,7 @@
 
 #include "core/http.h"
 #include "models/providers/common.h"
+#include "models/providers/openai_int.h"
 
 static const struct option_spec ollama_options[] = {
     {"endpoint", OPT_STRING, 0, "http://127.0.0.1:11434", .help = "the server's URL; /api/chat or /api/embed is added",
@@ -37,8 +38,7 @@ struct ollama {
     struct buf head;             /* {"model":"...", */
     struct buf tail;             /* ,"options":{...},"keep_alive":... and the parameters */
     struct buf embed_tail;       /* ,"keep_alive":... and the parameters */
-    const char *system_source;
-    struct buf system_json;
+    struct openai_messages messages; /* /api/chat takes OpenAI's messages */
     struct header_list headers;
 };
 
@@ -51,7 +51,7 @@ static void ollama_close(void *self)
     buf_free(&p->head);
     buf_free(&p->tail);
     buf_free(&p->embed_tail);
-    buf_free(&p->system_json);
+    buf_free(&p->messages.system_json);
     header_list_free(&p->headers);
     free(p);
 }
@@ -71,7 +71,7 @@ static void *ollama_open(struct job_env *env, int opts, const struct provider_se
     buf_init(&p->head);
     buf_init(&p->tail);
     buf_init(&p->embed_tail);
-    buf_init(&p->system_json);
+    buf_init(&p->messages.system_json);
     const char *endpoint = opt_string(L, opts, "endpoint", "http://127.0.0.1:11434");
     const char *model = opt_string(L, opts, "model", NULL), *keep_alive = opt_string(L, opts, "keep_alive", NULL), *key;
     int n = (int)common_url_len(endpoint);
@@ -135,13 +135,6 @@ fail:
     return NULL;
 }
 
-static void put_message(struct buf *b, const char *role, const char *text, size_t len)
-{
-    buf_printf(b, "{\"role\":\"%s\",\"content\":", role);
-    buf_put_json_string(b, text, len);
-    buf_putc(b, '}');
-}
-
 static int ollama_build(void *self, const struct model_call *call, struct http_request *req, struct rn_err *err)
 {
     (void)err;
@@ -159,25 +152,8 @@ static int ollama_build(void *self, const struct model_call *call, struct http_r
         return 0;
     }
     buf_puts(&req->url, p->url_chat);
-    buf_puts(b, "\"messages\":[");
-    if (call->system) {
-        if (call->system != p->system_source) {
-            buf_clear(&p->system_json);
-            put_message(&p->system_json, "system", call->system, strlen(call->system));
-            buf_putc(&p->system_json, ',');
-            p->system_source = call->system;
-        }
-        buf_put(b, p->system_json.data, p->system_json.len);
-    }
-    put_message(b, "user", call->prompt, call->prompt_len);
-    if (call->correction) {
-        buf_putc(b, ',');
-        const char *previous = call->previous_answer ? call->previous_answer : "";
-        put_message(b, "assistant", previous, strlen(previous));
-        buf_putc(b, ',');
-        put_message(b, "user", call->correction, strlen(call->correction));
-    }
-    buf_puts(b, "],\"stream\":false");
+    openai_put_messages(&p->messages, call, b);
+    buf_puts(b, ",\"stream\":false");
     if (call->schema_json) {
         buf_puts(b, ",\"format\":");
         buf_puts(b, call->schema_json);

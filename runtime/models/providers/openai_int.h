@@ -23,12 +23,21 @@ extern const struct provider_ops openai_provider;
     {"seed", OPT_INTEGER, 0, NULL, .help = "seed for more repeatable answers"},                    \
     {"parameters", OPT_TABLE, 0, NULL, .help = "more request fields, sent as JSON as they are"}
 
+/* A chat's "messages" array, with the system message encoded once while the engine passes the
+ * same prompt. Zeroed (or buf_init) before use; the owner frees system_json. */
+struct openai_messages {
+    const char *system_source;   /* the system prompt system_json encodes (the engine's pointer) */
+    struct buf system_json;      /* {"role":"system",...}, */
+};
+/* "messages":[...] of one call appended to body: the system prompt, the prompt, and on the retry
+ * after an invalid answer the answer and the correction. Ollama's /api/chat takes the same. */
+void openai_put_messages(struct openai_messages *m, const struct model_call *call, struct buf *body);
+
 struct openai_wire {
     struct buf head;             /* {"model":"...", or { */
     struct buf chat_tail;        /* ,"temperature":... and the parameters, for chat bodies */
     struct buf embedding_tail;   /* the parameters, for embedding bodies */
-    const char *system_source;   /* the system prompt system_json encodes (the engine's pointer) */
-    struct buf system_json;
+    struct openai_messages messages;
 };
 
 /* Read the sampling options and `parameters` from the checked options at opts; model (NULL:

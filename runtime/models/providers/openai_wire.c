@@ -25,8 +25,8 @@ int openai_wire_open(struct openai_wire *w, lua_State *L, int opts, const char *
     buf_init(&w->head);
     buf_init(&w->chat_tail);
     buf_init(&w->embedding_tail);
-    buf_init(&w->system_json);
-    w->system_source = NULL;
+    buf_init(&w->messages.system_json);
+    w->messages.system_source = NULL;
     buf_putc(&w->head, '{');
     if (model) {
         buf_puts(&w->head, "\"model\":");
@@ -67,7 +67,7 @@ void openai_wire_free(struct openai_wire *w)
     buf_free(&w->head);
     buf_free(&w->chat_tail);
     buf_free(&w->embedding_tail);
-    buf_free(&w->system_json);
+    buf_free(&w->messages.system_json);
 }
 
 static void put_message(struct buf *b, const char *role, const char *text, size_t len)
@@ -75,6 +75,22 @@ static void put_message(struct buf *b, const char *role, const char *text, size_
     buf_printf(b, "{\"role\":\"%s\",\"content\":", role);
     buf_put_json_string(b, text, len);
     buf_putc(b, '}');
+}
+
+void openai_put_messages(struct openai_messages *m, const struct model_call *call, struct buf *b)
+{
+    buf_puts(b, "\"messages\":[");
+    if (call->system) {
+        if (call->system != m->system_source) {
+            buf_clear(&m->system_json);
+            put_message(&m->system_json, "system", call->system, strlen(call->system));
+            buf_putc(&m->system_json, ',');
+            m->system_source = call->system;
+        }
+        buf_put(b, m->system_json.data, m->system_json.len);
+    }
+    common_put_turns(b, call, put_message, "assistant", "");
+    buf_putc(b, ']');
 }
 
 void openai_wire_body(struct openai_wire *w, const struct model_call *call, struct buf *b)
@@ -87,25 +103,7 @@ void openai_wire_body(struct openai_wire *w, const struct model_call *call, stru
         buf_putc(b, '}');
         return;
     }
-    buf_puts(b, "\"messages\":[");
-    if (call->system) {
-        if (call->system != w->system_source) {
-            buf_clear(&w->system_json);
-            put_message(&w->system_json, "system", call->system, strlen(call->system));
-            buf_putc(&w->system_json, ',');
-            w->system_source = call->system;
-        }
-        buf_put(b, w->system_json.data, w->system_json.len);
-    }
-    put_message(b, "user", call->prompt, call->prompt_len);
-    if (call->correction) {
-        buf_putc(b, ',');
-        const char *previous = call->previous_answer ? call->previous_answer : "";
-        put_message(b, "assistant", previous, strlen(previous));
-        buf_putc(b, ',');
-        put_message(b, "user", call->correction, strlen(call->correction));
-    }
-    buf_putc(b, ']');
+    openai_put_messages(&w->messages, call, b);
     buf_put(b, w->chat_tail.data, w->chat_tail.len);
     if (call->schema_json) {
         buf_puts(b, ",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
