@@ -126,10 +126,18 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
     else sqlite3_bind_null(st, i);
 }
 
-static void bind_ms(sqlite3_stmt *st, int i, int64_t ms)
+/* value, or NULL when it is not present (a time of 0, no exit code, no signal). */
+static void bind_integer_or_null(sqlite3_stmt *st, int i, int present, int64_t value)
 {
-    if (ms) sqlite3_bind_int64(st, i, ms);
+    if (present) sqlite3_bind_int64(st, i, value);
     else sqlite3_bind_null(st, i);
+}
+
+/* Ready a statement for its next use. */
+static void rewind_statement(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
 }
 
 /* Step a write statement once and reset it. */
@@ -138,8 +146,7 @@ static int step_done(struct history *h, sqlite3_stmt *st, struct rn_err *err, co
     int rc = sqlite3_step(st);
     int ok = rc == SQLITE_DONE;
     if (!ok) db_fail(h, err, what);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    rewind_statement(st);
     return ok ? 0 : -1;
 }
 
@@ -150,7 +157,7 @@ int64_t history_started(struct history *h, const char *job, const char *file, co
     bind_text(st, 1, job);
     bind_text(st, 2, file);
     bind_text(st, 3, trigger);
-    bind_ms(st, 4, scheduled_ms);
+    bind_integer_or_null(st, 4, scheduled_ms != 0, scheduled_ms);
     sqlite3_bind_int64(st, 5, started_ms);
     sqlite3_bind_int64(st, 6, pid);
     if (step_done(h, st, err, "cannot record a run")) return -1;
@@ -162,10 +169,8 @@ int history_ended(struct history *h, int64_t id, int64_t ended_ms, int exit_code
 {
     sqlite3_stmt *st = h->st[ST_END];
     sqlite3_bind_int64(st, 1, ended_ms);
-    if (exit_code >= 0) sqlite3_bind_int(st, 2, exit_code);
-    else sqlite3_bind_null(st, 2);
-    if (signal) sqlite3_bind_int(st, 3, signal);
-    else sqlite3_bind_null(st, 3);
+    bind_integer_or_null(st, 2, exit_code >= 0, exit_code);
+    bind_integer_or_null(st, 3, signal != 0, signal);
     bind_text(st, 4, state);
     bind_text(st, 5, error);
     bind_text(st, 6, summary);
@@ -190,8 +195,7 @@ int64_t history_last_firing(struct history *h, const char *job)
     sqlite3_stmt *st = h->st[ST_LAST_FIRING];
     bind_text(st, 1, job);
     int64_t ms = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    rewind_statement(st);
     return ms;
 }
 
@@ -202,8 +206,7 @@ char *history_last_summary(struct history *h, const char *job)
     char *text = NULL;
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
         text = rn_strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    rewind_statement(st);
     return text;
 }
 
@@ -254,7 +257,6 @@ json_t *history_runs(struct history *h, const char *job, int limit, const struct
         json_decref(runs);
         runs = NULL;
     }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    rewind_statement(st);
     return runs;
 }
