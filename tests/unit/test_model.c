@@ -179,6 +179,18 @@ static struct model *open_model_with(const char *options, const struct provider_
 
 static struct model *open_model(const char *options, struct rn_err *err) { return open_model_with(options, NULL, err); }
 
+/* model.openai on the model server at port's /v1, model 'test', with the rest of the options
+ * table's fields; checks that it opened (NULL when it did not). */
+static struct model *open_test_model(int port, const char *fields)
+{
+    char options[512];
+    snprintf(options, sizeof options, "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', %s }", port, fields);
+    struct rn_err err;
+    struct model *m = open_model(options, &err);
+    CHECK(m, "open: %s", err.msg);
+    return m;
+}
+
 static const char *const texts[] = {"awful terrible", "bad", "okay", "good", "excellent delicious"};
 static const int ratings[] = {1, 2, 3, 4, 5};
 
@@ -257,6 +269,24 @@ static long long figure(struct model *m, const char *name)
 #define N_MAX 20000
 static struct result results[N_MAX];
 static int refs[N_MAX];
+
+/* Submit n records ({summary = texts[i]}) to m and poll until the model fails (the job stops) or
+ * 5 s pass; run counts what was reported. Returns model_poll's last result (-1 with err). */
+static int submit_until_stopped(struct model *m, int n, struct run *run, struct rn_err *err)
+{
+    memset(run->results, 0, (size_t)n * sizeof run->results[0]);
+    for (int i = 0; i < n; i++) {
+        lua_createtable(L, 0, 1);
+        lua_pushstring(L, texts[i % 5]);
+        lua_setfield(L, -2, "summary");
+        refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+        CHECK(model_submit(m, refs[i], (uint64_t)i, err) == 0, "submit: %s", err->msg);
+    }
+    int rc = 0;
+    int64_t deadline = rn_now_ms() + 5000;
+    while (rc == 0 && rn_now_ms() < deadline) rc = model_poll(m, 20, on_done, run, err);
+    return rc;
+}
 
 /* ---- tests ---- */
 
@@ -489,13 +519,8 @@ static void test_retries(void)
 {
     struct server srv;
     if (server_start(&srv, "--fail-rate 0.3 --retry-after 0 --seed 7")) { failed++; return; }
-    char options[512];
-    snprintf(options, sizeof options,
-             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
-             "  output = { rating = { type = 'integer', min = 1, max = 5 } }, limits = { retries = 10 } }", srv.port);
-    struct rn_err err;
-    struct model *m = open_model(options, &err);
-    CHECK(m, "open: %s", err.msg);
+    struct model *m = open_test_model(
+        srv.port, "prompt = '{{summary}}', output = { rating = { type = 'integer', min = 1, max = 5 } }, limits = { retries = 10 }");
     if (m) {
         size_t n = 150, ok = 0;
         drive(m, n, results, refs, NULL, 9000);
@@ -515,13 +540,8 @@ static void test_429(void)
 {
     struct server srv;
     if (server_start(&srv, "--rate-429 1 --retry-after 1")) { failed++; return; }
-    char options[512];
-    snprintf(options, sizeof options,
-             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
-             "  output = { rating = { type = 'integer' } }, limits = { retries = 1 } }", srv.port);
-    struct rn_err err;
-    struct model *m = open_model(options, &err);
-    CHECK(m, "open: %s", err.msg);
+    struct model *m = open_test_model(
+        srv.port, "prompt = '{{summary}}', output = { rating = { type = 'integer' } }, limits = { retries = 1 }");
     if (m) {
         int64_t start = rn_now_ms();
         drive(m, 4, results, refs, NULL, 5000);
@@ -540,13 +560,8 @@ static void test_timeout(void)
 {
     struct server srv;
     if (server_start(&srv, "--hang-rate 1")) { failed++; return; }
-    char options[512];
-    snprintf(options, sizeof options,
-             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
-             "  output = { rating = { type = 'integer' } }, limits = { retries = 1, timeout = '300ms' } }", srv.port);
-    struct rn_err err;
-    struct model *m = open_model(options, &err);
-    CHECK(m, "open: %s", err.msg);
+    struct model *m = open_test_model(
+        srv.port, "prompt = '{{summary}}', output = { rating = { type = 'integer' } }, limits = { retries = 1, timeout = '300ms' }");
     if (m) {
         int64_t start = rn_now_ms();
         drive(m, 3, results, refs, NULL, 5000);
@@ -591,13 +606,8 @@ static void test_invalid(void)
 
     /* out of range on about half the answers: a correction often fixes it */
     if (server_start(&srv, "--out-of-range-rate 0.5 --seed 3")) { failed++; return; }
-    char options[512];
-    snprintf(options, sizeof options,
-             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
-             "  output = { rating = { type = 'integer', min = 1, max = 5 } } }", srv.port);
-    struct rn_err err;
-    struct model *m = open_model(options, &err);
-    CHECK(m, "open: %s", err.msg);
+    struct model *m = open_test_model(
+        srv.port, "prompt = '{{summary}}', output = { rating = { type = 'integer', min = 1, max = 5 } }");
     if (m) {
         size_t n = 100, ok = 0, range_failures = 0;
         drive(m, n, results, refs, NULL, 5000);
@@ -633,17 +643,7 @@ static void test_not_retried(void)
     CHECK(m, "open: %s", err.msg);
     if (m) {
         struct run run = {results, 0};
-        memset(results, 0, 2 * sizeof results[0]);
-        for (int i = 0; i < 2; i++) {
-            lua_createtable(L, 0, 1);
-            lua_pushstring(L, texts[i]);
-            lua_setfield(L, -2, "summary");
-            refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
-            CHECK(model_submit(m, refs[i], (uint64_t)i, &err) == 0, "submit: %s", err.msg);
-        }
-        int rc = 0;
-        int64_t deadline = rn_now_ms() + 5000;
-        while (rc == 0 && rn_now_ms() < deadline) rc = model_poll(m, 20, on_done, &run, &err);
+        int rc = submit_until_stopped(m, 2, &run, &err);
         char expect[128];
         snprintf(expect, sizeof expect, "model.openai: POST http://127.0.0.1:%d/v1/chat/completions: HTTP 401: ", srv.port);
         CHECK(rc == -1 && strncmp(err.msg, expect, strlen(expect)) == 0 && strstr(err.msg, "Incorrect API key provided") &&
@@ -761,13 +761,9 @@ static void test_text_generation(struct server *srv)
 
 static void test_prompt_errors(struct server *srv)
 {
-    char options[512];
-    snprintf(options, sizeof options,
-             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{nope}}',"
-             "  output = { rating = { type = 'integer' } }, limits = { concurrency = 4 } }", srv->port);
     struct rn_err err;
-    struct model *m = open_model(options, &err);
-    CHECK(m, "open: %s", err.msg);
+    struct model *m = open_test_model(
+        srv->port, "prompt = '{{nope}}', output = { rating = { type = 'integer' } }, limits = { concurrency = 4 }");
     if (!m) return;
     lua_newtable(L);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -827,13 +823,8 @@ static void test_options(void)
 
 static void test_rpm(struct server *srv)
 {
-    char options[512];
-    snprintf(options, sizeof options,
-             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
-             "  output = { rating = { type = 'integer' } }, limits = { rpm = 1200 } }", srv->port);
-    struct rn_err err;
-    struct model *m = open_model(options, &err);
-    CHECK(m, "open: %s", err.msg);
+    struct model *m = open_test_model(
+        srv->port, "prompt = '{{summary}}', output = { rating = { type = 'integer' } }, limits = { rpm = 1200 }");
     if (!m) return;
     int64_t start = rn_now_ms();
     drive(m, 40, results, refs, NULL, 5000); /* a burst of 20, then 20 per second */
@@ -847,13 +838,8 @@ static void test_rpm(struct server *srv)
  * usage the server reports) at 1000 tokens/s with a 1000-token burst take ~1.2 s. */
 static void test_tpm(struct server *srv)
 {
-    char options[512];
-    snprintf(options, sizeof options,
-             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = 'Review: {{summary}}',"
-             "  output = { rating = { type = 'integer' } }, limits = { tpm = 60000 } }", srv->port);
-    struct rn_err err;
-    struct model *m = open_model(options, &err);
-    CHECK(m, "open: %s", err.msg);
+    struct model *m = open_test_model(
+        srv->port, "prompt = 'Review: {{summary}}', output = { rating = { type = 'integer' } }, limits = { tpm = 60000 }");
     if (!m) return;
     char big[401];
     for (int i = 0; i < 400; i++) big[i] = "okay "[i % 5];
@@ -900,13 +886,8 @@ static void test_close_in_flight(void)
 {
     struct server srv;
     if (server_start(&srv, "--latency-ms 3000")) { failed++; return; }
-    char options[512];
-    snprintf(options, sizeof options,
-             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
-             "  output = { rating = { type = 'integer' } }, limits = { concurrency = 16 } }", srv.port);
-    struct rn_err err;
-    struct model *m = open_model(options, &err);
-    CHECK(m, "open: %s", err.msg);
+    struct model *m = open_test_model(
+        srv.port, "prompt = '{{summary}}', output = { rating = { type = 'integer' } }, limits = { concurrency = 16 }");
     if (m) {
         drive_until(m, 16, results, refs, NULL, 300, 0); /* gives up after 300 ms with 16 in flight */
         CHECK(model_in_flight(m) == 16 && model_room(m) == 0, "in flight %zu", model_in_flight(m));
@@ -922,13 +903,8 @@ static void test_auto_concurrency(void)
 {
     struct server srv;
     if (server_start(&srv, "--latency-ms 10 --degrade-above 16 --degrade-ms 1 --retry-after 0")) { failed++; return; }
-    char options[512];
-    snprintf(options, sizeof options,
-             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
-             "  output = { rating = { type = 'integer' } }, limits = { concurrency = 'auto', retries = 10 } }", srv.port);
-    struct rn_err err;
-    struct model *m = open_model(options, &err);
-    CHECK(m, "open: %s", err.msg);
+    struct model *m = open_test_model(
+        srv.port, "prompt = '{{summary}}', output = { rating = { type = 'integer' } }, limits = { concurrency = 'auto', retries = 10 }");
     if (m) {
         size_t n = 800, ok = 0;
         drive(m, n, results, refs, NULL, 8000);
@@ -966,13 +942,8 @@ static void test_auto_retry_after(void)
 {
     struct server srv;
     if (server_start(&srv, "--latency-ms 10 --degrade-above 16 --degrade-ms 1 --retry-after 1")) { failed++; return; }
-    char options[512];
-    snprintf(options, sizeof options,
-             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
-             "  output = { rating = { type = 'integer' } }, limits = { concurrency = 'auto', retries = 10 } }", srv.port);
-    struct rn_err err;
-    struct model *m = open_model(options, &err);
-    CHECK(m, "open: %s", err.msg);
+    struct model *m = open_test_model(
+        srv.port, "prompt = '{{summary}}', output = { rating = { type = 'integer' } }, limits = { concurrency = 'auto', retries = 10 }");
     if (m) {
         size_t n = 800, ok = 0;
         int64_t start = rn_now_ms();
@@ -998,13 +969,8 @@ static void test_auto_refused(void)
 {
     struct server srv;
     if (server_start(&srv, "--rate-429 1 --retry-after 1")) { failed++; return; }
-    char options[512];
-    snprintf(options, sizeof options,
-             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
-             "  output = { rating = { type = 'integer' } }, limits = { concurrency = 'auto', retries = 0 } }", srv.port);
-    struct rn_err err;
-    struct model *m = open_model(options, &err);
-    CHECK(m, "open: %s", err.msg);
+    struct model *m = open_test_model(
+        srv.port, "prompt = '{{summary}}', output = { rating = { type = 'integer' } }, limits = { concurrency = 'auto', retries = 0 }");
     if (m) {
         drive_until(m, 200, results, refs, NULL, 800, 0);
         long long requests = server_stat(&srv, "requests");
@@ -1021,13 +987,8 @@ static void test_idle_close(void)
 {
     struct server srv;
     if (server_start(&srv, "--timeout 1")) { failed++; return; }
-    char options[512];
-    snprintf(options, sizeof options,
-             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
-             "  output = { rating = { type = 'integer' } }, limits = { concurrency = 16 } }", srv.port);
-    struct rn_err err;
-    struct model *m = open_model(options, &err);
-    CHECK(m, "open: %s", err.msg);
+    struct model *m = open_test_model(
+        srv.port, "prompt = '{{summary}}', output = { rating = { type = 'integer' } }, limits = { concurrency = 16 }");
     if (m) {
         size_t ok = 0;
         drive(m, 16, results, refs, NULL, 5000);
@@ -1050,13 +1011,9 @@ static void test_idle_close(void)
  * CPU time per record. Time-bounded so it also fits under valgrind. */
 static void test_throughput(struct server *srv)
 {
-    char options[512];
-    snprintf(options, sizeof options,
-             "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = 'Review: {{summary}}',"
-             "  output = { rating = { type = 'integer', min = 1, max = 5 } }, limits = { concurrency = 64 } }", srv->port);
     struct rn_err err;
-    struct model *m = open_model(options, &err);
-    CHECK(m, "open: %s", err.msg);
+    struct model *m = open_test_model(
+        srv->port, "prompt = 'Review: {{summary}}', output = { rating = { type = 'integer', min = 1, max = 5 } }, limits = { concurrency = 64 }");
     if (!m) return;
     struct rusage before, after;
     getrusage(RUSAGE_SELF, &before);
@@ -1123,17 +1080,7 @@ static void test_job_fatal(void)
     CHECK(m, "open: %s", err.msg);
     if (m) {
         struct run run = {results, 0};
-        memset(results, 0, 3 * sizeof results[0]);
-        for (int i = 0; i < 2; i++) {
-            lua_createtable(L, 0, 1);
-            lua_pushstring(L, texts[i]);
-            lua_setfield(L, -2, "summary");
-            refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
-            CHECK(model_submit(m, refs[i], (uint64_t)i, &err) == 0, "submit: %s", err.msg);
-        }
-        int rc = 0;
-        int64_t deadline = rn_now_ms() + 5000;
-        while (rc == 0 && rn_now_ms() < deadline) rc = model_poll(m, 20, on_done, &run, &err);
+        int rc = submit_until_stopped(m, 2, &run, &err);
         CHECK(rc == -1 && strstr(err.msg, "model.openai: POST http://") && strstr(err.msg, "/v1/chat/completions: HTTP 429: ") &&
                   strstr(err.msg, "You exceeded your current quota (Bearer [redacted])") &&
                   strstr(err.msg, "(the account has no quota left (insufficient_quota)") && !strstr(err.msg, "SECRET"),
