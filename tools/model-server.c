@@ -123,7 +123,8 @@ static const struct standin_option option_specs[] = {
      "answer without the usage object (token counts), as some compatible servers do"},
     {"--rpm", STANDIN_INTEGER, &ms_quota_config.rpm, 0, 100000000,
      "requests per minute the model endpoints allow (a bucket of N refilled over a\n"
-     "      minute); answers carry x-ratelimit-*-requests, an empty bucket answers 429; 0 = off"},
+     "      minute); answers carry x-ratelimit-*-requests (the Anthropic dialect:\n"
+     "      anthropic-ratelimit-requests-*), an empty bucket answers 429; 0 = off"},
     {"--tpm", STANDIN_INTEGER, &ms_quota_config.tpm, 0, 1000000000,
      "tokens per minute, counted as OpenAI estimates a request: the characters of its\n"
      "      messages / 4 plus max_tokens; x-ratelimit-*-tokens; 0 = off"},
@@ -1186,6 +1187,7 @@ static bool request_set_dialect_answer(struct request *request, struct dialect_a
                             answer->content_type ? answer->content_type : "application/json");
     for (size_t i = 0; i < answer->header_count; i++)
         MHD_add_response_header(response, answer->headers[i].name, answer->headers[i].value);
+    ms_quota_headers(response, &request->quota);
     request->response = response;
     request->status = answer->status;
     count_status(request, answer->status);
@@ -1312,8 +1314,10 @@ static enum MHD_Result request_complete(struct request *request)
             return MHD_NO;
         return request_send(request);
     }
-    if (request->route != ROUTE_DIALECT) /* the quotas speak OpenAI's headers */
-        ms_quota_admit(request->body.data, request->body.length, request->route == ROUTE_EMBEDDINGS, &request->quota);
+    /* the quotas speak OpenAI's headers, and Anthropic's in its dialect */
+    if (request->route != ROUTE_DIALECT || request->dialect == &dialect_anthropic)
+        ms_quota_admit(request->body.data, request->body.length, request->route == ROUTE_EMBEDDINGS,
+                       request->route == ROUTE_DIALECT ? MS_QUOTA_ANTHROPIC : MS_QUOTA_OPENAI, &request->quota);
     if (request->quota.refused) { /* at once, as the real API does: no latency, no fault */
         struct strbuf refusal = {0};
         char *text = ms_quota_error(&request->quota);

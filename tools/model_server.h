@@ -39,9 +39,14 @@ struct ms_quota_config {
 };
 extern struct ms_quota_config ms_quota_config;
 
+/* Whose words the quota speaks: OpenAI's x-ratelimit-* (durations), or Anthropic's
+ * anthropic-ratelimit-* (RFC 3339 times) and error shape. */
+enum ms_quota_dialect { MS_QUOTA_OPENAI, MS_QUOTA_ANTHROPIC };
+
 /* What the buckets said about one model request. */
 struct ms_quota_ticket {
     bool on;                   /* a bucket is on: the answer carries the headers */
+    enum ms_quota_dialect dialect;
     bool refused;              /* a bucket was empty: 429 */
     bool tokens;               /* ... and it was the token bucket */
     long long requested;       /* the tokens the request was counted at */
@@ -49,12 +54,15 @@ struct ms_quota_ticket {
     double reset_requests_ms, reset_tokens_ms, retry_ms;
 };
 
-/* Count one model request (its body) against the buckets, or refuse it. */
-void ms_quota_admit(const char *body, size_t len, bool embeddings, struct ms_quota_ticket *ticket);
-/* OpenAI's headers: x-ratelimit-limit/remaining/reset-requests and -tokens; a refusal adds
- * Retry-After (whole seconds, as OpenAI sends it). */
+/* Count one model request (its body: OpenAI's or Anthropic's messages, or an embeddings input)
+ * against the buckets, or refuse it. */
+void ms_quota_admit(const char *body, size_t len, bool embeddings, enum ms_quota_dialect dialect,
+                    struct ms_quota_ticket *ticket);
+/* The ticket's headers: x-ratelimit-limit/remaining/reset-requests and -tokens, or
+ * anthropic-ratelimit-requests/tokens-limit/remaining/reset; a refusal adds Retry-After (whole
+ * seconds, as both send it). */
 void ms_quota_headers(struct MHD_Response *response, const struct ms_quota_ticket *ticket);
-/* The 429 body of a refusal, as OpenAI words it. */
+/* The 429 body of a refusal, as OpenAI or Anthropic words it. */
 char *ms_quota_error(const struct ms_quota_ticket *ticket);
 /* "quota":{...} for GET /stats (without the key), and POST /stats/reset. */
 char *ms_quota_stats(void);

@@ -2,7 +2,8 @@
  * its headers checked (x-api-key against --api-key, anthropic-version 2023-06-01), max_tokens
  * required, the system prompt at the top level (a string or text blocks), content blocks in
  * the answer: a tool_use block whose input follows the forced tool's schema when tool_choice
- * names one. Every answer carries anthropic-ratelimit-* headers with RFC 3339 resets; a rate
+ * names one. Every answer carries anthropic-ratelimit-* headers with RFC 3339 resets (fixed ones,
+ * or with --rpm/--tpm the buckets' own from model_server_quota.c); a rate
  * fault is a 429 rate_limit_error with retry-after, an overload a 529 overloaded_error. A system
  * prompt marked cache_control is written to the prompt cache at its first call and read from it
  * after (cache_creation/cache_read_input_tokens). "[[refuse]]" in the text: stop_reason refusal. */
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model_server.h"
 #include "model_server_dialect.h"
 
 #define CACHE_SLOTS 64
@@ -53,9 +55,11 @@ static void anthropic_error(struct dialect_answer *a, unsigned status, const cha
     dialect_json(a, status, json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", type, "message", message));
 }
 
-/* The limits' state: requests_left of them, full again reset_s seconds from now. */
+/* The limits' state: requests_left of them, full again reset_s seconds from now. Nothing when
+ * --rpm/--tpm are on: the quota's buckets speak then. */
 static void limit_headers(struct dialect_answer *a, long requests_left, long reset_s)
 {
+    if (ms_quota_config.rpm > 0 || ms_quota_config.tpm > 0) return;
     char reset[32];
     dialect_rfc3339(reset, reset_s);
     dialect_header(a, "anthropic-ratelimit-requests-limit", "4000");

@@ -1,15 +1,18 @@
 /* model_server_quota.c: the model server's per-minute quotas, --rpm N and --tpm N, kept as the
  * OpenAI API keeps them: two buckets holding a minute's worth, refilled continuously; each
- * model request takes one request and its estimated tokens (the characters of its messages / 4
- * plus max_tokens, or of its input for embeddings) when it arrives. Every answer says where the
- * buckets stand (x-ratelimit-limit-, -remaining-, -reset-requests and -tokens, resets as
- * durations like "6m0s" or "12ms"); a request that finds a bucket short is answered 429 at once
- * with Retry-After and not counted. */
+ * model request takes one request and its estimated tokens (the characters of its messages and
+ * system prompt / 4 plus max_tokens, or of its input for embeddings) when it arrives. Every
+ * answer says where the buckets stand: OpenAI's x-ratelimit-limit-, -remaining-,
+ * -reset-requests and -tokens (resets as durations like "6m0s" or "12ms"), or in the Anthropic
+ * dialect anthropic-ratelimit-requests- and -tokens-limit, -remaining, -reset (resets as RFC 3339
+ * times, to the millisecond); a request that finds a bucket short is answered 429 at once with
+ * Retry-After and not counted. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -71,6 +74,7 @@ static long long estimate_tokens(const char *body, size_t len, bool embeddings)
         tokens = (long long)(chars / 4);
     } else {
         json_array_foreach(json_object_get(root, "messages"), index, item) chars += content_chars(json_object_get(item, "content"));
+        chars += content_chars(json_object_get(root, "system")); /* Anthropic's, top level */
         json_t *max = json_object_get(root, "max_tokens");
         if (!json_is_integer(max)) max = json_object_get(root, "max_completion_tokens");
         tokens = (long long)(chars / 4) + (json_is_integer(max) ? (long long)json_integer_value(max) : 0);
@@ -79,11 +83,13 @@ static long long estimate_tokens(const char *body, size_t len, bool embeddings)
     return tokens > 0 ? tokens : 1;
 }
 
-void ms_quota_admit(const char *body, size_t len, bool embeddings, struct ms_quota_ticket *t)
+void ms_quota_admit(const char *body, size_t len, bool embeddings, enum ms_quota_dialect dialect,
+                    struct ms_quota_ticket *t)
 {
     memset(t, 0, sizeof *t);
     if (ms_quota_config.rpm <= 0 && ms_quota_config.tpm <= 0) return;
     t->on = true;
+    t->dialect = dialect;
     t->requested = ms_quota_config.tpm > 0 ? estimate_tokens(body, len, embeddings) : 0;
     pthread_mutex_lock(&quota.lock);
     uint64_t now = ms_clock_ns();
@@ -146,11 +152,49 @@ static void format_duration(char *out, size_t n, double ms)
     else snprintf(out, n, "%ss", s);
 }
 
+/* The wall clock in ms from now as RFC 3339 with milliseconds: "2024-05-01T12:00:00.125Z". */
+static void format_rfc3339(char *out, size_t n, double ms_from_now)
+{
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    long long at_ms = (long long)wall.tv_sec * 1000 + wall.tv_nsec / 1000000 + (long long)ceil(ms_from_now);
+    time_t seconds = (time_t)(at_ms / 1000);
+    struct tm tm;
+    gmtime_r(&seconds, &tm);
+    char whole[32];
+    strftime(whole, sizeof whole, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, n, "%s.%03lldZ", whole, at_ms % 1000);
+}
+
+/* Anthropic's anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}. */
+static void anthropic_headers(struct MHD_Response *response, const struct ms_quota_ticket *t)
+{
+    char text[64];
+    if (ms_quota_config.rpm > 0) {
+        snprintf(text, sizeof text, "%ld", ms_quota_config.rpm);
+        MHD_add_response_header(response, "anthropic-ratelimit-requests-limit", text);
+        snprintf(text, sizeof text, "%lld", t->remaining_requests);
+        MHD_add_response_header(response, "anthropic-ratelimit-requests-remaining", text);
+        format_rfc3339(text, sizeof text, t->reset_requests_ms);
+        MHD_add_response_header(response, "anthropic-ratelimit-requests-reset", text);
+    }
+    if (ms_quota_config.tpm > 0) {
+        snprintf(text, sizeof text, "%ld", ms_quota_config.tpm);
+        MHD_add_response_header(response, "anthropic-ratelimit-tokens-limit", text);
+        snprintf(text, sizeof text, "%lld", t->remaining_tokens);
+        MHD_add_response_header(response, "anthropic-ratelimit-tokens-remaining", text);
+        format_rfc3339(text, sizeof text, t->reset_tokens_ms);
+        MHD_add_response_header(response, "anthropic-ratelimit-tokens-reset", text);
+    }
+}
+
 void ms_quota_headers(struct MHD_Response *response, const struct ms_quota_ticket *t)
 {
     if (!t->on) return;
     char text[64];
-    if (ms_quota_config.rpm > 0) {
+    if (t->dialect == MS_QUOTA_ANTHROPIC) {
+        anthropic_headers(response, t);
+    } else if (ms_quota_config.rpm > 0) {
         snprintf(text, sizeof text, "%ld", ms_quota_config.rpm);
         MHD_add_response_header(response, "x-ratelimit-limit-requests", text);
         snprintf(text, sizeof text, "%lld", t->remaining_requests);
@@ -158,7 +202,7 @@ void ms_quota_headers(struct MHD_Response *response, const struct ms_quota_ticke
         format_duration(text, sizeof text, t->reset_requests_ms);
         MHD_add_response_header(response, "x-ratelimit-reset-requests", text);
     }
-    if (ms_quota_config.tpm > 0) {
+    if (t->dialect == MS_QUOTA_OPENAI && ms_quota_config.tpm > 0) {
         snprintf(text, sizeof text, "%ld", ms_quota_config.tpm);
         MHD_add_response_header(response, "x-ratelimit-limit-tokens", text);
         snprintf(text, sizeof text, "%lld", t->remaining_tokens);
@@ -185,6 +229,12 @@ char *ms_quota_error(const struct ms_quota_ticket *t)
         snprintf(message, sizeof message,
                  "Rate limit reached for model-server on requests per min (RPM): Limit %ld, Used %ld, Requested 1. "
                  "Please try again in %s.", ms_quota_config.rpm, ms_quota_config.rpm, wait);
+    if (t->dialect == MS_QUOTA_ANTHROPIC) {
+        json_t *error = json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", "rate_limit_error", "message", message);
+        char *text = error ? json_dumps(error, JSON_COMPACT) : NULL;
+        json_decref(error);
+        return text;
+    }
     return ms_error_json(message, t->tokens ? "tokens" : "requests", "rate_limit_exceeded");
 }
 

@@ -103,6 +103,9 @@ struct provider_verdict {
     int64_t remaining_requests, remaining_tokens;
     int64_t reset_requests_ms, reset_tokens_ms;
     int64_t limit_requests, limit_tokens;
+    int resets_are_times;       /* the resets came as times (Anthropic's RFC 3339), counted here from the
+                                 * answer's arrival; a duration (OpenAI's "6m0s") runs from when the
+                                 * provider counted the request. quota.c measures both from the send */
     const char *why;            /* FAIL_JOB, FAIL_RECORD: an explanation put before the status and
                                  * body in the job's error or the dead letter, or NULL; static, or
                                  * the provider's until its next classify */

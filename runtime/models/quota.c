@@ -1,6 +1,7 @@
 /* quota.c: running just under the quota the provider announces. Every answer may carry the
- * provider's count (OpenAI: x-ratelimit-limit-*, -remaining-*, -reset-* for requests and tokens,
- * read by classify into the verdict). From them this learns each limit and how fast its window
+ * provider's count (OpenAI: x-ratelimit-limit-*, -remaining-*, -reset-* for requests and tokens;
+ * Anthropic: anthropic-ratelimit-*-limit, -remaining, -reset, resets as times; read by classify
+ * into the verdict). From them this learns each limit and how fast its window
  * refills, and paces the engine's rpm/tpm buckets (limits.c) at QUOTA_SHARE of that refill, or
  * at the job's declared rpm/tpm when smaller.
  *
@@ -75,13 +76,22 @@ static void observe(struct quota_dimension *d, struct bucket *b, int64_t limit, 
     }
 }
 
+/* A reset as the time from when the provider counted the request, which is about when it was
+ * sent: a reset given as a time and measured on arrival is short by the answer's latency, and
+ * a refill learned from it too fast by as much. */
+static int64_t reset_from_send(const struct provider_verdict *v, int64_t reset_ms, int64_t sent_ms, int64_t now)
+{
+    if (!v->resets_are_times || reset_ms < 0 || now <= sent_ms) return reset_ms;
+    return reset_ms + (now - sent_ms);
+}
+
 void quota_observe(struct quota *q, struct limits *l, const struct slot *s, const struct provider_verdict *v, int64_t now)
 {
     if (v->limit_requests <= 0 && v->limit_tokens <= 0 && !q->requests.limit && !q->tokens.limit) return; /* none said */
-    observe(&q->requests, &l->rpm, v->limit_requests, v->remaining_requests, v->reset_requests_ms, 1, s->quota_requests,
-            s->sent_ms, now);
-    observe(&q->tokens, &l->tpm, v->limit_tokens, v->remaining_tokens, v->reset_tokens_ms, (double)s->tokens_estimate,
-            s->quota_tokens, s->sent_ms, now);
+    observe(&q->requests, &l->rpm, v->limit_requests, v->remaining_requests,
+            reset_from_send(v, v->reset_requests_ms, s->sent_ms, now), 1, s->quota_requests, s->sent_ms, now);
+    observe(&q->tokens, &l->tpm, v->limit_tokens, v->remaining_tokens, reset_from_send(v, v->reset_tokens_ms, s->sent_ms, now),
+            (double)s->tokens_estimate, s->quota_tokens, s->sent_ms, now);
 }
 
 int quota_counts_tokens(const struct quota *q) { return q->tokens.limit > 0; }

@@ -2,7 +2,8 @@
 # Running at the provider's quota: bin/model-server with --rpm/--tpm answers with OpenAI's
 # x-ratelimit-* headers and 429s from an empty bucket. A job that declares no rpm/tpm learns the
 # limits from the answers and holds itself just under them (at most 1% of requests answered
-# 429); one that declares a smaller rpm goes at that; one that starts on a quota another client
+# 429), from Anthropic's anthropic-ratelimit-* headers as well; one that declares a smaller rpm
+# goes at that; one that starts on a quota another client
 # has nearly spent waits for it instead of running into 429s. (The 95%-of-the-quota figure is
 # the bench's: tools/bench.sh, case quota.)
 . "$(dirname "$0")/../lib.sh"
@@ -35,6 +36,19 @@ for _ in $(seq 100); do # another client spends the quota first: until the bucke
 done
 curl -sS -X POST "$MODEL_URL/stats/reset" >/dev/null
 start spent "$T/in12.csv"
+start_model_server --rpm 600 --tpm 100000 --latency-ms 20
+url[anthropic]=$MODEL_URL
+curl -sS -o /dev/null -D "$T/anthropic.h" "$MODEL_URL/v1/messages" -H 'anthropic-version: 2023-06-01' \
+  -d '{"model":"m","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}'
+expect_contains "anthropic dialect: the request limit" "$T/anthropic.h" "anthropic-ratelimit-requests-limit: 600"
+expect_contains "anthropic dialect: the token limit" "$T/anthropic.h" "anthropic-ratelimit-tokens-limit: 100000"
+check "anthropic dialect: resets as RFC 3339 times" \
+  grep -Eqi '^anthropic-ratelimit-requests-reset: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{3}Z' "$T/anthropic.h"
+curl -sS -X POST "$MODEL_URL/stats/reset" >/dev/null
+( ANTHROPIC_API_KEY=sk-ant-quota exec $RUNNEL run jobs/review_rating_anthropic.lua --set input="$T/in.csv" \
+    --set endpoint="$MODEL_URL" --set output="$T/anthropic.jsonl" --set errors="$T/anthropic.errors.jsonl" \
+    --state-dir "$T/state-anthropic" --no-progress --summary-json "$T/anthropic.json" >"$T/anthropic.log" 2>&1 ) &
+pid[anthropic]=$!
 
 # 1. nothing declared: the limits are learned, ~210 requests at 600 a minute with no storm of 429s
 finished learned
@@ -69,4 +83,14 @@ check "spent: its count held the pace back ($(sj "$T/spent.json" .model.quota.he
 check "spent: at most its first request answered 429 ($(stats spent | jq .status_429))" test "$(stats spent | jq .status_429)" -le 1
 check "spent: it went at the refill, a request a second ($(sj "$T/spent.json" .elapsed_s) s)" \
   jq -e '.elapsed_s >= (.written - 3) * 0.9' "$T/spent.json"
+
+# 4. model.anthropic, nothing declared: the limits are learned from anthropic-ratelimit-*
+finished anthropic
+check "anthropic: every record written" jq -e '.written == .read - .filtered and .dead_lettered == 0' "$T/anthropic.json"
+expect_eq "anthropic: the limits the server announced" "600 100000" \
+  "$(sj "$T/anthropic.json" '"\(.model.quota.announced.requests) \(.model.quota.announced.tokens)"')"
+check "anthropic: paced at most at the 600 requests a minute announced ($(sj "$T/anthropic.json" .model.quota.paced_per_min.requests))" \
+  jq -e '.model.quota.paced_per_min.requests | . >= 570 and . <= 600' "$T/anthropic.json"
+share=$(stats anthropic | jq -r '.status_429 / .requests')
+check "anthropic: at most 1% of requests answered 429 (share $share)" awk -v s="$share" 'BEGIN { exit !(s <= 0.01) }'
 finish

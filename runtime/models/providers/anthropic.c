@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "core/http.h"
 #include "models/providers/anthropic_int.h"
@@ -200,21 +201,27 @@ static int anthropic_build(void *self, const struct model_call *call, struct htt
 }
 
 /* The rate-limit state of one answer from anthropic-ratelimit-*: the request limit, and of the
- * three token limits (tokens, input-tokens, output-tokens) the one with the fewest left. */
+ * three token limits (tokens, input-tokens, output-tokens) the one with the fewest left, with
+ * its limit, so models/quota.c learns the quota as it does from OpenAI's x-ratelimit-*. Resets
+ * are RFC 3339 times, measured from the wall clock to the millisecond. */
 static void read_limits(const struct anthropic *p, const struct http_response *a, struct provider_verdict *v)
 {
     static const char prefix[] = "anthropic-ratelimit-";
     static const char *const token_limits[] = {"tokens-", "input-tokens-", "output-tokens-"};
-    int64_t remaining[3] = {-1, -1, -1}, reset[3] = {-1, -1, -1};
-    time_t now = p->fixed_time ? p->fixed_time : time(NULL);
+    int64_t remaining[3] = {-1, -1, -1}, reset[3] = {-1, -1, -1}, limit[3] = {-1, -1, -1};
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    time_t now = p->fixed_time ? p->fixed_time : wall.tv_sec;
+    int64_t into_second_ms = p->fixed_time ? 0 : wall.tv_nsec / 1000000; /* the parse counts from a whole second */
     for (size_t i = 0; i < a->header_count; i++) {
         const struct http_header *h = &a->headers[i];
         if (h->name_len <= sizeof prefix - 1 || strncasecmp(h->name, prefix, sizeof prefix - 1) != 0) continue;
         const char *rest = h->name + sizeof prefix - 1;
-        int64_t *remaining_to = NULL, *reset_to = NULL;
+        int64_t *remaining_to = NULL, *reset_to = NULL, *limit_to = NULL;
         if (strncasecmp(rest, "requests-", 9) == 0) {
             remaining_to = &v->remaining_requests;
             reset_to = &v->reset_requests_ms;
+            limit_to = &v->limit_requests;
             rest += 9;
         } else {
             for (int k = 0; k < 3; k++) {
@@ -222,20 +229,30 @@ static void read_limits(const struct anthropic *p, const struct http_response *a
                 if (strncasecmp(rest, token_limits[k], n) == 0) {
                     remaining_to = &remaining[k];
                     reset_to = &reset[k];
+                    limit_to = &limit[k];
                     rest += n;
                     break;
                 }
             }
         }
         if (!remaining_to) continue;
-        if (strcasecmp(rest, "remaining") == 0 && h->value_len) *remaining_to = strtoll(h->value, NULL, 10);
-        else if (strcasecmp(rest, "reset") == 0) *reset_to = provider_parse_rfc3339_ms(h->value, h->value_len, now);
+        if (strcasecmp(rest, "remaining") == 0 && h->value_len) {
+            *remaining_to = strtoll(h->value, NULL, 10);
+        } else if (strcasecmp(rest, "limit") == 0 && h->value_len) {
+            int64_t n = strtoll(h->value, NULL, 10);
+            *limit_to = n > 0 ? n : -1;
+        } else if (strcasecmp(rest, "reset") == 0) {
+            int64_t ms = provider_parse_rfc3339_ms(h->value, h->value_len, now);
+            *reset_to = ms > into_second_ms ? ms - into_second_ms : ms < 0 ? -1 : 0;
+            v->resets_are_times = 1;
+        }
     }
     for (int k = 0; k < 3; k++) {
         if (remaining[k] < 0) continue;
         if (v->remaining_tokens < 0 || remaining[k] < v->remaining_tokens) {
             v->remaining_tokens = remaining[k];
             v->reset_tokens_ms = reset[k];
+            v->limit_tokens = limit[k];
         }
     }
 }
