@@ -166,50 +166,34 @@ static void format_rfc3339(char *out, size_t n, double ms_from_now)
     snprintf(out, n, "%s.%03lldZ", whole, at_ms % 1000);
 }
 
-/* Anthropic's anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}. */
-static void anthropic_headers(struct MHD_Response *response, const struct ms_quota_ticket *t)
+/* One bucket's three headers, named as the dialect names them: "x-ratelimit-limit-requests"
+ * (OpenAI, the reset a duration) or "anthropic-ratelimit-requests-limit" (the reset a time). */
+static void bucket_headers(struct MHD_Response *response, enum ms_quota_dialect dialect, const char *unit, long limit,
+                           long long remaining, double reset_ms)
 {
-    char text[64];
-    if (ms_quota_config.rpm > 0) {
-        snprintf(text, sizeof text, "%ld", ms_quota_config.rpm);
-        MHD_add_response_header(response, "anthropic-ratelimit-requests-limit", text);
-        snprintf(text, sizeof text, "%lld", t->remaining_requests);
-        MHD_add_response_header(response, "anthropic-ratelimit-requests-remaining", text);
-        format_rfc3339(text, sizeof text, t->reset_requests_ms);
-        MHD_add_response_header(response, "anthropic-ratelimit-requests-reset", text);
+    static const char *const fields[] = {"limit", "remaining", "reset"};
+    char names[3][64], text[64];
+    for (int i = 0; i < 3; i++) {
+        if (dialect == MS_QUOTA_ANTHROPIC) snprintf(names[i], sizeof names[i], "anthropic-ratelimit-%s-%s", unit, fields[i]);
+        else snprintf(names[i], sizeof names[i], "x-ratelimit-%s-%s", fields[i], unit);
     }
-    if (ms_quota_config.tpm > 0) {
-        snprintf(text, sizeof text, "%ld", ms_quota_config.tpm);
-        MHD_add_response_header(response, "anthropic-ratelimit-tokens-limit", text);
-        snprintf(text, sizeof text, "%lld", t->remaining_tokens);
-        MHD_add_response_header(response, "anthropic-ratelimit-tokens-remaining", text);
-        format_rfc3339(text, sizeof text, t->reset_tokens_ms);
-        MHD_add_response_header(response, "anthropic-ratelimit-tokens-reset", text);
-    }
+    snprintf(text, sizeof text, "%ld", limit);
+    MHD_add_response_header(response, names[0], text);
+    snprintf(text, sizeof text, "%lld", remaining);
+    MHD_add_response_header(response, names[1], text);
+    if (dialect == MS_QUOTA_ANTHROPIC) format_rfc3339(text, sizeof text, reset_ms);
+    else format_duration(text, sizeof text, reset_ms);
+    MHD_add_response_header(response, names[2], text);
 }
 
 void ms_quota_headers(struct MHD_Response *response, const struct ms_quota_ticket *t)
 {
     if (!t->on) return;
     char text[64];
-    if (t->dialect == MS_QUOTA_ANTHROPIC) {
-        anthropic_headers(response, t);
-    } else if (ms_quota_config.rpm > 0) {
-        snprintf(text, sizeof text, "%ld", ms_quota_config.rpm);
-        MHD_add_response_header(response, "x-ratelimit-limit-requests", text);
-        snprintf(text, sizeof text, "%lld", t->remaining_requests);
-        MHD_add_response_header(response, "x-ratelimit-remaining-requests", text);
-        format_duration(text, sizeof text, t->reset_requests_ms);
-        MHD_add_response_header(response, "x-ratelimit-reset-requests", text);
-    }
-    if (t->dialect == MS_QUOTA_OPENAI && ms_quota_config.tpm > 0) {
-        snprintf(text, sizeof text, "%ld", ms_quota_config.tpm);
-        MHD_add_response_header(response, "x-ratelimit-limit-tokens", text);
-        snprintf(text, sizeof text, "%lld", t->remaining_tokens);
-        MHD_add_response_header(response, "x-ratelimit-remaining-tokens", text);
-        format_duration(text, sizeof text, t->reset_tokens_ms);
-        MHD_add_response_header(response, "x-ratelimit-reset-tokens", text);
-    }
+    if (ms_quota_config.rpm > 0)
+        bucket_headers(response, t->dialect, "requests", ms_quota_config.rpm, t->remaining_requests, t->reset_requests_ms);
+    if (ms_quota_config.tpm > 0)
+        bucket_headers(response, t->dialect, "tokens", ms_quota_config.tpm, t->remaining_tokens, t->reset_tokens_ms);
     if (t->refused) {
         snprintf(text, sizeof text, "%.0f", ceil(t->retry_ms / 1000) > 1 ? ceil(t->retry_ms / 1000) : 1);
         MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, text);
