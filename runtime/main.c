@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/fdlimit.h"
@@ -59,6 +60,7 @@ static void usage(FILE *out)
             "  --limit N              read at most N records\n"
             "  --summary-json PATH    also write the run summary as JSON\n"
             "  --metrics-file PATH    write the job's metrics (Prometheus text) at every checkpoint\n"
+            "  --metrics-listen HOST:PORT  serve them live on GET http://HOST:PORT/metrics\n"
             "  --state-dir DIR        checkpoints and caches (default .runnel)\n"
             "  --resume               continue a killed or stopped batch job from its checkpoint\n"
             "  --no-cache             do not use the model response cache\n"
@@ -198,9 +200,56 @@ static json_t *describe_table(lua_State *L, int tbl, int depth)
     return o;
 }
 
+/* The path of the first sink.jsonl of the job's sinks (options at opts), or NULL. */
+static json_t *describe_output(lua_State *L, int opts)
+{
+    json_t *path = json_null();
+    lua_getfield(L, opts, "sinks");
+    int sinks = lua_gettop(L);
+    for (lua_Integer i = 1; lua_istable(L, sinks) && i <= (lua_Integer)luaL_len(L, sinks) && json_is_null(path); i++) {
+        lua_geti(L, sinks, i);
+        const char *type = luajob_decl_type(L, -1);
+        if (type && !strcmp(type, "jsonl")) {
+            const char *p = opt_string(L, luajob_decl_options(L, -1), "path", NULL);
+            if (p) path = json_string(p);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return path;
+}
+
+/* The field the dashboard counts: the model's output field when it declares one, else the
+ * first (by name) integer or string field among several. NULL when there is no model. */
+static json_t *describe_label(lua_State *L, int opts)
+{
+    json_t *label = json_null();
+    if (!opt_push(L, opts, "predict")) return label;
+    int declared = opt_push(L, luajob_decl_options(L, -1), "output");
+    if (declared && lua_istable(L, -1)) {
+        int tbl = lua_gettop(L);
+        const char *best = NULL;
+        lua_pushnil(L);
+        while (lua_next(L, tbl)) { /* the key at -2, the field's declaration at -1 */
+            const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+            if (lua_istable(L, -1)) lua_getfield(L, -1, "type");
+            else lua_pushvalue(L, -1);
+            const char *type = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+            if (name && (!type || !strcmp(type, "integer") || !strcmp(type, "string")) && (!best || strcmp(name, best) < 0))
+                best = name; /* a key of the table: alive while it is */
+            lua_pop(L, 2);
+        }
+        if (best) label = json_string(best);
+    }
+    lua_pop(L, declared ? 3 : 2); /* output, the model's options, the model */
+    return label;
+}
+
 /* `runnel check JOB.lua --describe`: what the supervisor needs, without running job code in its
- * own process: {"job", "file", "serve", "schedule", "dead_letters" (a JSONL errors sink's path)}.
- * The values were checked when job{} ran. */
+ * own process: {"job", "file", "serve", "schedule", "dead_letters" (a JSONL errors sink's path),
+ * "output" (the first JSONL sink's path), "label" (the field the dashboard counts)}. The values
+ * were checked when job{} ran. */
 static void describe_job(lua_State *L, const char *script, const char *name)
 {
     int opts = luajob_decl_options(L, -1);
@@ -226,6 +275,8 @@ static void describe_job(lua_State *L, const char *script, const char *name)
         lua_pop(L, 1);
     }
     json_object_set_new(o, "dead_letters", dead);
+    json_object_set_new(o, "output", describe_output(L, opts));
+    json_object_set_new(o, "label", describe_label(L, opts));
     lua_pop(L, 1);
     char *text = json_dumps(o, JSON_COMPACT);
     printf("%s\n", text);
@@ -332,6 +383,21 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--metrics-file")) {
             NEED_VALUE();
             ro.metrics_file = next;
+        } else if (!strcmp(a, "--metrics-listen")) {
+            NEED_VALUE();
+            ro.metrics_listen = next;
+        } else if (!strcmp(a, "--metrics-fd")) {
+            NEED_VALUE();
+            char *end;
+            long fd = strtol(next, &end, 10);
+            struct stat st;
+            if (*end || end == next || fd < 3 || fd > INT32_MAX || fstat((int)fd, &st) || !S_ISSOCK(st.st_mode)) {
+                fprintf(stderr, "runnel: --metrics-fd needs the number of an open socket (3 or more), got '%s' "
+                                "(runnel serve passes it)\n", next);
+                free(params);
+                return 2;
+            }
+            ro.metrics_fd = (int)fd;
         } else if (!strcmp(a, "--state-dir")) {
             NEED_VALUE();
             env.state_dir = next;
@@ -350,7 +416,7 @@ int main(int argc, char **argv)
         } else if (a[0] == '-') {
             /* the options parsed above, --describe (check's only) last */
             static const char *const options[] = {"--mode", "--set", "--limit", "--summary-json", "--metrics-file",
-                                                  "--state-dir", "--resume", "--no-cache", "--progress", "--no-progress",
+                                                  "--metrics-listen", "--metrics-fd", "--state-dir", "--resume", "--no-cache", "--progress", "--no-progress",
                                                   "--quiet", "--describe"};
             size_t count = sizeof options / sizeof options[0];
             const char *near = options_closest(a, options, checking ? count : count - 1);

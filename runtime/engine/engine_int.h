@@ -128,6 +128,8 @@ struct pipeline {
 
     struct metrics *metrics;
     struct pipeline_metrics m;
+    struct exporter *exporter;    /* --metrics-fd, --metrics-listen (serve/exporter.h), or NULL */
+    struct buf exposition;        /* the registry's text, rendered for the exporter */
     struct sink_record record;    /* the record being written */
     struct sink_record letter;    /* the dead letter being written */
     struct buf scratch;
@@ -146,8 +148,12 @@ struct pipeline {
     double last_progress;
     struct loop *loop;            /* the job's one event loop (env->loop): the only place the job sleeps */
     struct loop_timer checkpoint_timer, progress_timer, stop_timer; /* they only wake the loop */
+    struct loop_timer metrics_timer;  /* the exporter's next text */
     struct buf progress_line;     /* the progress line, made again at each redraw */
 };
+
+/* summary.c: hand the registry's text to the exporter (a no-op without one). */
+void summary_publish_metrics(struct pipeline *p);
 
 /* pipeline.c: the job cannot go on; the first error wins. */
 void pipeline_fail(struct pipeline *p, const struct rn_err *err);

@@ -20,6 +20,7 @@
 #include "lua/job.h"
 #include "models/model.h"
 #include "core/log.h"
+#include "serve/exporter.h"
 
 void pipeline_fail(struct pipeline *p, const struct rn_err *err)
 {
@@ -234,10 +235,15 @@ static int open_metrics(struct pipeline *p, struct rn_err *err)
     struct metrics *m = p->metrics;
     static const double seconds[] = {0.001, 0.005, 0.025, 0.1, 0.5, 2.5, 10};
     p->m.read = metrics_counter(m, "runnel_records_read_total", "Records read from the source, bad input included.", NULL, 0, err);
-    p->m.filtered = metrics_counter(m, "runnel_records_filtered_total", "Records filter or map dropped.", NULL, 0, err);
-    p->m.written = metrics_counter(m, "runnel_records_written_total", "Records every sink acknowledged.", NULL, 0, err);
-    p->m.dead = metrics_counter(m, "runnel_records_dead_lettered_total",
-                                "Records sent to the dead-letter sink (by a stage, or rejected by a sink).", NULL, 0, err);
+    /* how each record read ended, one family: written + filtered + dead_lettered = read (batch) */
+    static const char help[] = "Records by how they ended: written (every sink acknowledged), filtered (filter or map "
+                               "dropped them), dead_lettered (a stage failed them, or a sink rejected them).";
+    struct metric_label outcome = {"outcome", "written"};
+    p->m.written = metrics_counter(m, "runnel_records_total", help, &outcome, 1, err);
+    outcome.value = "filtered";
+    p->m.filtered = metrics_counter(m, "runnel_records_total", help, &outcome, 1, err);
+    outcome.value = "dead_lettered";
+    p->m.dead = metrics_counter(m, "runnel_records_total", help, &outcome, 1, err);
     p->m.script_errors = metrics_counter(m, "runnel_script_errors_total", "Errors raised by filter or map.", NULL, 0, err);
     p->m.checkpoints = metrics_counter(m, "runnel_checkpoints_total", "Checkpoints taken (sinks flushed, source committed).",
                                        NULL, 0, err);
@@ -365,12 +371,15 @@ static void pipeline_close(struct pipeline *p)
     record_free(&p->letter);
     buf_free(&p->scratch);
     buf_free(&p->progress_line);
+    exporter_close(p->exporter);
+    buf_free(&p->exposition);
     metrics_free(p->metrics);
     fdlimit_spare_release(&p->spare_fd);
     if (p->loop) {
         loop_timer_cancel(p->loop, &p->checkpoint_timer);
         loop_timer_cancel(p->loop, &p->progress_timer);
         loop_timer_cancel(p->loop, &p->stop_timer);
+        loop_timer_cancel(p->loop, &p->metrics_timer);
     }
 }
 
@@ -475,6 +484,10 @@ static int run_loop(struct pipeline *p, struct rn_err *err)
         }
         /* checkpoint_interval 0: a checkpoint at every turn, and no timer to wake an idle job for it */
         if (p->checkpoint_ms > 0) loop_timer_at(p->loop, &p->checkpoint_timer, next_checkpoint);
+        if (exporter_due(p->exporter, now_ms)) {
+            summary_publish_metrics(p);
+            loop_timer_at(p->loop, &p->metrics_timer, now_ms + EXPORTER_INTERVAL_MS); /* an idle job publishes too */
+        }
         if (p->opts->progress) {
             double now = rn_now();
             if (now - p->last_progress >= PROGRESS_INTERVAL_S) {
@@ -496,6 +509,7 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
     loop_timer_init(&p->checkpoint_timer, NULL, NULL);
     loop_timer_init(&p->progress_timer, NULL, NULL);
     loop_timer_init(&p->stop_timer, NULL, NULL);
+    loop_timer_init(&p->metrics_timer, NULL, NULL);
     p->env = env;
     p->L = env->L;
     p->opts = opts;
@@ -506,6 +520,7 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
     record_init(&p->letter, env->L, env->fieldorder_ref);
     buf_init(&p->scratch);
     buf_init(&p->progress_line);
+    buf_init(&p->exposition);
     env->pipeline = p;
     env->drain = pipeline_drain;
     int rc = -1;
@@ -514,6 +529,9 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
     env->loop = p->loop;
     if (env->stop_fd > 0 && loop_watch(p->loop, env->stop_fd, LOOP_READ, loop_take_eventfd, NULL, err))
         goto done; /* a stop wakes the loop; the turn reads *env->stop_requested */
+    if (!(p->exporter = exporter_open(opts->metrics_fd > 0 ? opts->metrics_fd : -1, opts->metrics_listen, err)) && err->msg[0])
+        goto done;
+    if (exporter_url(p->exporter)) log_info("metrics on %s", exporter_url(p->exporter));
     snprintf(p->checkpoint_path, sizeof p->checkpoint_path, "%s/%s.checkpoint.json", env->state_dir, env->job_name);
     int job = lua_gettop(p->L);
     p->started = rn_now();
@@ -535,6 +553,7 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
         if (rc == 0 && !p->stopped && !env->streaming && opts->limit == 0)
             unlink(p->checkpoint_path); /* complete: nothing to resume */
         if (!opts->quiet) summary_print(p, status, elapsed);
+        summary_publish_metrics(p); /* the run's final figures */
         struct rn_err merr;
         if (summary_write_metrics(p, &merr) && rc == 0) {
             *err = merr;

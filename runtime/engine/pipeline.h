@@ -14,6 +14,8 @@ struct run_options {
     int64_t limit;              /* stop after reading this many records (0: no limit) */
     const char *summary_json;   /* write the summary as JSON here, or NULL */
     const char *metrics_file;   /* write the metrics (Prometheus text) here at every checkpoint and at the end */
+    int metrics_fd;             /* publish them every second on this socket (runnel serve's); 0: none */
+    const char *metrics_listen; /* serve them on GET http://HOST:PORT/metrics; NULL: no */
     int progress;               /* 1: show a progress line (stderr is a terminal) */
     int quiet;                  /* no summary on stderr */
 };

@@ -11,6 +11,7 @@
 #include "engine/evaluate.h"
 #include "models/model.h"
 #include "core/log.h"
+#include "serve/exporter.h"
 
 static void fmt_count(char *out, size_t n, uint64_t v)
 {
@@ -131,6 +132,14 @@ int summary_write_json(struct pipeline *p, const char *status, double elapsed, c
     fdlimit_spare_take(&p->spare_fd);
     buf_free(&b);
     return rc;
+}
+
+void summary_publish_metrics(struct pipeline *p)
+{
+    if (!p->exporter) return;
+    buf_clear(&p->exposition);
+    metrics_write_prometheus(p->metrics, &p->exposition);
+    exporter_publish(p->exporter, p->exposition.data ? p->exposition.data : "", p->exposition.len, rn_now_ms());
 }
 
 int summary_write_metrics(struct pipeline *p, struct rn_err *err)
