@@ -662,6 +662,7 @@ static void handle_done(struct model *m, struct slot *s)
      * connecting and our own queueing do not count */
     int64_t rtt_us = r->timings.starttransfer_us - r->timings.pretransfer_us;
     limits_answer(&m->limits, v.rate_limited, v.outcome == PROVIDER_OK, rtt_us > 0 ? rtt_us : 0, now, on_wire(m));
+    if (v.rate_limited) metric_inc(m->stats.rate_limited);
     if (v.outcome == PROVIDER_OK) {
         handle_answer(m, s, &answer, &v, now);
         return;
@@ -888,6 +889,7 @@ int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, s
     if (advance(m, err)) return -1;
     if (m->loop) loop_timer_at(m->loop, &m->wake, next_due_ms(m, m->now_ms));
     metric_set(m->stats.in_flight, (double)model_in_flight(m));
+    metric_set(m->stats.window, m->limits.adaptive ? m->limits.window : (double)m->limits.concurrency);
     if (m->fatal.len) return rn_fail(err, "%s", m->fatal.data);
     return 0;
 }

@@ -212,6 +212,8 @@ struct stats {
     struct metric *answers_without_usage; /* parsed answers that reported no tokens (a server without `usage`) */
     struct metric *tokens_cache_read, *tokens_cache_write; /* of tokens_in */
     struct metric *latency_seconds, *in_flight, *cost_usd;
+    struct metric *rate_limited;  /* answers that refused for rate (429, or the provider's equivalent) */
+    struct metric *window;        /* the calls allowed in flight now: the "auto" window, else concurrency */
     char first_failure[768];   /* "POST URL: reason (what to check)" of the first record failed; redacted */
     /* batch mode: records sent through batches (spooled, or joining a resumed one), answers that
      * came from them (and validated), records they did not answer that went live, and that were

@@ -64,6 +64,8 @@ int stats_open(struct stats *s, struct metrics *registry, const char *provider, 
         {offsetof(struct stats, ok), "runnel_model_answers_ok_total", "Records the model answered validly (cache hits included)."},
         {offsetof(struct stats, failed), "runnel_model_answers_failed_total", "Records the model failed for good."},
         {offsetof(struct stats, retried), "runnel_model_retries_total", "Requests that were a retry of an earlier attempt."},
+        {offsetof(struct stats, rate_limited), "runnel_model_rate_limited_total",
+         "Answers that refused the request for rate (HTTP 429, or the provider's equivalent)."},
         {offsetof(struct stats, invalid_answers), "runnel_model_invalid_answers_total", "Answers that did not validate."},
         {offsetof(struct stats, corrections), "runnel_model_corrections_total", "Correction calls after an invalid answer."},
         {offsetof(struct stats, corrected), "runnel_model_corrected_total", "Correction calls whose answer validated."},
@@ -97,7 +99,10 @@ int stats_open(struct stats *s, struct metrics *registry, const char *provider, 
                                            &label, 1, latency_bounds, sizeof latency_bounds / sizeof latency_bounds[0], err);
     s->in_flight = metrics_gauge(registry, "runnel_model_calls_in_flight", "Records waiting for the model now.", &label, 1, err);
     s->cost_usd = metrics_gauge(registry, "runnel_model_cost_usd", "Estimated cost so far (from price).", &label, 1, err);
-    return s->latency_seconds && s->in_flight && s->cost_usd ? 0 : -1;
+    s->window = metrics_gauge(registry, "runnel_model_concurrency_window",
+                              "Calls allowed in flight now: the window with concurrency = \"auto\", else the concurrency.",
+                              &label, 1, err);
+    return s->latency_seconds && s->in_flight && s->cost_usd && s->window ? 0 : -1;
 }
 
 void stats_close(struct stats *s)

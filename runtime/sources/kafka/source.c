@@ -19,9 +19,11 @@
 #include "formats/format.h"
 #include "engine/plugin.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 #define METADATA_TIMEOUT_MS 10000
 #define EXCERPT_BYTES 1024
+#define LAG_INTERVAL_MS 1000
 
 enum start_kind { START_COMMITTED, START_EARLIEST, START_LATEST, START_TIME };
 
@@ -34,6 +36,7 @@ struct part {
     int64_t read;       /* offset after the last message returned (progress) */
     int64_t advanced;   /* offset after the last advanced record: what commit writes (-1: none) */
     int64_t committed;  /* the offset last committed (-1: none) */
+    struct metric *lag; /* runnel_kafka_consumer_lag of it (in the job's registry), once assigned */
 };
 
 struct topic {
@@ -73,6 +76,7 @@ struct kafka_source {
     int closing;
     int revoking;                     /* inside the rebalance callback, giving partitions up */
     int failed;                       /* a rebalance step failed: next() stops the job */
+    int64_t lag_due_ms;               /* when the lag gauges are set next (monotonic) */
     struct rn_err fail;
     struct buf scratch;
 };
@@ -308,9 +312,41 @@ static int handle_message(struct kafka_source *s, const rd_kafka_message_t *m, s
     return status;
 }
 
+/* runnel_kafka_consumer_lag{topic,partition}: the high watermark librdkafka last saw for the
+ * partition (cached from fetches: no request to the brokers) minus the next offset this runner
+ * reads; NaN while the partition is not assigned here, or before the runner read from it. */
+static void update_lag(struct kafka_source *s)
+{
+    int64_t now = rn_now_ms();
+    if (now < s->lag_due_ms || !s->env->metrics) return;
+    s->lag_due_ms = now + LAG_INTERVAL_MS;
+    for (size_t ti = 0; ti < s->ntopics; ti++)
+        for (int32_t i = 0; i < s->topics[ti].nparts; i++) {
+            struct part *p = &s->topics[ti].parts[i];
+            if (!p->lag && p->owned) {
+                char number[16];
+                snprintf(number, sizeof number, "%d", (int)i);
+                struct metric_label labels[2] = {{"topic", s->topics[ti].name}, {"partition", number}};
+                struct rn_err err;
+                p->lag = metrics_gauge(s->env->metrics, "runnel_kafka_consumer_lag",
+                                       "Messages of the partition after the next one this runner reads (NaN: not "
+                                       "assigned here, or nothing read from it yet).", labels, 2, &err);
+            }
+            if (!p->lag) continue;
+            int64_t low, high;
+            double lag = NAN;
+            if (p->owned && p->read >= 0 &&
+                rd_kafka_get_watermark_offsets(s->rk, s->topics[ti].name, i, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                high >= 0)
+                lag = high > p->read ? (double)(high - p->read) : 0;
+            metric_set(p->lag, lag);
+        }
+}
+
 static enum source_status ks_next(void *self, struct source_pos *pos, struct rn_err *err)
 {
     struct kafka_source *s = self;
+    update_lag(s);
     for (;;) {
         if (s->failed) {
             *err = s->fail;
