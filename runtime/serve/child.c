@@ -19,7 +19,7 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
-int child_spawn(struct child *c, const char *exe, char *const argv[], int capture_stdout, int log_fd,
+int child_spawn(struct child *c, const char *exe, char *const argv[], int capture_stdout, int log_fd, int pass_fd,
                 struct rn_err *err)
 {
     c->pid = 0;
@@ -57,6 +57,8 @@ int child_spawn(struct child *c, const char *exe, char *const argv[], int captur
         dup2(devnull, 0);
         if (out_pipe[1] >= 0) dup2(out_pipe[1], 1);
         dup2(err_pipe[1], 2);
+        if (pass_fd == 3) fcntl(3, F_SETFD, 0); /* dup2 onto itself would keep FD_CLOEXEC */
+        else if (pass_fd > 3) dup2(pass_fd, 3);
         execv(exe, argv);
         static const char msg[] = "runnel: serve: cannot exec the runner\n";
         ssize_t ignored = write(2, msg, sizeof msg - 1);

@@ -33,9 +33,10 @@ struct child {
 };
 
 /* Start exe with argv (argv[0] shown in ps; NULL-terminated) with stdin from /dev/null, stderr on
- * a pipe, stdout on a pipe when capture_stdout, else the supervisor's. c must be zeroed or
- * finished. -1 and err naming argv[1..2] on failure. */
-int child_spawn(struct child *c, const char *exe, char *const argv[], int capture_stdout, int log_fd,
+ * a pipe, stdout on a pipe when capture_stdout, else the supervisor's. pass_fd (-1: none) is
+ * the child's descriptor 3 (the metrics socket); the caller still owns and closes it. c must be
+ * zeroed or finished. -1 and err naming argv[1..2] on failure. */
+int child_spawn(struct child *c, const char *exe, char *const argv[], int capture_stdout, int log_fd, int pass_fd,
                 struct rn_err *err);
 
 /* Read what fd (c->err_fd or c->out_fd) holds now, at most 64 KiB. At end of file the pipe is

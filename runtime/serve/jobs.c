@@ -48,6 +48,7 @@ void jobs_run_free(struct job_run *run)
     if (!run) return;
     child_free(&run->child);
     if (run->log_fd >= 0) close(run->log_fd);
+    if (run->metrics_fd >= 0) close(run->metrics_fd);
     free(run);
 }
 
@@ -58,6 +59,10 @@ static void job_free(struct serve_job *job)
     tz_free(job->tz);
     free(job->dead_letters);
     free(job->last_summary);
+    buf_free(&job->metrics);
+    labels_free(job->labels);
+    free(job->output);
+    free(job->label_field);
     free(job->file);
     free(job);
 }
@@ -173,6 +178,16 @@ int jobs_apply_describe(struct serve_job *job, const char *json_text, struct rn_
         free(job->dead_letters);
         const char *dead = json_string_value(json_object_get(o, "dead_letters"));
         job->dead_letters = dead ? rn_strdup(dead) : NULL;
+        const char *output = json_string_value(json_object_get(o, "output"));
+        const char *label = json_string_value(json_object_get(o, "label"));
+        if (!job->output || !output || strcmp(job->output, output)) { /* another file: read it from its start */
+            labels_free(job->labels);
+            job->labels = NULL;
+        }
+        free(job->output);
+        job->output = output ? rn_strdup(output) : NULL;
+        free(job->label_field);
+        job->label_field = label ? rn_strdup(label) : NULL;
         job->described = 1;
         rc = 0;
     }
@@ -214,6 +229,8 @@ json_t *jobs_json(const struct serve_job *job, int detail)
     json_object_set_new(o, "uptime_s", run ? json_real((double)(now_ms - run->child.started_wall_ms) / 1000.0) : json_null());
     json_object_set_new(o, "restarts", json_integer(job->restarts_total));
     json_object_set_new(o, "last_error", string_or_null(job->last_error));
+    json_object_set_new(o, "output", string_or_null(job->output));
+    json_object_set_new(o, "label", string_or_null(job->label_field));
     int scheduled = job->described && job->spec.scheduled;
     json_object_set_new(o, "next_run", scheduled && !job->suspended ? time_json(job, job->next_fire_ms, 0) : json_null());
     if (!detail) return o;

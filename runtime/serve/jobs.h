@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include "core/tz.h"
 #include "serve/child.h"
+#include "serve/labels.h"
 #include "serve/restart.h"
 #include "serve/spec.h"
 
@@ -34,6 +35,7 @@ struct job_run {
     int64_t scheduled_ms;    /* the firing it runs for; 0 if none */
     int stop_requested;      /* the supervisor asked it to stop: a clean end is STOPPED */
     int log_fd;              /* STATE/serve/JOB.log, where its stderr goes; owned */
+    int metrics_fd;          /* the socket its metrics come on (serve/exporter.h); owned; -1: none */
     char summary_path[PATH_MAX + 256];
 };
 
@@ -73,6 +75,10 @@ struct serve_job {
     char last_error[CHILD_LINE_MAX];
     char *last_summary;              /* the last run's --summary-json text */
     int64_t last_exit_code;          /* -1: none yet */
+    struct buf metrics;              /* the main run's last metrics text (kept after it ends) */
+    struct label_watch *labels;      /* GET /jobs/NAME/labels: its output read so far; NULL until asked */
+    char *output;                    /* its first JSONL sink's path, or NULL */
+    char *label_field;               /* its model's first output field, or NULL */
 };
 
 struct job_table {

@@ -18,12 +18,14 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "serve/api.h"
 #include "serve/cronjob.h"
+#include "serve/scrape.h"
 #include "serve/supervisor_int.h"
 
 #define DESCRIBE_TIMEOUT_MS 30000
@@ -66,7 +68,7 @@ void sup_start_run(struct supervisor *s, struct serve_job *job, const char *trig
     struct rn_err err;
     if (job->nruns == JOB_MAX_RUNS) return;
     struct job_run *run = rn_calloc(1, sizeof *run);
-    run->child.err_fd = run->child.out_fd = -1;
+    run->child.err_fd = run->child.out_fd = run->metrics_fd = -1;
     snprintf(run->job, sizeof run->job, "%s", job->name);
     run->trigger = trigger;
     run->scheduled_ms = scheduled_ms;
@@ -79,8 +81,18 @@ void sup_start_run(struct supervisor *s, struct serve_job *job, const char *trig
     if (run->log_fd < 0) sup_note(job, "%s: cannot open the job's log: %s", log, strerror(errno));
     const char *mode = job->spec.mode == SERVE_BATCH ? "batch" : "stream";
     char *argv[] = {"runnel", "run", job->file, "--mode", (char *)mode, "--state-dir", s->state_dir,
-                    "--summary-json", run->summary_path, "--no-progress", NULL};
-    if (child_spawn(&run->child, s->exe, argv, 0, run->log_fd, &err)) {
+                    "--summary-json", run->summary_path, "--no-progress", "--metrics-fd", "3", NULL};
+    int pair[2] = {-1, -1}; /* the run's metrics: one message per text (serve/exporter.h) */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair)) {
+        sup_note(job, "cannot make the metrics socket: %s; the run's metrics are not shown", strerror(errno));
+        argv[10] = NULL;
+    } else {
+        fcntl(pair[0], F_SETFL, O_NONBLOCK);
+    }
+    run->metrics_fd = pair[0];
+    int spawned = child_spawn(&run->child, s->exe, argv, 0, run->log_fd, pair[1], &err);
+    if (pair[1] >= 0) close(pair[1]);
+    if (spawned) {
         set_error(job, err.msg);
         sup_note(job, "FAILED: %s", err.msg);
         jobs_run_free(run);
@@ -88,6 +100,7 @@ void sup_start_run(struct supervisor *s, struct serve_job *job, const char *trig
         return;
     }
     watch_fd(s, run->child.err_fd);
+    watch_fd(s, run->metrics_fd);
     run->id = history_started(s->history, job->name, job->file, trigger, scheduled_ms, run->child.started_wall_ms,
                               (long)run->child.pid, &err);
     if (run->id < 0) sup_note(job, "history: %s", err.msg);
@@ -212,6 +225,7 @@ static void on_run_exit(struct supervisor *s, struct serve_job *job, int index, 
     struct job_run *run = job->runs[index];
     long pid = (long)run->child.pid;
     child_finish(&run->child);
+    scrape_receive(job, index); /* its last text: the run's final figures */
     int64_t now = sup_wall_ms(), running_ms = now - run->child.started_wall_ms;
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1, sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     char error[CHILD_LINE_MAX] = "";
@@ -260,7 +274,7 @@ static void start_describe(struct supervisor *s, struct serve_job *job)
     child_free(&job->describe);
     char *argv[] = {"runnel", "check", job->file, "--describe", NULL};
     struct rn_err err;
-    if (child_spawn(&job->describe, s->exe, argv, 1, -1, &err)) {
+    if (child_spawn(&job->describe, s->exe, argv, 1, -1, -1, &err)) {
         set_error(job, err.msg);
         job->ready = 0;
         if (!job->nruns) job->state = JOB_FAILED;
@@ -486,11 +500,16 @@ static void on_child_fd(struct supervisor *s, int fd)
             child_read(&job->describe, fd);
             return;
         }
-        for (int r = 0; r < job->nruns; r++)
+        for (int r = 0; r < job->nruns; r++) {
             if (fd == job->runs[r]->child.err_fd) {
                 child_read(&job->runs[r]->child, fd);
                 return;
             }
+            if (fd == job->runs[r]->metrics_fd) {
+                scrape_receive(job, r);
+                return;
+            }
+        }
     }
 }
 

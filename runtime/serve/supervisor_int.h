@@ -1,4 +1,4 @@
-/* supervisor_int.h: the supervisor's insides, shared by supervisor.c and cronjob.c only. */
+/* supervisor_int.h: the supervisor's insides, shared by supervisor.c, cronjob.c and scrape.c only. */
 #ifndef RUNNEL_SERVE_SUPERVISOR_INT_H
 #define RUNNEL_SERVE_SUPERVISOR_INT_H
 
