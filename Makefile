@@ -104,7 +104,9 @@ VEGA_MODULES := vega-util vega-canvas vega-loader vega-format vega-time vega-sca
                 vega-functions vega-runtime vega-parser vega-view vega-view-transforms vega-encode \
                 vega-transforms vega-wordcloud
 SERVE_ASSETS := vega.js=build/gen/vega.js \
-                report.js=runtime/serve/assets/report.js report.css=runtime/serve/assets/report.css
+                report.js=runtime/serve/assets/report.js report.css=runtime/serve/assets/report.css \
+                dashboard.html=runtime/serve/assets/dashboard.html dashboard.js=runtime/serve/assets/dashboard.js \
+                dashboard.css=runtime/serve/assets/dashboard.css
 
 $(VEGA_DIR)/%.min.js:
 	@echo "$@ is missing: install Debian's libjs-vega (make deps)" >&2; exit 1

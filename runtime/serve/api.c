@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "serve/assets.h"
+#include "serve/scrape.h"
 #include "serve/supervisor.h"
 
 #define LIMIT_MAX 10000
@@ -63,6 +65,63 @@ static enum MHD_Result error(struct MHD_Connection *conn, unsigned status, const
     json_object_set_new(o, "error", json_string(b.data));
     buf_free(&b);
     return answer(conn, status, o);
+}
+
+static enum MHD_Result answer_text(struct MHD_Connection *conn, const char *type, const char *data, size_t len,
+                                   int copy)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, copy ? MHD_RESPMEM_MUST_FREE
+                                                                                     : MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+/* The dashboard's page and the files it loads, compiled in (serve/assets.h): "/" and
+ * "/assets/NAME". No job data: these need no token (the page asks for it, see dashboard.js). */
+static enum MHD_Result static_route(struct MHD_Connection *conn, const char *url, const char *method)
+{
+    const char *name = !strcmp(url, "/") || !strcmp(url, "/dashboard") ? "dashboard.html" : url + 8;
+    const struct serve_asset *asset = serve_asset(name);
+    if (!asset || !strcmp(name, "report.js") || !strcmp(name, "report.css"))
+        return error(conn, MHD_HTTP_NOT_FOUND, "%s %s: no such file", method, url);
+    if (strcmp(method, "GET") && strcmp(method, "HEAD")) return error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "%s %s: use GET", method, url);
+    const char *dot = strrchr(name, '.');
+    const char *type = !strcmp(dot, ".html") ? "text/html; charset=utf-8"
+                       : !strcmp(dot, ".css") ? "text/css; charset=utf-8" : "text/javascript; charset=utf-8";
+    return answer_text(conn, type, (const char *)asset->data, asset->len, 0);
+}
+
+/* ?NAME=field: a field name given in the query, else def. */
+static const char *field_arg(struct MHD_Connection *conn, const char *name, const char *def)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+    return v && *v ? v : def;
+}
+
+/* GET /jobs/NAME/labels[?label=F&text=F]: the label distribution and phrases of its output. */
+static enum MHD_Result labels_route(struct MHD_Connection *conn, const char *url, struct serve_job *job)
+{
+    if (!job->output)
+        return error(conn, MHD_HTTP_NOT_FOUND, "GET %s: job %s has no JSONL sink (sink.jsonl{...}) to count labels in", url,
+                     job->name);
+    const char *label = field_arg(conn, "label", job->label_field), *text = field_arg(conn, "text", "summary");
+    if (!label)
+        return error(conn, MHD_HTTP_NOT_FOUND, "GET %s: job %s has no model output field to count; name one with ?label=FIELD",
+                     url, job->name);
+    struct label_watch *w = job->labels;
+    if (w && (strcmp(labels_field(w), label) || strcmp(labels_text_field(w), text))) {
+        labels_free(w);
+        w = job->labels = NULL;
+    }
+    if (!w) w = job->labels = labels_new(job->output, label, text);
+    struct rn_err err;
+    if (labels_update(w, &err)) return error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "GET %s: %s", url, err.msg);
+    json_t *o = labels_json(w);
+    json_object_set_new(o, "job", json_string(job->name));
+    return answer(conn, MHD_HTTP_OK, o);
 }
 
 /* ?limit=N: default when absent; -1 (and a 400 queued) when it is not 1..LIMIT_MAX. */
@@ -162,6 +221,10 @@ static enum MHD_Result job_route(struct api *a, struct MHD_Connection *conn, con
     }
     enum MHD_Result rc = MHD_NO;
     struct rn_err err;
+    if (!strcmp(action, "labels")) {
+        if (!get) return error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "%s %s: use GET", method, url);
+        return labels_route(conn, url, job);
+    }
     if (!strcmp(action, "runs") || !strcmp(action, "dead-letters")) {
         if (!get) return error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "%s %s: use GET", method, url);
         int runs = action[0] == 'r';
@@ -191,7 +254,7 @@ static enum MHD_Result job_route(struct api *a, struct MHD_Connection *conn, con
             if (status) return error(conn, (unsigned)status, "POST %s: %s", url, err.msg);
             return answer(conn, MHD_HTTP_ACCEPTED, jobs_json(job, 1));
         }
-    return error(conn, MHD_HTTP_NOT_FOUND, "%s %s: no such endpoint (a job has runs, dead-letters, start, stop, restart, run)",
+    return error(conn, MHD_HTTP_NOT_FOUND, "%s %s: no such endpoint (a job has runs, dead-letters, labels, start, stop, restart, run)",
                  method, url);
 }
 
@@ -222,6 +285,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (!strcmp(url, "/") || !strcmp(url, "/dashboard") || !strncmp(url, "/assets/", 8)) return static_route(conn, url, method);
     if (!token_ok(a, conn))
         return error(conn, MHD_HTTP_UNAUTHORIZED, "%s %s: needs the header Authorization: Bearer TOKEN (serve --token-file)",
                      method, url);
@@ -238,7 +302,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return answer(conn, MHD_HTTP_OK, o);
     }
     if (!strncmp(url, "/jobs/", 6)) return job_route(a, conn, url, method, url + 6);
-    return error(conn, MHD_HTTP_NOT_FOUND, "%s %s: no such endpoint (/health, /jobs, /jobs/NAME/...)", method, url);
+    if (!strcmp(url, "/metrics")) {
+        if (!get) return error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "%s %s: use GET", method, url);
+        struct buf text;
+        buf_init(&text);
+        scrape_write(supervisor_jobs(a->sup), &text);
+        if (!text.data) buf_put(&text, "", 0);
+        return answer_text(conn, "text/plain; version=0.0.4; charset=utf-8", text.data, text.len, 1); /* MHD frees it */
+    }
+    return error(conn, MHD_HTTP_NOT_FOUND, "%s %s: no such endpoint (/, /health, /jobs, /jobs/NAME/..., /metrics)", method, url);
 }
 
 /* ---- the server ---- */

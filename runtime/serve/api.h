@@ -5,6 +5,8 @@
  *   GET  /health                       GET /jobs                  GET /jobs/NAME
  *   POST /jobs/NAME/start|stop|restart|run
  *   GET  /jobs/NAME/runs?limit=N       GET /jobs/NAME/dead-letters?limit=N
+ *   GET  /jobs/NAME/labels             GET /metrics (Prometheus text, serve/scrape.h)
+ *   GET  / (the dashboard)             GET /assets/NAME (its files, compiled in; no token needed)
  *
  * Errors answer with a status and {"error": "what is wrong"}. Loopback by default; a listen
  * address beyond loopback needs a token file, and with one every request needs
