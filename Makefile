@@ -19,6 +19,8 @@ DEB_PACKAGES += libjs-vega
 # Only `make test` needs these (chromium is large): the report test opens a page in it, whose
 # fonts (the word cloud measures its words) must be there without apt's recommends.
 TEST_PACKAGES := chromium fonts-dejavu-core
+# The dashboard's test drives Chromium with npm's puppeteer-core (tests/dashboard/package-lock.json).
+TEST_PACKAGES += nodejs npm
 
 # Sources are found in runtime/'s folders (see runtime/README.md). A plugin whose library is
 # missing can be left out: WITHOUT_KAFKA=1 builds without source.kafka and sink.kafka.

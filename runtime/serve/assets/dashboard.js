@@ -152,12 +152,15 @@
   function donutSpec(data) {
     var rows = data.labels.map(function (d, i) { return { index: i, label: d.label, count: d.count }; });
     var total = data.labelled;
+    /* numeric labels (ratings): red for the lowest, green for the highest */
+    var numeric = rows.length > 1 && rows.every(function (d) { return d.label !== "" && !isNaN(+d.label); });
+    var domain = rows.map(function (d) { return d.label; });
+    if (numeric) domain.sort(function (a, b) { return +a - +b; });
     return {
       width: 420, height: 260, padding: 4, autosize: "none",
       data: [{ name: "labels", values: rows, transform: [{ type: "pie", field: "count", sort: false }] }],
-      scales: [{ name: "colour", type: "ordinal", domain: rows.map(function (d) { return d.label; }),
-                 range: { scheme: rows.length > 1 && rows.every(function (d) { return !isNaN(+d.label); }) ? "redyellowgreen" : "tableau10",
-                          count: Math.max(rows.length, 3) } }],
+      scales: [{ name: "colour", type: "ordinal", domain: domain,
+                 range: { scheme: numeric ? "redyellowgreen" : "tableau10", count: Math.max(rows.length, 3) } }],
       marks: [
         { type: "arc", from: { data: "labels" }, encode: { enter: {
             x: { value: 130 }, y: { value: 130 }, innerRadius: { value: 66 }, outerRadius: { value: 122 },
