@@ -40,7 +40,7 @@ UNIT_SRC     := $(wildcard tests/unit/test_*.c)
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=build/unit/%)
 TOOLS        := bin/model-server bin/gen-reviews bin/kafka-dev bin/schema-registry-dev bin/es-dev
 
-.PHONY: all deps test test-fast demo bench fuzz clean help asan
+.PHONY: all deps test test-fast demo bench fuzz clean help asan install
 
 all: bin/runnel $(TOOLS)
 
@@ -51,6 +51,7 @@ help:
 	@echo "make demo     install, build, start the model server, rate the sample reviews"
 	@echo "make bench    the performance benchmark"
 	@echo "make fuzz     run each fuzz target for a short time"
+	@echo "make install  the runner, its Lua helpers, the man page, a systemd unit (PREFIX, DESTDIR)"
 	@echo "make clean    remove build outputs"
 
 # ---- dependencies -------------------------------------------------------------------
@@ -190,6 +191,21 @@ test:
 	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(TEST_PACKAGES)"
 	@$(MAKE) --no-print-directory all build/asan/runnel $(UNIT_BIN)
 	@bash tests/run.sh
+
+# ---- install ------------------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=staging]: the runner (the dashboard and the report's
+# files are compiled into it), the Lua helpers scripts/ (found at ../share/runnel/scripts from
+# the binary), the manual page and an example systemd unit for runnel serve.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: bin/runnel
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/runnel/scripts $(DESTDIR)$(PREFIX)/share/doc/runnel/examples
+	install -m 755 bin/runnel $(DESTDIR)$(PREFIX)/bin/runnel
+	cd scripts && find . -type d -exec install -d "$(abspath $(DESTDIR)$(PREFIX))/share/runnel/scripts/{}" \; && \
+	  find . -type f -name '*.lua' -exec install -m 644 {} "$(abspath $(DESTDIR)$(PREFIX))/share/runnel/scripts/{}" \;
+	install -m 644 doc/runnel.1 $(DESTDIR)$(PREFIX)/share/man/man1/runnel.1
+	install -m 644 doc/runnel-serve.service $(DESTDIR)$(PREFIX)/share/doc/runnel/examples/runnel-serve.service
 
 # ---- demo ---------------------------------------------------------------------------
 demo: deps

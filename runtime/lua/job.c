@@ -707,7 +707,8 @@ int luajob_call(lua_State *L, int nargs, int nresults, struct rn_err *err)
     return 0;
 }
 
-/* The directory holding scripts/: $RUNNEL_LIB, else <binary>/../scripts. */
+/* The directory holding scripts/: $RUNNEL_LIB, else <binary>/../scripts (the source tree), else
+ * <binary>/../share/runnel/scripts (where `make install` puts them). */
 static void scripts_dir(char *out, size_t n)
 {
     const char *lib = getenv("RUNNEL_LIB");
@@ -719,6 +720,10 @@ static void scripts_dir(char *out, size_t n)
     char *slash = strrchr(exe, '/');
     if (slash) *slash = '\0';
     if ((size_t)snprintf(out, n, "%.*s/../scripts", (int)(n > 12 ? n - 12 : 0), exe) >= n) snprintf(out, n, "scripts");
+    struct stat st;
+    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) return;
+    if ((size_t)snprintf(out, n, "%.*s/../share/runnel/scripts", (int)(n > 26 ? n - 26 : 0), exe) >= n)
+        snprintf(out, n, "scripts");
 }
 
 /* Add kind.name{...} (e.g. source.csv) to the table at the top of the stack. */
