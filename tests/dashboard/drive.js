@@ -26,7 +26,7 @@ async function step(name, fn) {
   let code = 0;
   try {
     const page = await browser.newPage();
-    await page.setViewport({ width: 1180, height: 760 });
+    await page.setViewport({ width: 1180, height: 650 });
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
     const row = `tr[data-job="${job}"]`;

@@ -110,6 +110,15 @@ echo "serve with 30 jobs: idle CPU ${cpu_pct}% over 3 s, RSS ${rss_kb} kB (its 1
 check "idle: serve's CPU below 1% (${cpu_pct}%)" awk -v c="$cpu_pct" 'BEGIN { exit !(c < 1.0) }'
 check "serve's RSS below 32 MB (${rss_kb} kB)" test "$rss_kb" -lt 32768
 expect_eq "GET /jobs answers for 30" 30 "$(api /jobs | jq '.jobs | length')"
+# the same with a dashboard open: /jobs, /metrics and /health once a second for 3 s
+api /metrics > "$T/metrics30.txt"
+expect_eq "GET /metrics has the state of all 30" 30 "$(grep -cE '^runnel_job_state\{.*state="(RUNNING|SCHEDULED)"\} 1$' "$T/metrics30.txt")"
+check "and every stream's records (published by its run)" test "$(grep -c '^runnel_records_read_total{job="stream' "$T/metrics30.txt")" = 10
+before=$(ticks); t0=$(date +%s%N)
+for _ in 1 2 3; do api /jobs >/dev/null; api /metrics >/dev/null; api /health >/dev/null; sleep 1; done
+after=$(ticks); t1=$(date +%s%N)
+busy_pct=$(awk -v d=$((after - before)) -v hz="$hz" -v ns=$((t1 - t0)) 'BEGIN { printf "%.2f", 100 * d / hz / (ns / 1e9) }')
+echo "serve with 30 jobs and a dashboard polling: CPU ${busy_pct}%, RSS $(awk '/^VmRSS/ { print $2 }' "/proc/$SERVE_PID/status") kB, /metrics $(wc -c < "$T/metrics30.txt") bytes"
 stop_serve
 alive=0; for p in $CHILDREN; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
 expect_eq "serve exits 0, its 10 children ended" "0 10 0" "$SERVE_RC $(echo $CHILDREN | wc -w) $alive"
