@@ -116,7 +116,7 @@ return job {
   sinks = sink.jsonl { path = "$T/hand.jsonl" },
 }
 LUA
-$RUNNEL run "$T/hand.lua" --no-progress --quiet --state-dir "$T/hand-state" --metrics-listen 127.0.0.1:0 2>"$T/hand.err" &
+$RUNNEL run "$T/hand.lua" --no-progress --state-dir "$T/hand-state" --metrics-listen 127.0.0.1:0 2>"$T/hand.err" &
 HAND=$!
 _pids+=("$HAND")
 check "runnel run --metrics-listen says where" wait_for 20 grep -q 'metrics on http://' "$T/hand.err"
