@@ -61,14 +61,6 @@
 
   function number(v) { return v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US"); }
 
-  function cell(tr, text, cls) {
-    var td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    tr.appendChild(td);
-    return td;
-  }
-
   function verb(job, name) {
     request("POST", "/jobs/" + encodeURIComponent(job) + "/" + name)
       .then(function () { problem(""); poll(); })
@@ -81,54 +73,78 @@
     p.hidden = !text;
   }
 
-  function button(td, job, name, enabled) {
-    var b = document.createElement("button");
-    b.textContent = name;
-    b.setAttribute("data-verb", name);
-    b.disabled = !enabled;
-    b.addEventListener("click", function (e) { e.stopPropagation(); verb(job, name); });
-    td.appendChild(b);
+  var COLUMNS = ["name", "state", "mode", "rate", "read", "written", "dead", "lag", "restarts", "error", "actions"];
+
+  /* A job's row, made once and kept (its cells and buttons are updated in place, so a click
+   * never lands on a node the last poll replaced). */
+  function row(body, name) {
+    var tr = body.querySelector('tr[data-job="' + CSS.escape(name) + '"]');
+    if (tr) return tr;
+    tr = document.createElement("tr");
+    tr.setAttribute("data-job", name);
+    COLUMNS.forEach(function (c) {
+      var td = document.createElement("td");
+      td.setAttribute("data-column", c);
+      if (["rate", "read", "written", "dead", "lag", "restarts"].indexOf(c) >= 0) td.className = "num";
+      if (c === "error") td.className = "error-text";
+      tr.appendChild(td);
+    });
+    var badge = document.createElement("span");
+    tr.querySelector('[data-column="state"]').appendChild(badge);
+    ["start", "stop", "run"].forEach(function (v) {
+      var b = document.createElement("button");
+      b.textContent = v;
+      b.setAttribute("data-verb", v);
+      b.addEventListener("click", function (e) { e.stopPropagation(); verb(name, v); });
+      tr.querySelector('[data-column="actions"]').appendChild(b);
+    });
+    tr.querySelector('[data-column="name"]').textContent = name;
+    tr.addEventListener("click", function () { selected = name; chosen = true; drawn = { donut: "", cloud: "" }; labels(); poll(); });
+    body.appendChild(tr);
+    return tr;
+  }
+
+  function set(tr, column, text) {
+    var td = tr.querySelector('[data-column="' + column + '"]');
+    if (td.textContent !== text) td.textContent = text;
+    return td;
   }
 
   function table(jobs, metrics, now) {
     var body = document.querySelector("#jobs tbody");
-    var rows = document.createDocumentFragment();
+    var names = {};
     jobs.forEach(function (j) {
+      names[j.name] = true;
       var m = metrics[j.name] || {};
       var read = sum(m.runnel_records_read_total, {});
       var prev = previous[j.name], rate = null;
       if (read !== null && prev && prev.read !== null && now > prev.at) rate = Math.max(0, (read - prev.read) * 1000 / (now - prev.at));
       if (read !== null && (!prev || prev.read !== read || now - prev.at > 5000)) previous[j.name] = { read: read, at: now };
       else if (prev && prev.read === read) rate = j.state === "RUNNING" ? 0 : null;
-      var tr = document.createElement("tr");
-      tr.setAttribute("data-job", j.name);
+      var tr = row(body, j.name);
       tr.setAttribute("data-state", j.state);
-      if (j.name === selected) tr.className = "selected";
-      cell(tr, j.name);
-      var st = cell(tr, "");
-      var badge = document.createElement("span");
+      tr.className = j.name === selected ? "selected" : "";
+      var badge = tr.querySelector('[data-column="state"] span');
       badge.className = "state " + j.state;
       badge.textContent = j.state;
-      st.appendChild(badge);
-      cell(tr, j.mode || "–");
-      cell(tr, rate === null ? "–" : rate.toFixed(rate < 10 ? 1 : 0), "num");
-      cell(tr, number(read), "num");
-      cell(tr, number(sum(m.runnel_records_total, { outcome: "written" })), "num");
-      cell(tr, number(sum(m.runnel_records_total, { outcome: "dead_lettered" })), "num");
-      cell(tr, number(sum(m.runnel_kafka_consumer_lag, {})), "num");
-      cell(tr, String(j.restarts), "num");
-      var err = cell(tr, j.last_error || "", "error-text");
-      err.title = j.last_error || "";
-      var actions = cell(tr, "");
+      set(tr, "mode", j.mode || "–");
+      set(tr, "rate", rate === null ? "–" : rate.toFixed(rate < 10 ? 1 : 0));
+      set(tr, "read", number(read));
+      set(tr, "written", number(sum(m.runnel_records_total, { outcome: "written" })));
+      set(tr, "dead", number(sum(m.runnel_records_total, { outcome: "dead_lettered" })));
+      set(tr, "lag", number(sum(m.runnel_kafka_consumer_lag, {})));
+      set(tr, "restarts", String(j.restarts));
+      set(tr, "error", j.last_error || "").title = j.last_error || "";
       var active = j.state === "RUNNING" || j.state === "RESTARTING" || j.state === "SCHEDULED";
-      button(actions, j.name, "start", !active && j.state !== "CREATED");
-      button(actions, j.name, "stop", active);
-      if (j.mode === "batch") button(actions, j.name, "run", j.state !== "RUNNING" && j.state !== "CREATED");
-      tr.addEventListener("click", function () { selected = j.name; chosen = true; drawn = { donut: "", cloud: "" }; labels(); poll(); });
-      rows.appendChild(tr);
+      tr.querySelector('button[data-verb="start"]').disabled = active || j.state === "CREATED";
+      tr.querySelector('button[data-verb="stop"]').disabled = !active;
+      var run = tr.querySelector('button[data-verb="run"]');
+      run.hidden = j.mode !== "batch";
+      run.disabled = j.state === "RUNNING" || j.state === "CREATED";
     });
-    while (body.firstChild) body.removeChild(body.firstChild);
-    body.appendChild(rows);
+    Array.prototype.slice.call(body.querySelectorAll("tr")).forEach(function (tr) {
+      if (!names[tr.getAttribute("data-job")]) body.removeChild(tr);
+    });
   }
 
   function poll() {
