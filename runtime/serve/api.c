@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "serve/address.h"
 #include "serve/assets.h"
 #include "serve/scrape.h"
 #include "serve/supervisor.h"
@@ -340,45 +340,29 @@ static char *read_token(const char *path, struct rn_err *err)
 
 struct api *api_start(struct supervisor *sup, const char *listen, const char *token_file, struct rn_err *err)
 {
-    char host[256];
-    const char *colon = strrchr(listen, ':');
-    if (!colon || colon == listen || !colon[1] || (size_t)(colon - listen) >= sizeof host) {
-        rn_fail(err, "--listen %s: expected HOST:PORT, such as 127.0.0.1:8080", listen);
-        return NULL;
-    }
-    snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
-    if (host[0] == '[' && host[strlen(host) - 1] == ']') { /* [::1]:8080 */
-        memmove(host, host + 1, strlen(host));
-        host[strlen(host) - 1] = '\0';
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai;
-    int gai = getaddrinfo(host, colon + 1, &hints, &ai);
-    if (gai) {
-        rn_fail(err, "--listen %s: %s", listen, gai_strerror(gai));
-        return NULL;
-    }
+    struct listen_address addr;
+    if (address_resolve(&addr, "--listen", listen, "127.0.0.1:8080", err)) return NULL;
     struct api *a = rn_calloc(1, sizeof *a);
     a->sup = sup;
-    if (!token_file && !is_loopback(ai->ai_addr)) {
+    if (!token_file && !is_loopback(addr.ai->ai_addr)) {
         rn_fail(err, "--listen %s is not a loopback address: give --token-file FILE as well, so that every request "
                      "needs Authorization: Bearer TOKEN", listen);
         goto fail;
     }
     if (token_file && !(a->token = read_token(token_file, err))) goto fail;
-    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-    a->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (addr.v6 ? MHD_USE_IPv6 : 0);
+    a->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, addr.ai->ai_addr,
                                  MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
     if (!a->daemon) {
         rn_fail(err, "--listen %s: cannot listen there (in use, or not an address of this machine)", listen);
         goto fail;
     }
     const union MHD_DaemonInfo *port = MHD_get_daemon_info(a->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    int v6 = ai->ai_family == AF_INET6;
-    snprintf(a->url, sizeof a->url, "http://%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", port ? port->port : 0);
-    freeaddrinfo(ai);
+    address_url(&addr, port ? port->port : 0, a->url, sizeof a->url);
+    address_free(&addr);
     return a;
 fail:
-    freeaddrinfo(ai);
+    address_free(&addr);
     api_stop(a);
     return NULL;
 }

@@ -2,10 +2,10 @@
 #include "serve/exporter.h"
 
 #include "core/log.h"
+#include "serve/address.h"
 
 #include <errno.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,26 +57,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static int listen_on(struct exporter *e, const char *listen, struct rn_err *err)
 {
-    char host[256];
-    const char *colon = strrchr(listen, ':');
-    if (!colon || colon == listen || !colon[1] || (size_t)(colon - listen) >= sizeof host)
-        return rn_fail(err, "--metrics-listen %s: expected HOST:PORT, such as 127.0.0.1:9464", listen);
-    snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
-    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-        memmove(host, host + 1, strlen(host));
-        host[strlen(host) - 1] = '\0';
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai;
-    int gai = getaddrinfo(host, colon + 1, &hints, &ai);
-    if (gai) return rn_fail(err, "--metrics-listen %s: %s", listen, gai_strerror(gai));
-    int v6 = ai->ai_family == AF_INET6;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-    e->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, e, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+    struct listen_address addr;
+    if (address_resolve(&addr, "--metrics-listen", listen, "127.0.0.1:9464", err)) return -1;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (addr.v6 ? MHD_USE_IPv6 : 0);
+    e->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, e, MHD_OPTION_SOCK_ADDR, addr.ai->ai_addr,
                                  MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (!e->daemon) return rn_fail(err, "--metrics-listen %s: cannot listen there (in use, or not an address of this machine)", listen);
+    if (!e->daemon) {
+        address_free(&addr);
+        return rn_fail(err, "--metrics-listen %s: cannot listen there (in use, or not an address of this machine)", listen);
+    }
     const union MHD_DaemonInfo *port = MHD_get_daemon_info(e->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    snprintf(e->url, sizeof e->url, "http://%s%s%s:%u/metrics", v6 ? "[" : "", host, v6 ? "]" : "", port ? port->port : 0);
+    address_url(&addr, port ? port->port : 0, e->url, sizeof e->url - 8);
+    strcat(e->url, "/metrics");
+    address_free(&addr);
     return 0;
 }
 
