@@ -102,7 +102,8 @@ static const struct standin_option option_specs[] = {
      "require 'Authorization: Bearer K' on /v1/*, else 401; the dialects want it in their\n"
      "      own header (api-key, x-api-key, x-goog-api-key, X-Api-Key, or a bearer)"},
     {"--aws-access-key-id", STANDIN_TEXT, &dialect_config.aws_access_key_id, 0, 0,
-     "Bedrock: require a SigV4 signature made with this key id and --aws-secret-access-key"},
+     "Bedrock and /endpoints/NAME/invocations (service sagemaker): require a SigV4 signature\n"
+     "      made with this key id and --aws-secret-access-key"},
     {"--aws-secret-access-key", STANDIN_TEXT, &dialect_config.aws_secret_access_key, 0, 0,
      "Bedrock: the secret key the signature is checked with"},
     {"--google-key", STANDIN_TEXT, &dialect_config.google_key, 0, 0,

@@ -59,8 +59,7 @@ static bool auth_field(const char *auth, const char *name, char *out, size_t n)
     return true;
 }
 
-/* Whether the request's signature is the one its key makes; else the refusal is in a. */
-static bool signature_holds(const struct dialect_request *r, const char *auth, struct dialect_answer *a)
+bool dialect_sigv4_holds(const struct dialect_request *r, const char *auth, const char *service, struct dialect_answer *a)
 {
     char credential[256], signed_names[512], signature[80];
     if (!auth_field(auth, "Credential=", credential, sizeof credential) ||
@@ -82,8 +81,10 @@ static bool signature_holds(const struct dialect_request *r, const char *auth, s
         aws_error(a, 403, "UnrecognizedClientException", "The security token included in the request is invalid.");
         return false;
     }
-    if (strcmp(parts[3], "bedrock") != 0) {
-        aws_error(a, 403, "InvalidSignatureException", "Credential should be scoped to correct service: 'bedrock'.");
+    if (strcmp(parts[3], service) != 0) {
+        char message[128];
+        snprintf(message, sizeof message, "Credential should be scoped to correct service: '%s'.", service);
+        aws_error(a, 403, "InvalidSignatureException", message);
         return false;
     }
     const char *date = dialect_request_header(r, "x-amz-date");
@@ -111,7 +112,7 @@ static bool signature_holds(const struct dialect_request *r, const char *auth, s
         headers[n++] = (struct sigv4_header){name, value};
     }
     struct sigv4_request request = {r->method, r->url, NULL, headers, n, r->body ? r->body : "", r->body_len};
-    struct sigv4_credentials cred = {parts[0], r->config->aws_secret_access_key, parts[2], "bedrock"};
+    struct sigv4_credentials cred = {parts[0], r->config->aws_secret_access_key, parts[2], service};
     struct buf expected, canonical;
     buf_init(&expected);
     buf_init(&canonical);
@@ -144,7 +145,7 @@ static bool authorized(const struct dialect_request *r, struct dialect_answer *a
     }
     if (auth && strncmp(auth, "AWS4-HMAC-SHA256 ", 17) == 0) {
         if (!c->aws_access_key_id || !c->aws_secret_access_key) return true; /* no key to check against */
-        return signature_holds(r, auth, a);
+        return dialect_sigv4_holds(r, auth, "bedrock", a);
     }
     if (!c->api_key && !c->aws_access_key_id) return true;
     aws_error(a, 403, "MissingAuthenticationTokenException", "Missing Authentication Token");

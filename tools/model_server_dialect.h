@@ -87,6 +87,10 @@ char *dialect_decode(const char *s, size_t n, bool form);
 /* Whether text holds the marker ("[[safety]]" and the like: how a test asks a dialect for a
  * refusal or a filtered answer). */
 bool dialect_marked(const char *text, const char *marker);
+/* Whether an "AWS4-HMAC-SHA256 ..." Authorization (auth) is the signature --aws-access-key-id
+ * and --aws-secret-access-key make for the request and service, its date within 5 minutes;
+ * else a 403 in AWS's words is in a (model_server_bedrock.c). */
+bool dialect_sigv4_holds(const struct dialect_request *r, const char *auth, const char *service, struct dialect_answer *a);
 /* "2024-05-01T12:00:30Z" for now + seconds (RFC 3339, UTC). */
 void dialect_rfc3339(char out[32], long seconds_from_now);
 

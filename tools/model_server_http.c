@@ -4,7 +4,9 @@
  * text, from the same lexicon as every dialect: label positive/neutral/negative (rating 4-5, 3,
  * 1-2), rating 1..5, stars a number (3 + 0.75 x the text's weight, within 1..5: a regression),
  * cluster praise/mixed/complaint (weight above, at, below zero). --api-key is wanted in
- * X-Api-Key. A rate fault is a 429 with Retry-After, an overload a 503. */
+ * X-Api-Key; a request signed with SigV4 (as SageMaker's runtime wants) instead is checked
+ * against --aws-access-key-id and --aws-secret-access-key for the service sagemaker. A rate fault is a 429 with Retry-After, an
+ * overload a 503. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +38,12 @@ static json_t *prediction(const char *text)
 static void http_answer(const struct dialect_request *r, struct dialect_answer *a)
 {
     const char *want = r->config->api_key, *key = dialect_request_header(r, "X-Api-Key");
-    if (want && (!key || strcmp(key, want) != 0)) {
+    const char *auth = dialect_request_header(r, "Authorization");
+    bool aws = r->config->aws_access_key_id && r->config->aws_secret_access_key;
+    if (aws && auth && strncmp(auth, "AWS4-HMAC-SHA256 ", 17) == 0) { /* signed: the signature must hold */
+        if (!dialect_sigv4_holds(r, auth, "sagemaker", a)) return;
+    } else if (want ? !key || strcmp(key, want) != 0 : aws) {
+        dialect_header(a, "x-amzn-ErrorType", "MissingAuthenticationTokenException");
         dialect_json(a, 403, json_pack("{s:s}", "message", "Missing Authentication Token"));
         return;
     }

@@ -82,6 +82,10 @@ MODEL_URL=$URL/endpoints/sentiment/invocations MODEL_API_KEY=$KEY run sentiment 
 check "http classification: the labels follow OpenAI's ratings" \
   cmp -s <(jq -r '"\(.review_id) \(if .rating >= 4 then "positive" elif .rating == 3 then "neutral" else "negative" end)"' "$T/openai.jsonl" | sort) \
          <(jq -r '"\(.review_id) \(.sentiment)"' "$T/sentiment.jsonl" | sort)
+AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=$AWS_KEY_ID AWS_SECRET_ACCESS_KEY=$AWS_SECRET \
+  MODEL_URL=$URL/endpoints/sentiment/invocations run sagemaker jobs/review_sentiment_sagemaker.lua
+check "http sigv4 (sagemaker): every request signed and checked, the labels those of the key's job" \
+  cmp -s <(jq -r '"\(.review_id) \(.sentiment)"' "$T/sentiment.jsonl" | sort) <(jq -r '"\(.review_id) \(.sentiment)"' "$T/sagemaker.jsonl" | sort)
 MODEL_URL=$URL/endpoints/stars/invocations MODEL_API_KEY=$KEY run stars jobs/review_stars_http.lua
 check "http regression: a number within 1..5 per review, not all whole" \
   jq -e -s 'length == 299 and all(.[]; (.stars | type) == "number" and .stars >= 1 and .stars <= 5) and any(.[]; .stars != (.stars | floor))' "$T/stars.jsonl"
@@ -149,6 +153,9 @@ GEMINI_API_KEY=$WRONG run gemini_wrong jobs/review_rating_gemini.lua --set endpo
 fails_clearly gemini_wrong "model.gemini" "API_KEY_INVALID" "HTTP 400"
 MODEL_URL=$URL/endpoints/x/invocations MODEL_API_KEY=$WRONG run http_wrong jobs/review_sentiment_http.lua
 fails_clearly http_wrong "model.http" "refused the credentials" "HTTP 403"
+AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=$AWS_KEY_ID AWS_SECRET_ACCESS_KEY=$WRONG \
+  MODEL_URL=$URL/endpoints/x/invocations run sagemaker_wrong jobs/review_sentiment_sagemaker.lua
+fails_clearly sagemaker_wrong "model.http" "signature we calculated does not match" "HTTP 403"
 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=$AWS_KEY_ID AWS_SECRET_ACCESS_KEY=$WRONG AWS_SESSION_TOKEN=$WRONG-session \
   run bedrock_wrong jobs/review_rating_bedrock.lua --set endpoint="$URL"
 fails_clearly bedrock_wrong "model.bedrock" "InvalidSignatureException" "HTTP 403"

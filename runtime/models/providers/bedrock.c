@@ -107,26 +107,11 @@ static void put_segment(struct buf *b, const char *s)
     }
 }
 
-/* The value of the option, or of the environment variable; added to the secrets when it came
- * from the environment (the engine knows only the options). NULL when neither is set. */
+/* An AWS credential from the option, else the environment variable (common_credential). */
 static const char *credential(lua_State *L, int opts, const char *option, const char *variable,
                               const struct provider_setup *setup, struct rn_err *err, int *failed)
 {
-    const char *value;
-    if (common_read_key(L, opts, option, &value, err)) {
-        *failed = 1;
-        return NULL;
-    }
-    if (value) return value;
-    value = getenv(variable);
-    if (!value || !*value) return NULL;
-    if (common_has_control(value)) {
-        rn_fail(err, "%s: $%s holds a control character", option, variable);
-        *failed = 1;
-        return NULL;
-    }
-    if (setup->secrets) secret_set_add(setup->secrets, value);
-    return value;
+    return common_credential(L, opts, option, variable, "", setup->secrets, failed, err);
 }
 
 static const struct reserved_field own_fields[] = {

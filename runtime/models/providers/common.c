@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/secret.h"
 #include "formats/json.h"
 #include "lua/job.h"
 
@@ -108,6 +109,25 @@ int common_read_key(lua_State *L, int opts, const char *name, const char **value
     lua_pop(L, 1);
     if (*key) *value = key;
     return 0;
+}
+
+const char *common_credential(lua_State *L, int tbl, const char *option, const char *variable, const char *prefix,
+                              struct secret_set *secrets, int *failed, struct rn_err *err)
+{
+    const char *value;
+    if (common_read_key(L, tbl, option, &value, err)) {
+        *failed = 1;
+        return NULL;
+    }
+    if (!value) value = getenv(variable);
+    if (!value || !*value) return NULL;
+    if (common_has_control(value)) {
+        rn_fail(err, "%s%s: $%s holds a control character", prefix, option, variable);
+        *failed = 1;
+        return NULL;
+    }
+    if (secrets) secret_set_add(secrets, value);
+    return value;
 }
 
 int common_check_url(lua_State *L, int idx, struct rn_err *err)

@@ -41,6 +41,14 @@ int common_read_headers(struct header_list *h, lua_State *L, int opts, const cha
  * a control character fails, naming the option. */
 int common_read_key(lua_State *L, int opts, const char *name, const char **value, struct rn_err *err);
 
+/* An AWS credential: the key option `option` of the table at tbl (a string or secret()), else
+ * the environment variable; added to secrets (when not NULL) so no message shows it. NULL when
+ * neither is set; *failed set and err (the option named after prefix: "", "auth.sigv4.") when
+ * it cannot be read. The string lives in the Lua state or the environment. */
+struct secret_set;
+const char *common_credential(lua_State *L, int tbl, const char *option, const char *variable, const char *prefix,
+                              struct secret_set *secrets, int *failed, struct rn_err *err);
+
 /* The option check of an http(s) URL without spaces or control characters. */
 int common_check_url(lua_State *L, int idx, struct rn_err *err);
 /* The option check of a name that goes into a URL path as it is (a deployment, a region, a

@@ -7,7 +7,11 @@
  * output fields. Headers, keys among them, come from the options.
  *
  * The template is parsed once at open; a body is one pass over its segments. Errors follow
- * the default (OpenAI's) HTTP rules, but a refused credential stops the job. */
+ * the default (OpenAI's) HTTP rules, but a refused credential stops the job. With
+ * auth = { sigv4 = { region, service } } every attempt is signed with AWS Signature Version 4
+ * (core/sigv4) at the time of that attempt, with the credentials of the standard AWS
+ * environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN): a SageMaker
+ * endpoint, POST /endpoints/{name}/invocations with service "sagemaker". */
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +19,7 @@
 #include <strings.h>
 
 #include "core/http.h"
+#include "core/sigv4.h"
 #include "formats/json.h"
 #include "lua/job.h"
 #include "models/providers/common.h"
@@ -39,6 +44,24 @@ static const struct option_spec http_options[] = {
                                           "\"\": the whole body", .check = check_pointer},
     {"headers", OPT_MAP, 0, NULL, .help = "HTTP headers, keys too: { [\"X-Api-Key\"] = secret(\"MODEL_KEY\") }",
      .value = OPT_VALUE(OPT_STRING, .secret = 1)},
+    {"auth", OPT_NESTED, 0, NULL, .help = "how requests are signed",
+     .fields = OPT_FIELDS({"sigv4", OPT_NESTED, 0, NULL,
+                           .help = "AWS Signature Version 4 of every attempt, with the credentials of $AWS_ACCESS_KEY_ID, "
+                                   "$AWS_SECRET_ACCESS_KEY and $AWS_SESSION_TOKEN",
+                           .fields = OPT_FIELDS({"region", OPT_STRING, 0, NULL, .help = "AWS region, e.g. \"us-east-1\"",
+                                                 .default_note = "$AWS_REGION, $AWS_DEFAULT_REGION",
+                                                 .check = common_check_path_name},
+                                                {"service", OPT_STRING, 1, NULL,
+                                                 .help = "the service signed for, e.g. \"sagemaker\"",
+                                                 .check = common_check_path_name},
+                                                {"access_key_id", OPT_STRING, 0, NULL, .help = "AWS access key id",
+                                                 .default_note = "$AWS_ACCESS_KEY_ID", .secret = 1},
+                                                {"secret_access_key", OPT_STRING, 0, NULL,
+                                                 .help = "AWS secret access key; never printed or logged",
+                                                 .default_note = "$AWS_SECRET_ACCESS_KEY", .secret = 1},
+                                                {"session_token", OPT_STRING, 0, NULL,
+                                                 .help = "AWS session token (temporary credentials)",
+                                                 .default_note = "$AWS_SESSION_TOKEN", .secret = 1})})},
     MODEL_TASK_OPTIONS,
     {"prompt", OPT_STRING_OR_FUNCTION, 0, "", .help = "template with {{field}} placeholders, or function(record) -> "
                                                       "string: {{prompt}} in body"},
@@ -67,7 +90,97 @@ struct http_model {
     int embedding;
     char *pointer;               /* the answer's JSON pointer; "" for the whole body */
     struct header_list headers;
+    struct sigv4_signer *signer; /* auth.sigv4, or NULL */
 };
+
+/* auth.sigv4: what every attempt is signed with. The keys are owned copies, wiped at close. */
+struct sigv4_signer {
+    char *host;                  /* as curl sends it in Host */
+    char *path, *query;          /* of the URL, as sent (query NULL when none) */
+    char *content_type;
+    char *region, *service;
+    char *access_key, *secret_key, *session_token;
+    time_t fixed_time;
+    struct buf authorization;    /* made per attempt */
+};
+
+static void wipe_free(char *s)
+{
+    if (!s) return;
+    explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+static void signer_free(struct sigv4_signer *g)
+{
+    if (!g) return;
+    free(g->host);
+    free(g->path);
+    free(g->query);
+    free(g->content_type);
+    free(g->region);
+    free(g->service);
+    wipe_free(g->access_key);
+    wipe_free(g->secret_key);
+    wipe_free(g->session_token);
+    if (g->authorization.data) explicit_bzero(g->authorization.data, g->authorization.cap);
+    buf_free(&g->authorization);
+    free(g);
+}
+
+/* Read auth.sigv4 (of the options table at opts) into p->signer, for p->url: 0 (p->signer NULL
+ * when there is none), or -1 and err naming the option or variable at fault. */
+static int signer_open(struct http_model *p, lua_State *L, int opts, const char *content_type,
+                       const struct provider_setup *setup, struct rn_err *err)
+{
+    if (!opt_push(L, opts, "auth")) return 0;
+    if (!opt_push(L, -1, "sigv4")) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int sigv4 = lua_gettop(L);
+    const char *region = opt_string(L, sigv4, "region", NULL), *service = opt_string(L, sigv4, "service", NULL);
+    struct sigv4_signer *g = rn_calloc(1, sizeof *g);
+    buf_init(&g->authorization);
+    p->signer = g;
+    g->fixed_time = setup->fixed_time;
+    if (!region || !*region) region = getenv("AWS_REGION");
+    if (!region || !*region) region = getenv("AWS_DEFAULT_REGION");
+    g->region = region && *region ? rn_strdup(region) : NULL;
+    g->service = service ? rn_strdup(service) : NULL;
+    int failed = 0;
+    const char *key_id = common_credential(L, sigv4, "access_key_id", "AWS_ACCESS_KEY_ID", "auth.sigv4.", setup->secrets, &failed, err);
+    const char *secret = failed ? NULL : common_credential(L, sigv4, "secret_access_key", "AWS_SECRET_ACCESS_KEY", "auth.sigv4.", setup->secrets, &failed,
+                                                          err);
+    const char *token = failed ? NULL : common_credential(L, sigv4, "session_token", "AWS_SESSION_TOKEN", "auth.sigv4.", setup->secrets, &failed, err);
+    if (!failed && key_id && secret) {
+        g->access_key = rn_strdup(key_id);
+        g->secret_key = rn_strdup(secret);
+        if (token) g->session_token = rn_strdup(token);
+    }
+    lua_pop(L, 2);
+    if (failed) return -1;
+    if (!g->region) return rn_fail(err, "auth.sigv4.region: give the AWS region (region = \"us-east-1\", or set AWS_REGION)");
+    if (common_has_control(g->region) || strchr(g->region, '/'))
+        return rn_fail(err, "auth.sigv4.region: \"%.40s\" is not a region name", g->region);
+    if (!g->service) return rn_fail(err, "auth.sigv4.service: give the service, e.g. service = \"sagemaker\"");
+    if (!g->secret_key)
+        return rn_fail(err, "auth.sigv4: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or give "
+                            "access_key_id and secret_access_key)");
+    g->content_type = rn_strdup(content_type);
+    /* host[:port] as curl sends it (no default port), the path and the query */
+    const char *authority = strstr(p->url, "://") + 3;
+    size_t host_len = strcspn(authority, "/?#");
+    const char *default_port = strncmp(p->url, "https", 5) == 0 ? ":443" : ":80";
+    size_t port_len = strlen(default_port);
+    if (host_len > port_len && strncmp(authority + host_len - port_len, default_port, port_len) == 0) host_len -= port_len;
+    g->host = rn_strndup(authority, host_len);
+    const char *rest = authority + strcspn(authority, "/?#");
+    size_t path_len = strcspn(rest, "?#");
+    g->path = path_len ? rn_strndup(rest, path_len) : rn_strdup("/");
+    if (rest[path_len] == '?') g->query = rn_strndup(rest + path_len + 1, strcspn(rest + path_len + 1, "#"));
+    return 0;
+}
 
 static void http_close(void *self)
 {
@@ -82,6 +195,7 @@ static void http_close(void *self)
     free(p->url);
     free(p->pointer);
     header_list_free(&p->headers);
+    signer_free(p->signer);
     free(p);
 }
 
@@ -162,7 +276,11 @@ static void *http_open(struct job_env *env, int opts, const struct provider_setu
     }
     header_list_add(&p->headers, "Content-Type", content_type);
     header_list_add_line(&p->headers, "Expect:");
-    if (common_read_headers(&p->headers, L, opts, NULL, NULL, err) || header_list_check(&p->headers, err)) goto fail;
+    if (signer_open(p, L, opts, content_type, setup, err)) goto fail;
+    static const char *const signed_headers[] = {"authorization", "x-amz-date", "x-amz-security-token", "host", NULL};
+    if (common_read_headers(&p->headers, L, opts, p->signer ? signed_headers : NULL, "auth.sigv4", err) ||
+        header_list_check(&p->headers, err))
+        goto fail;
     return p;
 fail:
     http_close(p);
@@ -344,6 +462,28 @@ static int http_parse(void *self, const struct http_response *answer, struct mod
 
 static const char *const http_secrets[] = {"headers", NULL};
 
+/* auth.sigv4: sign this attempt at the current time; nothing without it. */
+static int http_authorize(void *self, struct http_request *req, struct rn_err *err)
+{
+    struct http_model *p = self;
+    struct sigv4_signer *g = p->signer;
+    if (!g) return 0;
+    char date[17];
+    sigv4_amz_date(g->fixed_time ? g->fixed_time : time(NULL), date);
+    struct sigv4_header signed_headers[4] = {
+        {"content-type", g->content_type}, {"host", g->host}, {"x-amz-date", date}, {"x-amz-security-token", g->session_token},
+    };
+    struct sigv4_request r = {req->method, g->path, g->query, signed_headers, g->session_token ? 4 : 3,
+                              req->body.data ? req->body.data : "", req->body.len};
+    struct sigv4_credentials credentials = {g->access_key, g->secret_key, g->region, g->service};
+    buf_clear(&g->authorization);
+    if (sigv4_sign(&r, &credentials, date, &g->authorization, NULL, NULL, err)) return -1;
+    http_request_add_header(req, "X-Amz-Date", date);
+    if (g->session_token) http_request_add_header(req, "X-Amz-Security-Token", g->session_token);
+    http_request_add_header(req, "Authorization", g->authorization.data);
+    return 0;
+}
+
 const struct provider_ops http_provider = {
     .version = PROVIDER_INTERFACE_VERSION,
     .name = "http",
@@ -354,6 +494,7 @@ const struct provider_ops http_provider = {
     .secret_options = http_secrets,
     .open = http_open,
     .build = http_build,
+    .authorize = http_authorize,
     .classify = http_classify,
     .parse = http_parse,
     .close = http_close,
