@@ -1,7 +1,7 @@
 # runnel: build, test, demo, bench. Read top to bottom; `make help` lists the targets.
 
 CC      ?= cc
-PKGS    := lua5.4 libcurl jansson libcrypto sqlite3 libmicrohttpd $(if $(WITHOUT_KAFKA),,rdkafka)
+PKGS    := lua5.4 libcurl jansson libcrypto libssl sqlite3 libmicrohttpd $(if $(WITHOUT_KAFKA),,rdkafka)
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
 CPPFLAGS_ALL = $(WARN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Iruntime
@@ -13,7 +13,7 @@ DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps \
                 liblua5.4-dev libcurl4-openssl-dev librdkafka-dev libcsv-dev \
                 libjansson-dev libmicrohttpd-dev libssl-dev tzdata \
                 postgresql-15 libpq-dev python3 python3-avro libavro-dev \
-                libsqlite3-dev sqlite3 python3-prometheus-client nghttp2-server openssl util-linux
+                libsqlite3-dev sqlite3 python3-prometheus-client nghttp2-server nghttp2-proxy openssl util-linux
 # Vega for the pages the runner writes (compiled in, see "assets" below).
 DEB_PACKAGES += libjs-vega
 # Only `make test` needs these (chromium is large): the report test opens a page in it, whose

@@ -40,6 +40,7 @@ struct http {
     int running;
     int connections, connections_max; /* sockets of ours open now, and the most at once */
     char *ca_file;             /* $SSL_CERT_FILE when set, or NULL */
+    struct http_transport transport; /* TLS and proxy of every transfer (http_set_transport) */
 };
 
 /* ---- requests ---- */
@@ -322,7 +323,13 @@ struct http *http_new(long max_connections, struct rn_err *err)
     http_set_max_connections(h, max_connections);
     const char *ca_file = getenv("SSL_CERT_FILE");
     if (ca_file && *ca_file) h->ca_file = rn_strdup(ca_file);
+    http_transport_init(&h->transport);
     return h;
+}
+
+void http_set_transport(struct http *h, const struct http_transport *t)
+{
+    http_transport_copy(&h->transport, t);
 }
 
 void http_set_max_connections(struct http *h, long max_connections)
@@ -343,6 +350,7 @@ void http_free(struct http *h)
     if (h->epoll_fd >= 0) close(h->epoll_fd); /* after the multi: its cleanup still calls on_socket */
     free(h->fd_state);
     free(h->ca_file);
+    http_transport_free(&h->transport);
     free(h);
 }
 
@@ -366,7 +374,7 @@ static CURL *make_easy(struct http *h, struct http_request *r)
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
-    if (h->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
+    http_transport_apply(e, &h->transport, h->ca_file);
     r->client = h;
     return e;
 }
@@ -533,7 +541,13 @@ struct http_request *http_next_done(struct http *h)
         curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version);
         r->timings.http_version = version == CURL_HTTP_VERSION_1_0 ? 10 : version == CURL_HTTP_VERSION_1_1 ? 11
                                 : version == CURL_HTTP_VERSION_2_0 ? 20 : version == CURL_HTTP_VERSION_3 ? 30 : 0;
-        if (result != CURLE_OK) r->no_descriptor = out_of_descriptors(r, result);
+        if (result != CURLE_OK) {
+            r->no_descriptor = out_of_descriptors(r, result);
+            char described[CURL_ERROR_SIZE];
+            if (http_transport_describe(easy, result, r->url.data, r->error[0] ? r->error : curl_easy_strerror(result),
+                                        &h->transport, described, sizeof described))
+                memcpy(r->error, described, sizeof r->error);
+        }
         link_answer_headers(r);
         return r;
     }

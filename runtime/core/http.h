@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/http_tls.h"
 #include "core/util.h"
 
 /* One answer header. name and value are NUL-terminated; name as the server spelled it. */
@@ -123,6 +124,9 @@ struct http;
  * file named by $SSL_CERT_FILE when it is set (as OpenSSL's own tools do). */
 struct http *http_new(long max_connections, struct rn_err *err);
 void http_free(struct http *h);
+/* TLS and proxy for every transfer from now on (a copy of t is kept). Without it: the system's
+ * CA store (or $SSL_CERT_FILE), verification on, TLS 1.2 at least, curl's proxy variables. */
+void http_set_transport(struct http *h, const struct http_transport *t);
 /* Change the connection limit; connections over it close as their transfers end. */
 void http_set_max_connections(struct http *h, long max_connections);
 /* Connection sockets open now, and the most open at once so far. The client's own
