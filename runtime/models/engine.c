@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "lua/job.h"
+#include "lua/transport.h"
 #include "models/prompt.h"
 
 #define EXCERPT_MAX 300             /* bytes of an error body quoted in a reason */
@@ -248,6 +249,10 @@ struct model *model_open_provider(struct job_env *env, int decl, const struct pr
     descriptors_fit(m, label); /* may lower m->limits; the slots stay as declared */
     m->http = http_new(m->fds.fit, err);
     if (!m->http) goto fail;
+    struct http_transport transport;
+    if (transport_read(L, opts, label, &transport, &m->secrets, err)) goto fail;
+    http_set_transport(m->http, &transport);
+    http_transport_free(&transport);
     if (env->loop) {
         loop_timer_init(&m->wake, on_wake_timer, m);
         if (loop_watch(env->loop, http_fd(m->http), LOOP_READ, on_wake_fd, m, err)) goto fail;

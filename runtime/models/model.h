@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include "engine/plugin.h"
+#include "lua/transport.h"
 #include "models/provider.h"
 
 /* Options every provider accepts, to be listed in each provider's option table. Nested
@@ -77,7 +78,7 @@
     {"cache", OPT_BOOLEAN, 0, NULL,                                                                \
      .help = "reuse answers stored on disk (state dir) for the same request; --no-cache bypasses it", \
      .default_note = "batch mode"}
-#define MODEL_COMMON_OPTIONS MODEL_TASK_OPTIONS, MODEL_PROMPT_OPTION, MODEL_ANSWER_OPTIONS
+#define MODEL_COMMON_OPTIONS MODEL_TASK_OPTIONS, MODEL_PROMPT_OPTION, MODEL_ANSWER_OPTIONS, HTTP_TRANSPORT_OPTIONS
 
 struct model;
 

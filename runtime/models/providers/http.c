@@ -66,6 +66,7 @@ static const struct option_spec http_options[] = {
     {"prompt", OPT_STRING_OR_FUNCTION, 0, "", .help = "template with {{field}} placeholders, or function(record) -> "
                                                       "string: {{prompt}} in body"},
     MODEL_ANSWER_OPTIONS,
+    HTTP_TRANSPORT_OPTIONS,
     {NULL},
 };
 
