@@ -4,12 +4,12 @@
 # (user+sys), peak RSS, and the ratio to the case's limit. Results also go to
 # out/bench/latest.json (and a timestamped copy) so runs can be compared over time.
 # Knobs: RUNS (3), CSV_ROWS (1000000), MODEL_ROWS (200000), BIG_ROWS (1000000), QUOTA_ROWS (6000),
-# CASES ("1 2 3 4 5 6 7 auto quota": the cases to run), SLOW_RUNS (RUNS, for case 7).
+# CASES ("1 2 3 4 5 6 7 tls auto quota": the cases to run), SLOW_RUNS (RUNS, for case 7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUNNEL_LIB="$PWD/scripts"
 RUNS="${RUNS:-3}"; CSV_ROWS="${CSV_ROWS:-1000000}"; MODEL_ROWS="${MODEL_ROWS:-200000}"; BIG_ROWS="${BIG_ROWS:-1000000}"
-CASES=" ${CASES:-1 2 3 4 5 6 7 auto quota} "
+CASES=" ${CASES:-1 2 3 4 5 6 7 tls auto quota} "
 want() { [[ "$CASES" == *" $1 "* ]]; }
 QUOTA_ROWS="${QUOTA_ROWS:-6000}"
 W="$(mktemp -d /tmp/runnel-bench.XXXXXX)"
@@ -219,6 +219,46 @@ fi
 # connections in poll mode waited 13 ms on average, 200 ms at p99, between an answer and the
 # next request on a connection; with four, 8 and 85 ms) and room for the connections. 7b: the
 # same under `ulimit -n 1024` (prlimit sets soft and hard), where runnel lowers the concurrency.
+# tls. The rating job over HTTPS with HTTP/2 (ALPN) through a TLS front (nghttpx, Debian's
+# nghttp2-proxy) to the same model server, against plain HTTP to that server in the same run;
+# also plain HTTP/1.1 through the same front, to tell TLS from the extra hop.
+if want tls; then
+if command -v nghttpx >/dev/null && command -v openssl >/dev/null; then
+start_server
+head -n 50001 "$W/model.csv" > "$W/m50k.csv"
+run_job tls-plain tools/bench/model.lua --set input="$W/m50k.csv" --set concurrency=64
+PLAIN_RATE=$RATE
+P="$W/pki"; mkdir -p "$P"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$P/ca.key" -out "$P/ca.crt" -days 1 -subj "/CN=bench CA" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout "$P/srv.key" -out "$P/srv.csr" -subj "/CN=localhost" 2>/dev/null
+printf 'subjectAltName=DNS:localhost\n' > "$P/srv.ext"
+openssl x509 -req -in "$P/srv.csr" -CA "$P/ca.crt" -CAkey "$P/ca.key" -CAcreateserial -out "$P/srv.crt" -days 1 \
+  -extfile "$P/srv.ext" 2>/dev/null
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+TLS_PORT=$(free_port); H1_PORT=$(free_port)
+nghttpx --conf=/dev/null --frontend="127.0.0.1,$TLS_PORT" --frontend="127.0.0.1,$H1_PORT;no-tls" \
+  --backend="127.0.0.1,${URL##*:};;proto=http/1.1" --workers=1 --no-ocsp --errorlog-file="$W/nghttpx.log" \
+  "$P/srv.key" "$P/srv.crt" > /dev/null 2>&1 &
+pids+=($!); FRONT=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$TLS_PORT") 2>/dev/null && break; sleep 0.05; done
+PLAIN_URL=$OPENAI_BASE_URL
+export OPENAI_BASE_URL="http://127.0.0.1:$H1_PORT/v1"
+run_job tls-front tools/bench/model.lua --set input="$W/m50k.csv" --set concurrency=64
+FRONT_RATE=$RATE
+export OPENAI_BASE_URL="https://localhost:$TLS_PORT/v1"
+SSL_CERT_FILE="$P/ca.crt" run_job tls tools/bench/model.lua --set input="$W/m50k.csv" --set concurrency=64
+H2=$(jq -c '.model | {http_version, connections_max}' "$W/s.json")
+row tls "CSV 50,000 -> model over HTTPS+HTTP/2 (front) -> JSONL" "$RATE" "$PLAIN_RATE" "$CPU_US" "$RSS_MB" \
+  "limit: plain HTTP to the server in the same run; plain HTTP/1.1 through the same front: $FRONT_RATE/s; $H2"
+echo "     case tls: plain HTTP/1.1 through the same front $FRONT_RATE/s (HTTPS+HTTP/2 over it: $(awk -v a="$RATE" -v b="$FRONT_RATE" 'BEGIN { printf "%.2f", a / b }')); $H2"
+kill "$FRONT" 2>/dev/null; wait "$FRONT" 2>/dev/null || true
+export OPENAI_BASE_URL=$PLAIN_URL
+stop_server
+else
+echo "case tls: nghttpx (nghttp2-proxy) or openssl missing: skipped"
+fi
+fi
+
 if want 7; then
 start_server --latency-ms 1900 --latency-jitter-ms 200 --threads 4 --max-connections 8192
 bin/gen-reviews --rows 20000 --seed 6 > "$W/slow.csv" 2>/dev/null
