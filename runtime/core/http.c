@@ -41,7 +41,16 @@ struct http {
     int connections, connections_max; /* sockets of ours open now, and the most at once */
     char *ca_file;             /* $SSL_CERT_FILE when set, or NULL */
     struct http_transport transport; /* TLS and proxy of every transfer (http_set_transport) */
+    char tls_failure[CURL_ERROR_SIZE]; /* the last TLS failure told by cause, until an answer comes */
 };
+
+/* A transfer that ended because its connection did: what the calls that waited to share a
+ * connection whose TLS set-up failed see. */
+static int cut_short(CURLcode result)
+{
+    return result == CURLE_SEND_ERROR || result == CURLE_RECV_ERROR || result == CURLE_HTTP2 ||
+           result == CURLE_HTTP2_STREAM || result == CURLE_GOT_NOTHING;
+}
 
 /* ---- requests ---- */
 
@@ -545,8 +554,15 @@ struct http_request *http_next_done(struct http *h)
             r->no_descriptor = out_of_descriptors(r, result);
             char described[CURL_ERROR_SIZE];
             if (http_transport_describe(easy, result, r->url.data, r->error[0] ? r->error : curl_easy_strerror(result),
-                                        &h->transport, described, sizeof described))
+                                        &h->transport, described, sizeof described)) {
                 memcpy(r->error, described, sizeof r->error);
+                memcpy(h->tls_failure, described, sizeof h->tls_failure);
+            } else if (h->tls_failure[0] && r->status == 0 && cut_short(result)) {
+                /* a call that waited for the same connection sees only its end: tell it why */
+                memcpy(r->error, h->tls_failure, sizeof r->error);
+            }
+        } else if (r->status > 0) {
+            h->tls_failure[0] = 0;
         }
         link_answer_headers(r);
         return r;

@@ -121,14 +121,12 @@ static void endpoint_of(const char *url, char *out, size_t n)
     snprintf(out, n, "%.*s", (int)(len < 200 ? len : 200), p);
 }
 
-/* The TLS handshake of this transfer's connection ended, and no answer came. */
-static int after_handshake_without_answer(CURL *easy)
+/* No answer came to this transfer. */
+static int without_answer(CURL *easy)
 {
-    curl_off_t app = 0;
     long status = 0;
-    curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &app);
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-    return app > 0 && status == 0;
+    return status == 0;
 }
 
 /* What an X.509 verification result means, and what to give. */
@@ -187,6 +185,8 @@ int http_transport_describe(CURL *easy, CURLcode result, const char *url, const 
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
     case CURLE_SSL_CLIENTCERT:
         if (strstr(detail, "certificate required") || strstr(detail, "alert bad certificate") ||
             strstr(detail, "alert unknown ca") || result == CURLE_SSL_CLIENTCERT)
@@ -200,9 +200,11 @@ int http_transport_describe(CURL *easy, CURLcode result, const char *url, const 
             cause = "the client key (tls.key_file) cannot be read, or tls.key_password is wrong";
         else if (result == CURLE_SSL_CONNECT_ERROR)
             cause = "the TLS handshake failed";
-        else if (url && strncmp(url, "https://", 8) == 0 && after_handshake_without_answer(easy))
+        else if ((result == CURLE_SEND_ERROR || result == CURLE_HTTP2) && strstr(detail, "Broken pipe") && url &&
+                 strncmp(url, "https://", 8) == 0 && without_answer(easy))
             /* TLS 1.3 asks for the client certificate after the handshake: a server that wants
-             * one and gets none closes, and the client sees a broken pipe or a reset */
+             * one and gets none closes, and the client's first write finds the pipe broken (curl
+             * reports it as a send or an HTTP/2 failure, with its timings zeroed) */
             cause = t && t->cert_file ? "it closed the connection after the TLS handshake: it may have refused the client certificate (tls.cert_file)"
                                       : "it closed the connection after the TLS handshake: it may want a client certificate (tls.cert_file, tls.key_file)";
         break;
