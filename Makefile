@@ -109,7 +109,8 @@ VEGA_MODULES := vega-util vega-canvas vega-loader vega-format vega-time vega-sca
 SERVE_ASSETS := vega.js=build/gen/vega.js \
                 report.js=runtime/serve/assets/report.js report.css=runtime/serve/assets/report.css \
                 dashboard.html=runtime/serve/assets/dashboard.html dashboard.js=runtime/serve/assets/dashboard.js \
-                dashboard.css=runtime/serve/assets/dashboard.css
+                dashboard.css=runtime/serve/assets/dashboard.css \
+                jobtest.lua=runtime/engine/jobtest.lua
 
 $(VEGA_DIR)/%.min.js:
 	@echo "$@ is missing: install Debian's libjs-vega (make deps)" >&2; exit 1

@@ -1,4 +1,4 @@
-/* main.c: the runnel command line: run, check, serve, help, report. The only place that prints errors
+/* main.c: the runnel command line: run, check, test, serve, help, report. The only place that prints errors
  * and chooses exit codes (0 ok, 1 the job failed, 2 usage or the job is
  * already running, 130 interrupted). */
 #include <curl/curl.h>
@@ -13,6 +13,7 @@
 
 #include "core/fdlimit.h"
 #include "lua/job.h"
+#include "engine/jobtest.h"
 #include "engine/lock.h"
 #include "engine/pipeline.h"
 #include "serve/report.h"
@@ -46,6 +47,9 @@ static void usage(FILE *out)
             "                                         --describe prints what runnel serve reads as JSON\n"
             "       runnel serve --jobs DIR [--state DIR] [--listen HOST:PORT] [--token-file F]\n"
             "                    [--stop-timeout D]   supervise every DIR/*.lua (see README: Supervising jobs)\n"
+            "       runnel test JOB.lua [TEST.lua] [--set k=v]\n"
+            "                                         run the cases of JOB_test.lua through the job's\n"
+            "                                         stages, no network, no sink written (README: Testing a job)\n"
             "       runnel help [NAME]                list plugins, or the options of one\n"
             "                                         (source.csv, sink.jsonl, model.openai, job)\n"
             "       runnel report FILE --html OUT.html\n"
@@ -284,6 +288,42 @@ static void describe_job(lua_State *L, const char *script, const char *name)
     json_decref(o);
 }
 
+/* runnel test JOB.lua [TEST.lua] [--set k=v]: engine/jobtest.h. */
+static int cmd_test(int argc, char **argv)
+{
+    const char *job = NULL, *test = NULL;
+    struct param *params = rn_calloc((size_t)argc, sizeof *params);
+    size_t nparams = 0;
+    for (int i = 2; i < argc; i++) {
+        char *eq;
+        if (!strcmp(argv[i], "--set") && i + 1 < argc && (eq = strchr(argv[i + 1], '=')) && eq != argv[i + 1]) {
+            *eq = '\0';
+            params[nparams++] = (struct param){argv[i + 1], eq + 1};
+            i++;
+        } else if (argv[i][0] == '-' || (job && test)) {
+            log_error("test: unexpected '%s' (runnel test JOB.lua [TEST.lua] [--set KEY=VALUE])", argv[i]);
+            free(params);
+            return 2;
+        } else if (!job) {
+            job = argv[i];
+        } else {
+            test = argv[i];
+        }
+    }
+    if (!job) {
+        log_error("test needs a job script: runnel test JOB.lua [TEST.lua]");
+        free(params);
+        return 2;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct rn_err err;
+    int rc = jobtest_run(job, test, params, nparams, stdout, &err);
+    if (rc == 2) log_error("test: %s", err.msg);
+    curl_global_cleanup();
+    free(params);
+    return rc;
+}
+
 /* runnel serve: the options, then the supervisor (serve/supervisor.h). */
 static int cmd_serve(int argc, char **argv)
 {
@@ -328,11 +368,12 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "help")) return cmd_help(argc > 2 ? argv[2] : NULL);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc, argv);
     if (!strcmp(cmd, "report")) return cmd_report(argc - 2, argv + 2);
+    if (!strcmp(cmd, "test")) return cmd_test(argc, argv);
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
-        static const char *const commands[] = {"run", "check", "serve", "help", "report"};
-        const char *near = options_closest(cmd, commands, 5);
+        static const char *const commands[] = {"run", "check", "serve", "help", "report", "test"};
+        const char *near = options_closest(cmd, commands, 6);
         if (near) log_error("unknown command '%s'; did you mean %s? (runnel --help)", cmd, near);
-        else log_error("unknown command '%s' (run, check, serve, help, report; runnel --help)", cmd);
+        else log_error("unknown command '%s' (run, check, test, serve, help, report; runnel --help)", cmd);
         return 2;
     }
     int checking = strcmp(cmd, "check") == 0, describing = 0;

@@ -165,6 +165,9 @@ static void *open_decl(struct pipeline *p, int decl, const char *kind, const voi
     const struct sink_ops *sink_ops = NULL;
     if (strcmp(kind, "source") == 0) src_ops = type ? plugin_source(type) : NULL;
     else sink_ops = type ? plugin_sink(type) : NULL;
+    /* runnel test: the stand-ins open with the declared options (engine/jobtest.c) */
+    if (src_ops && p->env->test_source) src_ops = p->env->test_source;
+    if (sink_ops && p->env->test_sink) sink_ops = p->env->test_sink(p->env->answer_ctx, sink_ops);
     if (!src_ops && !sink_ops) {
         rn_fail(err, "%s: there is no %s.%s", where, kind, type ? type : "(no type)");
         return NULL;
@@ -306,6 +309,13 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     lua_pop(L, 1);
     lua_getfield(L, opts, "errors");
     if (!lua_isnil(L, -1) && open_sink(p, -1, &p->errors, -1, err)) { lua_pop(L, 1); goto fail; }
+    if (lua_isnil(L, -1) && p->env->test_sink) { /* runnel test sees the dead letters stderr would get */
+        p->errors.ops = p->env->test_sink(p->env->answer_ctx, NULL);
+        p->errors.self = p->errors.ops->open(p->env, 0, err);
+        if (!p->errors.self) { p->errors.ops = NULL; lua_pop(L, 1); goto fail; }
+        p->errors.label = rn_strdup("errors");
+        p->errors.stage = rn_strdup("errors");
+    }
     lua_pop(L, 1);
 
     lua_getfield(L, opts, "predict");

@@ -17,9 +17,13 @@
 #include "core/loop.h"
 #include "core/util.h"
 
-/* What every plugin may use while it runs. Owned by the CLI; lives for the whole run. */
 struct metrics;
+struct model_call;
+struct model_reply;
+struct sink_ops;
+struct source_ops;
 
+/* What every plugin may use while it runs. Owned by the CLI; lives for the whole run. */
 struct job_env {
     lua_State *L;
     const char *script;     /* the job script's path, for messages */
@@ -37,6 +41,16 @@ struct job_env {
      * source. A Kafka source calls it before it gives up partitions in a rebalance. */
     int (*drain)(struct job_env *env, struct rn_err *err);
     void *pipeline;
+    /* runnel test (engine/jobtest.c); all NULL in a real run. answer stands in for every model
+     * call: it fills reply (text, or vector for an embedding) for the call (its rendered prompt,
+     * system, correction), or fails the record with err. The model then sends nothing (no
+     * batches, no credentials). test_source replaces the declared source and test_sink(ops)
+     * gives the stand-in for a declared sink of that plugin (also the errors sink, declared
+     * or not): nothing is read or written outside the test. */
+    int (*answer)(void *ctx, const struct model_call *call, struct model_reply *reply, struct rn_err *err);
+    void *answer_ctx;
+    const struct source_ops *test_source;
+    const struct sink_ops *(*test_sink)(void *ctx, const struct sink_ops *declared);
     struct metrics *metrics; /* the job's metrics registry (core/metrics.h), set by the pipeline before
                               * plugins open; NULL outside a run (plugins then keep their own) */
     struct loop *loop;       /* the job's event loop (core/loop.h), set by the pipeline before plugins

@@ -420,14 +420,18 @@ static int l_env(lua_State *L)
     return 1;
 }
 
-/* secret(name): the value of environment variable NAME, or of the file named by NAME_FILE.
- * Returns an opaque value that prints as <secret NAME>; only C code can read it. */
+/* secret(name): the value of environment variable NAME, or of the file named by NAME_FILE
+ * (under runnel test, "runnel-test-NAME"). Returns an opaque value that prints as <secret NAME>; only C code can read it. */
 static int l_secret(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     const char *v = getenv(name);
     char *from_file = NULL;
-    if (!v || !*v) {
+    char stand_in[300];
+    if (sandbox_of(L)->env->answer) { /* runnel test: no real secret is read, none is needed */
+        snprintf(stand_in, sizeof stand_in, "runnel-test-%s", name);
+        v = stand_in;
+    } else if (!v || !*v) {
         char file_var[256];
         snprintf(file_var, sizeof file_var, "%s_FILE", name);
         const char *path = getenv(file_var);
