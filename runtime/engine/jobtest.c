@@ -320,7 +320,7 @@ static int load_case(struct jobtest *t, struct job_env *env, const char *job_pat
     lua_State *L = luajob_new(env, params, nparams, err);
     if (!L) return -1;
     t->L = L;
-    if (luajob_load(env, job_path, err)) return -1;
+    if (luajob_load(env, job_path, err) || luajob_check_params(L, err)) return -1;
     int job = lua_gettop(L);
     int opts = luajob_decl_options(L, job);
     env->job_name = opt_string(L, opts, "name", "job");
@@ -337,12 +337,7 @@ static int load_case(struct jobtest *t, struct job_env *env, const char *job_pat
         return -1;
     }
     t->harness = luaL_ref(L, LUA_REGISTRYINDEX);
-    int rc = luaL_loadfilex(L, test_path, "t");
-    if (rc) {
-        rn_fail(err, "%s", lua_tostring(L, -1));
-        if (rc == LUA_ERRFILE) rn_fail(err, "%s: cannot read the test file (runnel new writes one beside a job)", test_path);
-        return -1;
-    }
+    if (luaL_loadfilex(L, test_path, "t")) return rn_fail(err, "%s", lua_tostring(L, -1)); /* read once already */
     if (luajob_call(L, 0, 1, err)) return -1;
     lua_pushstring(L, test_path);
     if (harness_call(t, "load", 2, 1, err)) return -1;
@@ -351,7 +346,61 @@ static int load_case(struct jobtest *t, struct job_env *env, const char *job_pat
     return count;
 }
 
-int jobtest_run(const char *job_path, const char *test_path, const struct param *params, size_t nparams, FILE *out,
+/* The test file's `params` (the job's param() values, before the command line's --set) and
+ * `env` (variables set for the run: stand-in credentials a provider reads from the
+ * environment), read in a state of their own before the job loads. Returns the number of
+ * params in *out (strings owned by *store, freed by the caller), or -1 and err. */
+static int read_setup(const char *test_path, struct param **out, char ***store, size_t *nstore, struct rn_err *err)
+{
+    struct job_env env = {0};
+    struct jobtest t = {0};
+    env.answer = test_answer; /* secret() reads nothing here either */
+    env.script = test_path;
+    env.answer_ctx = &t;
+    lua_State *L = luajob_new(&env, NULL, 0, err);
+    if (!L) return -1;
+    int rc = luaL_loadfilex(L, test_path, "t"), count = 0;
+    if (rc) {
+        if (rc == LUA_ERRFILE) rn_fail(err, "%s: cannot read the test file (runnel new writes one beside a job)", test_path);
+        else rn_fail(err, "%s", lua_tostring(L, -1));
+        luajob_close(L);
+        return -1;
+    }
+    if (luajob_call(L, 0, 1, err)) { luajob_close(L); return -1; }
+    *out = NULL;
+    if (lua_istable(L, -1)) {
+        static const char *const keys[] = {"params", "env"};
+        for (int k = 0; k < 2; k++) {
+            lua_getfield(L, -1, keys[k]);
+            if (lua_istable(L, -1)) {
+                lua_pushnil(L);
+                while (lua_next(L, -2)) {
+                    if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
+                        rn_fail(err, "%s: %s holds name = \"value\" pairs", test_path, keys[k]);
+                        luajob_close(L);
+                        return -1;
+                    }
+                    char *name = rn_strdup(lua_tostring(L, -2)), *value = rn_strdup(lua_tostring(L, -1));
+                    *store = rn_realloc(*store, (*nstore + 2) * sizeof **store);
+                    (*store)[(*nstore)++] = name;
+                    (*store)[(*nstore)++] = value;
+                    if (k == 0) {
+                        *out = rn_realloc(*out, ((size_t)count + 1) * sizeof **out);
+                        (*out)[count++] = (struct param){name, value};
+                    } else {
+                        setenv(name, value, 1);
+                    }
+                    lua_pop(L, 1);
+                }
+            }
+            lua_pop(L, 1);
+        }
+    }
+    luajob_close(L);
+    return count;
+}
+
+int jobtest_run(const char *job_path, const char *test_path, const struct param *cli_params, size_t ncli, FILE *out,
                 struct rn_err *err)
 {
     char derived[4096];
@@ -361,12 +410,26 @@ int jobtest_run(const char *job_path, const char *test_path, const struct param 
         snprintf(derived, sizeof derived, "%.*s_test.lua", (int)n, job_path);
         test_path = derived;
     }
+    struct param *file_params = NULL;
+    char **store = NULL;
+    size_t nstore = 0;
+    int nfile = read_setup(test_path, &file_params, &store, &nstore, err);
+    if (nfile < 0) return 2;
+    size_t nparams = (size_t)nfile + ncli; /* the command line's last: param() takes the last one given */
+    struct param *params = rn_calloc(nparams + 1, sizeof *params);
+    for (int i = 0; i < nfile; i++) params[i] = file_params[i];
+    for (size_t i = 0; i < ncli; i++) params[(size_t)nfile + i] = cli_params[i];
+    free(file_params);
     const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char state_dir[4096];
     snprintf(state_dir, sizeof state_dir, "%s/runnel-test-XXXXXX", tmp);
-    if (!mkdtemp(state_dir)) return rn_fail(err, "runnel test: cannot make a state directory in %s: %s", tmp, strerror(errno)), 2;
+    int status = 0, passed = 0, failed = 0, cases = 1;
+    if (!mkdtemp(state_dir)) {
+        rn_fail(err, "runnel test: cannot make a state directory in %s: %s", tmp, strerror(errno));
+        cases = 0;
+        status = 2;
+    }
     volatile sig_atomic_t never = 0;
-    int passed = 0, failed = 0, status = 0, cases = 1;
     for (int i = 1; i <= cases; i++) {
         struct jobtest t = {0};
         struct job_env env = {0};
@@ -419,7 +482,10 @@ int jobtest_run(const char *job_path, const char *test_path, const struct param 
         }
         luajob_close(L);
     }
-    nftw(state_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    if (cases) nftw(state_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(params);
+    for (size_t i = 0; i < nstore; i++) free(store[i]);
+    free(store);
     if (status) return status;
     fprintf(out, "%s: %d passed, %d failed\n", test_path, passed, failed);
     return failed ? 1 : 0;

@@ -76,6 +76,11 @@ for _, k in ipairs(expectations) do known[k] = true end
 -- The test file's table: { cases = { { name =, records = | fixture =, answer =, written =, ... } } }.
 -- Returns the number of cases; errors name the case and the key at fault.
 function H.load(spec, file)
+  for k in pairs(type(spec) == "table" and spec or {}) do
+    if k ~= "cases" and k ~= "params" and k ~= "env" then
+      error(file .. ": unknown key " .. show(k) .. " (a test file has cases, params, env)", 0)
+    end
+  end
   if type(spec) ~= "table" or type(spec.cases) ~= "table" then
     error(file .. ": a test file returns { cases = { { name = ..., records = { ... }, written = { ... } }, ... } }", 0)
   end

@@ -1,0 +1,26 @@
+-- jobs/review_rating_bedrock_test.lua: the cases `runnel test jobs/review_rating_bedrock.lua` runs (README: Testing a job).
+return {
+  -- SigV4 needs keys to sign with; these are no account's (nothing is sent)
+  env   = { AWS_ACCESS_KEY_ID = "AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" },
+  cases = {
+    {
+      name    = "rates a review",
+      records = { { review_id = 7, product_id = "B007", summary = "Tasty and fresh", score = 4 } },
+      answer  = "4",
+      prompts = { "Review title: Tasty and fresh" },
+      written = { { review_id = 7, product_id = "B007", rating = 4, score = 4 } },
+    },
+    {
+      name     = "an empty summary is filtered before the model",
+      records  = { { review_id = 8, product_id = "B008", summary = "", score = 2 } },
+      filtered = 1,
+      prompts  = {},
+    },
+    {
+      name    = "an answer that stays out of range is dead-lettered",
+      records = { { review_id = 9, product_id = "B009", summary = "Odd", score = 3 } },
+      answer  = "9",
+      dead    = { { stage = "model", reason = "invalid answer" } },
+    },
+  },
+}
