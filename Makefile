@@ -18,7 +18,7 @@ DEB_PACKAGES := gcc make libc6-dev pkg-config curl kcat jq procps \
 DEB_PACKAGES += libjs-vega
 # Only `make test` needs these (chromium is large): the report test opens a page in it, whose
 # fonts (the word cloud measures its words) must be there without apt's recommends.
-TEST_PACKAGES := chromium fonts-dejavu-core
+TEST_PACKAGES := chromium fonts-dejavu-core lua5.4
 # The dashboard's test drives Chromium with npm's puppeteer-core (tests/dashboard/package-lock.json).
 TEST_PACKAGES += nodejs npm
 

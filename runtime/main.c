@@ -1,4 +1,4 @@
-/* main.c: the runnel command line: run, check, test, serve, help, report. The only place that prints errors
+/* main.c: the runnel command line: run, check, test, stubs, serve, help, report. The only place that prints errors
  * and chooses exit codes (0 ok, 1 the job failed, 2 usage or the job is
  * already running, 130 interrupted). */
 #include <curl/curl.h>
@@ -15,6 +15,7 @@
 #include "lua/job.h"
 #include "engine/jobtest.h"
 #include "engine/lock.h"
+#include "lua/stubs.h"
 #include "engine/pipeline.h"
 #include "serve/report.h"
 #include "serve/supervisor.h"
@@ -50,6 +51,7 @@ static void usage(FILE *out)
             "       runnel test JOB.lua [TEST.lua] [--set k=v]\n"
             "                                         run the cases of JOB_test.lua through the job's\n"
             "                                         stages, no network, no sink written (README: Testing a job)\n"
+            "       runnel stubs > runnel.d.lua       annotations for lua-language-server (README: Editor set-up)\n"
             "       runnel help [NAME]                list plugins, or the options of one\n"
             "                                         (source.csv, sink.jsonl, model.openai, job)\n"
             "       runnel report FILE --html OUT.html\n"
@@ -369,11 +371,12 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "serve")) return cmd_serve(argc, argv);
     if (!strcmp(cmd, "report")) return cmd_report(argc - 2, argv + 2);
     if (!strcmp(cmd, "test")) return cmd_test(argc, argv);
+    if (!strcmp(cmd, "stubs")) { luastubs_write(stdout); return fflush(stdout) ? 1 : 0; }
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
-        static const char *const commands[] = {"run", "check", "serve", "help", "report", "test"};
-        const char *near = options_closest(cmd, commands, 6);
+        static const char *const commands[] = {"run", "check", "serve", "help", "report", "test", "stubs"};
+        const char *near = options_closest(cmd, commands, 7);
         if (near) log_error("unknown command '%s'; did you mean %s? (runnel --help)", cmd, near);
-        else log_error("unknown command '%s' (run, check, test, serve, help, report; runnel --help)", cmd);
+        else log_error("unknown command '%s' (run, check, test, stubs, serve, help, report; runnel --help)", cmd);
         return 2;
     }
     int checking = strcmp(cmd, "check") == 0, describing = 0;
