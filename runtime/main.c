@@ -1,4 +1,4 @@
-/* main.c: the runnel command line: run, check, test, stubs, serve, help, report. The only place that prints errors
+/* main.c: the runnel command line: run, check, test, new, stubs, serve, help, report. The only place that prints errors
  * and chooses exit codes (0 ok, 1 the job failed, 2 usage or the job is
  * already running, 130 interrupted). */
 #include <curl/curl.h>
@@ -15,6 +15,7 @@
 #include "lua/job.h"
 #include "engine/jobtest.h"
 #include "engine/lock.h"
+#include "lua/skeleton.h"
 #include "lua/stubs.h"
 #include "engine/pipeline.h"
 #include "serve/report.h"
@@ -51,6 +52,8 @@ static void usage(FILE *out)
             "       runnel test JOB.lua [TEST.lua] [--set k=v]\n"
             "                                         run the cases of JOB_test.lua through the job's\n"
             "                                         stages, no network, no sink written (README: Testing a job)\n"
+            "       runnel new NAME [--source csv|kafka] [--model PROVIDER] [--sink jsonl|csv|stdout|kafka]\n"
+            "                                         write NAME.lua and NAME_test.lua, a job skeleton and its cases\n"
             "       runnel stubs > runnel.d.lua       annotations for lua-language-server (README: Editor set-up)\n"
             "       runnel help [NAME]                list plugins, or the options of one\n"
             "                                         (source.csv, sink.jsonl, model.openai, job)\n"
@@ -290,6 +293,34 @@ static void describe_job(lua_State *L, const char *script, const char *name)
     json_decref(o);
 }
 
+/* runnel new NAME [--source S] [--model P] [--sink K]: lua/skeleton.h. */
+static int cmd_new(int argc, char **argv)
+{
+    const char *name = NULL, *source = "csv", *model = NULL, *sink = "jsonl";
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "--source") || !strcmp(a, "--model") || !strcmp(a, "--sink")) && i + 1 < argc) {
+            const char **to = !strcmp(a, "--source") ? &source : !strcmp(a, "--model") ? &model : &sink;
+            *to = argv[++i];
+        } else if (a[0] == '-' || name) {
+            log_error("new: unexpected '%s' (runnel new NAME [--source csv|kafka] [--model PROVIDER] "
+                      "[--sink jsonl|csv|stdout|kafka])", a);
+            return 2;
+        } else {
+            name = a;
+        }
+    }
+    if (!name) { log_error("new needs a NAME: runnel new jobs/my_job"); return 2; }
+    struct buf made;
+    buf_init(&made);
+    struct rn_err err;
+    int rc = luaskeleton_write(name, source, model, sink, &made, &err);
+    if (rc) log_error("new: %s", err.msg);
+    else fputs(made.data, stdout);
+    buf_free(&made);
+    return rc ? 2 : 0;
+}
+
 /* runnel test JOB.lua [TEST.lua] [--set k=v]: engine/jobtest.h. */
 static int cmd_test(int argc, char **argv)
 {
@@ -371,12 +402,13 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "serve")) return cmd_serve(argc, argv);
     if (!strcmp(cmd, "report")) return cmd_report(argc - 2, argv + 2);
     if (!strcmp(cmd, "test")) return cmd_test(argc, argv);
+    if (!strcmp(cmd, "new")) return cmd_new(argc, argv);
     if (!strcmp(cmd, "stubs")) { luastubs_write(stdout); return fflush(stdout) ? 1 : 0; }
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
-        static const char *const commands[] = {"run", "check", "serve", "help", "report", "test", "stubs"};
-        const char *near = options_closest(cmd, commands, 7);
+        static const char *const commands[] = {"run", "check", "serve", "help", "report", "test", "stubs", "new"};
+        const char *near = options_closest(cmd, commands, 8);
         if (near) log_error("unknown command '%s'; did you mean %s? (runnel --help)", cmd, near);
-        else log_error("unknown command '%s' (run, check, test, stubs, serve, help, report; runnel --help)", cmd);
+        else log_error("unknown command '%s' (run, check, test, new, stubs, serve, help, report; runnel --help)", cmd);
         return 2;
     }
     int checking = strcmp(cmd, "check") == 0, describing = 0;
