@@ -178,7 +178,7 @@ static void fixture_close(void *self)
 }
 
 static const struct source_ops fixture_source = {
-    .name = "test", .summary = "runnel test's records",
+    .version = SOURCE_INTERFACE_VERSION, .name = "test", .summary = "runnel test's records",
     .open = fixture_open, .next = fixture_next, .advance = fixture_advance, .commit = fixture_commit,
     .close = fixture_close,
 };
