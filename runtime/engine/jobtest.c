@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "engine/pipeline.h"
+#include "formats/csv.h"
 #include "formats/format.h"
 #include "formats/json.h"
 #include "models/provider.h"
@@ -29,7 +30,11 @@ struct standin {
     const struct sink_ops *declared;     /* NULL for an errors sink that was not declared */
     const struct format_ops *format;     /* sink.kafka with a format other than json: its encoder */
     void *codec;
-    struct buf value;
+    int csv;                              /* sink.csv: its line, by formats/csv.h as it writes it */
+    char delimiter;
+    char **columns;                       /* `columns`, or the first record's fields */
+    size_t ncolumns;
+    struct buf value, scratch;
 };
 
 struct jobtest {
@@ -229,6 +234,12 @@ static void *standin_open(struct job_env *env, int opts, struct rn_err *err)
     t->opened++;
     t->pending = NULL;
     buf_init(&s->value);
+    buf_init(&s->scratch);
+    if (s->index && strcmp(s->declared->name, "csv") == 0) {
+        s->csv = 1;
+        s->delimiter = opt_string(L, opts, "delimiter", ",")[0];
+        s->columns = opt_string_list(L, opts, "columns", &s->ncolumns);
+    }
     if (s->index && strcmp(s->declared->name, "kafka") == 0) { /* sink.kafka's value: its format */
         const char *name = opt_string(L, opts, "format", "json");
         if (strcmp(name, "json") != 0) {
@@ -242,6 +253,31 @@ static void *standin_open(struct job_env *env, int opts, struct rn_err *err)
         }
     }
     return s;
+}
+
+/* sink.csv's row for the record (the header row is not shown): its columns, from the first
+ * record when not declared, each value as formats/csv.h puts it. */
+static int csv_line(struct standin *s, struct sink_record *record, struct rn_err *err)
+{
+    lua_State *L = s->t->L;
+    if (!s->columns) {
+        size_t n;
+        const struct sink_field *fields = sink_record_fields(record, &n, err);
+        if (!fields) return -1;
+        s->columns = rn_calloc(n + 1, sizeof *s->columns);
+        for (size_t i = 0; i < n; i++) s->columns[i] = rn_strndup(fields[i].name, fields[i].name_len);
+        s->ncolumns = n;
+    }
+    buf_clear(&s->value);
+    int rec = sink_record_table(record);
+    for (size_t i = 0; i < s->ncolumns; i++) {
+        if (i) buf_putc(&s->value, s->delimiter);
+        lua_getfield(L, rec, s->columns[i]);
+        int rc = csv_put_value(&s->value, L, -1, s->delimiter, &s->scratch, err);
+        lua_pop(L, 1);
+        if (rc) return rn_wrap(err, "sink.csv: column %s", s->columns[i]);
+    }
+    return 0;
 }
 
 static int standin_write(void *self, uint64_t seq, struct sink_record *record, struct rn_err *err)
@@ -262,13 +298,15 @@ static int standin_write(void *self, uint64_t seq, struct sink_record *record, s
     if (s->codec) {
         buf_clear(&s->value);
         if (s->format->encode(s->codec, L, rec, &s->value, err)) return SINK_REJECTED;
+    } else if (s->csv && csv_line(s, record, err)) {
+        return SINK_REJECTED;
     }
     lua_pushinteger(L, s->index);
     lua_pushinteger(L, (lua_Integer)seq);
     lua_pushvalue(L, rec);
     if (line) lua_pushlstring(L, line, len);
     else lua_pushnil(L);
-    if (s->codec) lua_pushlstring(L, s->value.data ? s->value.data : "", s->value.len);
+    if (s->codec || s->csv) lua_pushlstring(L, s->value.data ? s->value.data : "", s->value.len);
     else lua_pushnil(L);
     return harness_call(t, "write", 5, 0, err) ? SINK_FAILED : SINK_ACCEPTED;
 }
@@ -283,7 +321,10 @@ static void standin_close(void *self)
 {
     struct standin *s = self;
     if (s->codec) s->format->close(s->codec);
+    for (size_t i = 0; i < s->ncolumns; i++) free(s->columns[i]);
+    free(s->columns);
     buf_free(&s->value);
+    buf_free(&s->scratch);
     free(s);
 }
 

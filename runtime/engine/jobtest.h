@@ -4,8 +4,8 @@
  * line by its source.kafka's format) in place of the source, the case's answers in place of
  * the model's HTTP calls (models/engine.c still renders the prompt, checks the answer against
  * `output`, sends the correction round), and sinks that keep what they are given after the
- * declared sink's own encoding checks (its JSON line, sink.kafka's format) instead of writing
- * it. engine/jobtest.lua (compiled in) reads the cases and compares; README: Testing a job. */
+ * declared sink's own encoding (its JSON line, sink.kafka's format, sink.csv's row) instead of
+ * writing it. engine/jobtest.lua (compiled in) reads the cases and compares; README: Testing a job. */
 #ifndef RUNNEL_JOBTEST_H
 #define RUNNEL_JOBTEST_H
 

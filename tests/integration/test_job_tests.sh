@@ -81,6 +81,20 @@ expect_contains "a value JSON cannot hold is dead-lettered at map" "$T/enc.out" 
 expect_contains "the lines differ" "$T/enc.out" "FAIL enc_test.lua: lines"
 check "no sink was written" test ! -e "$T/never.jsonl"
 
+# sink.csv's row, by the sink's own CSV encoding
+cat > "$T/csv.lua" <<'LUA'
+return job { name = "csv", source = source.csv { path = "x.csv" }, sinks = { sink.csv { path = "never.csv", delimiter = ";" } } }
+LUA
+cat > "$T/csv_test.lua" <<'LUA'
+return { cases = { { name = "quoted", records = { { a = 'say "hi"; ok', b = 2 } }, lines = { [1] = { '"say ""hi""; ok";2' } } },
+                   { name = "wrong", records = { { a = "x", b = 2 } }, lines = { [1] = { "x;3" } } } } }
+LUA
+(cd "$T" && $RUNNEL test csv.lua) >"$T/csv.out" 2>&1
+expect_eq "csv: exit 1 (the second case fails)" 1 $?
+expect_contains "the row is the sink's" "$T/csv.out" "ok   csv_test.lua: quoted"
+expect_contains "a wrong row is shown" "$T/csv.out" "+ x;2"
+check "no csv was written" test ! -e "$T/never.csv"
+
 # mistakes in a test file are named
 cat > "$T/typo_test.lua" <<'LUA'
 return { cases = { { name = "t", records = {}, writen = {} } } }
