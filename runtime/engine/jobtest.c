@@ -455,7 +455,12 @@ int jobtest_run(const char *job_path, const char *test_path, const struct param 
     char **store = NULL;
     size_t nstore = 0;
     int nfile = read_setup(test_path, &file_params, &store, &nstore, err);
-    if (nfile < 0) return 2;
+    if (nfile < 0) {
+        for (size_t i = 0; i < nstore; i++) free(store[i]);
+        free(store);
+        free(file_params);
+        return 2;
+    }
     size_t nparams = (size_t)nfile + ncli; /* the command line's last: param() takes the last one given */
     struct param *params = rn_calloc(nparams + 1, sizeof *params);
     for (int i = 0; i < nfile; i++) params[i] = file_params[i];

@@ -102,6 +102,18 @@ LUA
 $RUNNEL test jobs/review_rating.lua "$T/typo_test.lua" >"$T/typo.out" 2>&1
 expect_eq "a misspelt key: exit 2" 2 $?
 expect_contains "it names the key" "$T/typo.out" 'case "t": unknown key "writen"'
+cat > "$T/params_test.lua" <<'LUA'
+return { params = { input = {} }, cases = { { name = "t", records = {}, written = {} } } }
+LUA
+$RUNNEL test jobs/review_rating.lua "$T/params_test.lua" >"$T/params.out" 2>&1
+expect_eq "params that are no strings: exit 2" 2 $?
+expect_contains "it says what params holds" "$T/params.out" 'params_test.lua: params holds name = "value" pairs'
+cat > "$T/misspelt_test.lua" <<'LUA'
+return { params = { inptu = "x.csv" }, cases = { { name = "t", records = {}, written = {} } } }
+LUA
+$RUNNEL test jobs/review_rating.lua "$T/misspelt_test.lua" >"$T/misspelt.out" 2>&1
+expect_eq "a param the job never reads: exit 2" 2 $?
+expect_contains "it has a did-you-mean" "$T/misspelt.out" "did you mean input?"
 $RUNNEL test jobs/review_rating.lua "$T/none_test.lua" >"$T/none.out" 2>&1
 expect_eq "no test file: exit 2" 2 $?
 expect_contains "it says so" "$T/none.out" "cannot read the test file"
