@@ -363,6 +363,22 @@ static void set_correction(struct model *m, struct slot *s, const char *why, siz
     metric_inc(m->stats.corrections);
 }
 
+/* A free slot for the record at record_ref, its request built (engine_build); NULL and err (the
+ * slot back on the free list) when the request cannot be built. The caller made sure one is free. */
+static struct slot *take_slot(struct model *m, int record_ref, uint64_t tag, struct rn_err *err)
+{
+    struct slot *s = m->free_list;
+    m->free_list = s->next;
+    s->next = NULL;
+    m->occupied++;
+    s->tag = tag;
+    if (engine_build(m, s, record_ref, err)) {
+        release(m, s);
+        return NULL;
+    }
+    return s;
+}
+
 int model_submit(struct model *m, int record_ref, uint64_t tag, struct rn_err *err)
 {
     return model_submit_at(m, record_ref, tag, NULL, err);
@@ -373,15 +389,8 @@ int model_submit_at(struct model *m, int record_ref, uint64_t tag, const struct 
     if (m->batch.on) return batch_submit(m, record_ref, tag, pos, err);
     if (model_room(m) <= 0 || !m->free_list)
         return rn_fail(err, "model: submitted with no room (model_room is 0)");
-    struct slot *s = m->free_list;
-    m->free_list = s->next;
-    s->next = NULL;
-    m->occupied++;
-    s->tag = tag;
-    if (engine_build(m, s, record_ref, err)) {
-        release(m, s);
-        return -1;
-    }
+    struct slot *s = take_slot(m, record_ref, tag, err);
+    if (!s) return -1;
     if (answer_cache_lookup(m, s)) {
         release(m, s);
         return 0;
@@ -422,15 +431,8 @@ int engine_call(struct model *m, int record_ref, uint64_t tag, const char *answe
 {
     if (!m->free_list || m->fatal.len) return 0;
     if (m->limits.adaptive && on_wire(m) >= (int)m->limits.window) return 0;
-    struct slot *s = m->free_list;
-    m->free_list = s->next;
-    s->next = NULL;
-    m->occupied++;
-    s->tag = tag;
-    if (engine_build(m, s, record_ref, err)) {
-        release(m, s);
-        return -1;
-    }
+    struct slot *s = take_slot(m, record_ref, tag, err);
+    if (!s) return -1;
     if (answer) {
         buf_clear(&s->answer);
         buf_puts(&s->answer, answer);
