@@ -4,12 +4,12 @@
 # (user+sys), peak RSS, and the ratio to the case's limit. Results also go to
 # out/bench/latest.json (and a timestamped copy) so runs can be compared over time.
 # Knobs: RUNS (3), CSV_ROWS (1000000), MODEL_ROWS (200000), BIG_ROWS (1000000), QUOTA_ROWS (6000),
-# CASES ("1 2 3 4 5 6 7 tls auto quota": the cases to run), SLOW_RUNS (RUNS, for case 7).
+# ES_ROWS (200000), CASES ("1 2 3 4 5 6 7 tls auto quota es": the cases to run), SLOW_RUNS (RUNS, for case 7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUNNEL_LIB="$PWD/scripts"
 RUNS="${RUNS:-3}"; CSV_ROWS="${CSV_ROWS:-1000000}"; MODEL_ROWS="${MODEL_ROWS:-200000}"; BIG_ROWS="${BIG_ROWS:-1000000}"
-CASES=" ${CASES:-1 2 3 4 5 6 7 tls auto quota} "
+CASES=" ${CASES:-1 2 3 4 5 6 7 tls auto quota es} "
 want() { [[ "$CASES" == *" $1 "* ]]; }
 QUOTA_ROWS="${QUOTA_ROWS:-6000}"
 W="$(mktemp -d /tmp/runnel-bench.XXXXXX)"
@@ -17,7 +17,7 @@ pids=()
 cleanup() { local s=$?; set +e; for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"; exit $s; }
 trap cleanup EXIT
 mkdir -p out/bench
-for t in measure csv-parse curl-multi kafka-offsets; do
+for t in measure csv-parse curl-multi kafka-offsets es-bulk; do
   [ bin/bench-$t -nt tools/bench/$t.c ] || cc -std=c11 -Wall -Wextra -Werror -O2 -D_GNU_SOURCE tools/bench/$t.c \
     -o bin/bench-$t $(pkg-config --cflags --libs libcurl rdkafka) -lcsv
 done
@@ -299,6 +299,36 @@ for mode in declared learned; do
 quota, limits $mode: $RPM requests/min of 12,000 ($(echo "$RPM" | awk '{ printf "%.2f", $1 / 12000 }')), $TPM tokens/min of 600,000 ($TPM_RATIO), 429s $SHARE% of requests"
   stop_server
 done
+fi
+
+# es. CSV -> sink.elasticsearch into bin/es-dev; limit: tools/bench/es-bulk.c posting the same
+# documents in the same batches (1000, 4 in flight) to the same stand-in, in the same run
+if want es; then
+ES_ROWS="${ES_ROWS:-200000}"
+bin/gen-reviews --rows "$ES_ROWS" --seed 7 > "$W/es.csv" 2>/dev/null
+cat > "$W/es.lua" <<'LUA'
+local out, url = param("output"), param("url", "")
+return job {
+  name = "bench_es",
+  source = source.csv { path = param("input"), select = { review_id = "Id", product_id = "ProductId",
+                        score = "Score", timestamp = "Time", summary = "Summary" },
+                        types = { review_id = "integer", score = "integer", timestamp = "integer" } },
+  sinks = { url ~= "" and sink.elasticsearch { url = url, index = "bench", id = "review_id",
+                                                batch = { count = 1000 }, in_flight = 4 }
+                       or sink.jsonl { path = out } },
+}
+LUA
+bin/es-dev --port 0 > "$W/es.out" 2>&1 &
+pids+=($!); ES=$!
+for _ in $(seq 100); do grep -q '^listening on ' "$W/es.out" && break; sleep 0.05; done
+ES_URL="$(sed -n 's/^listening on \(http[^ ]*\).*/\1/p' "$W/es.out")"
+bin/runnel run "$W/es.lua" --no-progress --quiet --state-dir "$W/state" --set input="$W/es.csv" --set output="$W/es-docs.jsonl"
+run_job es "$W/es.lua" --set input="$W/es.csv" --set url="$ES_URL"
+bare=(); for i in $(seq "$RUNS"); do bare+=("$(bin/bench-es-bulk "$ES_URL" bench review_id 1000 4 "$W/es-docs.jsonl")"); done
+BARE=$(printf '%s\n' "${bare[@]}" | median)
+row es "CSV -> sink.elasticsearch (es-dev; bare bulk client)" "$RATE" "$BARE" "$CPU_US" "$RSS_MB" \
+  "documents/s against tools/bench/es-bulk.c, same batches, same stand-in"
+kill "$ES" 2>/dev/null; wait "$ES" 2>/dev/null || true
 fi
 
 echo
