@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/http.h"
+#include "core/loop.h"
 #include "core/secret.h"
 #include "core/tz.h"
 #include "engine/plugin.h"
@@ -66,6 +67,8 @@ struct es_sink {
     struct curl_slist *headers;
     struct secret_set secrets;
     struct http *http;
+    struct loop *loop;         /* the job's loop: wakes the pipeline for answers and due batches */
+    struct loop_timer wake;
     struct batch **batches;
     size_t nbatches;
     struct batch *filling;
@@ -317,6 +320,35 @@ static void answered(struct es_sink *s, struct batch *b, int64_t now)
     buf_free(&why);
 }
 
+/* The loop's wake-ups: the client's sockets (watched) and the nearest of curl's timer, the
+ * filling batch's time limit and a batch's retry. The pipeline polls every sink when it wakes,
+ * so the callbacks need do nothing; without them acknowledgements would wait for another
+ * wake-up (the checkpoint timer). */
+static void on_wake_fd(void *user, int fd, unsigned events)
+{
+    (void)user;
+    (void)fd;
+    (void)events;
+}
+
+static void on_wake_timer(void *user) { (void)user; }
+
+static void arm_wake(struct es_sink *s, int64_t now)
+{
+    if (!s->loop) return;
+    int64_t due = s->running > 0 ? http_due_ms(s->http) : -1;
+    if (s->filling) {
+        int64_t close_at = s->filling->opened_ms + s->max_time_ms;
+        if (due < 0 || close_at < due) due = close_at;
+    }
+    for (size_t i = 0; i < s->nbatches; i++) {
+        struct batch *b = s->batches[i];
+        if (b->state == BATCH_READY && s->running < s->in_flight && (due < 0 || b->due_ms < due)) due = b->due_ms;
+    }
+    if (due < 0) loop_timer_cancel(s->loop, &s->wake);
+    else loop_timer_at(s->loop, &s->wake, due > now ? due : now);
+}
+
 /* Serve the client: answers in, due batches out (oldest first, up to in_flight). */
 static int pump(struct es_sink *s, int wait_ms, struct rn_err *err)
 {
@@ -344,6 +376,7 @@ static int pump(struct es_sink *s, int wait_ms, struct rn_err *err)
         next->attempts++;
         s->running++;
     }
+    arm_wake(s, now);
     return 0;
 }
 
@@ -473,6 +506,10 @@ static void es_close(void *self)
         free(b);
     }
     free(s->batches);
+    if (s->loop) {
+        loop_timer_cancel(s->loop, &s->wake);
+        loop_unwatch(s->loop, http_fd(s->http));
+    }
     http_free(s->http);
     for (uint64_t t = s->front_ticket; t < s->front_ticket + s->queue_len; t++) free(queue_at(s, t)->reason);
     free(s->queue);
@@ -590,6 +627,11 @@ static void *es_open(struct job_env *env, int opts, struct rn_err *err)
     if (open_auth(s, L, opts, err)) goto fail;
     if (!(s->http = http_new(s->in_flight, err))) goto fail;
     http_set_transport(s->http, &s->transport);
+    if (env->loop) {
+        loop_timer_init(&s->wake, on_wake_timer, s);
+        if (loop_watch(env->loop, http_fd(s->http), LOOP_READ, on_wake_fd, s, err)) goto fail;
+        s->loop = env->loop;
+    }
     return s;
 fail:
     es_close(s);
