@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const struct format_ops json_format, csv_format, text_format;
+extern const struct format_ops json_format, csv_format, text_format, avro_format;
 
-static const struct format_ops *const formats[] = {&json_format, &csv_format, &text_format, NULL};
+static const struct format_ops *const formats[] = {&json_format, &csv_format, &text_format, &avro_format, NULL};
 
 static int usable(const struct format_ops *f, enum format_use use)
 {

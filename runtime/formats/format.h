@@ -1,8 +1,8 @@
 /* format.h: record formats: how a message value becomes a Lua record, and a record a value.
  *
  * One table of functions per format and one row per format in format.c, shared by
- * source.kafka (`format = "json" | "csv" | "text"`) and sink.kafka (`format = "json" | "csv"`):
- * a new format (Avro) is a new file in formats/ plus a row. A format reads its own options
+ * source.kafka (`format = "json" | "csv" | "text" | "avro"`) and sink.kafka (`format = "json" |
+ * "csv" | "avro"`): a new format is a new file (or folder, as avro/) in formats/ plus a row. A format reads its own options
  * (columns, types, ...) from the plugin's checked options table and adds its fields to the
  * job's field order, so a plugin knows a format only by its name.
  *
@@ -18,6 +18,8 @@
 #include "engine/plugin.h"
 
 enum format_use { FORMAT_DECODE, FORMAT_ENCODE };
+
+#define FORMAT_FATAL (-2) /* decode: not the message's fault; stop the job */
 
 /* What a format is opened with. Borrowed for the open call only. */
 struct format_args {
@@ -36,11 +38,15 @@ struct format_ops {
      * the options do not fit. The result is the format's, freed by close. */
     void *(*open)(const struct format_args *args, enum format_use use, struct rn_err *err);
     /* Push the record of the value data[0..len). -1 and err (why, without where), nothing
-     * pushed. NULL when the format cannot decode. */
+     * pushed: the message is bad (dead-lettered); FORMAT_FATAL and err: the format cannot go
+     * on (its schema registry does not answer), the job stops. NULL when it cannot decode. */
     int (*decode)(void *self, lua_State *L, const char *data, size_t len, struct rn_err *err);
     /* Append the value of the record at stack index rec to out. -1 and err (the field at fault).
      * NULL when the format cannot encode. */
     int (*encode)(void *self, lua_State *L, int rec, struct buf *out, struct rn_err *err);
+    /* Optional: append the message key for the key field's value at stack index key: 0, or -1
+     * and err; 1 when this format leaves keys to the plugin (written as text). */
+    int (*encode_key)(void *self, lua_State *L, int key, struct buf *out, struct rn_err *err);
     void (*close)(void *self);
 };
 

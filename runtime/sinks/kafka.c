@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "formats/format.h"
+#include "formats/avro/avro.h"
 #include "formats/json.h"
 #include "sources/kafka/client.h"
 #include "lua/job.h"
@@ -70,8 +71,16 @@ static const struct option_spec kafka_sink_options[] = {
     {"topic", OPT_STRING, 1, NULL, .help = "the topic to write to"},
     {"key", OPT_STRING, 0, NULL, .help = "the field whose value is the message key (none: no key)"},
     {"format", OPT_ENUM, 0, "json",
-     .help = "message value: \"json\" (the record as a JSON object) or \"csv\" (one row, see columns)",
-     .choices = OPT_CHOICES("json", "csv")},
+     .help = "message value: \"json\" (the record as a JSON object), \"csv\" (one row, see columns) or \"avro\" "
+             "(Confluent's wire format: schema, registry)",
+     .choices = OPT_CHOICES("json", "csv", "avro")},
+    {"schema", OPT_ANY, 0, NULL, .help = AVRO_SCHEMA_HELP " (required with avro)", .check = avro_check_schema_option},
+    {"key_schema", OPT_ANY, 0, NULL,
+     .help = "avro: the key's schema (a file, its text, e.g. '\"string\"', or a table): the key field's value is "
+             "written in the wire format too, its schema registered under <topic>-key",
+     .default_note = "the key as text", .check = avro_check_schema_option},
+    {"registry", OPT_NESTED, 0, NULL, .help = AVRO_REGISTRY_HELP ", where the schema is registered",
+     .fields = avro_registry_options},
     {"columns", OPT_STRING_OR_LIST, 0, NULL, .help = "csv: the fields to write, in order (required)"},
     {"headers", OPT_MAP, 0, NULL, .help = "{ name = \"value\", ... }: headers added to every message",
      .value = OPT_VALUE(OPT_SCALAR)},
@@ -205,6 +214,13 @@ static int record_key(struct kafka_sink *s, lua_State *L, int rec, struct rn_err
     buf_clear(&s->key);
     lua_getfield(L, rec, s->key_field);
     int has = 1;
+    if (s->format->encode_key && !lua_isnil(L, -1)) { /* a format that writes keys too (avro's key_schema) */
+        int rc = s->format->encode_key(s->codec, L, lua_gettop(L), &s->key, err);
+        if (rc <= 0) {
+            lua_pop(L, 1);
+            return rc < 0 ? rn_wrap(err, "topic %s: key field '%s'", s->topic, s->key_field) : 1;
+        }
+    }
     switch (lua_type(L, -1)) {
     case LUA_TNIL: has = 0; break;
     case LUA_TBOOLEAN: buf_puts(&s->key, lua_toboolean(L, -1) ? "true" : "false"); break;

@@ -10,9 +10,19 @@ format (magic byte 0, the schema id as 4 bytes big-endian, Avro binary) and deco
       print the record as JSON, or "unresolvable: ..." and exit 3
   avro_wire.py register URL SUBJECT SCHEMA_FILE
       register a schema (POST /subjects/S/versions) and print the id
+  avro_wire.py encode URL ID RECORD_JSON OUT_FILE
+      write the message of RECORD_JSON (schema ID) to OUT_FILE, for kcat -P to send as it is
+  avro_wire.py decode URL MESSAGE_FILE [READER_SCHEMA_FILE]
+      print the record of a message (kcat -f %s) as JSON, read with its writer schema (or resolved
+      to the reader schema)
+JSON stands for what it cannot hold: decimals and dates as strings ("-12.50", "2020-01-02"),
+bytes and fixed as strings of code points 0-255; timestamps go in as integers in their unit and
+come out as microseconds (python-avro reads both units as a datetime).
 Options: --user USER:PASSWORD for basic auth. Exit 1 on an HTTP error, with the registry's body.
 """
 import base64
+import datetime
+import decimal
 import io
 import json
 import struct
@@ -49,6 +59,61 @@ class Registry:
     def schema(self, schema_id):
         text = self.call("GET", f"/schemas/ids/{schema_id}")["schema"]
         return avro.schema.parse(text)
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+UNITS = {"timestamp-millis": 1000, "timestamp-micros": 1000000}
+
+
+def to_python(schema, value):
+    """The JSON value as python-avro wants it for schema (logical types, bytes)."""
+    logical = schema.props.get("logicalType")
+    kind = schema.type
+    if kind == "union":
+        for branch in schema.schemas:
+            if avro.io.validate(branch, to_python_or_none(branch, value)):
+                return to_python(branch, value)
+        return value
+    if kind == "record":
+        return {f.name: to_python(f.type, value[f.name]) for f in schema.fields if f.name in value}
+    if kind == "array":
+        return [to_python(schema.items, v) for v in value]
+    if kind == "map":
+        return {k: to_python(schema.values, v) for k, v in value.items()}
+    if logical == "decimal" and isinstance(value, str):
+        return decimal.Decimal(value)
+    if logical == "date" and isinstance(value, str):
+        return datetime.date.fromisoformat(value)
+    if logical in UNITS and isinstance(value, int):
+        return EPOCH + datetime.timedelta(microseconds=value * 1000000 // UNITS[logical])
+    if kind in ("bytes", "fixed") and isinstance(value, str):
+        return value.encode("latin-1")
+    return value
+
+
+def to_python_or_none(schema, value):
+    try:
+        return to_python(schema, value)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def to_json(value):
+    """A decoded value as JSON (see the top)."""
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_json(v) for v in value]
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, datetime.datetime):
+        delta = value - EPOCH
+        return (delta.days * 86400 + delta.seconds) * 1000000 + delta.microseconds  # micros; callers scale
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return value
 
 
 def encode(schema, schema_id, record):
@@ -94,6 +159,19 @@ def main(argv):
             text = schema_file.read()
         avro.schema.parse(text)  # the client's own check first
         print(registry.call("POST", f"/subjects/{argv[3]}/versions", {"schema": text})["id"])
+    elif command == "encode" and len(argv) == 6:
+        schema_id, record = int(argv[3]), json.loads(argv[4])
+        schema = registry.schema(schema_id)
+        with open(argv[5], "wb") as out:
+            out.write(encode(schema, schema_id, to_python(schema, record)))
+    elif command == "decode" and len(argv) in (4, 5):
+        with open(argv[3], "rb") as message_file:
+            message = message_file.read()
+        reader = None
+        if len(argv) == 5:
+            with open(argv[4]) as schema_file:
+                reader = avro.schema.parse(schema_file.read())
+        print(json.dumps(to_json(decode(message, registry, reader)), sort_keys=True))
     else:
         raise SystemExit(__doc__)
     return 0

@@ -17,6 +17,7 @@
 #include "sources/kafka/client.h"
 #include "lua/job.h"
 #include "formats/format.h"
+#include "formats/avro/avro.h"
 #include "engine/plugin.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -91,9 +92,13 @@ static const struct option_spec kafka_source_options[] = {
              "committed offsets win and start only places partitions the group has none for",
      .choices = OPT_CHOICES("committed", "earliest", "latest"), OPT_AT_LEAST(0)},
     {"format", OPT_ENUM, 0, "json",
-     .help = "message value: \"json\" (an object; its members are the fields), \"csv\" (one row, see columns) or "
-             "\"text\" (field value)",
-     .choices = OPT_CHOICES("json", "csv", "text")},
+     .help = "message value: \"json\" (an object; its members are the fields), \"csv\" (one row, see columns), "
+             "\"text\" (field value) or \"avro\" (Confluent's wire format, see registry)",
+     .choices = OPT_CHOICES("json", "csv", "text", "avro")},
+    {"schema", OPT_ANY, 0, NULL, .help = AVRO_SCHEMA_HELP " to resolve every value to (reader schema)",
+     .default_note = "each message's writer schema", .check = avro_check_schema_option},
+    {"registry", OPT_NESTED, 0, NULL, .help = AVRO_REGISTRY_HELP ", where writer schemas are fetched by id",
+     .fields = avro_registry_options},
     {"columns", OPT_STRING_OR_LIST, 0, NULL, .help = "csv: the column names (required); json: the fields' output order"},
     {"types", OPT_MAP, 0, NULL, .help = "csv: { field = type }: the type of a column", .default_note = "string",
      .value = OPT_VALUE(OPT_ENUM, .choices = OPT_CHOICES("string", "integer", "number", "boolean"))},
@@ -299,7 +304,13 @@ static int handle_message(struct kafka_source *s, const rd_kafka_message_t *m, s
     pos->offset = m->offset;
     pos->line = -1;
     int status = SRC_RECORD;
-    if (decode_value(s, L, m, err)) {
+    int decoded = decode_value(s, L, m, err);
+    if (decoded == FORMAT_FATAL) { /* not the message's fault: it is read again by the next run */
+        rn_wrap(err, "%s: topic %s [%d] offset %lld", s->client.where, s->topics[ti].name, (int)m->partition,
+                (long long)m->offset);
+        return SRC_ERROR;
+    }
+    if (decoded) {
         rn_wrap(err, "topic %s [%d] offset %lld", s->topics[ti].name, (int)m->partition, (long long)m->offset);
         push_bad(s, L, ti, m);
         status = SRC_BAD;
