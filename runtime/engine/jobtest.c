@@ -242,7 +242,8 @@ static void *standin_open(struct job_env *env, int opts, struct rn_err *err)
     }
     if (s->index && strcmp(s->declared->name, "kafka") == 0) { /* sink.kafka's value: its format */
         const char *name = opt_string(L, opts, "format", "json");
-        if (strcmp(name, "json") != 0) {
+        const struct format_ops *remote = format_find(name, FORMAT_ENCODE);
+        if (strcmp(name, "json") != 0 && !(remote && remote->opens_remote)) { /* avro: no registry here */
             const char *where = options_where(L, opts);
             struct format_args args = {env, opts, "sink.kafka", where, 0};
             s->format = format_lookup(name, FORMAT_ENCODE, where, "sink.kafka", err);

@@ -34,6 +34,8 @@ struct format_ops {
     const char *name;     /* format = "<name>" */
     int decodes_no_value; /* decode takes data == NULL (a message without a value, a tombstone);
                              for other formats the plugin refuses such a message itself */
+    int opens_remote;     /* open talks to a server (avro: its schema registry); `runnel test`,
+                             which runs no server, leaves such a sink's encoding out */
     /* Open for decoding or encoding: NULL and err (naming the declaration and the option) when
      * the options do not fit. The result is the format's, freed by close. */
     void *(*open)(const struct format_args *args, enum format_use use, struct rn_err *err);

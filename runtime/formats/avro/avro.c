@@ -430,6 +430,7 @@ static void codec_close(void *self)
 
 const struct format_ops avro_format = {
     .name = "avro",
+    .opens_remote = 1,
     .open = codec_open,
     .decode = codec_decode,
     .encode = codec_encode,
