@@ -19,7 +19,7 @@ LUA
 (unset KAFKA_BROKERS; run_job nobrokers 'source.kafka { topic = "in" }')
 expect_contains "no brokers anywhere: says how to set them" "$T/nobrokers.err" "no brokers: set the option brokers"
 run_job badformat 'source.kafka { topic = "in", format = "xml" }'
-expect_contains "bad format: names the option and the script line" "$T/badformat.err" 'badformat.lua:1: source.kafka: format: unknown value "xml" (one of json, csv, text)'
+expect_contains "bad format: names the option and the script line" "$T/badformat.err" 'badformat.lua:1: source.kafka: format: unknown value "xml" (one of json, csv, text, avro)'
 run_job nogroup 'source.kafka { topic = "in" }' --mode stream
 expect_contains "stream mode without a group: names group" "$T/nogroup.err" "stream mode needs a consumer group: group ="
 run_job csvcols 'source.kafka { topic = "in", format = "csv" }'

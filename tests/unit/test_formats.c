@@ -53,14 +53,14 @@ static void test_table(void)
     struct buf b;
     buf_init(&b);
     format_names(&b, FORMAT_DECODE);
-    CHECK(strcmp(b.data, "\"json\", \"csv\" or \"text\"") == 0, "decoding names: %s", b.data);
+    CHECK(strcmp(b.data, "\"json\", \"csv\", \"text\" or \"avro\"") == 0, "decoding names: %s", b.data);
     buf_clear(&b);
     format_names(&b, FORMAT_ENCODE);
-    CHECK(strcmp(b.data, "\"json\" or \"csv\"") == 0, "encoding names: %s", b.data);
+    CHECK(strcmp(b.data, "\"json\", \"csv\" or \"avro\"") == 0, "encoding names: %s", b.data);
     buf_free(&b);
     struct rn_err err;
     CHECK(!format_lookup("text", FORMAT_ENCODE, "job.lua:9", "sink.kafka", &err) &&
-              strcmp(err.msg, "job.lua:9: sink.kafka: format must be \"json\" or \"csv\", not 'text'") == 0,
+              strcmp(err.msg, "job.lua:9: sink.kafka: format must be \"json\", \"csv\" or \"avro\", not 'text'") == 0,
           "an unknown format is named with the ones there are: %s", err.msg);
     CHECK(format_lookup("csv", FORMAT_DECODE, "job.lua:9", "source.kafka", &err) == format_find("csv", FORMAT_DECODE),
           "format_lookup finds what format_find finds");
