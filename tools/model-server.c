@@ -50,7 +50,7 @@ struct config {
     double fail_rate, rate_429, rate_500, hang_rate, close_rate, malformed_rate, out_of_range_rate;
     long degrade_above, degrade_ms;
     long max_requests, seed, revoke_after;
-    const char *api_key, *event_loop;
+    const char *api_key, *event_loop, *refuse;
     bool verbose, help, no_usage;
 };
 
@@ -98,6 +98,8 @@ static const struct standin_option option_specs[] = {
      "      --degrade-ms * (I - N) and it is answered 429 with probability (I - N) / I"},
     {"--degrade-ms", STANDIN_INTEGER, &config.degrade_ms, 0, 60000,
      "extra latency per in-flight request above --degrade-above"},
+    {"--refuse", STANDIN_TEXT, &config.refuse, 0, 0,
+     "a chat prompt holding this text is answered 400 content_filter (a record the provider refuses)"},
     {"--api-key", STANDIN_TEXT, &config.api_key, 0, 0,
      "require 'Authorization: Bearer K' on /v1/*, else 401; the dialects want it in their\n"
      "      own header (api-key, x-api-key, x-goog-api-key, X-Api-Key, or a bearer)"},
@@ -887,6 +889,14 @@ static unsigned chat_answer(struct request *request, enum fault fault, struct st
     while (last_user_length && (*last_user == ' ' || *last_user == '\n' || *last_user == '\t')) {
         last_user++;
         last_user_length--;
+    }
+
+    if (config.refuse && config.refuse[0] && strstr(text, config.refuse)) {
+        error_json(out, "The prompt was refused by the content filter.", "invalid_request_error", "content_filter");
+        free(user_text.data);
+        free(scratch.data);
+        json_decref(root);
+        return 400;
     }
 
     answer.rating = lexicon_rating(text_weight(text, user_text.length));

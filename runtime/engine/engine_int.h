@@ -135,6 +135,8 @@ struct pipeline {
     struct buf scratch;
 
     int fatal;
+    struct source_pos done_pos;   /* the newest record done (written, dead-lettered or filtered) */
+    int done_any;                 /* one was */
     int model_failed;             /* the model stopped the job: what was written is still committed */
     struct rn_err fatal_err;
     int source_done;

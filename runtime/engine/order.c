@@ -32,6 +32,10 @@ static void finish(struct pipeline *p, enum outcome outcome, const struct source
     else if (outcome == OUT_DEAD) metric_inc(p->m.dead);
     else metric_inc(p->m.filtered);
     advance(p, pos);
+    if (pos) {
+        p->done_pos = *pos;
+        p->done_any = 1;
+    }
     p->done++;
 }
 

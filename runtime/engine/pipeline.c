@@ -414,6 +414,23 @@ static int pipeline_drain(struct job_env *env, struct rn_err *err)
     return checkpoint_final(p, err);
 }
 
+/* The job stopped on a model outage and committed what was written: say up to where, so the
+ * user knows what a rerun (or --resume) goes on from. */
+static void say_committed(struct pipeline *p, struct rn_err *err)
+{
+    size_t len = strlen(err->msg);
+    char *at = err->msg + len;
+    size_t left = sizeof err->msg - len;
+    const struct source_pos *pos = &p->done_pos;
+    if (!p->done_any) snprintf(at, left, "; nothing of %s was committed", p->src_label);
+    else if (pos->partition >= 0)
+        snprintf(at, left, "; nothing after partition %d offset %lld was committed", (int)pos->partition,
+                 (long long)pos->offset);
+    else if (pos->line > 0)
+        snprintf(at, left, "; nothing after line %lld of %s was committed", (long long)pos->line, p->src_label);
+    else snprintf(at, left, "; nothing after record %llu of %s was committed", (unsigned long long)p->done, p->src_label);
+}
+
 /* Whether the source may be asked for more now: the window has room, the model too. */
 static int can_read(struct pipeline *p)
 {
@@ -557,6 +574,8 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
             /* the model stopped the job (a wrong key, no quota): the sinks are sound, so what was
              * written is committed; should that fail too, the last checkpoint stands */
             log_error("%s", cerr.msg);
+        } else if (rc && p->model_failed && !p->fatal && model_outage(p->model)) {
+            say_committed(p, err);
         }
         double elapsed = rn_now() - p->started;
         const char *status = rc ? "failed" : p->stopped ? "stopped" : "finished";

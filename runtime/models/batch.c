@@ -1108,7 +1108,12 @@ void batch_close(struct model *m)
 
 int64_t model_batch_window(struct model *m) { return m->batch.on ? m->batch.max_requests : 0; }
 size_t model_batch_waiting(struct model *m) { return m->batch.waiting; }
-void model_progress(struct model *m, struct buf *out) { batch_progress(m, out); }
+void model_progress(struct model *m, struct buf *out)
+{
+    batch_progress(m, out);
+    if (m->breaker.opened && out->len) buf_puts(out, "  ");
+    breaker_describe(&m->breaker, rn_now_ms(), out);
+}
 int model_save(struct model *m, json_t *state, struct rn_err *err)
 {
     (void)err;

@@ -145,6 +145,16 @@ static int read_task(struct model *m, int opts, struct rn_err *err)
     return rn_fail(err, "task: this provider does not do %s", task);
 }
 
+/* The breaker's series go beside the model's, with the same label. */
+static int open_breaker(struct model *m, struct rn_err *err)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s.%s", m->provider_name, m->model_name);
+    struct metric_label label = {"model", name};
+    struct metrics *registry = m->env->metrics ? m->env->metrics : m->stats.own;
+    return breaker_open(&m->breaker, registry, &label, m->limits.outage_ms, err);
+}
+
 static int read_options(struct model *m, int opts, struct rn_err *err)
 {
     lua_State *L = m->L;
@@ -172,7 +182,7 @@ static int read_options(struct model *m, int opts, struct rn_err *err)
     m->model_name = rn_strdup(model_option ? opt_string(L, opts, model_option, "?") : m->provider_name);
     if (output_read(&m->output, L, opts, m->task, can, err) || limits_read(&m->limits, L, opts, err) ||
         stats_open(&m->stats, m->env->metrics, m->provider_name, m->model_name, err) ||
-        stats_read_price(&m->stats, L, opts, err))
+        stats_read_price(&m->stats, L, opts, err) || open_breaker(m, err))
         return -1;
     m->values = rn_calloc(m->output.field_count, sizeof *m->values);
     quota_init(&m->quota, &m->limits);
@@ -287,7 +297,7 @@ static int on_wire(const struct model *m) { return (int)(m->occupied - m->heap_l
 
 int model_room(struct model *m)
 {
-    if (m->fatal.len) return 0;
+    if (m->fatal.len || m->breaker.open) return 0; /* open: the source is held back */
     if (m->batch.on) return 1 << 20; /* records wait in batches; the pipeline's window bounds them */
     int room = m->limits.concurrency - (int)m->occupied;
     if (m->limits.adaptive) {
@@ -638,12 +648,62 @@ static void wait_for_descriptor(struct model *m, struct slot *s, int64_t now)
     heap_push(m, s);
 }
 
+/* Whether the failed attempt of s cannot have been about its record: the request never reached
+ * a server (no connection, no such host, no TLS), or the server refused everyone for rate
+ * (429) or overload (529). Such an attempt never spends the record's retry budget. */
+static int blameless(const struct slot *s)
+{
+    if (!s->last_status) {
+        CURLcode rc = s->req.result;
+        return rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_SSL_CONNECT_ERROR;
+    }
+    return s->last_status == 429 || s->last_status == 529;
+}
+
+/* The attempt failed for the endpoint's sake (breaker.h): the breaker counts it. While the
+ * breaker is open, or when the failure cannot have been the record's, the attempt is given
+ * back; the record keeps its place and waits for the breaker (open) or its backoff. */
+static void endpoint_failed(struct model *m, struct slot *s, int probe, int64_t hint_ms, int64_t now)
+{
+    char what[64];
+    if (s->last_status) {
+        snprintf(what, sizeof what, "HTTP %ld", s->last_status);
+    } else {
+        switch (s->req.result) {
+        case CURLE_COULDNT_CONNECT: snprintf(what, sizeof what, "connection refused"); break;
+        case CURLE_COULDNT_RESOLVE_HOST: snprintf(what, sizeof what, "no such host"); break;
+        case CURLE_OPERATION_TIMEDOUT: snprintf(what, sizeof what, "timeout"); break;
+        case CURLE_SSL_CONNECT_ERROR: snprintf(what, sizeof what, "TLS handshake failed"); break;
+        case CURLE_GOT_NOTHING:
+        case CURLE_RECV_ERROR:
+        case CURLE_SEND_ERROR:
+        case CURLE_PARTIAL_FILE: snprintf(what, sizeof what, "connection closed"); break;
+        default: snprintf(what, sizeof what, "%s", curl_easy_strerror(s->req.result)); break;
+        }
+    }
+    breaker_failure(&m->breaker, now, what, hint_ms, probe, &m->rng);
+    if (!m->breaker.open && !blameless(s)) {
+        retry_or_fail(m, s, hint_ms, now);
+        return;
+    }
+    s->attempts--;
+    if (m->breaker.open) {
+        ready_push_head(m, s);
+        return;
+    }
+    s->due_ms = now + retry_delay_ms(s->attempts + 2, hint_ms, &m->rng);
+    heap_push(m, s);
+}
+
 /* A finished attempt: a transport failure (retried or not by retry.c's rules) or an answer,
  * which the provider's verdict sends on: to parse, to a retry, to a dead letter, or to stop. */
 static void handle_done(struct model *m, struct slot *s)
 {
     struct http_request *r = &s->req;
     int64_t now = m->now_ms;
+    int probe = s->probe;
+    s->probe = 0;
+    if (probe) m->breaker.probe_out = 0;
     quota_completed(&m->quota);
     if (r->timings.connects > 0) metric_add(m->stats.connections, (double)r->timings.connects);
     buf_clear(&s->reason);
@@ -661,7 +721,7 @@ static void handle_done(struct model *m, struct slot *s)
         } else {
             buf_puts(&s->reason, r->error[0] ? r->error : curl_easy_strerror(r->result));
         }
-        if (retry_transport(r->result)) retry_or_fail(m, s, 0, now);
+        if (retry_transport(r->result)) endpoint_failed(m, s, probe, 0, now);
         else fail_now(m, s);
         return;
     }
@@ -680,6 +740,8 @@ static void handle_done(struct model *m, struct slot *s)
     int64_t rtt_us = r->timings.starttransfer_us - r->timings.pretransfer_us;
     limits_answer(&m->limits, v.rate_limited, v.outcome == PROVIDER_OK, rtt_us > 0 ? rtt_us : 0, now, on_wire(m));
     if (v.rate_limited) metric_inc(m->stats.rate_limited);
+    int endpoint = v.outcome == PROVIDER_RETRY && (v.rate_limited || v.congestion || r->status >= 500);
+    if (!endpoint) breaker_success(&m->breaker, now); /* it answered, for this record */
     if (v.outcome == PROVIDER_OK) {
         handle_answer(m, s, &answer, &v, now);
         return;
@@ -689,7 +751,8 @@ static void handle_done(struct model *m, struct slot *s)
     if (v.outcome == PROVIDER_RETRY) {
         int64_t hint = retry_cap_hint(v.retry_after_ms);
         if (v.congestion) limits_congestion(&m->limits, s->sent_ms, now);
-        retry_or_fail(m, s, hint, now);
+        if (endpoint) endpoint_failed(m, s, probe, hint, now);
+        else retry_or_fail(m, s, hint, now);
         /* no stampede: when the server says how long to wait, nothing new goes out before then.
          * With concurrency "auto" a 429 that is one answer among mostly good ones says the
          * window was too big, and the cut above is the answer; the pause is for a server
@@ -797,6 +860,7 @@ static int start_transfer(struct model *m, struct slot *s, int64_t now)
         }
     }
     if (!m->fds.sent) descriptors_first_send(m, &s->req);
+    breaker_endpoint(&m->breaker, s->req.url.data);
     if (http_start(m->http, &s->req, now, &err)) {
         buf_clear(&m->done_reason);
         buf_puts(&m->done_reason, err.msg);
@@ -835,12 +899,18 @@ static int start_ready(struct model *m, int64_t now)
             break;
         }
         struct slot *s = m->ready_head;
+        int may = breaker_may_send(&m->breaker, now);
+        if (!may) break;    /* open: one probe at a time, when due */
         if (quota_hold(&m->quota)) break; /* the first answer says what the quota is */
         if (limits_wait_ms(&m->limits, now, s->tokens_estimate) > 0) break;
         ready_pop(m);
         int rc = start_transfer(m, s, now);
         if (rc < 0) break;  /* no credentials yet */
         if (!rc) continue;  /* it never went out: it takes no budget */
+        if (may == 2) {
+            s->probe = 1;
+            breaker_probe_sent(&m->breaker);
+        }
         limits_spend(&m->limits, s->tokens_estimate);
         started++;
     }
@@ -856,7 +926,13 @@ static int64_t next_due_ms(struct model *m, int64_t now)
     int64_t curl_due = http_due_ms(m->http);
     if (curl_due >= 0 && curl_due < due) due = curl_due;
     if (m->batch.on && m->batch.due_ms < due) due = m->batch.due_ms;
-    if (m->ready_head && m->credentials_wait) { /* the credentials answer wakes the loop */
+    if (m->occupied) {
+        int64_t b = breaker_due_ms(&m->breaker, now); /* a probe, or the outage's end */
+        if (b < due) due = b;
+    }
+    if (m->ready_head && m->breaker.open) {
+        /* the breaker's probe time is in due already; an answer or the probe's wakes it */
+    } else if (m->ready_head && m->credentials_wait) { /* the credentials answer wakes the loop */
         if (!m->credentials_running && now + CREDENTIALS_POLL_MS < due) due = now + CREDENTIALS_POLL_MS;
     } else if (m->ready_head && !window_closed(m) && !quota_hold(&m->quota)) { /* else an answer makes room */
         int64_t w = m->paused_until_ms - now;
@@ -896,6 +972,22 @@ static int advance(struct model *m, struct rn_err *err)
     }
 }
 
+/* The endpoint has been unhealthy for limits.outage: the job stops, committing what was
+ * written (the pipeline's part). */
+static void outage_check(struct model *m)
+{
+    breaker_metrics(&m->breaker, m->now_ms);
+    if (m->fatal.len || !breaker_expired(&m->breaker, m->now_ms)) return;
+    char d[32];
+    breaker_format_ms(d, sizeof d, m->now_ms - m->breaker.since_ms);
+    buf_printf(&m->fatal, "model endpoint %s: unreachable for %s (%s)",
+               m->breaker.endpoint[0] ? m->breaker.endpoint : m->provider_name, d, m->breaker.reason);
+    redact(m, &m->fatal);
+    m->outage = 1;
+}
+
+int model_outage(const struct model *m) { return m->outage; }
+
 int model_wants_poll(struct model *m) { return m->woken || model_in_flight(m) > 0; }
 
 int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, struct rn_err *err)
@@ -921,6 +1013,7 @@ int model_poll(struct model *m, int timeout_ms, model_done_fn done, void *ctx, s
     }
     if (http_wait(m->http, wait, &m->now_ms, err)) return rn_wrap(err, "model.%s", m->provider_name);
     if (advance(m, err)) return -1;
+    outage_check(m);
     if (m->loop) loop_timer_at(m->loop, &m->wake, next_due_ms(m, m->now_ms));
     metric_set(m->stats.in_flight, (double)model_in_flight(m));
     metric_set(m->stats.window, m->limits.adaptive ? m->limits.window : (double)m->limits.concurrency);

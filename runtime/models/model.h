@@ -35,7 +35,9 @@
                {"connect_timeout", OPT_DURATION, 0, NULL, .help = "per connection",                \
                 .default_note = "timeout, at most 10s", OPT_ABOVE(0)},                             \
                {"retries", OPT_INTEGER, 0, "5", .help = "retries per call after the first attempt", \
-                OPT_RANGE(0, 100)})
+                OPT_RANGE(0, 100)},                                                                \
+               {"outage", OPT_DURATION, 0, "10m",                                                  \
+                .help = "the endpoint unreachable (or refusing everyone) this long stops the job", OPT_ABOVE(0)})
 #define MODEL_PRICE_OPTIONS                                                                        \
     OPT_FIELDS({"input", OPT_NUMBER, 0, NULL, .help = "USD per 1M input tokens", OPT_AT_LEAST(0)}, \
                {"output", OPT_NUMBER, 0, NULL, .help = "USD per 1M output tokens", OPT_AT_LEAST(0)}, \
@@ -133,6 +135,9 @@ int model_wants_poll(struct model *m);
 int64_t model_batch_window(struct model *m);
 size_t model_batch_waiting(struct model *m);
 void model_progress(struct model *m, struct buf *out);
+/* The job stopped because the model's endpoint was unhealthy for limits.outage (the error
+ * model_poll returned says so); the pipeline adds what was committed. */
+int model_outage(const struct model *m);
 
 /* What a checkpoint keeps of the model: the batches submitted (ids, files, the ranges of
  * source positions their records came from), so a resumed job polls them instead of paying

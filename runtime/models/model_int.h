@@ -13,6 +13,7 @@
 #include "core/fdlimit.h"
 #include "core/http.h"
 #include "core/secret.h"
+#include "models/breaker.h"
 #include "models/cache.h"
 #include "core/metrics.h"
 #include "models/model.h"
@@ -104,6 +105,7 @@ struct limits {
     int adaptive;              /* concurrency = "auto" */
     int retries;
     int64_t timeout_ms, connect_timeout_ms;
+    int64_t outage_ms;         /* limits.outage: the endpoint unhealthy this long stops the job */
     struct bucket rpm, tpm;
     /* concurrency = "auto": the window limits the requests on the wire (READY and RUNNING
      * slots), not the slots waiting for a retry */
@@ -190,6 +192,8 @@ void quota_json(const struct quota *q, const struct limits *l, json_t *model);
 /* The wait before attempt `attempts` + 1: exponential backoff with full jitter, but no sooner
  * than hint_ms (plus up to 10%) when the server gave one (> 0). rng: xorshift state, not 0. */
 int64_t retry_delay_ms(int attempts, int64_t hint_ms, uint64_t *rng);
+/* The next number of the xorshift generator at *rng (never 0). */
+uint64_t retry_random(uint64_t *rng);
 /* The longest server hint honoured, in ms. */
 int64_t retry_cap_hint(int64_t ms);
 /* Whether a transfer that failed with rc (no answer) is worth another attempt. */
@@ -290,6 +294,7 @@ struct slot {
     int record_ref;
     int attempts;              /* HTTP attempts of the current call */
     int corrected;             /* the one correction call was made */
+    int probe;                 /* RUNNING: the attempt is the breaker's probe */
     int64_t due_ms;            /* WAITING: when to send again */
     int64_t sent_ms;           /* when the current attempt started */
     int64_t tokens_estimate;
@@ -430,6 +435,8 @@ struct model {
     struct answer_cache cache;
     struct stats stats;
     struct quota quota;
+    struct breaker breaker;    /* the endpoint's health (breaker.c) */
+    int outage;                /* the job stops because the endpoint was unhealthy for limits.outage */
     struct batch_exec batch;
 };
 

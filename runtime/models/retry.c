@@ -8,7 +8,7 @@
 #define BACKOFF_CAP_MS 20000
 #define HINT_CAP_MS 120000          /* the longest Retry-After or rate-limit reset honoured */
 
-static uint64_t next_random(uint64_t *rng)
+uint64_t retry_random(uint64_t *rng)
 {
     *rng ^= *rng << 13;
     *rng ^= *rng >> 7;
@@ -24,11 +24,11 @@ int64_t retry_delay_ms(int attempts, int64_t hint_ms, uint64_t *rng)
     if (shift < 0) shift = 0;
     int64_t ceiling = (int64_t)BACKOFF_BASE_MS << shift;
     if (ceiling > BACKOFF_CAP_MS) ceiling = BACKOFF_CAP_MS;
-    int64_t delay = (int64_t)(next_random(rng) % (uint64_t)(ceiling + 1));
+    int64_t delay = (int64_t)(retry_random(rng) % (uint64_t)(ceiling + 1));
     if (hint_ms > 0) {
         /* up to 10% more, so the records that all got the same Retry-After do not return at once */
         int64_t spread = hint_ms / 10 + 1;
-        int64_t hinted = hint_ms + (int64_t)(next_random(rng) % (uint64_t)spread);
+        int64_t hinted = hint_ms + (int64_t)(retry_random(rng) % (uint64_t)spread);
         if (hinted > delay) delay = hinted;
     }
     return delay;

@@ -201,6 +201,14 @@ void model_print_summary(struct model *m, FILE *out)
         fprintf(out, "  prompt cache: %lld input tokens read from it, %lld written to it\n",
                 (long long)metric_u64(st->tokens_cache_read), (long long)metric_u64(st->tokens_cache_write));
     print_connections(m, out);
+    if (m->breaker.opened) {
+        struct buf paused;
+        buf_init(&paused);
+        breaker_describe(&m->breaker, rn_now_ms(), &paused);
+        fprintf(out, "  %s; the endpoint's breaker opened %d time%s\n", paused.data, m->breaker.opened,
+                m->breaker.opened == 1 ? "" : "s");
+        buf_free(&paused);
+    }
     if (m->cache.log)
         fprintf(out, "  cache hits %llu, answers stored %llu (%zu in %s)\n", (unsigned long long)metric_u64(st->cache_hits),
                 (unsigned long long)metric_u64(st->cache_stored), cache_count(m->cache.log), cache_path(m->cache.log));
@@ -231,6 +239,7 @@ void model_summary_json(struct model *m, json_t *summary)
     json_object_set_new(o, "ok", json_integer((json_int_t)metric_u64(st->ok)));
     json_object_set_new(o, "retries", json_integer((json_int_t)metric_u64(st->retried)));
     json_object_set_new(o, "failed", json_integer((json_int_t)metric_u64(st->failed)));
+    json_object_set_new(o, "paused_ms", json_integer((json_int_t)breaker_paused_ms(&m->breaker, rn_now_ms())));
     json_object_set_new(o, "invalid_answers", json_integer((json_int_t)metric_u64(st->invalid_answers)));
     json_object_set_new(o, "corrections", json_integer((json_int_t)metric_u64(st->corrections)));
     json_object_set_new(o, "corrected", json_integer((json_int_t)metric_u64(st->corrected)));
