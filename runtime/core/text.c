@@ -159,3 +159,16 @@ int rn_utf8_valid(const char *str, size_t n, size_t *bad_at)
     }
     return 1;
 }
+
+void rn_format_duration_ms(char *out, size_t size, int64_t ms)
+{
+    if (ms < 1000) {
+        snprintf(out, size, "%lldms", (long long)ms);
+        return;
+    }
+    long long s = (long long)(ms / 1000), h = s / 3600, m = s % 3600 / 60;
+    s %= 60;
+    if (h) snprintf(out, size, m || s ? "%lldh%lldm%llds" : "%lldh", h, m, s);
+    else if (m) snprintf(out, size, s ? "%lldm%llds" : "%lldm", m, s);
+    else snprintf(out, size, "%llds", s);
+}

@@ -25,6 +25,8 @@ int64_t rn_now_ms(void);
 
 /* Parse a duration like "30s", "250ms", "2m", "1.5" (seconds). Returns -1 on a bad value. */
 int rn_parse_duration_ms(const char *text, int64_t *ms_out);
+/* A duration for people: "2m13s", "10m", "1h5m0s", "850ms". */
+void rn_format_duration_ms(char *out, size_t size, int64_t ms);
 
 /* Return 1 if s[0..n) is valid UTF-8, else 0 and *bad_at = byte offset of the first bad byte. */
 int rn_utf8_valid(const char *s, size_t n, size_t *bad_at);

@@ -127,6 +127,8 @@ int checkpoint_take(struct pipeline *p, struct rn_err *err)
     if (flush_sink(&p->errors, err)) return -1;
     if (order_poll_sinks(p, err) || check_all_answered(p, err)) return -1;
     metric_set(p->m.committed, p->m.written->value);
+    p->committed_pos = p->done_pos;
+    p->committed_any = p->done_any;
     if (p->src_ops->commit && p->src_ops->commit(p->src, err)) return rn_wrap(err, "%s", p->src_label);
     if ((p->has_checkpoint || (p->model && model_batch_window(p->model))) && save_state(p, err)) return -1;
     metric_inc(p->m.checkpoints);

@@ -36,6 +36,10 @@ struct sink_inst {
     uint64_t acked_below;     /* every record it was given with seq < this is acknowledged */
     struct metric *written;   /* records it acknowledged */
     struct metric *rejected;  /* records it rejected */
+    int64_t down_since_ms;    /* sink_down: its service has been down since; -1 up */
+    int64_t paused_ms;        /* time down in spells that ended */
+    char down_reason[160];    /* the last sink_down's reason */
+    struct metric *outage_seconds; /* seconds down in the current outage */
 };
 
 /* struct sink_report (plugin.h): one poll() of one sink. */
@@ -137,6 +141,10 @@ struct pipeline {
     int fatal;
     struct source_pos done_pos;   /* the newest record done (written, dead-lettered or filtered) */
     int done_any;                 /* one was */
+    struct source_pos committed_pos; /* done_pos at the last checkpoint */
+    int committed_any;
+    int sink_outage;              /* a sink's service was down for outage_ms: the job stopped */
+    int64_t outage_ms;            /* the model's limits.outage, else 10 minutes */
     int model_failed;             /* the model stopped the job: what was written is still committed */
     struct rn_err fatal_err;
     int source_done;
@@ -166,6 +174,9 @@ void pipeline_fail(struct pipeline *p, const struct rn_err *err);
 void order_settle(struct pipeline *p, uint64_t seq, enum outcome outcome, const struct source_pos *pos);
 /* Poll every sink that acknowledges asynchronously, then finish what became done. */
 int order_poll_sinks(struct pipeline *p, struct rn_err *err);
+/* The first sink whose service is down (sink_down), or NULL: the pipeline reads nothing more
+ * and takes no checkpoint while there is one. */
+struct sink_inst *order_sink_down(struct pipeline *p);
 /* Finish the records at the front of `pending` that every sink answered, in order: write
  * the dead letters of rejected ones, count them, advance the source past them. */
 void order_resolve(struct pipeline *p);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/text.h"
 #include "formats/json.h"
 #include "engine/engine_int.h"
 
@@ -321,6 +322,40 @@ void sink_reject(struct sink_report *report, uint64_t seq, const char *reason)
     add_reason(&e->reason, &e->rejected_by, p, report->index, reason);
 }
 
+void sink_down(struct sink_report *report, const char *reason)
+{
+    struct sink_inst *s = report->sink;
+    if (s->down_since_ms < 0) s->down_since_ms = rn_now_ms();
+    snprintf(s->down_reason, sizeof s->down_reason, "%s", reason && reason[0] ? reason : "no answer");
+}
+
+void sink_up(struct sink_report *report)
+{
+    struct sink_inst *s = report->sink;
+    if (s->down_since_ms >= 0) s->paused_ms += rn_now_ms() - s->down_since_ms;
+    s->down_since_ms = -1;
+}
+
+/* The first sink (the errors sink included) whose service is down, or NULL. */
+struct sink_inst *order_sink_down(struct pipeline *p)
+{
+    for (size_t i = 0; i < p->nsinks; i++)
+        if (p->sinks[i].down_since_ms >= 0) return &p->sinks[i];
+    return p->errors.ops && p->errors.down_since_ms >= 0 ? &p->errors : NULL;
+}
+
+/* A sink down for outage_ms stops the job (pipeline_run says what was committed). */
+static int outage_check(struct pipeline *p, struct sink_inst *s, struct rn_err *err)
+{
+    int64_t now = rn_now_ms();
+    if (s->outage_seconds) metric_set(s->outage_seconds, s->down_since_ms >= 0 ? (double)(now - s->down_since_ms) / 1000.0 : 0);
+    if (s->down_since_ms < 0 || now - s->down_since_ms < p->outage_ms) return 0;
+    char d[32];
+    rn_format_duration_ms(d, sizeof d, now - s->down_since_ms);
+    p->sink_outage = 1;
+    return rn_fail(err, "%s: unreachable for %s (%s)", s->label, d, s->down_reason);
+}
+
 int order_poll_sinks(struct pipeline *p, struct rn_err *err)
 {
     for (size_t i = 0; i < p->nsinks; i++) {
@@ -328,10 +363,12 @@ int order_poll_sinks(struct pipeline *p, struct rn_err *err)
         if (!s->ops->poll) continue;
         struct sink_report report = {p, s, (int)i};
         if (s->ops->poll(s->self, &report, err)) return rn_wrap(err, "%s", s->label);
+        if (outage_check(p, s, err)) return -1;
     }
     if (p->errors.ops && p->errors.ops->poll) {
         struct sink_report report = {p, &p->errors, -1};
         if (p->errors.ops->poll(p->errors.self, &report, err)) return rn_wrap(err, "%s", p->errors.label);
+        if (outage_check(p, &p->errors, err)) return -1;
     }
     if (p->pending) order_resolve(p);
     if (p->fatal) {

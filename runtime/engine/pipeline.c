@@ -211,6 +211,7 @@ static int open_sink(struct pipeline *p, int decl, struct sink_inst *s, int inde
     s->stage = rn_malloc(strlen(s->ops->name) + 6);
     sprintf(s->stage, "sink.%s", s->ops->name);
     s->async = (s->ops->capabilities & SINK_ASYNC_ACKS) != 0;
+    s->down_since_ms = -1;
     if (s->async && !s->ops->poll) return rn_fail(err, "%s: acknowledges asynchronously but has no poll()", s->label);
     if (s->async) p->async_any = 1;
     if (index < 0) return 0;
@@ -225,7 +226,9 @@ static int open_sink(struct pipeline *p, int decl, struct sink_inst *s, int inde
                                  2, err);
     s->rejected = metrics_counter(p->metrics, "runnel_sink_records_rejected_total",
                                   "Records the sink rejected (each one dead-lettered).", labels, 2, err);
-    if (!s->written || !s->rejected) return rn_wrap(err, "%s", s->label);
+    s->outage_seconds = metrics_gauge(p->metrics, "runnel_sink_outage_seconds",
+                                      "Seconds the sink's service has been down in the current outage (0: up).", labels, 2, err);
+    if (!s->written || !s->rejected || !s->outage_seconds) return rn_wrap(err, "%s", s->label);
     return 0;
 }
 
@@ -327,6 +330,8 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     lua_pop(L, 1);
     /* records waiting for a batch wait in the ring: by default it holds a batch's worth */
     int64_t batch = p->model ? model_batch_window(p->model) : 0;
+    p->outage_ms = p->model ? model_outage_ms(p->model) : MODEL_OUTAGE_DEFAULT_MS;
+    p->env->outage_ms = p->outage_ms;
     if (!p->window) p->window = batch > 4096 ? (uint64_t)batch : 4096;
     if (p->window < 1 || p->window > (1u << 24)) {
         rn_fail(err, "%s: job: window must be between 1 and 16777216", where);
@@ -414,15 +419,15 @@ static int pipeline_drain(struct job_env *env, struct rn_err *err)
     return checkpoint_final(p, err);
 }
 
-/* The job stopped on a model outage and committed what was written: say up to where, so the
- * user knows what a rerun (or --resume) goes on from. */
+/* The job stopped on an outage (the model's endpoint or a sink's service): say up to where the
+ * last checkpoint committed, so the user knows what a rerun (or --resume) goes on from. */
 static void say_committed(struct pipeline *p, struct rn_err *err)
 {
     size_t len = strlen(err->msg);
     char *at = err->msg + len;
     size_t left = sizeof err->msg - len;
-    const struct source_pos *pos = &p->done_pos;
-    if (!p->done_any) snprintf(at, left, "; nothing of %s was committed", p->src_label);
+    const struct source_pos *pos = &p->committed_pos;
+    if (!p->committed_any) snprintf(at, left, "; nothing of %s was committed", p->src_label);
     else if (pos->partition >= 0)
         snprintf(at, left, "; nothing after partition %d offset %lld was committed", (int)pos->partition,
                  (long long)pos->offset);
@@ -434,7 +439,8 @@ static void say_committed(struct pipeline *p, struct rn_err *err)
 /* Whether the source may be asked for more now: the window has room, the model too. */
 static int can_read(struct pipeline *p)
 {
-    return !p->source_done && !p->stopped && p->head - p->done < p->window && (!p->model || model_room(p->model) > 0);
+    return !p->source_done && !p->stopped && p->head - p->done < p->window && (!p->model || model_room(p->model) > 0) &&
+           !order_sink_down(p);
 }
 
 /* The turn that began at head, tail and done moved records. */
@@ -464,6 +470,7 @@ static int run_loop(struct pipeline *p, struct rn_err *err)
             for (int i = 0; i < 512 && !p->fatal; i++) {
                 if (p->head - p->done >= p->window) break; /* in flight, or waiting for sinks' acks */
                 if (p->model && model_room(p->model) <= 0) break;
+                if (order_sink_down(p)) break; /* an outage: hold the source back */
                 if (p->opts->limit > 0 && (int64_t)metric_u64(p->m.read) >= p->opts->limit) { p->source_done = 1; break; }
                 struct source_pos pos = {-1, 0, -1, 0};
                 enum source_status st = p->src_ops->next(p->src, &pos, err);
@@ -495,7 +502,8 @@ static int run_loop(struct pipeline *p, struct rn_err *err)
         }
         if (p->fatal) { *err = p->fatal_err; return -1; }
         if (order_poll_sinks(p, err)) return -1;
-        if ((p->source_done || p->stopped) && p->tail == p->head) return 0; /* the last checkpoint waits for the acks */
+        /* the last checkpoint waits for the acks; not while a sink is down (its flush would wait on the outage) */
+        if ((p->source_done || p->stopped) && p->tail == p->head && (p->stopped || !order_sink_down(p))) return 0;
         /* records that wait for batches alone need not be waited for: the checkpoint keeps the batches */
         if (p->stopped && p->model && model_batch_waiting(p->model) && model_in_flight(p->model) == model_batch_waiting(p->model))
             return 0;
@@ -503,7 +511,9 @@ static int run_loop(struct pipeline *p, struct rn_err *err)
         if (p->stopped && now_ms > stop_deadline)
             return rn_fail(err, "stopped with %llu records still in flight after %d ms",
                            (unsigned long long)(p->head - p->tail), DRAIN_DEADLINE_MS);
-        if (now_ms >= next_checkpoint) {
+        if (now_ms >= next_checkpoint && order_sink_down(p)) {
+            next_checkpoint = now_ms + CHECKPOINT_RETRY_MS; /* a flush would wait on the outage */
+        } else if (now_ms >= next_checkpoint) {
             int rc = checkpoint_spared(p, err);
             if (rc < 0) return -1;
             now_ms = rn_now_ms();
@@ -576,6 +586,8 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
             log_error("%s", cerr.msg);
         } else if (rc && p->model_failed && !p->fatal && model_outage(p->model)) {
             say_committed(p, err);
+        } else if (rc && p->sink_outage) {
+            say_committed(p, err); /* the last checkpoint is what was committed */
         }
         double elapsed = rn_now() - p->started;
         const char *status = rc ? "failed" : p->stopped ? "stopped" : "finished";

@@ -57,6 +57,8 @@ struct job_env {
                               * open, freed after they close; NULL outside a run. A plugin watches
                               * its descriptors and arms its timers here, and a plugin's thread calls
                               * loop_wake when it has something for the job's thread */
+    int64_t outage_ms;       /* limits.outage: the longest a sink's flush waits on its service being
+                              * down, set by the pipeline before the run */
 };
 
 /* Give `name` a place in the field order of output records (first come, first placed). */
@@ -118,8 +120,17 @@ struct source_ops {
  *   reports it with sink_reject(). The pipeline dead-letters the record with stage
  *   "sink.NAME" and that reason, and the job goes on;
  * - failed: write(), poll() or flush() returns SINK_FAILED (-1) with err: the sink cannot go
- *   on (a full disk, brokers down past every retry); the job stops and nothing the sink had
- *   not acknowledged is committed.
+ *   on (a full disk, a fatal producer error, a wrong password); the job stops and nothing the
+ *   sink had not acknowledged is committed.
+ * An outage is not a bad record. When the service behind the sink does not answer (connection
+ * refused or reset, DNS, TLS, a timeout, brokers down) or answers 5xx, 429 or 503 to every
+ * request, no record is at fault: the sink keeps the records it accepted (never rejects them),
+ * retries on its own, and poll() says sink_down() with the reason; sink_up() once it answers
+ * again. While a sink is down the pipeline reads nothing more (the window fills), takes no
+ * checkpoint, and shows "paused 2m13s: REASON" in the progress line and the summary; when it has
+ * been down for limits.outage (the model's, else 10 minutes) the job stops with exit 1 and one
+ * line naming the sink, the time, the reason and the last record committed. Only a record the
+ * service refuses for what it is (a mapping, a constraint, a size) is rejected.
  * The source commits past a record only when every sink acknowledged or rejected it.
  * flush() makes every accepted record durable: after it returns 0, every record written
  * before it is acknowledged or rejected, and the next poll() reports it.
@@ -174,6 +185,12 @@ void sink_acknowledge(struct sink_report *report, uint64_t through);
 /* The record seq, accepted by write() earlier, will never be held: reason says why. Report
  * it before acknowledging through it. */
 void sink_reject(struct sink_report *report, uint64_t seq, const char *reason);
+/* The sink's service is down (see "An outage is not a bad record" above): reason is short
+ * ("all brokers down", "connection refused"). Say it at each poll() while it lasts, or once:
+ * it holds until sink_up(). */
+void sink_down(struct sink_report *report, const char *reason);
+/* The service answers again (any acknowledgement says so too). */
+void sink_up(struct sink_report *report);
 
 struct sink_ops {
     int version;          /* SINK_INTERFACE_VERSION */

@@ -37,6 +37,12 @@ void summary_progress(struct pipeline *p, double now)
     struct buf *line = &p->progress_line;
     buf_clear(line);
     buf_printf(line, "%s: read %s  written %s  dead %s  %.0f rec/s", p->env->job_name, read, written, dead, rate);
+    struct sink_inst *down = order_sink_down(p);
+    if (down) {
+        char d[32];
+        rn_format_duration_ms(d, sizeof d, rn_now_ms() - down->down_since_ms);
+        buf_printf(line, "  %s paused %s: %s", down->stage, d, down->down_reason);
+    }
     if (p->model) {
         buf_printf(line, "  in flight %zu", model_in_flight(p->model));
         buf_clear(&p->scratch);
@@ -86,6 +92,14 @@ void summary_print(struct pipeline *p, const char *status, double elapsed)
     if (strcmp(status, "failed") == 0 && n_committed < n_written)
         fprintf(out, "  of the written records %llu are durable (flushed at the last checkpoint); the rest were not committed\n",
                 (unsigned long long)n_committed);
+    for (size_t i = 0; i <= p->nsinks; i++) {
+        struct sink_inst *s = i < p->nsinks ? &p->sinks[i] : &p->errors;
+        int64_t paused = s->paused_ms + (s->down_since_ms >= 0 ? rn_now_ms() - s->down_since_ms : 0);
+        if (!s->ops || !paused) continue;
+        char d[32];
+        rn_format_duration_ms(d, sizeof d, paused);
+        fprintf(out, "  %s: paused %s: %s%s\n", s->label, d, s->down_reason, s->down_since_ms >= 0 ? "" : " (resumed)");
+    }
     if (p->model) model_print_summary(p->model, out);
     if (p->eval) eval_print(p->eval, out);
 }

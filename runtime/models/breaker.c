@@ -103,25 +103,12 @@ int64_t breaker_paused_ms(const struct breaker *b, int64_t now)
     return b->paused_ms + (b->open ? now - b->opened_ms : 0);
 }
 
-void breaker_format_ms(char *out, size_t size, int64_t ms)
-{
-    if (ms < 1000) {
-        snprintf(out, size, "%lldms", (long long)ms);
-        return;
-    }
-    long long s = (long long)(ms / 1000), h = s / 3600, m = s % 3600 / 60;
-    s %= 60;
-    if (h) snprintf(out, size, m || s ? "%lldh%lldm%llds" : "%lldh", h, m, s);
-    else if (m) snprintf(out, size, s ? "%lldm%llds" : "%lldm", m, s);
-    else snprintf(out, size, "%llds", s);
-}
-
 void breaker_describe(const struct breaker *b, int64_t now, struct buf *out)
 {
     int64_t paused = breaker_paused_ms(b, now);
     if (!b->opened) return;
     char d[32];
-    breaker_format_ms(d, sizeof d, paused);
+    rn_format_duration_ms(d, sizeof d, paused);
     buf_printf(out, "paused %s: %s%s", d, b->reason, b->open ? "" : " (resumed)");
 }
 

@@ -56,8 +56,6 @@ int breaker_expired(const struct breaker *b, int64_t now);
 int64_t breaker_paused_ms(const struct breaker *b, int64_t now);
 /* "paused 2m13s: connection refused" into out, when it has paused at all; nothing otherwise. */
 void breaker_describe(const struct breaker *b, int64_t now, struct buf *out);
-/* "2m13s", "10m", "850ms". */
-void breaker_format_ms(char *out, size_t size, int64_t ms);
 /* Update the gauges (state, outage seconds) at now. */
 void breaker_metrics(struct breaker *b, int64_t now);
 

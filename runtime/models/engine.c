@@ -979,7 +979,7 @@ static void outage_check(struct model *m)
     breaker_metrics(&m->breaker, m->now_ms);
     if (m->fatal.len || !breaker_expired(&m->breaker, m->now_ms)) return;
     char d[32];
-    breaker_format_ms(d, sizeof d, m->now_ms - m->breaker.since_ms);
+    rn_format_duration_ms(d, sizeof d, m->now_ms - m->breaker.since_ms);
     buf_printf(&m->fatal, "model endpoint %s: unreachable for %s (%s)",
                m->breaker.endpoint[0] ? m->breaker.endpoint : m->provider_name, d, m->breaker.reason);
     redact(m, &m->fatal);
@@ -987,6 +987,7 @@ static void outage_check(struct model *m)
 }
 
 int model_outage(const struct model *m) { return m->outage; }
+int64_t model_outage_ms(const struct model *m) { return m->limits.outage_ms; }
 
 int model_wants_poll(struct model *m) { return m->woken || model_in_flight(m) > 0; }
 

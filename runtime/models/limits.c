@@ -111,7 +111,7 @@ int limits_read(struct limits *l, lua_State *L, int opts, struct rn_err *err)
     (void)err;
     l->concurrency = 64;
     l->retries = 5;
-    l->outage_ms = 600000;
+    l->outage_ms = MODEL_OUTAGE_DEFAULT_MS;
     l->timeout_ms = 30000;
     l->connect_timeout_ms = -1;
     if (opt_push(L, opts, "limits")) {
@@ -126,7 +126,7 @@ int limits_read(struct limits *l, lua_State *L, int opts, struct rn_err *err)
         l->timeout_ms = opt_duration_ms(L, t, "timeout", 30000);
         l->connect_timeout_ms = opt_duration_ms(L, t, "connect_timeout", -1);
         l->retries = (int)opt_integer(L, t, "retries", 5);
-        l->outage_ms = opt_duration_ms(L, t, "outage", 600000);
+        l->outage_ms = opt_duration_ms(L, t, "outage", MODEL_OUTAGE_DEFAULT_MS);
         lua_pop(L, 1);
     }
     if (l->timeout_ms < 1) l->timeout_ms = 1;

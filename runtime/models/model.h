@@ -138,6 +138,9 @@ void model_progress(struct model *m, struct buf *out);
 /* The job stopped because the model's endpoint was unhealthy for limits.outage (the error
  * model_poll returned says so); the pipeline adds what was committed. */
 int model_outage(const struct model *m);
+/* limits.outage in ms: the sinks' outages stop the job after as long. */
+#define MODEL_OUTAGE_DEFAULT_MS 600000
+int64_t model_outage_ms(const struct model *m);
 
 /* What a checkpoint keeps of the model: the batches submitted (ids, files, the ranges of
  * source positions their records came from), so a resumed job polls them instead of paying

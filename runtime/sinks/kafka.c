@@ -8,15 +8,17 @@
  *   INVALID_RECORD, INVALID_TIMESTAMP), or a value the CSV format or the key cannot hold:
  *   the record is rejected and dead-lettered, and the job goes on. The broker answers for a
  *   whole batch, so every message of a refused batch is rejected with the broker's reason;
- * - anything else (brokers down or unreachable past librdkafka's retries and
- *   message.timeout.ms, authorization, an unknown topic, a fatal producer error) is an
- *   outage, not a bad record: poll/flush fail, and the job stops before the source commits
- *   past the first undelivered record, so a rerun once the cluster is back writes it.
+ * - brokers down is an outage, not a bad record: the messages stay queued (librdkafka retries
+ *   them), poll() reports sink_down, and the pipeline holds the source back; the job stops
+ *   after limits.outage (plugin.h), committing nothing past the first undelivered record;
+ * - anything else (a message.timeout.ms set in properties and passed, authorization, an
+ *   unknown topic, a fatal producer error): poll/flush fail, and the job stops before the
+ *   source commits past the first undelivered record, so a rerun once the cluster is back
+ *   writes it.
  * Producer defaults, tuned for throughput and safety (any of them can be overridden in
  * `properties`): enable.idempotence=true, acks=all (no duplicates or reordering from
  * retries), linger.ms=5, batch.num.messages=10000, batch.size=1000000 (1 MB batches),
- * compression.type=lz4, message.timeout.ms=60000 (a message undelivered after a minute fails
- * the job instead of stalling it). */
+ * compression.type=lz4, message.timeout.ms=0 (no message times out: the outage rule decides). */
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +88,7 @@ static const struct option_spec kafka_sink_options[] = {
      .value = OPT_VALUE(OPT_SCALAR)},
     {"properties", OPT_MAP, 0, NULL,
      .help = "librdkafka producer properties, verbatim; defaults: enable.idempotence=true, acks=all, linger.ms=5, "
-             "batch.num.messages=10000, batch.size=1000000, compression.type=lz4, message.timeout.ms=60000; "
+             "batch.num.messages=10000, batch.size=1000000, compression.type=lz4, message.timeout.ms=0 (never: an outage stops the job after limits.outage); "
              "passwords, secrets, tokens and keys are shown as [redacted]",
      .value = OPT_VALUE(OPT_SCALAR, .secret = 1)},
     {NULL},
@@ -100,7 +102,7 @@ static const struct kafka_setting producer_defaults[] = {
     {"batch.num.messages", "10000"},
     {"batch.size", "1000000"},
     {"compression.type", "lz4"},
-    {"message.timeout.ms", "60000"},
+    {"message.timeout.ms", "0"},
     {NULL, NULL},
 };
 
@@ -167,6 +169,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     struct outstanding *o = queue_find(s, (uint64_t)(uintptr_t)m->_private);
     if (!m->err) {
         if (o) o->state = MSG_DELIVERED;
+        s->client.brokers_down = 0; /* a broker answers again */
         return;
     }
     struct buf where;
@@ -322,13 +325,19 @@ static int ksink_poll(void *self, struct sink_report *report, struct rn_err *err
     } else if (s->given_any) {
         sink_acknowledge(report, s->last_seq);
     }
+    /* brokers down is an outage (plugin.h): the messages stay queued, librdkafka retries them,
+     * and the pipeline holds the source back until limits.outage */
+    if (s->client.brokers_down) sink_down(report, "all brokers down");
+    else sink_up(report);
     return 0;
 }
 
 static int ksink_flush(void *self, struct rn_err *err)
 {
     struct kafka_sink *s = self;
-    int64_t deadline = rn_now_ms() + s->flush_timeout_ms;
+    /* no message.timeout.ms: the flush waits out an outage as long as the job does */
+    int64_t timeout = s->flush_timeout_ms ? s->flush_timeout_ms : s->env->outage_ms > 0 ? s->env->outage_ms : 60000;
+    int64_t deadline = rn_now_ms() + timeout;
     while (rd_kafka_outq_len(s->rk) > 0 && !s->failed && !s->client.fatal) {
         int64_t left = deadline - rn_now_ms();
         if (left <= 0) break;
@@ -338,8 +347,8 @@ static int ksink_flush(void *self, struct rn_err *err)
     if (check_failed(s, err)) return -1;
     int waiting = rd_kafka_outq_len(s->rk);
     if (waiting > 0)
-        return rn_fail(err, "topic %s: %d messages still unacknowledged after %lld ms", s->topic, waiting,
-                       (long long)s->flush_timeout_ms);
+        return rn_fail(err, "topic %s: %d messages still unacknowledged after %lld ms%s", s->topic, waiting,
+                       (long long)timeout, s->client.brokers_down ? " (all brokers down)" : "");
     return 0;
 }
 
@@ -394,7 +403,7 @@ static void *ksink_open(struct job_env *env, int opts, struct rn_err *err)
     s->flush_timeout_ms = 60000;
     if (rd_kafka_conf_get(conf, "message.timeout.ms", timeout, &timeout_len) == RD_KAFKA_CONF_OK)
         s->flush_timeout_ms = atoll(timeout);
-    if (s->flush_timeout_ms <= 0) s->flush_timeout_ms = INT32_MAX; /* 0: librdkafka never times a message out */
+    if (s->flush_timeout_ms <= 0) s->flush_timeout_ms = 0; /* 0: librdkafka never times a message out */
     else s->flush_timeout_ms += FLUSH_MARGIN_MS;
     s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!s->rk) {

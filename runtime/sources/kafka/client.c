@@ -94,6 +94,7 @@ static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
     (void)rk;
     struct kafka_client *client = opaque;
     if (code == RD_KAFKA_RESP_ERR__FATAL) client->fatal = 1;
+    if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) client->brokers_down = 1;
     int64_t now = rn_now_ms();
     if (code == client->last_error && now - client->last_error_ms < 10000) return;
     client->last_error = code;

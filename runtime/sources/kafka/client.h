@@ -20,6 +20,7 @@ struct kafka_client {
     char label[272];          /* "source.kafka (jobs/x.lua:3)", for log lines */
     struct secret_set secrets; /* values masked wherever text leaves the process */
     volatile sig_atomic_t fatal; /* librdkafka raised a fatal error (error callback) */
+    volatile sig_atomic_t brokers_down; /* all brokers down (error callback); the plugin clears it when one answers */
     int last_error;           /* the error callback prints each distinct error once per burst */
     int64_t last_error_ms;
     rd_kafka_queue_t *wake_queue; /* the queue whose events wake the job's loop (kafka_client_wake_on) */
