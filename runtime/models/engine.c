@@ -350,6 +350,7 @@ int engine_build(struct model *m, struct slot *s, int record_ref, struct rn_err 
     s->record_ref = record_ref;
     s->attempts = 0;
     s->corrected = 0;
+    s->resent = 0;
     s->last_status = 0;
     buf_clear(&s->prompt);
     lua_rawgeti(m->L, LUA_REGISTRYINDEX, record_ref);
@@ -687,6 +688,7 @@ static void endpoint_failed(struct model *m, struct slot *s, int probe, int64_t 
         return;
     }
     s->attempts--;
+    s->resent = 1; /* the next send is a retry all the same, only a free one */
     if (m->breaker.open) {
         ready_push_head(m, s);
         return;
@@ -872,7 +874,8 @@ static int start_transfer(struct model *m, struct slot *s, int64_t now)
     s->sent_ms = now;
     quota_sent(&m->quota, s);
     metric_inc(m->stats.requests);
-    if (s->attempts > 1) metric_inc(m->stats.retried);
+    if (s->attempts > 1 || s->resent) metric_inc(m->stats.retried); /* a send again, budget spent or not */
+    s->resent = 0;
     s->state = SLOT_RUNNING;
     if (http_running(m->http) > m->stats.in_flight_max) m->stats.in_flight_max = http_running(m->http);
     limits_sent(&m->limits, now);

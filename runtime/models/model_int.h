@@ -295,6 +295,7 @@ struct slot {
     int attempts;              /* HTTP attempts of the current call */
     int corrected;             /* the one correction call was made */
     int probe;                 /* RUNNING: the attempt is the breaker's probe */
+    int resent;                /* the last attempt was given back (an outage): the next send is a retry */
     int64_t due_ms;            /* WAITING: when to send again */
     int64_t sent_ms;           /* when the current attempt started */
     int64_t tokens_estimate;

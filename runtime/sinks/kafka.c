@@ -326,8 +326,9 @@ static int ksink_poll(void *self, struct sink_report *report, struct rn_err *err
         sink_acknowledge(report, s->last_seq);
     }
     /* brokers down is an outage (plugin.h): the messages stay queued, librdkafka retries them,
-     * and the pipeline holds the source back until limits.outage */
-    if (s->client.brokers_down) sink_down(report, "all brokers down");
+     * and the pipeline holds the source back until limits.outage. Down only while messages
+     * wait: a delivery clears the flag, and with none waiting there is nothing to wait on */
+    if (s->client.brokers_down && s->queue_len > 0) sink_down(report, "all brokers down");
     else sink_up(report);
     return 0;
 }
