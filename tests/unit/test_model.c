@@ -230,6 +230,33 @@ static void drive_until(struct model *m, size_t n, struct result *results, int *
     CHECK(model_in_flight(m) == 0, "in flight after all done: %zu", model_in_flight(m));
 }
 
+/* Feed n records through m while its endpoint is down or refusing everyone: none may finish,
+ * and model_poll must stop the job (limits.outage) within timeout_ms. 0 and the stop's
+ * message in err; -1 when a record finished or nothing stopped it. */
+static int drive_outage(struct model *m, size_t n, struct result *results, int *refs, int timeout_ms, struct rn_err *err)
+{
+    struct run run = {results, 0};
+    memset(results, 0, n * sizeof *results);
+    size_t next = 0;
+    int64_t deadline = rn_now_ms() + timeout_ms;
+    int stopped = 0;
+    while (!stopped && run.done == 0 && rn_now_ms() < deadline) {
+        while (next < n && model_room(m) > 0) {
+            lua_createtable(L, 0, 1);
+            lua_pushstring(L, texts[next % 5]);
+            lua_setfield(L, -2, "summary");
+            refs[next] = luaL_ref(L, LUA_REGISTRYINDEX);
+            if (model_submit(m, refs[next], next, err)) break;
+            next++;
+        }
+        stopped = model_poll(m, 20, on_done, &run, err) != 0;
+    }
+    CHECK(next == n, "outage: %zu of %zu records submitted", next, n);
+    CHECK(run.done == 0, "outage: %zu records finished (the first: %s)", run.done, results[0].reason);
+    CHECK(stopped, "outage: the job did not stop in %d ms", timeout_ms);
+    return stopped && run.done == 0 ? 0 : -1;
+}
+
 static void drive(struct model *m, size_t n, struct result *results, int *refs, const char *big, int timeout_ms)
 {
     drive_until(m, n, results, refs, big, timeout_ms, 1);
@@ -541,15 +568,18 @@ static void test_429(void)
     struct server srv;
     if (server_start(&srv, "--rate-429 1 --retry-after 1")) { failed++; return; }
     struct model *m = open_test_model(
-        srv.port, "prompt = '{{summary}}', output = { rating = { type = 'integer' } }, limits = { retries = 1 }");
+        srv.port, "prompt = '{{summary}}', output = { rating = { type = 'integer' } }, limits = { retries = 1, outage = '3s' }");
     if (m) {
-        int64_t start = rn_now_ms();
-        drive(m, 4, results, refs, NULL, 5000);
-        int64_t elapsed = rn_now_ms() - start;
-        CHECK(elapsed >= 1000 && elapsed < 8000, "Retry-After: 1 took %lld ms", (long long)elapsed);
-        CHECK(!results[0].ok && strncmp(results[0].reason, "HTTP 429 after 2 attempts: {", 28) == 0,
-              "429 reason: %s", results[0].reason);
-        CHECK(server_stat(&srv, "requests") == 8, "no stampede: %lld requests", server_stat(&srv, "requests"));
+        /* a 429 to everyone is the endpoint's: no record fails for it, whatever its retries; the
+         * breaker probes once a Retry-After, and the outage stops the job */
+        struct rn_err err;
+        if (drive_outage(m, 4, results, refs, 10000, &err) == 0) {
+            char want[128];
+            snprintf(want, sizeof want, "model endpoint http://127.0.0.1:%d: unreachable for 3s (HTTP 429)", srv.port);
+            CHECK(strcmp(err.msg, want) == 0, "429 stop: %s", err.msg);
+        }
+        long long requests = server_stat(&srv, "requests");
+        CHECK(requests >= 5 && requests <= 10, "no stampede, one probe a second: %lld requests", requests);
         unref_all(refs, 4);
         model_close(m);
     }
@@ -561,14 +591,12 @@ static void test_timeout(void)
     struct server srv;
     if (server_start(&srv, "--hang-rate 1")) { failed++; return; }
     struct model *m = open_test_model(
-        srv.port, "prompt = '{{summary}}', output = { rating = { type = 'integer' } }, limits = { retries = 1, timeout = '300ms' }");
+        srv.port, "prompt = '{{summary}}', output = { rating = { type = 'integer' } },"
+                  "limits = { retries = 1, timeout = '300ms', outage = '2s' }");
     if (m) {
-        int64_t start = rn_now_ms();
-        drive(m, 3, results, refs, NULL, 5000);
-        int64_t elapsed = rn_now_ms() - start;
-        CHECK(elapsed >= 600 && elapsed < 8000, "two 300 ms timeouts took %lld ms", (long long)elapsed);
-        CHECK(!results[2].ok && strcmp(results[2].reason, "timeout after 300 ms (2 attempts)") == 0,
-              "timeout reason: %s", results[2].reason);
+        struct rn_err err;
+        if (drive_outage(m, 3, results, refs, 10000, &err) == 0)
+            CHECK(strstr(err.msg, ": unreachable for 2s (timeout)") != NULL, "timeout stop: %s", err.msg);
         unref_all(refs, 3);
         model_close(m);
     }
@@ -785,7 +813,7 @@ static void test_options(void)
         {"{ model = 'm', prompt = 'x', output = { r = { type = 'string', min = 1 } } }", "output.r: min applies to integer"},
         {"{ model = 'm', prompt = 'x', output = { r = { type = 'vector' } } }", "type vector is for task embedding"},
         {"{ model = 'm', prompt = 'x', task = 'classify', output = { r = 'integer' } }", "task: unknown value \"classify\"; did you mean classification?"},
-        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { bogus = 1 } }", "limits.bogus: unknown option (known: concurrency, rpm, tpm, timeout, connect_timeout, retries)"},
+        {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { bogus = 1 } }", "limits.bogus: unknown option (known: concurrency, rpm, tpm, timeout, connect_timeout, retries, outage)"},
         {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { concurrency = 0 } }", "limits.concurrency: must be from 1 to 10000, got 0"},
         {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, limits = { retries = -1 } }", "limits.retries: must be from 0 to 100, got -1"},
         {"{ model = 'm', prompt = 'x', output = { r = 'integer' }, price = { input = -1 } }", "price.input: must be at least 0, got -1"},
@@ -868,16 +896,19 @@ static void test_connect_refused(void)
     char options[512];
     snprintf(options, sizeof options,
              "{ endpoint = 'http://127.0.0.1:%d/v1', model = 'test', prompt = '{{summary}}',"
-             "  output = { rating = { type = 'integer' } }, limits = { retries = 2 } }", ntohs(addr.sin_port));
+             "  output = { rating = { type = 'integer' } }, limits = { retries = 2, outage = '1s' } }", ntohs(addr.sin_port));
     struct rn_err err;
     struct model *m = open_model(options, &err);
     CHECK(m, "open: %s", err.msg);
     if (!m) return;
-    drive(m, 2, results, refs, NULL, 5000);
-    size_t n = strlen(results[1].reason);
-    CHECK(!results[1].ok && n > 13 && strcmp(results[1].reason + n - 13, " (3 attempts)") == 0 &&
-              strcasestr(results[1].reason, "connect"), "refused: %s", results[1].reason);
-    CHECK(figure(m, "retries") == 4, "refused: %lld retries", figure(m, "retries"));
+    /* nothing listening: the records wait (no budget spent) until the outage stops the job */
+    if (drive_outage(m, 2, results, refs, 10000, &err) == 0) {
+        char want[128];
+        snprintf(want, sizeof want, "model endpoint http://127.0.0.1:%d: unreachable for 1s (connection refused)",
+                 ntohs(addr.sin_port));
+        CHECK(strcmp(err.msg, want) == 0, "refused: %s", err.msg);
+    }
+    CHECK(figure(m, "retries") > 2, "refused: the breaker probed (%lld retries)", figure(m, "retries"));
     unref_all(refs, 2);
     model_close(m);
 }
