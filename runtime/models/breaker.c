@@ -7,7 +7,8 @@
 #include "models/model_int.h"
 
 #define PROBE_BASE_MS 250           /* the first probe after it opens waits 125..250 ms */
-#define PROBE_CAP_MS 5000           /* and none waits longer than this without a Retry-After */
+#define PROBE_CAP_MS 2000           /* and none waits longer than this without a Retry-After: an
+                                     * endpoint that is back is used again within 2 s */
 
 int breaker_open(struct breaker *b, struct metrics *registry, const struct metric_label *label, int64_t outage_ms,
                  struct rn_err *err)
@@ -56,7 +57,7 @@ void breaker_failure(struct breaker *b, int64_t now, const char *reason, int64_t
     if (!b->open && b->failures >= BREAKER_THRESHOLD) {
         b->open = 1;
         b->opened++;
-        b->opened_ms = now;
+        b->opened_ms = b->since_ms; /* the pause began with the first failure: nothing got through since */
         b->probes_failed = 0;
         b->next_probe_ms = now + probe_delay_ms(0, hint_ms, rng);
     } else if (b->open && probe) {

@@ -23,7 +23,7 @@ struct breaker {
     int probes_failed;         /* since it opened: the backoff's exponent */
     int probe_out;             /* a probe is on the wire */
     int64_t since_ms;          /* the first failure of the run (unhealthy since); -1: healthy */
-    int64_t opened_ms;         /* when it opened, while open */
+    int64_t opened_ms;         /* open: when its pause began (the first failure of the run) */
     int64_t next_probe_ms;     /* open: when the next probe may go */
     int64_t outage_ms;         /* limits.outage: unhealthy this long stops the job */
     int64_t paused_ms;         /* time spent open in spells that ended */

@@ -272,11 +272,14 @@ expect_line "a cache directory that cannot be made: what to do" 1 \
   "runnel: model.lua:1: model.openai: cache: st/cache/m: cannot create directory: Not a directory (answers are cached in the state directory st: choose another with --state-dir, or run with --no-cache)" \
   env OPENAI_API_KEY=sk-test OPENAI_BASE_URL=http://127.0.0.1:1/v1 $RUNNEL run model.lua --state-dir st
 
-run_in_w env OPENAI_API_KEY=sk-test OPENAI_BASE_URL=http://127.0.0.1:1/v1 $RUNNEL run model.lua --no-cache --no-progress
-expect_eq "an unreachable endpoint dead-letters (as README says) and exits 0" 0 "$RC"
-check "... and the summary names the URL and what to check" grep -qx \
-  "  first failure: POST http://127\.0\.0\.1:1/v1/chat/completions: Failed to connect to 127\.0\.0\.1 port 1 .* (nothing answers there: is the server running, and the model's endpoint right?)" \
-  "$ERR"
+sed 's/timeout = "5s"/timeout = "5s", outage = "1s"/' "$W/model.lua" > "$W/model-down.lua"
+run_in_w env OPENAI_API_KEY=sk-test OPENAI_BASE_URL=http://127.0.0.1:1/v1 $RUNNEL run model-down.lua --no-cache --no-progress
+expect_eq "an unreachable endpoint is an outage, not bad records: it stops after limits.outage, exit 1" 1 "$RC"
+expect_eq "... its last line names the endpoint, how long, why, and what was committed" \
+  "runnel: model endpoint http://127.0.0.1:1: unreachable for 1s (connection refused); nothing of source.csv (model-down.lua:10) was committed" \
+  "$(tail -1 "$ERR")"
+check "... nothing dead-lettered" test ! -s "$W/m.err.jsonl"
+expect_summary_line "... the summary shows the pause" "  paused 1s: connection refused; the endpoint's breaker opened 1 time"
 clean "an unreachable endpoint"
 
 start_model_server --api-key sk-right
