@@ -152,7 +152,7 @@ build/asan/gen/serve_assets.o: build/gen/serve_assets.c
 # OpenAI's batch API and the per-minute quotas are files of their own too (tools/model_server.h).
 MODEL_SERVER_DIALECTS := tools/model_server_dialect.c tools/model_server_azure.c tools/model_server_anthropic.c \
                          tools/model_server_bedrock.c tools/model_server_google.c tools/model_server_ollama.c \
-                         tools/model_server_http.c tools/model_server_batch.c tools/model_server_quota.c \
+                         tools/model_server_http.c tools/model_server_responses.c tools/model_server_batch.c tools/model_server_quota.c \
                          tools/standin.c
 MODEL_SERVER_RUNTIME  := runtime/core/sigv4.c runtime/core/sha256.c runtime/core/err.c runtime/core/buf.c \
                          runtime/core/log.c runtime/core/secret.c

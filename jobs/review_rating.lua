@@ -14,6 +14,7 @@ local rater = model.openai {
   endpoint = env("OPENAI_BASE_URL", "http://127.0.0.1:8089/v1"),
   api_key  = secret("OPENAI_API_KEY"),         -- never printed, never logged
   model    = param("model", "gpt-4o-mini"),
+  api      = param("api", "chat"),             -- or "responses": OpenAI's Responses API, same ratings
   task     = "classification",
   system   = "Rate the product review from 1 (very negative) to 5 (very positive). Answer with the number only.",
   prompt   = "Review title: {{summary}}",

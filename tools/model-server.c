@@ -62,7 +62,8 @@ static struct config config = {
 /* The providers' dialects (model_server_dialect.h), in the order they are asked. */
 static struct dialect_config dialect_config = {.token_lifetime_s = 3600};
 static const struct dialect *const dialects[] = {&dialect_azure, &dialect_anthropic, &dialect_bedrock,
-                                                 &dialect_google, &dialect_ollama, &dialect_http};
+                                                 &dialect_google, &dialect_ollama, &dialect_http,
+                                                 &dialect_responses};
 
 static const struct standin_option option_specs[] = {
     {"--port", STANDIN_INTEGER, &config.port, 0, 65535,
@@ -155,8 +156,8 @@ static void config_print_help(FILE *out)
     fprintf(out,
             "usage: model-server --port P [options]\n"
             "OpenAI-compatible fake model server on 127.0.0.1 for runnel tests and benchmarks.\n\n"
-            "Endpoints: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models,\n"
-            "GET /stats, POST /stats/reset. The providers' dialects: Azure OpenAI\n"
+            "Endpoints: POST /v1/chat/completions, POST /v1/responses, POST /v1/embeddings,\n"
+            "GET /v1/models, GET /stats, POST /stats/reset. The providers' dialects: Azure OpenAI\n"
             "(/openai/deployments/D/chat/completions, /openai/v1/...), Anthropic (/v1/messages),\n"
             "Bedrock (/model/ID/converse, /invoke; SigV4), Gemini (/v1beta/models/M:generateContent,\n"
             ":embedContent), Vertex (/v1/projects/P/locations/L/publishers/google/models/M:...;\n"

@@ -2,8 +2,9 @@
  * model_server_azure.c (Azure OpenAI's paths and api-key), model_server_anthropic.c (Messages,
  * its headers and tool use), model_server_bedrock.c (Converse, the SigV4 signature checked with
  * runtime/core/sigv4.c), model_server_google.c (Gemini and Vertex generateContent, and an
- * OAuth token endpoint that checks RS256 JWTs), model_server_ollama.c (/api/chat, /api/embed)
- * and model_server_http.c (a SageMaker-style model of labels, numbers and clusters).
+ * OAuth token endpoint that checks RS256 JWTs), model_server_ollama.c (/api/chat, /api/embed),
+ * model_server_http.c (a SageMaker-style model of labels, numbers and clusters) and
+ * model_server_responses.c (OpenAI's Responses API).
  *
  * model-server.c routes a request to the first dialect whose match() takes it, counts it,
  * draws its latency and fault like any model call (hangs and closes are its own), then asks
@@ -68,6 +69,7 @@ struct dialect {
 };
 
 extern const struct dialect dialect_azure, dialect_anthropic, dialect_bedrock, dialect_google, dialect_ollama,
+    dialect_responses,
     dialect_http;
 
 /* ---- helpers for the dialects (model_server_dialect.c) ---- */

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every provider end to end: each example job in jobs/ runs (the ASan runner) against
+# Every provider end to end (and model.openai's Responses API): each example job in jobs/ runs (the ASan runner) against
 # bin/model-server, which speaks that provider's dialect over real HTTP and checks its
 # credentials (Azure's api-key, Anthropic's x-api-key and anthropic-version, Bedrock's SigV4
 # signature, Gemini's key, Vertex's OAuth tokens from a service-account JWT exchange). Checked:
@@ -32,6 +32,7 @@ OPENAI_API_KEY=$KEY run openai jobs/review_rating.lua
 expect_eq "reference: OpenAI rates every review" 299 "$(wc -l < "$T/openai.jsonl")"
 
 # 1. each provider's job, its ratings against OpenAI's, its tokens
+OPENAI_API_KEY=$KEY run openai_responses jobs/review_rating.lua --set api=responses
 AZURE_OPENAI_ENDPOINT=$URL AZURE_OPENAI_API_KEY=$KEY run azure jobs/review_rating_azure.lua
 AZURE_OPENAI_ENDPOINT=$URL AZURE_OPENAI_API_KEY=$KEY run azure_v1 jobs/review_rating_azure.lua --set api_version=v1
 ANTHROPIC_API_KEY=$KEY run anthropic jobs/review_rating_anthropic.lua --set endpoint="$URL"
@@ -42,7 +43,7 @@ AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=$AWS_KEY_ID AWS_SECRET_ACCESS_KEY=$AWS_SE
 AWS_REGION=us-east-1 AWS_BEARER_TOKEN_BEDROCK=$KEY run bedrock_key jobs/review_rating_bedrock.lua --set endpoint="$URL"
 GEMINI_API_KEY=$KEY run gemini jobs/review_rating_gemini.lua --set endpoint="$URL/v1beta"
 run vertex jobs/review_rating_vertex.lua --set endpoint="$URL/v1" --set credentials="$T/key.json"
-for p in azure azure_v1 anthropic bedrock bedrock_session bedrock_key gemini vertex; do
+for p in openai_responses azure azure_v1 anthropic bedrock bedrock_session bedrock_key gemini vertex; do
   expect_eq "$p: the job succeeds" 0 "$(cat "$T/$p.rc")"
   check "$p: ratings are OpenAI's" cmp -s <(ratings "$T/openai.jsonl") <(ratings "$T/$p.jsonl")
   check "$p: invariant" invariant_holds "$T/$p.json"
@@ -99,6 +100,7 @@ Id,ProductId,UserId,ProfileName,HelpfulnessNumerator,HelpfulnessDenominator,Scor
 4,P4,U4,D,0,0,1,1300000000,[[refuse]] awful,ok
 5,P5,U5,E,0,0,1,1300000000,[[safety]] awful,ok
 6,P6,U6,F,0,0,1,1300000000,[[guardrail]] awful,ok
+7,P7,U7,G,0,0,1,1300000000,[[incomplete]] awful,ok
 CSV
 export INPUT=$T/marked.csv
 AZURE_OPENAI_ENDPOINT=$URL AZURE_OPENAI_API_KEY=$KEY run azure_filter jobs/review_rating_azure.lua
@@ -111,7 +113,13 @@ GEMINI_API_KEY=$KEY run gemini_safety jobs/review_rating_gemini.lua --set endpoi
 expect_contains "gemini: SAFETY is dead-lettered as such" "$T/gemini_safety.err.jsonl" "Gemini withheld the answer (finishReason SAFETY)"
 AWS_REGION=us-east-1 AWS_BEARER_TOKEN_BEDROCK=$KEY run bedrock_guardrail jobs/review_rating_bedrock.lua --set endpoint="$URL"
 expect_contains "bedrock: a guardrail is dead-lettered as such" "$T/bedrock_guardrail.err.jsonl" "a guardrail intervened"
-for p in azure_filter anthropic_refusal gemini_safety bedrock_guardrail; do
+OPENAI_API_KEY=$KEY run responses_marked jobs/review_rating.lua --set api=responses
+expect_contains "openai responses: a refusal is dead-lettered with its text" "$T/responses_marked.err.jsonl" \
+  "the model refused: I'm sorry, I can't help with that."
+expect_contains "openai responses: an incomplete answer is dead-lettered as such" "$T/responses_marked.err.jsonl" \
+  "the answer is incomplete (max_output_tokens)"
+expect_eq "openai responses: those two dead-lettered, once each" 2 "$(wc -l < "$T/responses_marked.err.jsonl")"
+for p in azure_filter anthropic_refusal gemini_safety bedrock_guardrail responses_marked; do
   check "$p: the others are rated" jq -e -s 'any(.[]; .review_id == 1 and .rating == 5)' "$T/$p.jsonl"
 done
 unset INPUT
@@ -125,12 +133,13 @@ ANTHROPIC_API_KEY=$KEY run anthropic_faults jobs/review_rating_anthropic.lua --s
 AWS_REGION=us-east-1 AWS_BEARER_TOKEN_BEDROCK=$KEY run bedrock_faults jobs/review_rating_bedrock.lua --set endpoint="$FAULTY"
 GEMINI_API_KEY=$KEY run gemini_faults jobs/review_rating_gemini.lua --set endpoint="$FAULTY/v1beta"
 run ollama_faults jobs/review_summary_ollama.lua --set endpoint="$FAULTY"
+OPENAI_BASE_URL=$FAULTY/v1 OPENAI_API_KEY=$KEY run openai_responses_faults jobs/review_rating.lua --set api=responses
 MODEL_URL=$FAULTY/endpoints/x/invocations MODEL_API_KEY=$KEY run http_faults jobs/review_sentiment_http.lua
-for p in azure anthropic bedrock gemini; do
+for p in openai_responses azure anthropic bedrock gemini; do
   check "$p under 429s and 5xx: every rating is OpenAI's" \
     test -z "$(comm -13 <(ratings "$T/openai.jsonl") <(ratings "$T/${p}_faults.jsonl"))"
 done
-for p in azure anthropic bedrock gemini ollama http; do
+for p in openai_responses azure anthropic bedrock gemini ollama http; do
   check "$p under 429s and 5xx: retried, nearly every record answered" \
     jq -e '.model.retries > 15 and .written >= 285 and .written + .dead_lettered + .filtered == .read' "$T/${p}_faults.json"
   check "$p under 429s and 5xx: a dead letter only after its retries" \
@@ -145,6 +154,8 @@ fails_clearly() { # NAME TEXT...: exit 1, the texts in the log, the wrong key no
   for text in "$@"; do expect_contains "$name: says why" "$T/$name.log" "$text"; done
   check "$name: the key is not printed" bash -c "! grep -rq -- '$WRONG' '$T/$name.log' '$T/$name.err.jsonl' '$T/$name.json' 2>/dev/null"
 }
+OPENAI_API_KEY=$WRONG run openai_responses_wrong jobs/review_rating.lua --set api=responses
+fails_clearly openai_responses_wrong "model.openai" "refused the credentials" "HTTP 401"
 AZURE_OPENAI_ENDPOINT=$URL AZURE_OPENAI_API_KEY=$WRONG run azure_wrong jobs/review_rating_azure.lua
 fails_clearly azure_wrong "model.azure_openai" "Azure refused the credentials" "HTTP 401"
 ANTHROPIC_API_KEY=$WRONG run anthropic_wrong jobs/review_rating_anthropic.lua --set endpoint="$URL"

@@ -86,7 +86,7 @@ static void *azure_open(struct job_env *env, int opts, const struct provider_set
         else buf_printf(&url, "%s/openai/deployments/%s/%s?api-version=%s", base.data, deployment, kinds[k], version);
         *urls[k] = url.data;
     }
-    if (openai_wire_open(&p->wire, L, opts, v1 ? deployment : NULL, setup->structured, err)) goto fail;
+    if (openai_wire_open(&p->wire, L, opts, v1 ? deployment : NULL, setup->structured, OPENAI_CHAT, err)) goto fail;
     if (common_read_key(L, opts, "api_key", &key, err) || common_read_key(L, opts, "token", &token, err)) goto fail;
     if (key && token) {
         rn_fail(err, "token: give api_key or an Entra ID token, not both");

@@ -1,8 +1,10 @@
-/* openai.c: the OpenAI provider, model.openai{}: chat completions and embeddings over the
- * OpenAI HTTP API or any server that speaks it (provider interface v2, models/provider.h). It
+/* openai.c: the OpenAI provider, model.openai{}: chat completions (or, with api = "responses",
+ * the Responses API) and embeddings over the OpenAI HTTP API or any server that speaks it
+ * (provider interface v2, models/provider.h). It
  * builds one request and parses one answer in the OpenAI wire format (openai_wire.c, shared
  * with model.azure_openai); its answers are classified by the default rules (provider.c),
- * which are OpenAI's. Retries, limits, prompts and answer checks are the engine's.
+ * which are OpenAI's; a Responses answer that is incomplete or a refusal fails its record.
+ * Retries, limits, prompts and answer checks are the engine's.
  *
  * Everything that is the same for every request (URL, headers, the fixed JSON around the
  * messages) is made once at open; a request body is a few appends. The api key goes into the
@@ -17,8 +19,10 @@
 #include "models/providers/common.h"
 
 static const struct option_spec openai_options[] = {
-    {"endpoint", OPT_STRING, 0, "https://api.openai.com/v1", .help = "base URL; /chat/completions or /embeddings is added",
-     .check = common_check_url},
+    {"endpoint", OPT_STRING, 0, "https://api.openai.com/v1",
+     .help = "base URL; /chat/completions (or /responses) or /embeddings is added", .check = common_check_url},
+    {"api", OPT_ENUM, 0, "chat", .help = "\"chat\": chat completions; \"responses\": the Responses API (POST /responses)",
+     .choices = OPT_CHOICES("chat", "responses")},
     {"api_key", OPT_STRING, 0, NULL, .help = "secret(\"OPENAI_API_KEY\") or a string; never printed or logged", .secret = 1},
     {"model", OPT_STRING, 1, NULL, .help = "model name, e.g. \"gpt-4o-mini\" or \"text-embedding-3-small\""},
     OPENAI_SAMPLING_OPTIONS,
@@ -33,13 +37,14 @@ static const struct option_spec openai_options[] = {
 };
 
 struct openai {
-    char *url_chat, *url_embeddings;
+    char *url_chat, *url_embeddings;  /* url_chat is .../responses with api = "responses" */
     struct openai_wire wire;
     struct header_list headers;  /* the same for every request, lent to each call; holds the key */
     struct header_list control;  /* the same without Content-Type, for the batch API's uploads and GETs */
     char *base;                  /* the endpoint without a trailing slash */
     int64_t max_tokens;          /* 0 when not set */
     int embeddings;              /* the task is embedding */
+    char why[300];               /* the last classify's reason for failing a record */
 };
 
 static void openai_close(void *self)
@@ -67,8 +72,9 @@ static void *openai_open(struct job_env *env, int opts, const struct provider_se
     buf_put(&url, endpoint, (size_t)n);
     p->base = url.data;
     p->embeddings = setup->task == MODEL_TASK_EMBEDDING;
+    enum openai_api api = strcmp(opt_string(L, opts, "api", "chat"), "responses") == 0 ? OPENAI_RESPONSES : OPENAI_CHAT;
     buf_init(&url);
-    buf_printf(&url, "%.*s/chat/completions", n, endpoint);
+    buf_printf(&url, "%.*s/%s", n, endpoint, api == OPENAI_RESPONSES ? "responses" : "chat/completions");
     p->url_chat = url.data;
     buf_init(&url);
     buf_printf(&url, "%.*s/embeddings", n, endpoint);
@@ -80,7 +86,16 @@ static void *openai_open(struct job_env *env, int opts, const struct provider_se
         rn_fail(err, "model: give the model name, e.g. model = \"gpt-4o-mini\"");
         goto fail;
     }
-    if (openai_wire_open(&p->wire, L, opts, model, setup->structured, err)) goto fail;
+    if (api == OPENAI_RESPONSES && opt_push(L, opts, "batch")) {
+        int on = opt_boolean(L, lua_gettop(L), "enabled", 1);
+        lua_pop(L, 1);
+        if (on) {
+            rn_fail(err, "api: \"responses\" does not go through the batch API in runnel (its batches send "
+                         "/chat/completions): use api = \"chat\" with batch, or set batch = false");
+            goto fail;
+        }
+    }
+    if (openai_wire_open(&p->wire, L, opts, model, setup->structured, api, err)) goto fail;
     if (opt_push(L, opts, "max_tokens")) { /* OpenAI counts it against the token limit (openai_charge) */
         p->max_tokens = (int64_t)lua_tointeger(L, -1);
         lua_pop(L, 1);
@@ -116,9 +131,22 @@ static int openai_build(void *self, const struct model_call *call, struct http_r
     return 0;
 }
 
+/* OpenAI's rules; a Responses answer that is incomplete or a refusal fails its record with why. */
+static void openai_classify(void *self, const struct http_response *answer, struct provider_verdict *verdict)
+{
+    struct openai *p = self;
+    provider_classify_default(answer, verdict);
+    if (p->wire.api != OPENAI_RESPONSES || verdict->outcome != PROVIDER_OK) return;
+    if (openai_responses_failure(answer->body, answer->body_len, p->why, sizeof p->why)) {
+        verdict->outcome = PROVIDER_FAIL_RECORD;
+        verdict->why = p->why;
+    }
+}
+
 static int openai_parse(void *self, const struct http_response *answer, struct model_reply *reply, struct rn_err *err)
 {
-    (void)self;
+    struct openai *p = self;
+    if (p->wire.api == OPENAI_RESPONSES) return openai_responses_parse(answer->body, answer->body_len, reply, err);
     return openai_wire_parse(answer->body, answer->body_len, reply, err);
 }
 
@@ -150,14 +178,14 @@ static const char *const openai_secrets[] = {"api_key", "headers", NULL};
 const struct provider_ops openai_provider = {
     .version = PROVIDER_INTERFACE_VERSION,
     .name = "openai",
-    .summary = "OpenAI chat completions and embeddings (or any compatible server)",
+    .summary = "OpenAI chat completions or the Responses API, and embeddings (or any compatible server)",
     .options = openai_options,
     .capabilities = PROVIDER_CHAT | PROVIDER_EMBEDDINGS | PROVIDER_STRUCTURED | PROVIDER_BATCH,
     .model_option = "model",
     .secret_options = openai_secrets,
     .open = openai_open,
     .build = openai_build,
-    .classify = NULL, /* OpenAI's rules are the default */
+    .classify = openai_classify, /* OpenAI's rules, the default, and the Responses API's failures */
     .parse = openai_parse,
     .close = openai_close,
     .charge = openai_charge,

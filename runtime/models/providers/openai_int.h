@@ -33,9 +33,14 @@ struct openai_messages {
  * after an invalid answer the answer and the correction. Ollama's /api/chat takes the same. */
 void openai_put_messages(struct openai_messages *m, const struct model_call *call, struct buf *body);
 
+/* Which OpenAI API a chat call speaks: chat completions, or the Responses API (model.openai's
+ * api = "responses"). */
+enum openai_api { OPENAI_CHAT, OPENAI_RESPONSES };
+
 struct openai_wire {
+    enum openai_api api;
     struct buf head;             /* {"model":"...", or { */
-    struct buf chat_tail;        /* ,"temperature":... and the parameters, for chat bodies */
+    struct buf chat_tail;        /* ,"temperature":... and the parameters, for chat (or Responses) bodies */
     struct buf embedding_tail;   /* the parameters, for embedding bodies */
     struct openai_messages messages;
 };
@@ -44,12 +49,18 @@ struct openai_wire {
  * none in the body) heads every body. -1 and err naming the option. Free with
  * openai_wire_free either way. */
 int openai_wire_open(struct openai_wire *w, lua_State *L, int opts, const char *model, int structured,
-                     struct rn_err *err);
+                     enum openai_api api, struct rn_err *err);
 void openai_wire_free(struct openai_wire *w);
 /* The body of one call (chat completion, or embeddings for task embedding) appended to body. */
 void openai_wire_body(struct openai_wire *w, const struct model_call *call, struct buf *body);
 /* Read a 2xx answer: a chat completion's first message, or an embedding, and the usage. */
 int openai_wire_parse(const char *body, size_t len, struct model_reply *reply, struct rn_err *err);
+/* The same for a Responses API answer: its output messages' output_text (or the refusal), and
+ * input_tokens / output_tokens; an embedding as openai_wire_parse reads it. */
+int openai_responses_parse(const char *body, size_t len, struct model_reply *reply, struct rn_err *err);
+/* Whether a 2xx Responses API answer is one no retry can mend: status "incomplete" (why says
+ * incomplete_details.reason) or a refusal content item (why holds its text). 1 and why, or 0. */
+int openai_responses_failure(const char *body, size_t len, char *why, size_t size);
 /* What openai_batch.c (the Files and Batches APIs) reads of an open provider. Lent: valid
  * until the provider closes. */
 struct openai_endpoint {

@@ -1,7 +1,9 @@
 /* openai_wire.c: the OpenAI chat completions and embeddings wire format (openai_int.h), shared
  * by model.openai and model.azure_openai: the body of a call, made of parts fixed at open and
  * the messages, and the answer, read by a scanner for the usual chat completion and by jansson
- * for everything else (content parts, refusals, embeddings, errors). */
+ * for everything else (content parts, refusals, embeddings, errors). model.openai's
+ * api = "responses" speaks the Responses API with the same parts: the conversation as `input`,
+ * the system prompt as `instructions`, max_output_tokens, and structured output as text.format. */
 #include "models/providers/openai_int.h"
 
 #include <stdlib.h>
@@ -19,9 +21,19 @@ static const struct reserved_field own_fields[] = {
     {"response_format", "structured output writes it (set structured = false to send your own)"},
 };
 
+/* The same for the Responses API, whose body has other names. */
+static const struct reserved_field responses_fields[] = {
+    {"model", "runnel writes it"}, {"input", "runnel writes it"}, {"instructions", "use the job's system prompt"},
+    {"messages", "the Responses API takes input, which runnel writes"},
+    {"temperature", "use the option of that name"}, {"max_output_tokens", "use the option max_tokens"},
+    {"top_p", "use the option of that name"}, {"stream", "streamed answers are not supported"},
+    {"text", "structured output writes it (set structured = false to send your own)"},
+};
+
 int openai_wire_open(struct openai_wire *w, lua_State *L, int opts, const char *model, int structured,
-                     struct rn_err *err)
+                     enum openai_api api, struct rn_err *err)
 {
+    w->api = api;
     buf_init(&w->head);
     buf_init(&w->chat_tail);
     buf_init(&w->embedding_tail);
@@ -45,17 +57,24 @@ int openai_wire_open(struct openai_wire *w, lua_State *L, int opts, const char *
         lua_pop(L, 1);
     }
     if (opt_push(L, opts, "max_tokens")) {
-        buf_printf(&w->chat_tail, ",\"max_tokens\":%lld", (long long)lua_tointeger(L, -1));
+        buf_printf(&w->chat_tail, api == OPENAI_RESPONSES ? ",\"max_output_tokens\":%lld" : ",\"max_tokens\":%lld",
+                   (long long)lua_tointeger(L, -1));
         lua_pop(L, 1);
+    }
+    if (api == OPENAI_RESPONSES && opt_push(L, opts, "seed")) {
+        lua_pop(L, 1);
+        return rn_fail(err, "seed: the Responses API takes no seed (leave it out, or use api = \"chat\")");
     }
     if (opt_push(L, opts, "seed")) {
         buf_printf(&w->chat_tail, ",\"seed\":%lld", (long long)lua_tonumber(L, -1));
         lua_pop(L, 1);
     }
-    size_t reserved = sizeof own_fields / sizeof own_fields[0] - (structured ? 0 : 1);
+    const struct reserved_field *fields = api == OPENAI_RESPONSES ? responses_fields : own_fields;
+    size_t reserved = (api == OPENAI_RESPONSES ? sizeof responses_fields / sizeof responses_fields[0]
+                                               : sizeof own_fields / sizeof own_fields[0]) - (structured ? 0 : 1);
     struct buf parameters;
     buf_init(&parameters);
-    int rc = common_read_parameters(L, opts, own_fields, reserved, &parameters, err);
+    int rc = common_read_parameters(L, opts, fields, reserved, &parameters, err);
     buf_put(&w->chat_tail, parameters.data ? parameters.data : "", parameters.len);
     buf_put(&w->embedding_tail, parameters.data ? parameters.data : "", parameters.len);
     buf_free(&parameters);
@@ -93,6 +112,26 @@ void openai_put_messages(struct openai_messages *m, const struct model_call *cal
     buf_putc(b, ']');
 }
 
+/* A Responses API body: "input" is the conversation as chat messages (the Responses API takes
+ * them as they are), the system prompt goes into "instructions". */
+static void responses_body(struct openai_wire *w, const struct model_call *call, struct buf *b)
+{
+    buf_puts(b, "\"input\":[");
+    common_put_turns(b, call, put_message, "assistant", "");
+    buf_putc(b, ']');
+    if (call->system) {
+        buf_puts(b, ",\"instructions\":");
+        buf_put_json_string(b, call->system, strlen(call->system));
+    }
+    buf_put(b, w->chat_tail.data, w->chat_tail.len);
+    if (call->schema_json) {
+        buf_puts(b, ",\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"output\",\"strict\":true,\"schema\":");
+        buf_puts(b, call->schema_json);
+        buf_puts(b, "}}");
+    }
+    buf_putc(b, '}');
+}
+
 void openai_wire_body(struct openai_wire *w, const struct model_call *call, struct buf *b)
 {
     buf_put(b, w->head.data, w->head.len);
@@ -101,6 +140,10 @@ void openai_wire_body(struct openai_wire *w, const struct model_call *call, stru
         buf_put_json_string(b, call->prompt, call->prompt_len);
         buf_put(b, w->embedding_tail.data, w->embedding_tail.len);
         buf_putc(b, '}');
+        return;
+    }
+    if (w->api == OPENAI_RESPONSES) {
+        responses_body(w, call, b);
         return;
     }
     openai_put_messages(&w->messages, call, b);
@@ -256,4 +299,72 @@ int openai_wire_parse(const char *body, size_t len, struct model_reply *reply, s
 {
     if (parse_plain_completion(body, len, reply)) return 0;
     return openai_parse_tree(body, len, reply, err);
+}
+
+/* A Responses API answer: the output_text of its output messages, joined, or the refusal when
+ * the model gave one instead; the usage as input_tokens and output_tokens. */
+static int parse_response(json_t *root, struct model_reply *reply, struct rn_err *err)
+{
+    json_t *output = json_object_get(root, "output");
+    if (!json_is_array(output)) return shape_error(root, "the answer has no output array", err);
+    json_t *usage = json_object_get(root, "usage");
+    reply->tokens_in = common_usage(usage, "input_tokens");
+    reply->tokens_out = common_usage(usage, "output_tokens");
+    int messages = 0;
+    const char *refusal = NULL;
+    size_t i, j;
+    json_t *item, *part;
+    json_array_foreach(output, i, item) {
+        const char *type = json_string_value(json_object_get(item, "type"));
+        if (!type || strcmp(type, "message") != 0) continue; /* reasoning, tool calls: not the answer */
+        messages++;
+        json_array_foreach(json_object_get(item, "content"), j, part) {
+            const char *kind = json_string_value(json_object_get(part, "type"));
+            json_t *text = json_object_get(part, "text");
+            if (kind && strcmp(kind, "output_text") == 0 && json_is_string(text))
+                buf_put(&reply->text, json_string_value(text), json_string_length(text));
+            else if (kind && strcmp(kind, "refusal") == 0 && !refusal)
+                refusal = json_string_value(json_object_get(part, "refusal"));
+        }
+    }
+    if (!messages) return shape_error(root, "the answer's output holds no message", err);
+    if (!reply->text.len && refusal) buf_puts(&reply->text, refusal); /* classify dead-letters it first */
+    return 0;
+}
+
+int openai_responses_parse(const char *body, size_t len, struct model_reply *reply, struct rn_err *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, 0, &jerr);
+    if (!root) return rn_fail(err, "the answer is not JSON (%s at line %d, column %d)", jerr.text, jerr.line, jerr.column);
+    json_t *data = json_object_get(root, "data");
+    int rc = json_is_array(data) ? -2 : parse_response(root, reply, err); /* embeddings answer as for chat */
+    json_decref(root);
+    return rc == -2 ? openai_parse_tree(body, len, reply, err) : rc;
+}
+
+int openai_responses_failure(const char *body, size_t len, char *why, size_t size)
+{
+    if (!memmem(body, len, "\"refusal\"", 9) && !memmem(body, len, "\"incomplete\"", 12)) return 0;
+    json_t *root = json_loadb(body, len, 0, NULL);
+    const char *status = json_string_value(json_object_get(root, "status"));
+    int failed = 0;
+    if (status && strcmp(status, "incomplete") == 0) {
+        const char *reason = json_string_value(json_object_get(json_object_get(root, "incomplete_details"), "reason"));
+        snprintf(why, size, "the answer is incomplete (%s)", reason ? reason : "no reason given");
+        failed = 1;
+    }
+    size_t i, j;
+    json_t *item, *part;
+    json_array_foreach(json_object_get(root, "output"), i, item) {
+        json_array_foreach(json_object_get(item, "content"), j, part) {
+            const char *kind = json_string_value(json_object_get(part, "type"));
+            const char *refusal = json_string_value(json_object_get(part, "refusal"));
+            if (failed || !kind || strcmp(kind, "refusal") != 0) continue;
+            snprintf(why, size, "the model refused: %s", refusal ? refusal : "(no text)");
+            failed = 1;
+        }
+    }
+    json_decref(root);
+    return failed;
 }
