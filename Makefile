@@ -1,7 +1,7 @@
 # runnel: build, test, demo, bench. Read top to bottom; `make help` lists the targets.
 
 CC      ?= cc
-PKGS    := lua5.4 libcurl jansson libcrypto libssl sqlite3 libmicrohttpd avro-c $(if $(WITHOUT_KAFKA),,rdkafka)
+PKGS    := lua5.4 libcurl jansson libcrypto libssl sqlite3 libmicrohttpd avro-c libpq $(if $(WITHOUT_KAFKA),,rdkafka)
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
 CPPFLAGS_ALL = $(WARN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Iruntime

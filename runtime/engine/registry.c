@@ -5,7 +5,7 @@
 #include "engine/plugin.h"
 
 extern const struct source_ops csv_source;
-extern const struct sink_ops jsonl_sink, csv_sink, stdout_sink, lua_sink, elasticsearch_sink;
+extern const struct sink_ops jsonl_sink, csv_sink, stdout_sink, lua_sink, elasticsearch_sink, postgres_sink;
 extern const struct provider_ops openai_provider, azure_openai_provider, anthropic_provider, bedrock_provider,
     gemini_provider, vertex_provider, ollama_provider, http_provider;
 #ifndef RUNNEL_WITHOUT_KAFKA
@@ -19,7 +19,7 @@ extern const struct sink_ops kafka_sink;
 #endif
 
 const struct source_ops *const source_plugins[] = {&csv_source, KAFKA_SOURCE NULL};
-const struct sink_ops *const sink_plugins[] = {&jsonl_sink, &csv_sink, &stdout_sink, &lua_sink, &elasticsearch_sink, KAFKA_SINK NULL};
+const struct sink_ops *const sink_plugins[] = {&jsonl_sink, &csv_sink, &stdout_sink, &lua_sink, &elasticsearch_sink, &postgres_sink, KAFKA_SINK NULL};
 const struct provider_ops *const provider_plugins[] = {&openai_provider, &azure_openai_provider, &anthropic_provider,
                                                        &bedrock_provider, &gemini_provider, &vertex_provider,
                                                        &ollama_provider, &http_provider, NULL};
