@@ -4,17 +4,19 @@
 # (user+sys), peak RSS, and the ratio to the case's limit. Results also go to
 # out/bench/latest.json (and a timestamped copy) so runs can be compared over time.
 # Knobs: RUNS (3), CSV_ROWS (1000000), MODEL_ROWS (200000), BIG_ROWS (1000000), QUOTA_ROWS (6000),
-# ES_ROWS (200000), CASES ("1 2 3 4 5 6 7 tls auto quota es": the cases to run), SLOW_RUNS (RUNS, for case 7).
+# ES_ROWS (200000), PG_ROWS (100000), CASES ("1 2 3 4 5 6 7 tls auto quota es pg": the cases to run),
+# SLOW_RUNS (RUNS, for case 7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUNNEL_LIB="$PWD/scripts"
 RUNS="${RUNS:-3}"; CSV_ROWS="${CSV_ROWS:-1000000}"; MODEL_ROWS="${MODEL_ROWS:-200000}"; BIG_ROWS="${BIG_ROWS:-1000000}"
-CASES=" ${CASES:-1 2 3 4 5 6 7 tls auto quota es} "
+CASES=" ${CASES:-1 2 3 4 5 6 7 tls auto quota es pg} "
 want() { [[ "$CASES" == *" $1 "* ]]; }
-QUOTA_ROWS="${QUOTA_ROWS:-6000}"
+QUOTA_ROWS="${QUOTA_ROWS:-6000}"; PG_ROWS="${PG_ROWS:-100000}"
 W="$(mktemp -d /tmp/runnel-bench.XXXXXX)"
 pids=()
-cleanup() { local s=$?; set +e; for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"; exit $s; }
+_cleanups=()
+cleanup() { local s=$?; set +e; for c in "${_cleanups[@]}"; do "$c"; done; for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$W"; exit $s; }
 trap cleanup EXIT
 mkdir -p out/bench
 for t in measure csv-parse curl-multi kafka-offsets es-bulk; do
@@ -72,6 +74,7 @@ bin/gen-reviews --rows "$MODEL_ROWS" --seed 2 > "$W/model.csv" 2>/dev/null
 want 5 && bin/gen-reviews --rows 10000 --seed 3 > "$W/small.csv" 2>/dev/null
 want 5 && bin/gen-reviews --rows "$BIG_ROWS" --seed 4 > "$W/big.csv" 2>/dev/null
 want quota && bin/gen-reviews --rows "$QUOTA_ROWS" --seed 6 > "$W/quota.csv" 2>/dev/null
+want pg && bin/gen-reviews --rows "$PG_ROWS" --seed 8 > "$W/pg.csv" 2>/dev/null
 sync # half a gigabyte of new inputs: written back now, not during the first measurements
 printf '\n%-4s %-52s %10s %10s %6s %8s %8s\n' case description rec/s limit ratio "cpu µs" "RSS MB"
 
@@ -329,6 +332,29 @@ BARE=$(printf '%s\n' "${bare[@]}" | median)
 row es "CSV -> sink.elasticsearch (es-dev; bare bulk client)" "$RATE" "$BARE" "$CPU_US" "$RSS_MB" \
   "documents/s against tools/bench/es-bulk.c, same batches, same stand-in"
 kill "$ES" 2>/dev/null; wait "$ES" 2>/dev/null || true
+fi
+
+# pg. CSV -> sink.postgres (upserts, batches of 500) into a real PostgreSQL 15 (tests/pg_lib.sh, on
+# its unix socket, fsync off); limit: psql \copy of the same file into a table of the same layout
+# (COPY: no upsert, no parameters; the fastest way in), into an empty table each run; runnel's first run
+# inserts, its later runs overwrite the same rows (upserts).
+if want pg; then
+T="$W"; . tests/pg_lib.sh; start_postgres
+pg_table() { PGOPTIONS="-c client_min_messages=warning" psql -Xq -v ON_ERROR_STOP=1 -c "drop table if exists $1; create table $1 (\"Id\" bigint primary key,
+  \"ProductId\" text, \"UserId\" text, \"ProfileName\" text, \"HelpfulnessNumerator\" integer,
+  \"HelpfulnessDenominator\" integer, \"Score\" integer, \"Time\" bigint, \"Summary\" text, \"Text\" text)"; }
+copies=()
+for i in $(seq "$RUNS"); do
+  pg_table bench_copy
+  t0=$(date +%s.%N); psql -Xq -v ON_ERROR_STOP=1 -c "\\copy bench_copy from '$W/pg.csv' csv header"; t1=$(date +%s.%N)
+  copies+=("$(echo "$PG_ROWS $t0 $t1" | awk '{ printf "%.0f", $1 / ($3 - $2) }')")
+done
+LIMIT=$(printf '%s\n' "${copies[@]}" | median)
+pg_table bench_pg
+run_job pg tools/bench/pg.lua --set input="$W/pg.csv" --set conninfo="$PG_CONNINFO" --set table=bench_pg
+[ "$(psql -XAtc 'select count(*) from bench_pg')" = "$PG_ROWS" ] || { echo "bench: pg: the table does not hold $PG_ROWS rows" >&2; exit 1; }
+row pg "CSV $PG_ROWS -> sink.postgres (upserts, batch 500)" "$RATE" "$LIMIT" "$CPU_US" "$RSS_MB" "limit: psql \\copy, same file, same table"
+stop_postgres
 fi
 
 echo
