@@ -67,6 +67,8 @@ struct pg_sink {
     int64_t reconnect_at;      /* 0: not waiting to reconnect */
     int attempt;
     struct loop_timer retry_timer;
+    char down_reason[256];     /* why, while down_since is set: poll() says sink_down with it */
+    int reported_down;
 
     uint64_t acked_through;
     int have_ack;
@@ -384,6 +386,7 @@ static int went_away(struct pg_sink *s, const char *why, struct rn_err *err)
     s->attempt++;
     char red[600];
     secret_redact_text(&s->secrets, msg, red, sizeof red);
+    snprintf(s->down_reason, sizeof s->down_reason, "%.80s went away: %.160s", s->server, red);
     log_write(LOG_WARNING, &s->secrets, "%s: the server %s went away (%s); reconnecting in %lldms", s->label, s->server,
               red, (long long)wait);
     disconnect(s);
@@ -613,6 +616,13 @@ static int pg_poll(void *self, struct sink_report *report, struct rn_err *err)
         free(s->rejects[i].reason);
     }
     s->nrejects = 0;
+    if (s->down_since) { /* an outage, not a bad record (plugin.h): the pipeline pauses */
+        sink_down(report, s->down_reason);
+        s->reported_down = 1;
+    } else if (s->reported_down) {
+        sink_up(report);
+        s->reported_down = 0;
+    }
     if (s->have_ack) {
         sink_acknowledge(report, s->acked_through);
         s->have_ack = 0;
