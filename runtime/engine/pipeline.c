@@ -318,6 +318,7 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
         if (!p->errors.self) { p->errors.ops = NULL; lua_pop(L, 1); goto fail; }
         p->errors.label = rn_strdup("errors");
         p->errors.stage = rn_strdup("errors");
+        p->errors.down_since_ms = -1; /* up, as open_sink sets it: 0 would be down since 1970 */
     }
     lua_pop(L, 1);
 
