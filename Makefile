@@ -20,7 +20,9 @@ DEB_PACKAGES += libjs-vega
 # fonts (the word cloud measures its words) must be there without apt's recommends.
 TEST_PACKAGES := chromium fonts-dejavu-core lua5.4
 # The dashboard's test drives Chromium with npm's puppeteer-core (tests/dashboard/package-lock.json).
-TEST_PACKAGES += nodejs npm
+# A Node.js from NodeSource (its own nodejs package) ships npm inside and conflicts with Debian's
+# npm package, so npm is asked of apt only when no npm command is there.
+TEST_PACKAGES += nodejs $(if $(shell command -v npm 2>/dev/null),,npm)
 
 # Sources are found in runtime/'s folders (see runtime/README.md). A plugin whose library is
 # missing can be left out: WITHOUT_KAFKA=1 builds without source.kafka and sink.kafka.
