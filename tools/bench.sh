@@ -4,13 +4,14 @@
 # (user+sys), peak RSS, and the ratio to the case's limit. Results also go to
 # out/bench/latest.json (and a timestamped copy) so runs can be compared over time.
 # Knobs: RUNS (3), CSV_ROWS (1000000), MODEL_ROWS (200000), BIG_ROWS (1000000), QUOTA_ROWS (6000),
-# ES_ROWS (200000), PG_ROWS (100000), CASES ("1 2 3 4 5 6 7 tls auto quota es pg": the cases to run),
+# ES_ROWS (200000), PG_ROWS (100000), AVRO_ROWS (200000),
+# CASES ("1 2 3 4 5 6 7 tls auto quota es pg avro": the cases to run),
 # SLOW_RUNS (RUNS, for case 7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUNNEL_LIB="$PWD/scripts"
 RUNS="${RUNS:-3}"; CSV_ROWS="${CSV_ROWS:-1000000}"; MODEL_ROWS="${MODEL_ROWS:-200000}"; BIG_ROWS="${BIG_ROWS:-1000000}"
-CASES=" ${CASES:-1 2 3 4 5 6 7 tls auto quota es pg} "
+CASES=" ${CASES:-1 2 3 4 5 6 7 tls auto quota es pg avro} "
 want() { [[ "$CASES" == *" $1 "* ]]; }
 QUOTA_ROWS="${QUOTA_ROWS:-6000}"; PG_ROWS="${PG_ROWS:-100000}"
 W="$(mktemp -d /tmp/runnel-bench.XXXXXX)"
@@ -204,6 +205,79 @@ row 6 "Kafka $IN_MSGS msgs -> map (no model) -> Kafka" "$RATE" "$LIMIT" "$CPU_US
   "limit: kcat -C | kcat -P of the same topic ($PIPE_CPU cpu µs/rec); without kcat's end wait: $NOWAIT/s, ratio $NOWAIT_RATIO; runs: runnel ${copy_rates[*]}, pipe ${pipe_rates[*]}, no-wait pipe ${nowait_rates[*]}"
 fi
 if want 4 || want 6; then kill "$KAFKA" 2>/dev/null; wait "$KAFKA" 2>/dev/null || true; fi
+
+# avro. The same AVRO_ROWS reviews (jobs/review.avsc's six fields) in two topics of a broker of its
+# own, one in Avro (Confluent wire format, schema in bin/schema-registry-dev) and one in JSON, and
+# one job (tools/bench/avro.lua) that differs between the two only in the format:
+#   decode: topic -> map -> sink.lua doing nothing, the Avro topic against the JSON one;
+#   encode: the JSON topic -> map -> a new topic in Avro, against a new topic in JSON.
+# records/s: records over the job's elapsed time (its summary); CPU: the whole runner (user+sys)
+# per record. Avro and JSON runs alternate; the ratio is Avro/JSON. Checked: every run read and
+# wrote every record, both topics decode to the same records, and the Avro the encoder wrote
+# decodes to them too.
+if want avro; then
+AVRO_ROWS="${AVRO_ROWS:-200000}"
+bin/gen-reviews --rows "$AVRO_ROWS" --seed 9 > "$W/avro.csv" 2>/dev/null
+bin/kafka-dev --topic avro_in:4 --topic json_in:4 > "$W/akafka.out" 2>"$W/akafka.err" &
+pids+=($!); AKAFKA=$!
+for _ in $(seq 200); do [ -s "$W/akafka.out" ] && break; sleep 0.05; done
+bin/schema-registry-dev --port 0 > "$W/registry.out" 2>"$W/registry.err" &
+pids+=($!); REGISTRY=$!
+for _ in $(seq 100); do grep -q '^listening on ' "$W/registry.out" && break; sleep 0.05; done
+KAFKA_SAVED=${KAFKA_BROKERS:-}
+export KAFKA_BROKERS="$(head -1 "$W/akafka.out")"
+export SCHEMA_REGISTRY_URL="$(sed -n 's/^listening on \(http[^ ]*\).*/\1/p' "$W/registry.out")"
+for f in avro json; do
+  bin/runnel run tools/bench/avro-load.lua --quiet --no-progress --state-dir "$W/state" --set input="$W/avro.csv" \
+    --set format=$f --set topic=${f}_in --set errors="$W/aload.err"
+  n=$(bin/bench-kafka-offsets "$KAFKA_BROKERS" ${f}_in | jq 'select(.low == 0) | .messages')
+  [ "$n" = "$AVRO_ROWS" ] || { echo "bench: avro: topic ${f}_in holds ${n:-not all} of $AVRO_ROWS messages" >&2; exit 1; }
+done
+declare -A a_rates a_cpus a_rsss
+avro_run() { # KEY ARGS...: one run of tools/bench/avro.lua; appends to a_rates[KEY], a_cpus[KEY], a_rsss[KEY]
+  local key=$1; shift
+  sync
+  bin/bench-measure --out "$W/m.json" -- bin/runnel run tools/bench/avro.lua --no-progress --quiet \
+    --state-dir "$W/state" --summary-json "$W/s.json" --set output="$W/avro.out" "$@" 2>"$W/run.err" \
+    || { cat "$W/run.err" >&2; exit 1; }
+  jq -e --argjson n "$AVRO_ROWS" '.read == $n and .written == $n' "$W/s.json" >/dev/null ||
+    { echo "bench: avro: $key did not read and write all $AVRO_ROWS records: $(cat "$W/s.json")" >&2; exit 1; }
+  a_rates[$key]+=" $(jq -r '.read / .elapsed_s | floor' "$W/s.json")"
+  a_cpus[$key]+=" $(jq -r .cpu_s "$W/m.json" | awk -v n="$AVRO_ROWS" '{ printf "%.2f", $1 * 1e6 / n }')"
+  a_rsss[$key]+=" $(jq -r .max_rss_kb "$W/m.json" | awk '{ printf "%.1f", $1 / 1024 }')"
+}
+for i in $(seq "$RUNS"); do
+  order="avro json"; [ $((i % 2)) = 0 ] && order="json avro"
+  for f in $order; do avro_run dec_$f --set in=${f}_in --set in_format=$f; done
+  for f in $order; do
+    avro_run enc_$f --set in=json_in --set in_format=json --set out=enc_${f}_$i --set out_format=$f
+    n=$(bin/bench-kafka-offsets "$KAFKA_BROKERS" enc_${f}_$i | jq .high)
+    [ "$n" = "$AVRO_ROWS" ] || { echo "bench: avro: topic enc_${f}_$i has $n messages, expected $AVRO_ROWS" >&2; exit 1; }
+  done
+done
+# the same records from both topics, and from the Avro the encoder wrote
+for t in avro_in:avro json_in:json enc_avro_1:avro; do
+  bin/runnel run tools/bench/avro.lua --quiet --no-progress --state-dir "$W/state" --set in=${t%:*} \
+    --set in_format=${t#*:} --set jsonl=1 --set output="$W/adump.jsonl"
+  LC_ALL=C sort "$W/adump.jsonl" > "$W/adump.${t%:*}"
+done
+cmp -s "$W/adump.avro_in" "$W/adump.json_in" && cmp -s "$W/adump.avro_in" "$W/adump.enc_avro_1" ||
+  { echo "bench: avro: the topics do not decode to the same records" >&2; exit 1; }
+am() { tr ' ' '\n' <<<"${1# }" | median; }
+for d in dec enc; do
+  RATE=$(am "${a_rates[${d}_avro]}"); LIMIT=$(am "${a_rates[${d}_json]}")
+  CPU_US=$(am "${a_cpus[${d}_avro]}"); JCPU=$(am "${a_cpus[${d}_json]}"); RSS_MB=$(am "${a_rsss[${d}_avro]}")
+  CPU_RATIO=$(echo "$CPU_US $JCPU" | awk '{ printf "%.2f", $1 / $2 }')
+  if [ $d = dec ]; then desc="Kafka $AVRO_ROWS Avro -> map -> null sink (decode)"; what="the JSON topic through the same job"
+  else desc="Kafka $AVRO_ROWS JSON -> map -> Avro topic (encode)"; what="the same job writing JSON"; fi
+  echo "     case avro-$d runs (records/s): Avro${a_rates[${d}_avro]}; JSON${a_rates[${d}_json]};" \
+    "cpu µs/rec Avro $CPU_US, JSON $JCPU (Avro/JSON $CPU_RATIO)"
+  row "avro-$d" "$desc" "$RATE" "$LIMIT" "$CPU_US" "$RSS_MB" \
+    "limit: $what ($JCPU cpu µs/rec; Avro/JSON cpu $CPU_RATIO); runs: Avro${a_rates[${d}_avro]}, JSON${a_rates[${d}_json]}"
+done
+kill "$AKAFKA" "$REGISTRY" 2>/dev/null; wait "$AKAFKA" "$REGISTRY" 2>/dev/null || true
+export KAFKA_BROKERS=$KAFKA_SAVED
+fi
 
 # adaptive concurrency: the server degrades above 64 in flight; "auto" must find it
 AUTO=""
