@@ -3,10 +3,12 @@
  *
  * Decoding fetches each writer schema by its id once (registry.c) and keeps it for the job; with
  * a reader `schema` every value is resolved to it (Avro schema resolution, defaults filled in).
- * Every value is walked over its writer schema (bounds.c) before libavro reads it, so a corrupt
- * message is refused by its reason instead of making libavro allocate what it claims.
- * Encoding registers the schema under its subject when the format opens (a refusal stops the
- * job there, with the registry's message) and writes every record with that id. */
+ * Every value is walked over its writer schema (bounds.c) before anything is allocated for it,
+ * so a corrupt message is refused by its reason instead of allocating what it claims; then it
+ * is read straight into Lua (avro_push_binary), or, with a reader schema, by libavro's resolved
+ * writer. Encoding registers the schema under its subject when the format opens (a refusal
+ * stops the job there, with the registry's message) and writes every record with that id,
+ * straight from Lua to the bytes (avro_write_value). */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,11 +53,13 @@ struct writer {
     uint32_t id;
     struct avro_tree *tree;        /* NULL: the id failed (error says why) */
     char *error;
-    avro_value_iface_t *iface;     /* what libavro reads with: the generic class or the resolved writer */
+    int ready;
+    /* resolving to a reader schema only (values of the writer's own schema are read straight
+     * from the binary, avro_push_binary) */
+    avro_value_iface_t *iface;     /* the resolved writer */
     avro_value_t value;            /* read into */
-    avro_value_iface_t *dest_iface; /* resolving: the reader's generic class */
-    avro_value_t dest;             /* resolving: where the resolved writer puts the value */
-    int resolving;
+    avro_value_iface_t *dest_iface; /* the reader's generic class */
+    avro_value_t dest;             /* where the resolved writer puts the value */
 };
 
 struct avro_codec {
@@ -71,15 +75,10 @@ struct avro_codec {
     size_t writer_count, failures;
     size_t last;                   /* the writer of the last message: most messages share it */
     avro_reader_t input;
-    /* encoding */
+    /* encoding: written straight from Lua (avro_write_value) */
     uint32_t id;
-    avro_value_iface_t *iface;
-    avro_value_t value;
-    avro_writer_t output;
     struct avro_tree *key_schema;  /* with key_schema */
     uint32_t key_id;
-    avro_value_iface_t *key_iface;
-    avro_value_t key_value;
 };
 
 static void codec_close(void *self);
@@ -214,20 +213,7 @@ static void *codec_open(const struct format_args *args, enum format_use use, str
             goto fail;
         }
         if (register_schema(c, L, reg, topic, c->schema, &text, 0, &c->id, err)) goto fail;
-        c->iface = avro_generic_class_from_schema(c->schema->schema);
-        if (!c->iface || avro_generic_value_new(c->iface, &c->value)) {
-            rn_fail(err, "%s: schema: libavro: %s", c->where, avro_strerror());
-            goto fail;
-        }
-        if (c->key_schema) {
-            if (register_schema(c, L, reg, topic, c->key_schema, &key_text, 1, &c->key_id, err)) goto fail;
-            c->key_iface = avro_generic_class_from_schema(c->key_schema->schema);
-            if (!c->key_iface || avro_generic_value_new(c->key_iface, &c->key_value)) {
-                rn_fail(err, "%s: key_schema: libavro: %s", c->where, avro_strerror());
-                goto fail;
-            }
-        }
-        c->output = avro_writer_memory("", 0);
+        if (c->key_schema && register_schema(c, L, reg, topic, c->key_schema, &key_text, 1, &c->key_id, err)) goto fail;
     }
     lua_pop(L, 1);
     buf_free(&text);
@@ -261,14 +247,9 @@ static void writer_free(struct writer *w)
 static int writer_prepare(struct avro_codec *c, struct writer *w, struct rn_err *err)
 {
     if (!c->schema) {
-        w->iface = avro_generic_class_from_schema(w->tree->schema);
-        if (!w->iface || avro_generic_value_new(w->iface, &w->value)) {
-            if (w->iface) avro_value_iface_decref(w->iface);
-            w->iface = NULL;
-            return rn_fail(err, "libavro: %s", avro_strerror());
-        }
         if (w->tree->root->kind == AVRO_KIND_RECORD)
             for (size_t i = 0; i < w->tree->root->field_count; i++) fieldorder_add(c->env, w->tree->root->fields[i].name);
+        w->ready = 1;
         return 0;
     }
     avro_schema_t projected = avro_tree_project(c->schema, w->tree, err);
@@ -289,7 +270,7 @@ static int writer_prepare(struct avro_codec *c, struct writer *w, struct rn_err 
         return rn_fail(err, "libavro: %s", avro_strerror());
     }
     avro_resolved_writer_set_dest(&w->value, &w->dest);
-    w->resolving = 1;
+    w->ready = 1;
     return 0;
 }
 
@@ -321,7 +302,7 @@ static struct writer *writer_get(struct avro_codec *c, uint32_t id, int *fatal, 
         *fatal = 1;
         return NULL;
     }
-    if (!w.iface) {
+    if (!w.ready) {
         avro_tree_free(w.tree);
         w.tree = NULL;
         if (rc == REGISTRY_NOT_FOUND) rn_wrap(err, "schema id %u is unknown to the registry", (unsigned)id);
@@ -350,59 +331,61 @@ static int codec_decode(void *self, lua_State *L, const char *data, size_t len, 
     if (!w) return fatal ? FORMAT_FATAL : -1;
     if (avro_bounds_check(w->tree->root, bytes + HEADER_BYTES, len - HEADER_BYTES, HEADER_BYTES, MAX_ITEMS, err))
         return rn_wrap(err, "schema %u", (unsigned)id);
-    avro_value_t *read_into = &w->value, *result = w->resolving ? &w->dest : &w->value;
-    avro_value_reset(result);
-    avro_reader_memory_set_source(c->input, data + HEADER_BYTES, (int64_t)(len - HEADER_BYTES));
-    if (avro_value_read(c->input, read_into))
-        return rn_fail(err, "schema %u: libavro cannot read the value: %s", (unsigned)id, avro_strerror());
-    const struct avro_node *root = c->schema ? c->schema->root : w->tree->root;
-    if (root->kind != AVRO_KIND_RECORD) lua_createtable(L, 0, 1 + c->extra_fields);
-    if (avro_push_value(L, root, result, err)) {
-        if (root->kind != AVRO_KIND_RECORD) lua_pop(L, 1);
+    struct avro_tree *tree = c->schema ? c->schema : w->tree;
+    int record = tree->root->kind == AVRO_KIND_RECORD;
+    if (!record) lua_createtable(L, 0, 1 + c->extra_fields);
+    int rc;
+    if (!c->schema) {
+        rc = avro_push_binary(L, tree, bytes + HEADER_BYTES, len - HEADER_BYTES, HEADER_BYTES,
+                              record ? c->extra_fields : 0, err);
+    } else {
+        avro_value_reset(&w->dest);
+        avro_reader_memory_set_source(c->input, data + HEADER_BYTES, (int64_t)(len - HEADER_BYTES));
+        if (avro_value_read(c->input, &w->value)) {
+            if (!record) lua_pop(L, 1);
+            return rn_fail(err, "schema %u: libavro cannot read the value: %s", (unsigned)id, avro_strerror());
+        }
+        rc = avro_push_value(L, tree, &w->dest, record ? c->extra_fields : 0, err);
+    }
+    if (rc) {
+        if (!record) lua_pop(L, 1);
         return rn_wrap(err, "schema %u", (unsigned)id);
     }
-    if (root->kind != AVRO_KIND_RECORD) lua_setfield(L, -2, "value");
+    if (!record) lua_setfield(L, -2, "value");
     return 0;
 }
 
 /* ---- encoding ---- */
 
-/* Append the wire format of v (header with id, then the value) to out. */
-static int write_value(struct avro_codec *c, uint32_t id, avro_value_t *v, struct buf *out, struct rn_err *err)
+/* Append the wire format of the Lua value at idx as a value of t (header with id, then the
+ * value) to out. */
+static int write_message(lua_State *L, int idx, struct avro_tree *t, uint32_t id, struct buf *out, struct rn_err *err)
 {
-    size_t size = 0;
-    if (avro_value_sizeof(v, &size)) return rn_fail(err, "libavro: %s", avro_strerror());
-    buf_reserve(out, HEADER_BYTES + size + 1);
-    unsigned char *p = (unsigned char *)out->data + out->len;
-    p[0] = 0;
-    p[1] = (unsigned char)(id >> 24);
-    p[2] = (unsigned char)(id >> 16);
-    p[3] = (unsigned char)(id >> 8);
-    p[4] = (unsigned char)id;
-    avro_writer_memory_set_dest(c->output, (char *)p + HEADER_BYTES, (int64_t)size);
-    if (avro_value_write(c->output, v)) return rn_fail(err, "libavro: %s", avro_strerror());
-    out->len += HEADER_BYTES + size;
-    out->data[out->len] = '\0';
-    return 0;
+    size_t start = out->len;
+    unsigned char header[HEADER_BYTES] = {0, (unsigned char)(id >> 24), (unsigned char)(id >> 16),
+                                          (unsigned char)(id >> 8), (unsigned char)id};
+    buf_put(out, header, HEADER_BYTES);
+    if (avro_write_value(L, idx, t, out, err) == 0) return 0;
+    out->len = start;
+    out->data[start] = '\0';
+    return -1;
 }
 
 static int codec_encode(void *self, lua_State *L, int rec, struct buf *out, struct rn_err *err)
 {
     struct avro_codec *c = self;
-    avro_value_reset(&c->value);
-    if (avro_fill_value(L, rec, c->schema->root, &c->value, err))
+    if (write_message(L, rec, c->schema, c->id, out, err))
         return rn_wrap(err, "the record does not fit schema %u (%s)", (unsigned)c->id, c->schema->root->name);
-    return write_value(c, c->id, &c->value, out, err);
+    return 0;
 }
 
 static int codec_encode_key(void *self, lua_State *L, int key, struct buf *out, struct rn_err *err)
 {
     struct avro_codec *c = self;
     if (!c->key_schema) return 1;
-    avro_value_reset(&c->key_value);
-    if (avro_fill_value(L, key, c->key_schema->root, &c->key_value, err))
+    if (write_message(L, key, c->key_schema, c->key_id, out, err))
         return rn_wrap(err, "the key does not fit key schema %u", (unsigned)c->key_id);
-    return write_value(c, c->key_id, &c->key_value, out, err);
+    return 0;
 }
 
 static void codec_close(void *self)
@@ -412,15 +395,6 @@ static void codec_close(void *self)
     for (size_t i = 0; i < c->writer_count; i++) writer_free(&c->writers[i]);
     free(c->writers);
     if (c->input) avro_reader_free(c->input);
-    if (c->output) avro_writer_free(c->output);
-    if (c->iface) {
-        avro_value_decref(&c->value);
-        avro_value_iface_decref(c->iface);
-    }
-    if (c->key_iface) {
-        avro_value_decref(&c->key_value);
-        avro_value_iface_decref(c->key_iface);
-    }
     avro_tree_free(c->schema);
     avro_tree_free(c->key_schema);
     avro_registry_close(c->registry);

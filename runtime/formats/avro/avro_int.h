@@ -31,6 +31,7 @@ struct avro_field {
     char *name;
     struct avro_node *type;
     json_t *default_value; /* NULL: none (a reference into the tree's json) */
+    int key;               /* the name's index in the tree's keys table (avro_tree_keys), from 1 */
 };
 
 /* One type of a schema. Named types (record, enum, fixed) are shared by every reference to
@@ -58,6 +59,9 @@ struct avro_tree {
     size_t node_count, node_cap;
     json_t *json;                  /* owned */
     avro_schema_t schema;          /* libavro's, one reference owned */
+    int key_count;                 /* record fields, numbered by avro_field.key */
+    lua_State *keys_L;             /* the keys table's state (NULL: not made yet) */
+    int keys_ref;                  /* its registry reference, freed with the tree */
 };
 
 #define AVRO_MAX_DEPTH 64          /* nesting of types, in a schema and in a message */
@@ -87,10 +91,22 @@ int avro_bounds_check(const struct avro_node *n, const unsigned char *data, size
 
 /* ---- avro_lua.c ---- */
 
-/* Push the Lua value of v, a value of the type n (the reader's tree). -1 and err naming the
- * field (nothing pushed). */
-int avro_push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, struct rn_err *err);
-/* Fill v, a value of the type n, from the Lua value at idx. -1 and err naming the field. */
-int avro_fill_value(lua_State *L, int idx, const struct avro_node *n, avro_value_t *v, struct rn_err *err);
+/* Push the table of t's record field names as Lua strings (keys[field.key]), made on first use
+ * and kept with the tree: records are filled and read with these strings, not by hashing each
+ * name again for every record. */
+void avro_tree_keys(lua_State *L, struct avro_tree *t);
+/* Push the Lua value of v, a value of t's root (t is the reader's tree); a record root's table
+ * gets room for extra_fields more. -1 and err naming the field (nothing pushed). */
+int avro_push_value(lua_State *L, struct avro_tree *t, avro_value_t *v, int extra_fields, struct rn_err *err);
+/* Push the Lua value of data[0..len), a value of t's root read straight from the binary, by
+ * the same mapping as avro_push_value. Only for data that avro_bounds_check accepted for this
+ * tree (base as given to it): no libavro value in between, each string copied once, into Lua.
+ * -1 and err naming the field (nothing pushed). */
+int avro_push_binary(lua_State *L, struct avro_tree *t, const unsigned char *data, size_t len, size_t base,
+                     int extra_fields, struct rn_err *err);
+/* Append the Avro binary of the Lua value at idx as a value of t's root to out, written
+ * straight from Lua (the bytes libavro would write). -1 and err naming the field; out is as
+ * it was. */
+int avro_write_value(lua_State *L, int idx, struct avro_tree *t, struct buf *out, struct rn_err *err);
 
 #endif

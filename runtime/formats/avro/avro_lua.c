@@ -4,6 +4,10 @@
  * unions the branch's value; date is "YYYY-MM-DD", decimal a string of its digits ("-12.50"),
  * timestamps and times integers in their unit, uuid a string.
  *
+ * Values of the writer's own schema are read straight from the binary (after bounds.c's walk)
+ * and written straight to it; libavro's values are only used to resolve a writer's value to a
+ * reader schema.
+ *
  * Encoding picks a union's branch by the Lua value: the first branch that can hold it. A field
  * the record lacks takes the schema's default, else null when the type allows it, else the
  * record is refused naming the field. */
@@ -88,10 +92,17 @@ static void push_default(lua_State *L, const struct avro_node *n, json_t *value)
     else json_push(L, value);
 }
 
-static int push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, int depth, struct rn_err *err)
+/* key, value on the stack: into the table below them; a nil value is no field. */
+static void set_field(lua_State *L)
+{
+    if (lua_isnil(L, -1)) lua_pop(L, 2);
+    else lua_rawset(L, -3);
+}
+
+static int push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, int keys, int extra, int depth,
+                      struct rn_err *err)
 {
     if (depth > AVRO_MAX_DEPTH) return rn_fail(err, "values nested deeper than %d", AVRO_MAX_DEPTH);
-    luaL_checkstack(L, 4, "avro");
     int rc = 0;
     switch (n->kind) {
     case AVRO_KIND_NULL: lua_pushnil(L); break;
@@ -155,19 +166,20 @@ static int push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, 
         if (avro_value_get_discriminant(v, &branch) || branch < 0 || (size_t)branch >= n->branch_count ||
             avro_value_get_current_branch(v, &b))
             return rn_fail(err, "a union without a branch: %s", avro_strerror());
-        return push_value(L, n->branches[branch], &b, depth + 1, err);
+        return push_value(L, n->branches[branch], &b, keys, extra, depth + 1, err);
     }
     case AVRO_KIND_ARRAY:
     case AVRO_KIND_MAP: {
         size_t size = 0;
         avro_value_get_size(v, &size);
         int is_array = n->kind == AVRO_KIND_ARRAY;
+        luaL_checkstack(L, 4, "avro");
         lua_createtable(L, is_array ? (int)size : 0, is_array ? 0 : (int)size);
         for (size_t i = 0; i < size; i++) {
             avro_value_t item;
             const char *key = NULL;
             if (avro_value_get_by_index(v, i, &item, &key)) return rn_fail(err, "item %zu: %s", i, avro_strerror());
-            if (push_value(L, n->items, &item, depth + 1, err)) {
+            if (push_value(L, n->items, &item, keys, 0, depth + 1, err)) {
                 lua_pop(L, 1);
                 return is_array ? rn_wrap(err, "item %zu", i) : rn_wrap(err, "key '%s'", key ? key : "");
             }
@@ -186,7 +198,8 @@ static int push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, 
     case AVRO_KIND_RECORD: {
         size_t size = 0;
         avro_value_get_size(v, &size);
-        lua_createtable(L, 0, (int)n->field_count);
+        luaL_checkstack(L, 4, "avro");
+        lua_createtable(L, 0, (int)n->field_count + extra);
         /* a record read through a projection lacks the fields the writer lacked: by name */
         int by_index = size == n->field_count;
         for (size_t i = 0; i < n->field_count; i++) {
@@ -199,12 +212,16 @@ static int push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, 
                     lua_pop(L, 1);
                     return rn_fail(err, "field '%s': not in the value and without a default", f->name);
                 }
+                lua_rawgeti(L, keys, f->key);
                 push_default(L, f->type, f->default_value);
-            } else if (push_value(L, f->type, &field, depth + 1, err)) {
-                lua_pop(L, 1);
-                return rn_wrap(err, "field '%s'", f->name);
+            } else {
+                lua_rawgeti(L, keys, f->key);
+                if (push_value(L, f->type, &field, keys, 0, depth + 1, err)) {
+                    lua_pop(L, 2);
+                    return rn_wrap(err, "field '%s'", f->name);
+                }
             }
-            lua_setfield(L, -2, f->name);
+            set_field(L);
         }
         return 0;
     }
@@ -216,9 +233,200 @@ static int push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, 
     return 0;
 }
 
-int avro_push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, struct rn_err *err)
+void avro_tree_keys(lua_State *L, struct avro_tree *t)
 {
-    return push_value(L, n, v, 0, err);
+    if (t->keys_L) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, t->keys_ref);
+        return;
+    }
+    lua_createtable(L, t->key_count, 0);
+    for (size_t i = 0; i < t->node_count; i++) {
+        const struct avro_node *n = t->nodes[i];
+        for (size_t f = 0; n->kind == AVRO_KIND_RECORD && f < n->field_count; f++) {
+            lua_pushstring(L, n->fields[f].name);
+            lua_rawseti(L, -2, n->fields[f].key);
+        }
+    }
+    lua_pushvalue(L, -1);
+    t->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    t->keys_L = L;
+}
+
+int avro_push_value(lua_State *L, struct avro_tree *t, avro_value_t *v, int extra_fields, struct rn_err *err)
+{
+    int top = lua_gettop(L);
+    luaL_checkstack(L, 8, "avro");
+    avro_tree_keys(L, t);
+    int rc = push_value(L, t->root, v, top + 1, extra_fields, 0, err);
+    if (rc) lua_settop(L, top);
+    else lua_remove(L, top + 1);
+    return rc;
+}
+
+/* ---- decoding straight from the binary ---- */
+
+/* A value avro_bounds_check accepted: every read below fits, so a failure here is ours. */
+struct bin {
+    const unsigned char *start, *p, *end;
+    size_t base;
+    int keys; /* stack index of the tree's keys */
+};
+
+static int bin_corrupt(const struct bin *b, struct rn_err *err)
+{
+    return rn_fail(err, "the value does not read at byte %zu as the bounds check read it (internal error)",
+                   b->base + (size_t)(b->p - b->start));
+}
+
+static int bin_long(struct bin *b, int64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70 && b->p < b->end; shift += 7) {
+        unsigned char c = *b->p++;
+        v |= (uint64_t)(c & 0x7f) << (shift < 64 ? shift : 63);
+        if (!(c & 0x80)) {
+            *out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* A length, and that many bytes left. */
+static int bin_length(struct bin *b, int64_t *len)
+{
+    return bin_long(b, len) || *len < 0 || *len > b->end - b->p ? -1 : 0;
+}
+
+static int push_bin(lua_State *L, const struct avro_node *n, struct bin *b, int extra, struct rn_err *err)
+{
+    int64_t v;
+    switch (n->kind) {
+    case AVRO_KIND_NULL: lua_pushnil(L); return 0;
+    case AVRO_KIND_BOOLEAN:
+        if (b->p >= b->end) return bin_corrupt(b, err);
+        lua_pushboolean(L, *b->p++);
+        return 0;
+    case AVRO_KIND_INT:
+        if (bin_long(b, &v)) return bin_corrupt(b, err);
+        if (n->logical == AVRO_LOGICAL_DATE) push_date(L, (int32_t)v);
+        else lua_pushinteger(L, (int32_t)v);
+        return 0;
+    case AVRO_KIND_LONG:
+        if (bin_long(b, &v)) return bin_corrupt(b, err);
+        lua_pushinteger(L, (lua_Integer)v);
+        return 0;
+    case AVRO_KIND_FLOAT: {
+        if (b->end - b->p < 4) return bin_corrupt(b, err);
+        uint32_t u = (uint32_t)b->p[0] | (uint32_t)b->p[1] << 8 | (uint32_t)b->p[2] << 16 | (uint32_t)b->p[3] << 24;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        b->p += 4;
+        lua_pushnumber(L, f);
+        return 0;
+    }
+    case AVRO_KIND_DOUBLE: {
+        if (b->end - b->p < 8) return bin_corrupt(b, err);
+        uint64_t u = 0;
+        for (int i = 7; i >= 0; i--) u = u << 8 | b->p[i];
+        double d;
+        memcpy(&d, &u, sizeof d);
+        b->p += 8;
+        lua_pushnumber(L, d);
+        return 0;
+    }
+    case AVRO_KIND_STRING:
+        if (bin_length(b, &v)) return bin_corrupt(b, err);
+        lua_pushlstring(L, (const char *)b->p, (size_t)v);
+        b->p += v;
+        return 0;
+    case AVRO_KIND_BYTES:
+    case AVRO_KIND_FIXED: {
+        if (n->kind == AVRO_KIND_BYTES) {
+            if (bin_length(b, &v)) return bin_corrupt(b, err);
+        } else {
+            v = (int64_t)n->size;
+            if (v > b->end - b->p) return bin_corrupt(b, err);
+        }
+        const unsigned char *data = b->p;
+        b->p += v;
+        return push_bytes_like(L, n, data, (size_t)v, err);
+    }
+    case AVRO_KIND_ENUM:
+        if (bin_long(b, &v) || v < 0 || (uint64_t)v >= n->symbol_count) return bin_corrupt(b, err);
+        lua_pushstring(L, n->symbols[v]);
+        return 0;
+    case AVRO_KIND_UNION:
+        if (bin_long(b, &v) || v < 0 || (uint64_t)v >= n->branch_count) return bin_corrupt(b, err);
+        return push_bin(L, n->branches[v], b, extra, err);
+    case AVRO_KIND_ARRAY:
+    case AVRO_KIND_MAP: {
+        int is_array = n->kind == AVRO_KIND_ARRAY;
+        luaL_checkstack(L, 4, "avro");
+        int table = 0;
+        int64_t index = 0;
+        for (;;) {
+            int64_t count, size;
+            if (bin_long(b, &count)) return bin_corrupt(b, err);
+            if (count < 0 && (count == INT64_MIN || bin_long(b, &size))) return bin_corrupt(b, err);
+            if (count < 0) count = -count;
+            if (!table) { /* presized by the first block, as libavro's size was the whole count */
+                int hint = count < INT32_MAX ? (int)count : INT32_MAX;
+                lua_createtable(L, is_array ? hint : 0, is_array ? 0 : hint);
+                table = 1;
+            }
+            if (count == 0) return 0;
+            for (int64_t i = 0; i < count; i++, index++) {
+                const char *key = NULL;
+                if (!is_array) { /* the key as libavro keeps it: a C string */
+                    int64_t len;
+                    if (bin_length(b, &len)) return bin_corrupt(b, err);
+                    key = lua_pushlstring(L, (const char *)b->p, strnlen((const char *)b->p, (size_t)len));
+                    b->p += len;
+                }
+                if (push_bin(L, n->items, b, 0, err)) { /* the key stays on the stack till the caller's settop */
+                    if (is_array) return rn_wrap(err, "item %lld", (long long)index);
+                    return rn_wrap(err, "key '%s'", key);
+                }
+                if (is_array) {
+                    if (lua_isnil(L, -1)) {
+                        lua_pop(L, 1);
+                        json_push_null(L);
+                    }
+                    lua_rawseti(L, -2, index + 1);
+                } else {
+                    set_field(L);
+                }
+            }
+        }
+    }
+    case AVRO_KIND_RECORD:
+        luaL_checkstack(L, 4, "avro");
+        lua_createtable(L, 0, (int)n->field_count + extra);
+        for (size_t i = 0; i < n->field_count; i++) {
+            const struct avro_field *f = &n->fields[i];
+            lua_rawgeti(L, b->keys, f->key);
+            if (push_bin(L, f->type, b, 0, err)) return rn_wrap(err, "field '%s'", f->name);
+            set_field(L);
+        }
+        return 0;
+    }
+    return bin_corrupt(b, err);
+}
+
+int avro_push_binary(lua_State *L, struct avro_tree *t, const unsigned char *data, size_t len, size_t base,
+                     int extra_fields, struct rn_err *err)
+{
+    int top = lua_gettop(L);
+    luaL_checkstack(L, 8, "avro");
+    avro_tree_keys(L, t);
+    struct bin b = {data, data, data + len, base, top + 1};
+    if (push_bin(L, t->root, &b, extra_fields, err) || (b.p != b.end && bin_corrupt(&b, err))) {
+        lua_settop(L, top); /* what a failure left: the keys, tables, a key */
+        return -1;
+    }
+    lua_remove(L, top + 1);
+    return 0;
 }
 
 /* ---- encoding ---- */
@@ -376,17 +584,48 @@ static int wrong_type(lua_State *L, int idx, const struct avro_node *n, struct r
     return -1;
 }
 
-static int library_failed(struct rn_err *err) { return rn_fail(err, "libavro: %s", avro_strerror()); }
+/* Avro's binary: zig-zag variable-length integers, little-endian floats, lengths before bytes. */
+static void put_long(struct buf *out, int64_t v)
+{
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    buf_reserve(out, 10);
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    size_t n = 0;
+    while (z > 0x7f) {
+        p[n++] = (unsigned char)(z | 0x80);
+        z >>= 7;
+    }
+    p[n++] = (unsigned char)z;
+    out->len += n;
+    out->data[out->len] = '\0';
+}
 
-static int fill(lua_State *L, int idx, const struct avro_node *n, avro_value_t *v, int depth, struct rn_err *err);
+static void put_bytes(struct buf *out, const void *data, size_t len)
+{
+    put_long(out, (int64_t)len);
+    buf_put(out, data, len);
+}
 
-static int fill_record(lua_State *L, int idx, const struct avro_node *n, avro_value_t *v, int depth, struct rn_err *err)
+static void put_le(struct buf *out, uint64_t u, int bytes)
+{
+    buf_reserve(out, 8);
+    for (int i = 0; i < bytes; i++) out->data[out->len++] = (char)(u >> (8 * i));
+    out->data[out->len] = '\0';
+}
+
+struct wr {
+    struct buf *out;
+    int keys; /* stack index of the tree's keys */
+};
+
+static int write_value(lua_State *L, int idx, const struct avro_node *n, struct wr *w, int depth, struct rn_err *err);
+
+static int write_record(lua_State *L, int idx, const struct avro_node *n, struct wr *w, int depth, struct rn_err *err)
 {
     for (size_t i = 0; i < n->field_count; i++) {
         const struct avro_field *f = &n->fields[i];
-        avro_value_t field;
-        if (avro_value_get_by_index(v, i, &field, NULL)) return library_failed(err);
-        lua_getfield(L, idx, f->name);
+        lua_rawgeti(L, w->keys, f->key);
+        lua_gettable(L, idx); /* lua_getfield without hashing the name again */
         if (is_nil(L, -1) && f->default_value) {
             lua_pop(L, 1);
             push_default(L, f->type, f->default_value);
@@ -399,38 +638,35 @@ static int fill_record(lua_State *L, int idx, const struct avro_node *n, avro_va
             lua_pop(L, 1);
             return -1;
         }
-        int rc = fill(L, lua_gettop(L), f->type, &field, depth + 1, err);
+        int rc = write_value(L, lua_gettop(L), f->type, w, depth + 1, err);
         lua_pop(L, 1);
         if (rc) return rn_wrap(err, "field '%s'", f->name);
     }
     return 0;
 }
 
-static int fill(lua_State *L, int idx, const struct avro_node *n, avro_value_t *v, int depth, struct rn_err *err)
+static int write_value(lua_State *L, int idx, const struct avro_node *n, struct wr *w, int depth, struct rn_err *err)
 {
     if (depth > AVRO_MAX_DEPTH) return rn_fail(err, "values nested deeper than %d", AVRO_MAX_DEPTH);
-    luaL_checkstack(L, 4, "avro");
+    struct buf *out = w->out;
     if (n->kind == AVRO_KIND_UNION) {
         for (size_t i = 0; i < n->branch_count; i++) {
             if (!accepts(L, idx, n->branches[i])) continue;
-            avro_value_t branch;
-            if (avro_value_set_branch(v, (int)i, &branch)) return library_failed(err);
-            return fill(L, idx, n->branches[i], &branch, depth + 1, err);
+            put_long(out, (int64_t)i);
+            return write_value(L, idx, n->branches[i], w, depth + 1, err);
         }
         return wrong_type(L, idx, n, err);
     }
     if (n->kind != AVRO_KIND_NULL && is_nil(L, idx)) return wrong_type(L, idx, n, err);
     int t = lua_type(L, idx);
-    int rc = 0;
     switch (n->kind) {
     case AVRO_KIND_NULL:
         if (!is_nil(L, idx)) return wrong_type(L, idx, n, err);
-        rc = avro_value_set_null(v);
-        break;
+        return 0;
     case AVRO_KIND_BOOLEAN:
         if (t != LUA_TBOOLEAN) return wrong_type(L, idx, n, err);
-        rc = avro_value_set_boolean(v, lua_toboolean(L, idx));
-        break;
+        buf_putc(out, (char)(lua_toboolean(L, idx) ? 1 : 0));
+        return 0;
     case AVRO_KIND_INT: {
         if (n->logical == AVRO_LOGICAL_DATE && t == LUA_TSTRING) {
             size_t len;
@@ -438,37 +674,47 @@ static int fill(lua_State *L, int idx, const struct avro_node *n, avro_value_t *
             int64_t days;
             if (parse_date(s, len, &days) || days < INT32_MIN || days > INT32_MAX)
                 return rn_fail(err, "'%s' is not a date (YYYY-MM-DD)", s);
-            rc = avro_value_set_int(v, (int32_t)days);
-            break;
+            put_long(out, days);
+            return 0;
         }
         lua_Integer i = 0;
         if (lua_isinteger(L, idx)) i = lua_tointeger(L, idx);
         else if (!(t == LUA_TNUMBER && lua_numbertointeger(lua_tonumber(L, idx), &i))) return wrong_type(L, idx, n, err);
         if (i < INT32_MIN || i > INT32_MAX) return rn_fail(err, "%lld does not fit int (32 bits)", (long long)i);
-        rc = avro_value_set_int(v, (int32_t)i);
-        break;
+        put_long(out, (int64_t)i);
+        return 0;
     }
     case AVRO_KIND_LONG: {
         lua_Integer i = 0;
         if (lua_isinteger(L, idx)) i = lua_tointeger(L, idx);
         else if (!(t == LUA_TNUMBER && lua_numbertointeger(lua_tonumber(L, idx), &i))) return wrong_type(L, idx, n, err);
-        rc = avro_value_set_long(v, (int64_t)i);
-        break;
+        put_long(out, (int64_t)i);
+        return 0;
     }
-    case AVRO_KIND_FLOAT:
-    case AVRO_KIND_DOUBLE:
+    case AVRO_KIND_FLOAT: {
         if (t != LUA_TNUMBER) return wrong_type(L, idx, n, err);
-        rc = n->kind == AVRO_KIND_FLOAT ? avro_value_set_float(v, (float)lua_tonumber(L, idx))
-                                        : avro_value_set_double(v, lua_tonumber(L, idx));
-        break;
+        float f = (float)lua_tonumber(L, idx);
+        uint32_t u;
+        memcpy(&u, &f, sizeof u);
+        put_le(out, u, 4);
+        return 0;
+    }
+    case AVRO_KIND_DOUBLE: {
+        if (t != LUA_TNUMBER) return wrong_type(L, idx, n, err);
+        double d = lua_tonumber(L, idx);
+        uint64_t u;
+        memcpy(&u, &d, sizeof u);
+        put_le(out, u, 8);
+        return 0;
+    }
     case AVRO_KIND_STRING: {
         if (t != LUA_TSTRING) return wrong_type(L, idx, n, err);
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
         if (n->logical == AVRO_LOGICAL_UUID && !is_uuid(s, len)) return rn_fail(err, "'%.60s' is not a UUID", s);
         if (!rn_utf8_valid(s, len, NULL)) return rn_fail(err, "the string is not valid UTF-8");
-        rc = avro_value_set_string_len(v, s, len + 1);
-        break;
+        put_bytes(out, s, len);
+        return 0;
     }
     case AVRO_KIND_BYTES:
     case AVRO_KIND_FIXED: {
@@ -486,34 +732,46 @@ static int fill(lua_State *L, int idx, const struct avro_node *n, avro_value_t *
         }
         if (n->kind == AVRO_KIND_FIXED) {
             if (len != n->size) return rn_fail(err, "%zu bytes do not fit fixed %s of %zu bytes", len, n->name, n->size);
-            rc = avro_value_set_fixed(v, (void *)s, len);
+            buf_put(out, s, len);
         } else {
-            rc = avro_value_set_bytes(v, (void *)s, len);
+            put_bytes(out, s, len);
         }
-        break;
+        return 0;
     }
     case AVRO_KIND_ENUM: {
         if (t != LUA_TSTRING) return wrong_type(L, idx, n, err);
         const char *s = lua_tostring(L, idx);
         for (size_t i = 0; i < n->symbol_count; i++)
-            if (strcmp(n->symbols[i], s) == 0) return avro_value_set_enum(v, (int)i) ? library_failed(err) : 0;
+            if (strcmp(n->symbols[i], s) == 0) {
+                put_long(out, (int64_t)i);
+                return 0;
+            }
         return rn_fail(err, "'%.60s' is not a symbol of enum %s", s, n->name);
     }
-    case AVRO_KIND_ARRAY: {
+    case AVRO_KIND_ARRAY: { /* one block of every item (as libavro writes it), then count 0 */
         if (t != LUA_TTABLE) return wrong_type(L, idx, n, err);
+        luaL_checkstack(L, 4, "avro");
         lua_Integer count = (lua_Integer)lua_rawlen(L, idx);
+        if (count > 0) put_long(out, (int64_t)count);
         for (lua_Integer i = 1; i <= count; i++) {
-            avro_value_t item;
-            if (avro_value_append(v, &item, NULL)) return library_failed(err);
             lua_rawgeti(L, idx, i);
-            int frc = fill(L, lua_gettop(L), n->items, &item, depth + 1, err);
+            int rc = write_value(L, lua_gettop(L), n->items, w, depth + 1, err);
             lua_pop(L, 1);
-            if (frc) return rn_wrap(err, "item %lld", (long long)i);
+            if (rc) return rn_wrap(err, "item %lld", (long long)i);
         }
-        break;
+        put_long(out, 0);
+        return 0;
     }
     case AVRO_KIND_MAP: {
         if (t != LUA_TTABLE) return wrong_type(L, idx, n, err);
+        luaL_checkstack(L, 4, "avro");
+        int64_t count = 0; /* the block's count goes first */
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            lua_pop(L, 1);
+            count++;
+        }
+        if (count > 0) put_long(out, count);
         lua_pushnil(L);
         while (lua_next(L, idx)) {
             if (lua_type(L, -2) != LUA_TSTRING) {
@@ -522,29 +780,39 @@ static int fill(lua_State *L, int idx, const struct avro_node *n, avro_value_t *
                 return -1;
             }
             const char *key = lua_tostring(L, -2);
-            avro_value_t item;
-            if (avro_value_add(v, key, &item, NULL, NULL)) {
-                lua_pop(L, 2);
-                return library_failed(err);
-            }
-            if (fill(L, lua_gettop(L), n->items, &item, depth + 1, err)) {
+            put_bytes(out, key, strlen(key)); /* a C string, as libavro wrote it */
+            if (write_value(L, lua_gettop(L), n->items, w, depth + 1, err)) {
                 rn_wrap(err, "key '%.60s'", key);
                 lua_pop(L, 2);
                 return -1;
             }
             lua_pop(L, 1);
         }
-        break;
+        put_long(out, 0);
+        return 0;
     }
     case AVRO_KIND_RECORD:
         if (t != LUA_TTABLE) return wrong_type(L, idx, n, err);
-        return fill_record(L, idx, n, v, depth, err);
+        luaL_checkstack(L, 4, "avro");
+        return write_record(L, idx, n, w, depth, err);
     case AVRO_KIND_UNION: break; /* above */
     }
-    return rc ? library_failed(err) : 0;
+    return 0;
 }
 
-int avro_fill_value(lua_State *L, int idx, const struct avro_node *n, avro_value_t *v, struct rn_err *err)
+int avro_write_value(lua_State *L, int idx, struct avro_tree *t, struct buf *out, struct rn_err *err)
 {
-    return fill(L, lua_absindex(L, idx), n, v, 0, err);
+    idx = lua_absindex(L, idx);
+    int top = lua_gettop(L);
+    size_t len = out->len;
+    luaL_checkstack(L, 8, "avro");
+    avro_tree_keys(L, t);
+    struct wr w = {out, top + 1};
+    int rc = write_value(L, idx, t->root, &w, 0, err);
+    lua_settop(L, top);
+    if (rc) {
+        out->len = len;
+        if (out->data) out->data[len] = '\0';
+    }
+    return rc;
 }

@@ -4,6 +4,7 @@
  * libavro checks the schema first (its message is the one users see for a bad schema); the tree
  * is then read from the same JSON. The projection (avro_tree_project) is how schema resolution
  * with defaults works over libavro, which refuses a reader field the writer lacks. */
+#include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +109,7 @@ static int parse_record(struct parser *p, struct avro_node *n, json_t *def, cons
         struct avro_field *field = &n->fields[i];
         field->name = rn_strdup(json_string_value(json_object_get(f, "name")) ? json_string_value(json_object_get(f, "name")) : "");
         n->field_count = i + 1;
+        field->key = ++p->tree->key_count;
         field->default_value = json_object_get(f, "default");
         if (!(field->type = parse_type(p, json_object_get(f, "type"), ns, depth + 1)))
             return rn_wrap(p->err, "record %s: field '%s'", n->name, field->name);
@@ -222,6 +224,7 @@ struct avro_tree *avro_tree_parse(const char *text, size_t len, struct rn_err *e
     }
     struct avro_tree *t = rn_calloc(1, sizeof *t);
     t->json = json;
+    t->keys_ref = LUA_NOREF;
     if (avro_schema_from_json_length(text, len, &t->schema)) {
         rn_fail(err, "invalid Avro schema: %s", avro_strerror());
         t->schema = NULL;
@@ -241,6 +244,7 @@ struct avro_tree *avro_tree_parse(const char *text, size_t len, struct rn_err *e
 void avro_tree_free(struct avro_tree *t)
 {
     if (!t) return;
+    if (t->keys_L) luaL_unref(t->keys_L, LUA_REGISTRYINDEX, t->keys_ref);
     for (size_t i = 0; i < t->node_count; i++) {
         struct avro_node *n = t->nodes[i];
         for (size_t f = 0; f < n->field_count; f++) free(n->fields[f].name);
