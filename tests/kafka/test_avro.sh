@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # test_avro.sh: format = "avro" over real Kafka (bin/kafka-dev) and the Schema Registry stand-in,
 # the bytes checked by an independent decoder (python3-avro, tests/tools/avro_wire.py): the
-# review jobs' round trip, schema resolution with defaults, every type both ways, every bad
-# message to the dead letters with its reason, a record that does not fit rejected naming the
-# field, a registry refusal (409) that stops the job, registry errors with their codes.
+# review jobs' round trip, schema resolution with defaults and enums by name, every type both
+# ways, every bad message to the dead letters with its reason (the items cap too), a record
+# that does not fit rejected naming the field, a registry refusal (409) that stops the job,
+# registry errors with their codes.
 . "$(dirname "$0")/../lib.sh"
 . tests/kafka/kafka_lib.sh
 PYTHON=${PYTHON:-/usr/bin/python3}
 WIRE=tests/tools/avro_wire.py
 "$PYTHON" -c 'import avro.io' 2>/dev/null || { echo "FAIL python3-avro is not installed for $PYTHON"; exit 1; }
-start_kafka --topic product_review:1 --topic every:1 --topic bad:1 --topic resolve:1 --topic out:1
+start_kafka --topic product_review:1 --topic every:1 --topic bad:1 --topic resolve:1 --topic out:1 --topic enums:1
 start_standin schema-registry-dev
 export SCHEMA_REGISTRY_URL=$STANDIN_URL
 URL=$STANDIN_URL
@@ -60,6 +61,35 @@ timeout 60 $RUNNEL run "$T/read.lua" --set topic=resolve --set schema="$T/noread
   --set errors="$T/nr.dead.jsonl" 2>"$T/nr.log"
 expect_contains "a reader field without a default the writer lacks: dead letter naming it" "$T/nr.dead.jsonl" \
   "the reader's field 'city' of record t.R has no default"
+# enums resolve by symbol name, not by the writer's index (libavro copies the index)
+printf '%s' '{"type":"record","name":"E","namespace":"t","fields":[{"name":"id","type":"int"},{"name":"mood","type":{"type":"enum","name":"Mood","symbols":["GOOD","BAD","MEH"]}}]}' >"$T/ew.avsc"
+eid=$("$PYTHON" $WIRE register "$URL" enums-value "$T/ew.avsc")
+"$PYTHON" $WIRE encode "$URL" "$eid" '{"id": 1, "mood": "MEH"}' "$T/en1.bin"
+"$PYTHON" $WIRE encode "$URL" "$eid" '{"id": 2, "mood": "GOOD"}' "$T/en2.bin"
+timeout 30 kcat -P -b "$KAFKA_BROKERS" -t enums -p 0 "$T/en1.bin"
+timeout 30 kcat -P -b "$KAFKA_BROKERS" -t enums -p 0 "$T/en2.bin"
+enum_reader() { # FILE SYMBOLS [DEFAULT]
+  printf '{"type":"record","name":"E","namespace":"t","fields":[{"name":"id","type":"int"},{"name":"mood","type":{"type":"enum","name":"Mood","symbols":%s%s}}]}' \
+    "$2" "${3:+,\"default\":\"$3\"}" >"$1"
+}
+enum_reader "$T/er1.avsc" '["MEH","BAD","GOOD"]'
+timeout 60 $RUNNEL run "$T/read.lua" --set topic=enums --set schema="$T/er1.avsc" --set output="$T/en.jsonl" \
+  --set errors="$T/en.dead.jsonl" 2>"$T/en.log"
+expect_eq "a reader enum in another order: each symbol read by its name" '{"id":1,"mood":"MEH"} {"id":2,"mood":"GOOD"}' \
+  "$(paste -sd' ' "$T/en.jsonl")"
+expect_eq "python3-avro reads it the same way" '{"id": 1, "mood": "MEH"}' "$("$PYTHON" $WIRE decode "$URL" "$T/en1.bin" "$T/er1.avsc")"
+enum_reader "$T/er2.avsc" '["GOOD","BAD"]'
+timeout 60 $RUNNEL run "$T/read.lua" --set topic=enums --set schema="$T/er2.avsc" --set output="$T/en2.jsonl" \
+  --set errors="$T/en2.dead.jsonl" 2>"$T/en2.log"
+expect_eq "a writer symbol the reader lacks: the others are read" '{"id":2,"mood":"GOOD"}' "$(cat "$T/en2.jsonl")"
+expect_eq "and it is dead-lettered naming the topic, offset, field and symbol" \
+  "topic enums [0] offset 0: schema $eid: field 'mood': enum t.Mood: the writer's symbol 'MEH' is not in the reader's schema, which has no default" \
+  "$(jq -r .reason "$T/en2.dead.jsonl")"
+enum_reader "$T/er3.avsc" '["GOOD","BAD"]' BAD
+timeout 60 $RUNNEL run "$T/read.lua" --set topic=enums --set schema="$T/er3.avsc" --set output="$T/en3.jsonl" \
+  --set errors="$T/en3.dead.jsonl" 2>"$T/en3.log"
+expect_eq "with the reader enum's default, the symbol it lacks reads as the default" '{"id":1,"mood":"BAD"} {"id":2,"mood":"GOOD"}' \
+  "$(paste -sd' ' "$T/en3.jsonl")"
 
 # --- every type, both ways -----------------------------------------------------------------------
 cat >"$T/every.avsc" <<'AVSC'
@@ -139,10 +169,13 @@ head -c 20 "$T/m0" >"$T/b4"; bad "$T/b4"                                        
 { cat "$T/m0"; printf 'xx'; } >"$T/b6"; bad "$T/b6"                                      # bytes after the value
 { head -c -2 "$T/m0"; printf '\x08'; } >"$T/b7"; bad "$T/b7"                           # union index 4 of 2
 cp "$T/m0" "$T/b8"; bad "$T/b8"                                                          # a good one last
+printf '%s' '{"type":"record","name":"Many","fields":[{"name":"nothing","type":{"type":"array","items":"null"}}]}' >"$T/many.avsc"
+mid=$("$PYTHON" $WIRE register "$URL" many-value "$T/many.avsc")
+{ printf '\x00\x00\x00\x00'"\\x$(printf %02x "$mid")"; printf '\x80\x92\xf4\x01\x00'; } >"$T/b9"; bad "$T/b9"  # 2,000,000 nulls in 4 bytes
 timeout 60 $RUNNEL run "$T/read.lua" --set topic=bad --set output="$T/bad.jsonl" --set errors="$T/bad.dead.jsonl" \
   --summary-json "$T/bad.sum.json" 2>"$T/bad.log"
 expect_eq "bad messages: the job goes on (exit 0)" 0 $?
-check "read = written + dead-lettered (8 = 1 + 7)" jq -e '.read == 8 and .written == 1 and .dead_lettered == 7' "$T/bad.sum.json"
+check "read = written + dead-lettered (9 = 1 + 8)" jq -e '.read == 9 and .written == 1 and .dead_lettered == 8' "$T/bad.sum.json"
 reason() { jq -r --argjson o "$1" 'select(.offset == $o) | .reason' "$T/bad.dead.jsonl"; }
 has() { if [[ "$(reason "$2")" == *"$3"* ]]; then pass "$1"; else fail "$1: '$3' not in '$(reason "$2")'"; fi; }
 has "wrong magic byte" 0 "topic bad [0] offset 0: magic byte 0x01, not 0"
@@ -152,6 +185,8 @@ has "truncated" 3 "(truncated"
 has "a length past the message, before libavro allocates it" 4 "claims 1099511627775 bytes but only 0 are left"
 has "bytes after the value" 5 "2 bytes are left after the value's end"
 has "a union branch that does not exist" 6 "field 'score': the union at byte"
+has "more items than one message may hold, naming the field and the cap" 8 \
+  "topic bad [0] offset 8: schema $mid: field 'nothing': an array block at byte 5 claims 2000000 items, more than the 1000000 left of the 1000000 allowed in one message"
 
 # --- registry refusals and errors ------------------------------------------------------------------
 printf '%s' '{"type":"record","name":"ProductReview","namespace":"runnel.demo","fields":[{"name":"review_id","type":"long"},{"name":"extra","type":"string"}]}' >"$T/incompatible.avsc"

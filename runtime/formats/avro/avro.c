@@ -345,7 +345,7 @@ static int codec_decode(void *self, lua_State *L, const char *data, size_t len, 
             if (!record) lua_pop(L, 1);
             return rn_fail(err, "schema %u: libavro cannot read the value: %s", (unsigned)id, avro_strerror());
         }
-        rc = avro_push_value(L, tree, &w->dest, record ? c->extra_fields : 0, err);
+        rc = avro_push_value(L, tree, w->tree, &w->dest, record ? c->extra_fields : 0, err);
     }
     if (rc) {
         if (!record) lua_pop(L, 1);

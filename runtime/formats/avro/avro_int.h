@@ -46,6 +46,7 @@ struct avro_node {
     size_t field_count;
     char **symbols;                /* enum */
     size_t symbol_count;
+    int default_symbol;            /* enum: the index of its "default" symbol, -1: none */
     struct avro_node **branches;   /* union */
     size_t branch_count;
     struct avro_node *items;       /* array items, map values */
@@ -74,6 +75,9 @@ struct avro_tree *avro_tree_parse(const char *text, size_t len, struct rn_err *e
 void avro_tree_free(struct avro_tree *t);
 /* "record runnel.demo.Review", "union [null, string]", "int", for messages. */
 void avro_node_describe(const struct avro_node *n, struct buf *out);
+/* The named type of this kind called name in t: the same full name, else the same unqualified
+ * name (how the spec matches a reader's named type to the writer's). NULL: none. */
+const struct avro_node *avro_tree_named(const struct avro_tree *t, enum avro_kind kind, const char *name);
 /* The libavro schema to resolve a writer to `reader`: the reader's JSON without the record
  * fields the writer lacks (libavro cannot fill defaults; avro_lua.c pushes them). NULL and err
  * when a field the writer lacks has no default, or libavro refuses. The caller decrefs. */
@@ -95,9 +99,11 @@ int avro_bounds_check(const struct avro_node *n, const unsigned char *data, size
  * and kept with the tree: records are filled and read with these strings, not by hashing each
  * name again for every record. */
 void avro_tree_keys(lua_State *L, struct avro_tree *t);
-/* Push the Lua value of v, a value of t's root (t is the reader's tree); a record root's table
- * gets room for extra_fields more. -1 and err naming the field (nothing pushed). */
-int avro_push_value(lua_State *L, struct avro_tree *t, avro_value_t *v, int extra_fields, struct rn_err *err);
+/* Push the Lua value of v, a value of t's root (t is the reader's tree) that libavro resolved
+ * from a value of `writer`'s; a record root's table gets room for extra_fields more. -1 and err
+ * naming the field (nothing pushed). */
+int avro_push_value(lua_State *L, struct avro_tree *t, const struct avro_tree *writer, avro_value_t *v,
+                    int extra_fields, struct rn_err *err);
 /* Push the Lua value of data[0..len), a value of t's root read straight from the binary, by
  * the same mapping as avro_push_value. Only for data that avro_bounds_check accepted for this
  * tree (base as given to it): no libavro value in between, each string copied once, into Lua.

@@ -99,8 +99,8 @@ static void set_field(lua_State *L)
     else lua_rawset(L, -3);
 }
 
-static int push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, int keys, int extra, int depth,
-                      struct rn_err *err)
+static int push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, int keys,
+                      const struct avro_tree *writer, int extra, int depth, struct rn_err *err)
 {
     if (depth > AVRO_MAX_DEPTH) return rn_fail(err, "values nested deeper than %d", AVRO_MAX_DEPTH);
     int rc = 0;
@@ -152,12 +152,19 @@ static int push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, 
         if (!rc && push_bytes_like(L, n, data, size, err)) return -1;
         break;
     }
-    case AVRO_KIND_ENUM: {
+    case AVRO_KIND_ENUM: { /* libavro resolves an enum by copying the writer's index: by name here */
         int symbol = 0;
-        rc = avro_value_get_enum(v, &symbol);
-        if (rc || symbol < 0 || (size_t)symbol >= n->symbol_count)
-            return rn_fail(err, "enum %s: symbol %d is not in the reader's schema", n->name, symbol);
-        lua_pushstring(L, n->symbols[symbol]);
+        const struct avro_node *w = avro_tree_named(writer, AVRO_KIND_ENUM, n->name);
+        if (avro_value_get_enum(v, &symbol) || !w || symbol < 0 || (size_t)symbol >= w->symbol_count)
+            return rn_fail(err, "enum %s: the writer's symbol %d is not in its schema", n->name, symbol);
+        const char *name = w->symbols[symbol];
+        int found = n->default_symbol;
+        for (size_t i = 0; i < n->symbol_count; i++)
+            if (strcmp(n->symbols[i], name) == 0) found = (int)i;
+        if (found < 0)
+            return rn_fail(err, "enum %s: the writer's symbol '%s' is not in the reader's schema, which has no default",
+                           n->name, name);
+        lua_pushstring(L, n->symbols[found]);
         break;
     }
     case AVRO_KIND_UNION: {
@@ -166,7 +173,7 @@ static int push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, 
         if (avro_value_get_discriminant(v, &branch) || branch < 0 || (size_t)branch >= n->branch_count ||
             avro_value_get_current_branch(v, &b))
             return rn_fail(err, "a union without a branch: %s", avro_strerror());
-        return push_value(L, n->branches[branch], &b, keys, extra, depth + 1, err);
+        return push_value(L, n->branches[branch], &b, keys, writer, extra, depth + 1, err);
     }
     case AVRO_KIND_ARRAY:
     case AVRO_KIND_MAP: {
@@ -179,7 +186,7 @@ static int push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, 
             avro_value_t item;
             const char *key = NULL;
             if (avro_value_get_by_index(v, i, &item, &key)) return rn_fail(err, "item %zu: %s", i, avro_strerror());
-            if (push_value(L, n->items, &item, keys, 0, depth + 1, err)) {
+            if (push_value(L, n->items, &item, keys, writer, 0, depth + 1, err)) {
                 lua_pop(L, 1);
                 return is_array ? rn_wrap(err, "item %zu", i) : rn_wrap(err, "key '%s'", key ? key : "");
             }
@@ -216,7 +223,7 @@ static int push_value(lua_State *L, const struct avro_node *n, avro_value_t *v, 
                 push_default(L, f->type, f->default_value);
             } else {
                 lua_rawgeti(L, keys, f->key);
-                if (push_value(L, f->type, &field, keys, 0, depth + 1, err)) {
+                if (push_value(L, f->type, &field, keys, writer, 0, depth + 1, err)) {
                     lua_pop(L, 2);
                     return rn_wrap(err, "field '%s'", f->name);
                 }
@@ -252,12 +259,13 @@ void avro_tree_keys(lua_State *L, struct avro_tree *t)
     t->keys_L = L;
 }
 
-int avro_push_value(lua_State *L, struct avro_tree *t, avro_value_t *v, int extra_fields, struct rn_err *err)
+int avro_push_value(lua_State *L, struct avro_tree *t, const struct avro_tree *writer, avro_value_t *v,
+                    int extra_fields, struct rn_err *err)
 {
     int top = lua_gettop(L);
     luaL_checkstack(L, 8, "avro");
     avro_tree_keys(L, t);
-    int rc = push_value(L, t->root, v, top + 1, extra_fields, 0, err);
+    int rc = push_value(L, t->root, v, top + 1, writer, extra_fields, 0, err);
     if (rc) lua_settop(L, top);
     else lua_remove(L, top + 1);
     return rc;

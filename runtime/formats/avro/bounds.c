@@ -12,7 +12,7 @@
 struct cursor {
     const unsigned char *start, *p, *end;
     size_t base;                  /* the offset of start in the message, for messages */
-    int64_t items_left;
+    int64_t items_left, max_items;
     struct rn_err *err;
 };
 
@@ -64,8 +64,8 @@ static int walk_blocks(struct cursor *c, const struct avro_node *n, int depth)
             if (read_long(c, &size, "a block size") || need(c, size, "a block", offset)) return -1;
         }
         if (count > c->items_left)
-            return rn_fail(c->err, "%s at byte %zu claims %lld items, more than the %s allowed in one message", what,
-                           offset, (long long)count, "max_items");
+            return rn_fail(c->err, "%s at byte %zu claims %lld items, more than the %lld left of the %lld allowed in one "
+                           "message", what, offset, (long long)count, (long long)c->items_left, (long long)c->max_items);
         int per_item = (n->kind == AVRO_KIND_MAP ? 1 : 0) + n->items->min_bytes;
         if (per_item > 0 && count > (int64_t)(c->end - c->p) / per_item)
             return rn_fail(c->err, "%s at byte %zu claims %lld items but only %zu bytes are left (truncated or corrupt)",
@@ -149,7 +149,7 @@ static int walk(struct cursor *c, const struct avro_node *n, int depth)
 int avro_bounds_check(const struct avro_node *n, const unsigned char *data, size_t len, size_t base,
                       int64_t max_items, struct rn_err *err)
 {
-    struct cursor c = {data, data, data + len, base, max_items, err};
+    struct cursor c = {data, data, data + len, base, max_items, max_items, err};
     if (walk(&c, n, 0)) return -1;
     if (c.p != c.end)
         return rn_fail(err, "%zu bytes are left after the value's end at byte %zu (not written with this schema?)",

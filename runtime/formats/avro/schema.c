@@ -27,6 +27,7 @@ static struct avro_node *node_new(struct avro_tree *t, enum avro_kind kind)
     struct avro_node *n = rn_calloc(1, sizeof *n);
     n->kind = kind;
     n->min_bytes = -1;
+    n->default_symbol = -1;
     t->nodes[t->node_count++] = n;
     return n;
 }
@@ -182,6 +183,9 @@ static struct avro_node *parse_type(struct parser *p, json_t *j, const char *ns,
             const char *s = json_string_value(json_array_get(symbols, i));
             n->symbols[i] = rn_strdup(s ? s : "");
         }
+        const char *fallback = json_string_value(json_object_get(j, "default"));
+        for (size_t i = 0; fallback && i < n->symbol_count; i++)
+            if (strcmp(n->symbols[i], fallback) == 0) n->default_symbol = (int)i;
     } else {
         json_int_t size = json_integer_value(json_object_get(j, "size"));
         n->size = size > 0 ? (size_t)size : 0;
@@ -280,16 +284,14 @@ void avro_node_describe(const struct avro_node *n, struct buf *out)
 
 /* ---- projection ---- */
 
-/* The writer's record that a reader record of this full name reads: the same full name, else
- * the same unqualified name (the spec's rule). */
-static const struct avro_node *writer_record(const struct avro_tree *writer, const char *name)
+const struct avro_node *avro_tree_named(const struct avro_tree *t, enum avro_kind kind, const char *name)
 {
     const char *dot = strrchr(name, '.');
     const char *bare = dot ? dot + 1 : name;
     const struct avro_node *same_bare = NULL;
-    for (size_t i = 0; i < writer->node_count; i++) {
-        const struct avro_node *w = writer->nodes[i];
-        if (w->kind != AVRO_KIND_RECORD) continue;
+    for (size_t i = 0; i < t->node_count; i++) {
+        const struct avro_node *w = t->nodes[i];
+        if (w->kind != kind || !w->name) continue;
         if (strcmp(w->name, name) == 0) return w;
         const char *wdot = strrchr(w->name, '.');
         if (!same_bare && strcmp(wdot ? wdot + 1 : w->name, bare) == 0) same_bare = w;
@@ -315,7 +317,7 @@ static json_t *project(struct projection *p, const struct avro_node *n)
     json_t *j = NULL;
     switch (n->kind) {
     case AVRO_KIND_RECORD: {
-        const struct avro_node *w = writer_record(p->writer, n->name);
+        const struct avro_node *w = avro_tree_named(p->writer, AVRO_KIND_RECORD, n->name);
         json_t *fields = json_array();
         for (size_t i = 0; i < n->field_count; i++) {
             const struct avro_field *f = &n->fields[i];
