@@ -5,7 +5,10 @@
  * faults (per-item 429/503, whole-request 429/503, latency, closed connections).
  *
  * The one thing to know: documents are in memory and every write is visible at once (as if each
- * request had refresh=true); _score is always 1.0 and hits come in index order. A bulk request is
+ * request had refresh=true); _score is always 1.0 and hits come in index order. With --data FILE
+ * every change (an index made or deleted, a document stored or deleted) is appended to FILE as a
+ * JSON line before it is answered, and read back at start, so a killed and restarted es-dev (an
+ * outage test) still holds what it acknowledged. A bulk request is
  * parsed outside the store lock and applied under it, so items are applied in request order. */
 #include <errno.h>
 #include <pthread.h>
@@ -30,7 +33,7 @@ struct config {
     long item_status, item_every, item_next;
     long request_status, request_every, request_next;
     long latency_ms, close_every, close_next;
-    const char *basic, *api_key, *cluster_name;
+    const char *basic, *api_key, *cluster_name, *data;
     bool verbose, help;
 };
 
@@ -62,6 +65,9 @@ static const struct standin_option options[] = {
      "close the connection without an answer on the next N _bulk requests"},
     {"--max-body-mb", STANDIN_INTEGER, &config.max_body_mb, 1, 2000,
      "largest request body (http.max_content_length); larger ones get 413"},
+    {"--data", STANDIN_TEXT, &config.data, 0, 0,
+     "FILE: keep every change in FILE (appended, one JSON line each) and load it at start, so a restart keeps the "
+     "documents"},
     {"--cluster-name", STANDIN_TEXT, &config.cluster_name, 0, 0, "the cluster_name GET / shows"},
     {"--threads", STANDIN_INTEGER, &config.threads, 1, 64, "serving threads"},
     {"--verbose", STANDIN_FLAG, &config.verbose, 0, 0, "log one line per request to stderr"},
@@ -143,6 +149,98 @@ static void index_remove(struct store *store, struct es_index *index)
         es_index_free(index);
         return;
     }
+}
+
+/* ---- the journal (--data) ------------------------------------------------------------------ */
+
+static FILE *journal;      /* NULL without --data; written under the store lock */
+static bool replaying;     /* loading the journal: nothing is written back */
+
+/* Appends one change; flushed at once, so a killed es-dev loses nothing it answered. */
+static void journal_write(json_t *change)
+{
+    if (journal && !replaying) {
+        char *line = json_dumps(change, JSON_COMPACT);
+        if (!line || fprintf(journal, "%s\n", line) < 0 || fflush(journal) != 0) {
+            fprintf(stderr, "es-dev: --data: cannot write: %s\n", strerror(errno));
+            exit(1);
+        }
+        free(line);
+    }
+    json_decref(change);
+}
+
+static void journal_index(const char *name, const json_t *mappings)
+{
+    if (journal && !replaying)
+        journal_write(mappings ? json_pack("{s:s,s:O}", "create", name, "mappings", (json_t *)mappings)
+                               : json_pack("{s:s}", "create", name));
+}
+
+static void journal_drop(const char *name)
+{
+    if (journal && !replaying) journal_write(json_pack("{s:s}", "drop", name));
+}
+
+static void journal_put(const struct es_index *index, const char *id, const char *source, size_t length)
+{
+    if (journal && !replaying)
+        journal_write(json_pack("{s:s,s:s,s:s%}", "put", es_index_name(index), "id", id, "source", source, length));
+}
+
+static void journal_delete(const struct es_index *index, const char *id)
+{
+    if (journal && !replaying) journal_write(json_pack("{s:s,s:s}", "delete", es_index_name(index), "id", id));
+}
+
+/* Loads the journal at path into store (before serving); 0, or -1 with a message on stderr. */
+static int journal_load(struct store *store, const char *path)
+{
+    FILE *in = fopen(path, "r");
+    if (!in) return errno == ENOENT ? 0 : (fprintf(stderr, "es-dev: --data %s: %s\n", path, strerror(errno)), -1);
+    char *line = NULL;
+    size_t cap = 0;
+    long number = 0;
+    int rc = 0;
+    replaying = true;
+    while (rc == 0 && getline(&line, &cap, in) > 0) {
+        number++;
+        json_error_t json_error;
+        json_t *change = json_loads(line, 0, &json_error);
+        const char *name, *id = json_string_value(json_object_get(change, "id"));
+        json_t *error = NULL;
+        if ((name = json_string_value(json_object_get(change, "create")))) {
+            const json_t *mappings = json_object_get(change, "mappings");
+            struct es_index *index = es_index_new(name, json_is_object(mappings) ? mappings : NULL, &error);
+            if (!index || !index_add(store, index)) es_index_free(index), rc = -1;
+        } else if ((name = json_string_value(json_object_get(change, "drop")))) {
+            struct es_index *index = index_find(store, name);
+            if (index) index_remove(store, index);
+        } else if ((name = json_string_value(json_object_get(change, "put"))) && id) {
+            struct es_index *index = index_find(store, name);
+            const json_t *source = json_object_get(change, "source");
+            json_t *document = source ? json_loadb(json_string_value(source), json_string_length(source), 0, NULL) : NULL;
+            if (!index || !document || !es_index_map(index, id, document, &error) ||
+                !es_index_put(index, id, json_string_value(source), json_string_length(source)))
+                rc = -1;
+            json_decref(document);
+        } else if ((name = json_string_value(json_object_get(change, "delete"))) && id) {
+            struct es_index *index = index_find(store, name);
+            long long seq_no;
+            if (!index) rc = -1;
+            else es_index_delete(index, id, &seq_no);
+        } else {
+            rc = -1;
+        }
+        if (rc) fprintf(stderr, "es-dev: --data %s:%ld: not a change es-dev wrote%s%s\n", path, number,
+                        change ? "" : ": ", change ? "" : json_error.text);
+        json_decref(error);
+        json_decref(change);
+    }
+    replaying = false;
+    free(line);
+    fclose(in);
+    return rc;
 }
 
 /* ---- replies ------------------------------------------------------------------------------ */
@@ -430,6 +528,7 @@ static struct outcome write_document(struct es_index *index, const char *id, con
         outcome.error = doc_error("exception", "es-dev is out of memory", index, es_index_name(index));
         return outcome;
     }
+    journal_put(index, id, source, length);
     outcome.status = existed ? 200 : 201;
     outcome.result = existed ? "updated" : "created";
     outcome.version = doc->version;
@@ -467,6 +566,7 @@ static struct outcome apply_item(struct store *store, struct item *item)
             outcome.error = doc_error("exception", "es-dev cannot create another index", NULL, item->index_name);
             return outcome;
         }
+        journal_index(item->index_name, NULL);
     }
     if (item->action != ACTION_DELETE && (!item->parsed || !json_is_object(item->parsed))) {
         outcome.status = 400;
@@ -494,6 +594,7 @@ static struct outcome apply_item(struct store *store, struct item *item)
     case ACTION_DELETE: {
         long long seq_no = 0, version = es_index_delete(index, item->id, &seq_no);
         outcome.shards = true;
+        if (version) journal_delete(index, item->id);
         if (version) {
             outcome.status = 200;
             outcome.result = "deleted";
@@ -958,20 +1059,23 @@ static void index_create_route(struct store *store, const struct standin_request
     }
     json_t *error = NULL;
     struct es_index *index = es_index_new(name, json_object_get(body, "mappings"), &error);
-    json_decref(body);
     if (!index) {
         pthread_mutex_unlock(&store->lock);
+        json_decref(body);
         reply_error(reply, 400, error ? error : es_error_object("exception", "es-dev is out of memory", NULL, NULL));
         return;
     }
     if (!index_add(store, index)) {
         es_index_free(index);
         pthread_mutex_unlock(&store->lock);
+        json_decref(body);
         reply_simple_error(reply, 400, "validation_exception", "Validation Failed: 1: this es-dev holds %d indices already;",
                            MAX_INDICES);
         return;
     }
+    journal_index(name, json_object_get(body, "mappings"));
     pthread_mutex_unlock(&store->lock);
+    json_decref(body);
     reply_json(reply, 200, json_pack("{s:b,s:b,s:s}", "acknowledged", 1, "shards_acknowledged", 1, "index", name));
 }
 
@@ -985,7 +1089,10 @@ static void index_delete_route(struct store *store, struct standin_reply *reply,
     json_t *error;
     pthread_mutex_lock(&store->lock);
     size_t count = indices_resolve(store, expression, false, found, &error);
-    for (size_t i = 0; i < count; i++) index_remove(store, found[i]);
+    for (size_t i = 0; i < count; i++) {
+        journal_drop(es_index_name(found[i]));
+        index_remove(store, found[i]);
+    }
     pthread_mutex_unlock(&store->lock);
     if (error) reply_error(reply, 404, error);
     else reply_json(reply, 200, json_pack("{s:b}", "acknowledged", 1));
@@ -1450,6 +1557,13 @@ int main(int argc, char **argv)
     store->faults = (struct faults){config.item_status, config.item_every, config.item_next, config.request_status,
                                     config.request_every, config.request_next, config.latency_ms, config.close_every,
                                     config.close_next};
+    if (config.data) {
+        if (journal_load(store, config.data)) return 1;
+        if (!(journal = fopen(config.data, "a"))) {
+            fprintf(stderr, "es-dev: --data %s: %s\n", config.data, strerror(errno));
+            return 1;
+        }
+    }
     generate_id(store, store->cluster_uuid);
     store->cluster_uuid[20] = '\0';
     struct standin_server server = {
@@ -1463,5 +1577,6 @@ int main(int argc, char **argv)
     free(store->api_key_authorization);
     pthread_mutex_destroy(&store->lock);
     free(store);
+    if (journal) fclose(journal);
     return status;
 }
