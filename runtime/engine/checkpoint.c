@@ -69,10 +69,19 @@ int checkpoint_restore(struct pipeline *p, json_t *state, struct rn_err *err)
     return 0;
 }
 
-static int flush_sink(struct sink_inst *s, struct rn_err *err)
+/* A flush that fails while the sink's service is down is an outage, not the sink failing: poll
+ * the sink once so it can say so (sink_down), and note it in p->flush_down, so the run loop
+ * waits the outage out (limits.outage) and takes the checkpoint again once the sink is up. */
+static int flush_sink(struct pipeline *p, struct sink_inst *s, int index, struct rn_err *err)
 {
-    if (s->ops && s->ops->flush && s->ops->flush(s->self, err)) return rn_wrap(err, "%s", s->label);
-    return 0;
+    if (!s->ops || !s->ops->flush || s->ops->flush(s->self, err) == 0) return 0;
+    if (s->ops->poll) {
+        struct sink_report report = {p, s, index};
+        struct rn_err ignored;
+        s->ops->poll(s->self, &report, &ignored);
+    }
+    if (s->down_since_ms >= 0) p->flush_down = 1;
+    return rn_wrap(err, "%s", s->label);
 }
 
 /* After the flushes every record that left the ring is done; say which sink holds one back. */
@@ -121,10 +130,10 @@ int checkpoint_take(struct pipeline *p, struct rn_err *err)
 {
     double started = rn_now();
     for (size_t i = 0; i < p->nsinks; i++)
-        if (flush_sink(&p->sinks[i], err)) return -1;
+        if (flush_sink(p, &p->sinks[i], (int)i, err)) return -1;
     /* the acknowledgements of what was flushed; rejected records get their dead letters */
     if (order_poll_sinks(p, err)) return -1;
-    if (flush_sink(&p->errors, err)) return -1;
+    if (flush_sink(p, &p->errors, -1, err)) return -1;
     if (order_poll_sinks(p, err) || check_all_answered(p, err)) return -1;
     metric_set(p->m.committed, p->m.written->value);
     p->committed_pos = p->done_pos;

@@ -144,7 +144,8 @@ struct pipeline {
     struct source_pos committed_pos; /* done_pos at the last checkpoint */
     int committed_any;
     int sink_outage;              /* a sink's service was down for outage_ms: the job stopped */
-    int64_t outage_ms;            /* the model's limits.outage, else 10 minutes */
+    int flush_down;               /* the last checkpoint's flush failed because a sink is down */
+    int64_t outage_ms;            /* a sink down this long stops the job: the job's limits.outage, else the model's, else 10m */
     int model_failed;             /* the model stopped the job: what was written is still committed */
     struct rn_err fatal_err;
     int source_done;

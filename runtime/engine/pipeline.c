@@ -281,6 +281,13 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     p->window = (uint64_t)opt_integer(L, opts, "window", 0); /* 0: not declared (the ring is made once the model is open) */
     fdlimit_spare_take(&p->spare_fd); /* before the plugins, so it is a low number */
     p->checkpoint_ms = opt_duration_ms(L, opts, "checkpoint_interval", 5000);
+    int64_t job_outage_ms = -1; /* the job's limits.outage: the sinks' own, apart from the model's */
+    if (opt_push(L, opts, "limits")) {
+        job_outage_ms = opt_duration_ms(L, lua_gettop(L), "outage", -1);
+        lua_pop(L, 1);
+    }
+    p->outage_ms = job_outage_ms > 0 ? job_outage_ms : MODEL_OUTAGE_DEFAULT_MS;
+    p->env->outage_ms = p->outage_ms;
 
     /* Is there a checkpoint to resume from? Sinks must know before they open. */
     json_t *state = NULL;
@@ -331,7 +338,7 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     lua_pop(L, 1);
     /* records waiting for a batch wait in the ring: by default it holds a batch's worth */
     int64_t batch = p->model ? model_batch_window(p->model) : 0;
-    p->outage_ms = p->model ? model_outage_ms(p->model) : MODEL_OUTAGE_DEFAULT_MS;
+    if (job_outage_ms <= 0 && p->model) p->outage_ms = model_outage_ms(p->model); /* no limits of its own: the model's */
     p->env->outage_ms = p->outage_ms;
     if (!p->window) p->window = batch > 4096 ? (uint64_t)batch : 4096;
     if (p->window < 1 || p->window > (1u << 24)) {
@@ -516,6 +523,8 @@ static int run_loop(struct pipeline *p, struct rn_err *err)
             next_checkpoint = now_ms + CHECKPOINT_RETRY_MS; /* a flush would wait on the outage */
         } else if (now_ms >= next_checkpoint) {
             int rc = checkpoint_spared(p, err);
+            if (rc < 0 && p->flush_down && !p->fatal) rc = 1; /* a sink went down in its flush: wait, then again */
+            p->flush_down = 0;
             if (rc < 0) return -1;
             now_ms = rn_now_ms();
             next_checkpoint = now_ms + (rc ? CHECKPOINT_RETRY_MS : p->checkpoint_ms);
@@ -578,7 +587,13 @@ int pipeline_run(struct job_env *env, const struct run_options *opts, struct rn_
         p->started = rn_now();
         rc = run_loop(p, err);
         struct rn_err cerr;
-        if (rc == 0 && checkpoint_final(p, &cerr)) {
+        int final = -1;
+        /* a sink that goes down in the last flush: the loop waits the outage out, then again */
+        while (rc == 0 && (final = checkpoint_final(p, &cerr)) && p->flush_down && !p->fatal && !p->stopped) {
+            p->flush_down = 0;
+            rc = run_loop(p, err);
+        }
+        if (rc == 0 && final) {
             *err = cerr;
             rc = -1;
         } else if (rc && p->model_failed && !p->fatal && checkpoint_take(p, &cerr)) {

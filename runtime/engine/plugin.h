@@ -128,8 +128,8 @@ struct source_ops {
  * retries on its own, and poll() says sink_down() with the reason; sink_up() once it answers
  * again. While a sink is down the pipeline reads nothing more (the window fills), takes no
  * checkpoint, and shows "paused 2m13s: REASON" in the progress line and the summary; when it has
- * been down for limits.outage (the model's, else 10 minutes) the job stops with exit 1 and one
- * line naming the sink, the time, the reason and the last record committed. Only a record the
+ * been down for limits.outage (the job's, else the model's, else 10 minutes) the job stops with
+ * exit 1 and one line naming the sink, the time, the reason and the last record committed. Only a record the
  * service refuses for what it is (a mapping, a constraint, a size) is rejected.
  * The source commits past a record only when every sink acknowledged or rejected it.
  * flush() makes every accepted record durable: after it returns 0, every record written

@@ -203,6 +203,10 @@ static const struct option_spec job_options[] = {
     {"window", OPT_INTEGER, 0, NULL, .help = "records in flight at most (bounds memory and replays)",
      .default_note = "4096, or a batch model's batch.max_requests when larger",
      OPT_RANGE(1, 1 << 24)},
+    {"limits", OPT_NESTED, 0, NULL, .help = "the job's own limits, apart from the model's",
+     .fields = OPT_FIELDS({"outage", OPT_DURATION, 0, NULL,
+                           .help = "a sink's service (Elasticsearch, Kafka brokers, PostgreSQL) down this long stops the job",
+                           .default_note = "the model's limits.outage, else 10m", OPT_ABOVE(0)})},
     {"checkpoint_interval", OPT_DURATION, 0, "5s", .help = "how often sinks are flushed and progress committed",
      OPT_AT_LEAST(0)},
     {"serve", OPT_TABLE, 0, NULL, .help = "how runnel serve runs the job: { mode = \"stream\"|\"batch\", "
