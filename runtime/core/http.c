@@ -461,6 +461,21 @@ void http_cancel(struct http *h, struct http_request *r)
     h->running--;
 }
 
+const char *http_result_cause(CURLcode result)
+{
+    switch (result) {
+    case CURLE_COULDNT_CONNECT: return "connection refused";
+    case CURLE_COULDNT_RESOLVE_HOST: return "no such host";
+    case CURLE_OPERATION_TIMEDOUT: return "timeout";
+    case CURLE_SSL_CONNECT_ERROR: return "TLS handshake failed";
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_PARTIAL_FILE: return "connection closed";
+    default: return curl_easy_strerror(result);
+    }
+}
+
 int http_running(const struct http *h) { return h->running; }
 int64_t http_due_ms(const struct http *h) { return h->curl_due_ms; }
 int http_fd(const struct http *h) { return h->epoll_fd; }

@@ -98,6 +98,10 @@ struct http_request {
     int socket_errno;                /* why the open-socket callback failed this transfer, or 0 */
 };
 
+/* The short cause of a failed transfer, as outage messages show it: "connection refused",
+ * "no such host", "timeout", "TLS handshake failed", "connection closed", else curl's text. */
+const char *http_result_cause(CURLcode result);
+
 void http_request_init(struct http_request *r);
 /* Free everything the request holds. It must not be running (http_cancel first). */
 void http_request_free(struct http_request *r);

@@ -670,17 +670,7 @@ static void endpoint_failed(struct model *m, struct slot *s, int probe, int64_t 
     if (s->last_status) {
         snprintf(what, sizeof what, "HTTP %ld", s->last_status);
     } else {
-        switch (s->req.result) {
-        case CURLE_COULDNT_CONNECT: snprintf(what, sizeof what, "connection refused"); break;
-        case CURLE_COULDNT_RESOLVE_HOST: snprintf(what, sizeof what, "no such host"); break;
-        case CURLE_OPERATION_TIMEDOUT: snprintf(what, sizeof what, "timeout"); break;
-        case CURLE_SSL_CONNECT_ERROR: snprintf(what, sizeof what, "TLS handshake failed"); break;
-        case CURLE_GOT_NOTHING:
-        case CURLE_RECV_ERROR:
-        case CURLE_SEND_ERROR:
-        case CURLE_PARTIAL_FILE: snprintf(what, sizeof what, "connection closed"); break;
-        default: snprintf(what, sizeof what, "%s", curl_easy_strerror(s->req.result)); break;
-        }
+        snprintf(what, sizeof what, "%s", http_result_cause(s->req.result));
     }
     breaker_failure(&m->breaker, now, what, hint_ms, probe, &m->rng);
     if (!m->breaker.open && !blameless(s)) {
