@@ -7,8 +7,11 @@
  * answered. Per item: 2xx is written; 409 on create is written already (a replay); 429 and 5xx
  * are sent again with backoff; 401/403 stop the job; any other status (400: mapping, parse)
  * rejects the record to the dead letters with the item's error. A whole request answered 429
- * or 5xx, or a connection error, is sent again with backoff up to `retries` times; then, or on
- * any other status, the job stops, and the source commits nothing past an unanswered document. */
+ * or 5xx, or a connection error, is an outage, not a bad record (plugin.h): the documents are
+ * kept and sent again with backoff (at most OUTAGE_BACKOFF_MS apart, so the job resumes soon
+ * after the cluster does), poll() says sink_down with the URL and the cause, and the pipeline
+ * holds the source back until a bulk is answered (sink_up) or limits.outage stops the job. Any
+ * other status stops the job; the source commits nothing past an unanswered document. */
 #include <errno.h>
 #include <lauxlib.h>
 #include <stdarg.h>
@@ -29,6 +32,7 @@
 #define DEFAULT_COUNT 1000
 #define DEFAULT_BYTES (5 * 1024 * 1024)
 #define DEFAULT_TIME_MS 1000
+#define OUTAGE_BACKOFF_MS 2000 /* the longest wait between sends while the cluster is down */
 
 enum { DOC_QUEUED, DOC_DONE, DOC_REJECTED };
 
@@ -78,6 +82,8 @@ struct es_sink {
     uint64_t front_ticket, last_seq;
     int given_any, failed;
     struct rn_err fail;
+    int64_t down_since_ms;  /* a whole request failed (429, 5xx, no answer) since; 0: up */
+    char down_reason[300];  /* the last such failure: "http://host:9200: HTTP 503: ..." */
 };
 
 static int check_url(lua_State *L, int idx, struct rn_err *err)
@@ -118,7 +124,10 @@ static const struct option_spec es_sink_options[] = {
                           {"bytes", OPT_SIZE, 0, "5MB", .help = "body size", OPT_RANGE(1024, 1024.0 * 1024 * 1024)},
                           {"time", OPT_DURATION, 0, "1s", .help = "after the first document", OPT_RANGE(1, 3600000)})},
     {"in_flight", OPT_INTEGER, 0, "4", .help = "bulk requests in flight at once", OPT_RANGE(1, 64)},
-    {"retries", OPT_INTEGER, 0, "8", .help = "sends again of a request or item answered 429, 5xx or not at all", OPT_RANGE(0, 100)},
+    {"retries", OPT_INTEGER, 0, "8",
+     .help = "sends again of a document answered 429 or 5xx (a whole request answered 429, 5xx or not at all is an "
+             "outage: it is sent again until limits.outage)",
+     OPT_RANGE(0, 100)},
     {"backoff", OPT_DURATION, 0, "200ms", .help = "the first wait before a send again; doubles each time", OPT_RANGE(1, 600000)},
     {"max_backoff", OPT_DURATION, 0, "30s", .help = "the longest wait before a send again", OPT_RANGE(1, 3600000)},
     {"timeout", OPT_DURATION, 0, "60s", .help = "one bulk request, answer included", OPT_RANGE(1, 3600000)},
@@ -184,9 +193,11 @@ static void batch_close(struct es_sink *s, int64_t now)
 
 static int64_t backoff(struct es_sink *s, int attempts)
 {
+    int64_t most = s->max_backoff_ms;
+    if (s->down_since_ms && most > OUTAGE_BACKOFF_MS) most = OUTAGE_BACKOFF_MS;
     int64_t wait = s->backoff_ms;
-    for (int i = 1; i < attempts && wait < s->max_backoff_ms; i++) wait *= 2;
-    if (wait > s->max_backoff_ms) wait = s->max_backoff_ms;
+    for (int i = 1; i < attempts && wait < most; i++) wait *= 2;
+    if (wait > most) wait = most;
     s->random ^= s->random << 13, s->random ^= s->random >> 7, s->random ^= s->random << 17;
     return wait / 2 + (int64_t)(s->random % (uint64_t)(wait / 2 + 1)); /* jitter: a half to the whole */
 }
@@ -226,14 +237,13 @@ static void settle(struct es_sink *s, uint64_t ticket, int state, char *reason)
     o->reason = reason;
 }
 
-/* A whole request failed in a way worth trying again (429, 5xx, no answer). */
+/* A whole request failed in a way that says nothing of its documents (429, 5xx, no answer):
+ * the cluster is down until a request is answered; the batch goes again, for as long as the
+ * pipeline's limits.outage allows. */
 static void request_retry(struct es_sink *s, struct batch *b, const char *why, int64_t now)
 {
-    if (b->attempts > s->retries) {
-        sink_failed(s, NULL, "POST %s: %s, after %d attempts; stopping without committing past its %zu documents",
-                    s->url.data, why, b->attempts, b->count);
-        return;
-    }
+    if (!s->down_since_ms) s->down_since_ms = now;
+    secret_redact_text(&s->secrets, why, s->down_reason, sizeof s->down_reason);
     batch_retry(s, b, NULL, now);
 }
 
@@ -300,15 +310,21 @@ static void answered(struct es_sink *s, struct batch *b, int64_t now)
     struct buf why;
     buf_init(&why);
     if (r->result != CURLE_OK && !r->too_large) {
-        buf_printf(&why, "no answer (%s)", r->error[0] ? r->error : curl_easy_strerror(r->result));
+        buf_printf(&why, "%s: %s (%s)", s->url.data, http_result_cause(r->result),
+                   r->error[0] ? r->error : curl_easy_strerror(r->result));
+        request_retry(s, b, why.data, now);
+    } else if (r->status == 429 || r->status >= 500) {
+        buf_printf(&why, "%s: HTTP %ld: ", s->url.data, r->status);
+        es_request_error(r->response.data, r->response.len, &why);
         request_retry(s, b, why.data, now);
     } else if (r->status == 200) {
+        s->down_since_ms = 0; /* the cluster answers: up */
         answer_items(s, b, now);
     } else {
+        s->down_since_ms = 0;
         buf_printf(&why, "HTTP %ld: ", r->status);
         es_request_error(r->response.data, r->response.len, &why);
-        if (r->status == 429 || r->status >= 500) request_retry(s, b, why.data, now);
-        else if (r->status == 413 && b->count == 1) {
+        if (r->status == 413 && b->count == 1) {
             buf_printf(&why, " (a document of %zu bytes: larger than the cluster's http.max_content_length)",
                        b->docs[0].length);
             settle(s, b->docs[0].ticket, DOC_REJECTED, rn_strdup(why.data));
@@ -471,6 +487,8 @@ static int es_poll(void *self, struct sink_report *report, struct rn_err *err)
     } else if (s->given_any) {
         sink_acknowledge(report, s->last_seq);
     }
+    if (s->down_since_ms) sink_down(report, s->down_reason); /* the pipeline holds the source back */
+    else sink_up(report);
     return 0;
 }
 
@@ -486,6 +504,9 @@ static int es_flush(void *self, struct rn_err *err)
             if (b->state == BATCH_READY && (due < 0 || b->due_ms < due)) due = b->due_ms;
         }
         if (s->running == 0 && due < 0) return 0;
+        /* the cluster is down: give up at once, not s->failed, so poll() says sink_down and the
+         * pipeline waits the outage out in its loop (limits.outage), then flushes again */
+        if (s->down_since_ms) return rn_fail(err, "cannot flush while the cluster is down (%s)", s->down_reason);
         int64_t wait = 100;
         if (due >= 0 && due - now < wait) wait = due > now ? due - now : 0;
         if (s->running > 0 && http_due_ms(s->http) >= 0 && http_due_ms(s->http) - now < wait)
