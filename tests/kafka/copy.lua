@@ -36,6 +36,7 @@ return job {
                           group = group ~= "" and group or nil, start = param("start", "committed"),
                           format = param("format", "json"), properties = props },
   checkpoint_interval = param("checkpoint", "5s"),
+  limits = { outage = param("outage", "10m") }, -- a sink's brokers down this long stop the job
   sinks  = sinks,
   errors = sink.jsonl { path = param("errors") },
 }

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The brokers of a Kafka sink go down for longer than limits.outage (issue 15): the job holds
+# the source back, then stops with exit 1 and one line naming the sink, the cause and what was
+# committed; the source's committed offsets cover only what the sink delivered, so a rerun once
+# the brokers are back delivers the rest (kcat counts: every input key in the output topic).
+# tests/faults/test_kafka_outage.sh covers a short outage (held back, then on).
+. "$(dirname "$0")/../lib.sh"
+. tests/kafka/kafka_lib.sh
+start_kafka --topic out:3                     # the sink's cluster
+OUT_BROKERS=$KAFKA_BROKERS; SINK_PID=$KAFKA_PID
+start_kafka --topic in:3                      # the source's: it stays up
+export OUT_BROKERS
+produce_json in a 1 100
+run() { start_runner "$T/$1.log" --set group=sinkdown --set output="$T/$1.jsonl" --set errors="$T/$1.errors.jsonl" \
+          --set out=out --set checkpoint=300ms --set outage=3s; }
+delivered() { topic_keys out "$OUT_BROKERS" | sort -u | wc -l | tr -d ' '; }
+delivered_at_least() { [ "$(delivered)" -ge "$1" ]; }
+
+run first
+check "before the outage: the first 100 are delivered" wait_until 40 delivered_at_least 100
+sleep 1                                       # a checkpoint commits them
+kill -USR1 "$SINK_PID"                        # the sink's brokers down
+produce_json in b 1 100
+wait_exit "$RUNNER_PID" 60; rc=$?
+expect_eq "the job stops with exit 1 after limits.outage" 1 "$rc"
+check "one line names the sink, the time and the cause" \
+  grep -qE "^runnel: sink\.kafka \([^)]*copy\.lua:[0-9]+\): unreachable for [0-9.]+s \(all brokers down\)" "$T/first.log"
+check "... and what was committed" grep -qE "; nothing after partition [0-9]+ offset [0-9]+.* was committed" "$T/first.log"
+expect_eq "nothing dead-lettered" 0 "$(lines "$T/first.errors.jsonl")"
+kill -USR2 "$SINK_PID"                        # back up
+expect_eq "while it was down nothing more was delivered" 100 "$(delivered)"
+
+run second
+check "a rerun once the brokers are back delivers the rest" wait_until 60 delivered_at_least 200
+sleep 1
+stop_runner "$RUNNER_PID"
+expect_eq "the rerun stops cleanly" 0 "$STOP_STATUS"
+expect_eq "every input key is in the output topic, nothing lost" \
+  "$( (seq 1 100 | sed 's/^/a/'; seq 1 100 | sed 's/^/b/') | sort)" "$(topic_keys out "$OUT_BROKERS" | sort -u)"
+expect_eq "the rerun read the 100 b's" 100 "$(grep -o '"_key":"b[0-9]*"' "$T/second.jsonl" | sort -u | wc -l | tr -d ' ')"
+check "the rerun read none of what the first run committed (the a's)" bash -c "! grep -q '\"_key\":\"a' '$T/second.jsonl'"
+expect_eq "nothing dead-lettered in the rerun" 0 "$(lines "$T/second.errors.jsonl")"
+finish
