@@ -34,5 +34,7 @@ static inline void buf_putc(struct buf *b, char c)
 void buf_puts(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static inline void buf_clear(struct buf *b) { b->len = 0; if (b->data) b->data[0] = '\0'; }
+/* Cut back to the first len bytes (len <= b->len): what a failed append leaves behind. */
+static inline void buf_truncate(struct buf *b, size_t len) { b->len = len; if (b->data) b->data[len] = '\0'; }
 
 #endif

@@ -13,11 +13,11 @@
 #include <unistd.h>
 
 #include "engine/pipeline.h"
-#include "formats/csv.h"
 #include "formats/format.h"
 #include "formats/json.h"
 #include "models/provider.h"
 #include "serve/assets.h"
+#include "sinks/csv.h"
 
 #define MAX_STANDINS 17 /* the job's sinks and its errors sink */
 
@@ -30,11 +30,9 @@ struct standin {
     const struct sink_ops *declared;     /* NULL for an errors sink that was not declared */
     const struct format_ops *format;     /* sink.kafka with a format other than json: its encoder */
     void *codec;
-    int csv;                              /* sink.csv: its line, by formats/csv.h as it writes it */
-    char delimiter;
-    char **columns;                       /* `columns`, or the first record's fields */
-    size_t ncolumns;
-    struct buf value, scratch;
+    int csv;                              /* sink.csv: its row, by sinks/csv.h as the sink writes it */
+    struct csv_row row;
+    struct buf value;
 };
 
 struct jobtest {
@@ -234,11 +232,9 @@ static void *standin_open(struct job_env *env, int opts, struct rn_err *err)
     t->opened++;
     t->pending = NULL;
     buf_init(&s->value);
-    buf_init(&s->scratch);
     if (s->index && strcmp(s->declared->name, "csv") == 0) {
         s->csv = 1;
-        s->delimiter = opt_string(L, opts, "delimiter", ",")[0];
-        s->columns = opt_string_list(L, opts, "columns", &s->ncolumns);
+        csv_row_open(&s->row, L, opts);
     }
     if (s->index && strcmp(s->declared->name, "kafka") == 0) { /* sink.kafka's value: its format */
         const char *name = opt_string(L, opts, "format", "json");
@@ -254,31 +250,6 @@ static void *standin_open(struct job_env *env, int opts, struct rn_err *err)
         }
     }
     return s;
-}
-
-/* sink.csv's row for the record (the header row is not shown): its columns, from the first
- * record when not declared, each value as formats/csv.h puts it. */
-static int csv_line(struct standin *s, struct sink_record *record, struct rn_err *err)
-{
-    lua_State *L = s->t->L;
-    if (!s->columns) {
-        size_t n;
-        const struct sink_field *fields = sink_record_fields(record, &n, err);
-        if (!fields) return -1;
-        s->columns = rn_calloc(n + 1, sizeof *s->columns);
-        for (size_t i = 0; i < n; i++) s->columns[i] = rn_strndup(fields[i].name, fields[i].name_len);
-        s->ncolumns = n;
-    }
-    buf_clear(&s->value);
-    int rec = sink_record_table(record);
-    for (size_t i = 0; i < s->ncolumns; i++) {
-        if (i) buf_putc(&s->value, s->delimiter);
-        lua_getfield(L, rec, s->columns[i]);
-        int rc = csv_put_value(&s->value, L, -1, s->delimiter, &s->scratch, err);
-        lua_pop(L, 1);
-        if (rc) return rn_wrap(err, "sink.csv: column %s", s->columns[i]);
-    }
-    return 0;
 }
 
 static int standin_write(void *self, uint64_t seq, struct sink_record *record, struct rn_err *err)
@@ -299,8 +270,12 @@ static int standin_write(void *self, uint64_t seq, struct sink_record *record, s
     if (s->codec) {
         buf_clear(&s->value);
         if (s->format->encode(s->codec, L, rec, &s->value, err)) return SINK_REJECTED;
-    } else if (s->csv && csv_line(s, record, err)) {
-        return SINK_REJECTED;
+    } else if (s->csv) { /* the header row is not shown */
+        buf_clear(&s->value);
+        if (csv_row_put(&s->row, L, record, 0, &s->value, err)) {
+            rn_wrap(err, "sink.csv");
+            return SINK_REJECTED;
+        }
     }
     lua_pushinteger(L, s->index);
     lua_pushinteger(L, (lua_Integer)seq);
@@ -322,10 +297,8 @@ static void standin_close(void *self)
 {
     struct standin *s = self;
     if (s->codec) s->format->close(s->codec);
-    for (size_t i = 0; i < s->ncolumns; i++) free(s->columns[i]);
-    free(s->columns);
+    if (s->csv) csv_row_close(&s->row);
     buf_free(&s->value);
-    buf_free(&s->scratch);
     free(s);
 }
 

@@ -56,6 +56,24 @@ int csv_put_value(struct buf *out, lua_State *L, int idx, char delimiter, struct
     }
 }
 
+int csv_put_row(struct buf *out, lua_State *L, int rec, char *const *columns, size_t ncolumns, char delimiter,
+                struct buf *scratch, struct rn_err *err)
+{
+    rec = lua_absindex(L, rec);
+    size_t mark = out->len;
+    for (size_t i = 0; i < ncolumns; i++) {
+        if (i) buf_putc(out, delimiter);
+        lua_getfield(L, rec, columns[i]);
+        int rc = csv_put_value(out, L, -1, delimiter, scratch, err);
+        lua_pop(L, 1);
+        if (rc) {
+            buf_truncate(out, mark);
+            return rn_wrap(err, "column %s", columns[i]);
+        }
+    }
+    return 0;
+}
+
 /* ---- the record format ---- */
 
 struct csv_codec {
@@ -190,15 +208,7 @@ static int csv_codec_decode(void *self, lua_State *L, const char *data, size_t l
 static int csv_codec_encode(void *self, lua_State *L, int rec, struct buf *out, struct rn_err *err)
 {
     struct csv_codec *c = self;
-    rec = lua_absindex(L, rec);
-    for (size_t i = 0; i < c->ncolumns; i++) {
-        if (i) buf_putc(out, ',');
-        lua_getfield(L, rec, c->columns[i]);
-        int rc = csv_put_value(out, L, -1, ',', &c->scratch, err);
-        lua_pop(L, 1);
-        if (rc) return rn_wrap(err, "column %s", c->columns[i]);
-    }
-    return 0;
+    return csv_put_row(out, L, rec, c->columns, c->ncolumns, ',', &c->scratch, err);
 }
 
 static void csv_codec_close(void *self)

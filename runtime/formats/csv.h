@@ -14,4 +14,10 @@ void csv_put_text(struct buf *out, const char *text, size_t n, char delimiter);
  * buffer). -1 and err when a value cannot be encoded. */
 int csv_put_value(struct buf *out, lua_State *L, int idx, char delimiter, struct buf *scratch, struct rn_err *err);
 
+/* Append the fields `columns` of the table at rec as one row (no line end), each by
+ * csv_put_value. -1 and err naming the column when one cannot be encoded; out is then cut back
+ * to what it held before. */
+int csv_put_row(struct buf *out, lua_State *L, int rec, char *const *columns, size_t ncolumns, char delimiter,
+                struct buf *scratch, struct rn_err *err);
+
 #endif

@@ -277,7 +277,7 @@ int json_encode(lua_State *L, int idx, int order_ref, struct buf *out, struct rn
     size_t mark = out->len;
     int rc = encode_value(L, idx, order_idx, cache, out, 0, err);
     lua_settop(L, top);
-    if (rc) { out->len = mark; if (out->data) out->data[mark] = '\0'; }
+    if (rc) buf_truncate(out, mark);
     return rc;
 }
 

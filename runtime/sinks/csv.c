@@ -8,18 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/csv.h"
+#include "sinks/csv.h"
+
 #include "core/file_writer.h"
-#include "engine/plugin.h"
+#include "formats/csv.h"
 
 struct csv_sink {
     struct job_env *env;
     struct file_writer out;
-    char delimiter;
     int header;               /* the option: a header row starts an empty file */
-    char **columns;
-    size_t ncolumns;
-    struct buf scratch;
+    struct csv_row row;
 };
 
 static const struct option_spec csv_sink_options[] = {
@@ -37,63 +35,67 @@ static void *csv_sink_open(struct job_env *env, int opts, struct rn_err *err)
     lua_State *L = env->L;
     struct csv_sink *s = rn_calloc(1, sizeof *s);
     s->env = env;
-    buf_init(&s->scratch);
-    s->delimiter = opt_string(L, opts, "delimiter", ",")[0]; /* one byte: checked */
     int append = opt_boolean(L, opts, "append", 0) || env->resume;
     s->header = opt_boolean(L, opts, "header", 1);
-    s->columns = opt_string_list(L, opts, "columns", &s->ncolumns);
+    csv_row_open(&s->row, L, opts);
     if (fw_open(&s->out, opt_string(L, opts, "path", NULL), append, opt_boolean(L, opts, "fsync", 1), err)) {
         fw_close(&s->out);
-        for (size_t i = 0; i < s->ncolumns; i++) free(s->columns[i]);
-        free(s->columns);
+        csv_row_close(&s->row);
         free(s);
         return NULL;
     }
     return s;
 }
 
-/* Columns from the first record: its fields in the job's field order. */
-static int columns_from_record(struct csv_sink *s, struct sink_record *record, struct rn_err *err)
+void csv_row_open(struct csv_row *row, lua_State *L, int opts)
 {
-    size_t n;
-    const struct sink_field *fields = sink_record_fields(record, &n, err);
-    if (!fields) return -1;
-    s->columns = rn_calloc(n + 1, sizeof *s->columns);
-    for (size_t i = 0; i < n; i++) s->columns[i] = rn_strndup(fields[i].name, fields[i].name_len);
-    s->ncolumns = n;
+    buf_init(&row->scratch);
+    row->delimiter = opt_string(L, opts, "delimiter", ",")[0]; /* one byte: checked */
+    row->columns = opt_string_list(L, opts, "columns", &row->ncolumns);
+}
+
+int csv_row_put(struct csv_row *row, lua_State *L, struct sink_record *record, int header, struct buf *out,
+                struct rn_err *err)
+{
+    if (!row->columns) { /* the first record's fields, in the job's field order */
+        size_t n;
+        const struct sink_field *fields = sink_record_fields(record, &n, err);
+        if (!fields) return -1;
+        row->columns = rn_calloc(n + 1, sizeof *row->columns);
+        for (size_t i = 0; i < n; i++) row->columns[i] = rn_strndup(fields[i].name, fields[i].name_len);
+        row->ncolumns = n;
+    }
+    size_t mark = out->len;
+    if (header) {
+        for (size_t i = 0; i < row->ncolumns; i++) {
+            if (i) buf_putc(out, row->delimiter);
+            csv_put_text(out, row->columns[i], strlen(row->columns[i]), row->delimiter);
+        }
+        buf_putc(out, '\n');
+    }
+    if (csv_put_row(out, L, sink_record_table(record), row->columns, row->ncolumns, row->delimiter, &row->scratch, err)) {
+        buf_truncate(out, mark);
+        return -1;
+    }
     return 0;
+}
+
+void csv_row_close(struct csv_row *row)
+{
+    for (size_t i = 0; i < row->ncolumns; i++) free(row->columns[i]);
+    free(row->columns);
+    buf_free(&row->scratch);
 }
 
 static int csv_sink_write(void *self, uint64_t seq, struct sink_record *record, struct rn_err *err)
 {
     struct csv_sink *s = self;
-    lua_State *L = s->env->L;
     (void)seq;
-    int rec = sink_record_table(record);
-    if (!s->columns && columns_from_record(s, record, err)) {
-        rn_wrap(err, "sink.csv %s", s->out.path);
-        return SINK_REJECTED;
-    }
-    size_t mark = s->out.pending.len; /* a rejected record leaves nothing behind */
     /* an empty file (new, or cut back to nothing by a resume) starts with the header */
-    if (s->header && s->out.written_len == 0 && s->out.pending.len == 0) {
-        for (size_t i = 0; i < s->ncolumns; i++) {
-            if (i) buf_putc(&s->out.pending, s->delimiter);
-            csv_put_text(&s->out.pending, s->columns[i], strlen(s->columns[i]), s->delimiter);
-        }
-        buf_putc(&s->out.pending, '\n');
-    }
-    for (size_t i = 0; i < s->ncolumns; i++) {
-        if (i) buf_putc(&s->out.pending, s->delimiter);
-        lua_getfield(L, rec, s->columns[i]);
-        int rc = csv_put_value(&s->out.pending, L, -1, s->delimiter, &s->scratch, err);
-        lua_pop(L, 1);
-        if (rc) {
-            s->out.pending.len = mark;
-            s->out.pending.data[mark] = '\0';
-            rn_wrap(err, "sink.csv %s: column %s", s->out.path, s->columns[i]);
-            return SINK_REJECTED;
-        }
+    int header = s->header && s->out.written_len == 0 && s->out.pending.len == 0;
+    if (csv_row_put(&s->row, s->env->L, record, header, &s->out.pending, err)) {
+        rn_wrap(err, "sink.csv %s", s->out.path); /* nothing of the record is left behind */
+        return SINK_REJECTED;
     }
     buf_putc(&s->out.pending, '\n');
     return fw_record_done(&s->out, err) ? SINK_FAILED : SINK_ACCEPTED;
@@ -114,9 +116,7 @@ static void csv_sink_close(void *self)
 {
     struct csv_sink *s = self;
     fw_close(&s->out);
-    for (size_t i = 0; i < s->ncolumns; i++) free(s->columns[i]);
-    free(s->columns);
-    buf_free(&s->scratch);
+    csv_row_close(&s->row);
     free(s);
 }
 
