@@ -200,20 +200,36 @@ static void *open_decl(struct pipeline *p, int decl, const char *kind, const voi
     return self;
 }
 
+/* The one way a sink_inst is made: s is filled afresh for the opened sink (ops, self), every
+ * field named here or zero (up, nothing acknowledged, no metrics); it takes label (owned:
+ * close_sink frees it). -1 and err when the sink breaks the interface. */
+static int sink_inst_init(struct pipeline *p, struct sink_inst *s, const struct sink_ops *ops, void *self, char *label,
+                          struct rn_err *err)
+{
+    char *stage = rn_malloc(strlen(ops->name) + 6);
+    sprintf(stage, "sink.%s", ops->name);
+    *s = (struct sink_inst){
+        .ops = ops,
+        .self = self,
+        .label = label,
+        .stage = stage,
+        .async = (ops->capabilities & SINK_ASYNC_ACKS) != 0,
+        .down_since_ms = -1, /* up: 0 would be down since 1970 */
+    };
+    if (s->async && !ops->poll) return rn_fail(err, "%s: acknowledges asynchronously but has no poll()", label);
+    if (s->async) p->async_any = 1;
+    return 0;
+}
+
 /* Open the sink declared at decl into s; index is its place in the job's sinks (-1: the
  * errors sink), for its metrics. */
 static int open_sink(struct pipeline *p, int decl, struct sink_inst *s, int index, struct rn_err *err)
 {
     const void *ops;
-    s->self = open_decl(p, decl, "sink", &ops, &s->label, err);
-    if (!s->self) return -1;
-    s->ops = ops;
-    s->stage = rn_malloc(strlen(s->ops->name) + 6);
-    sprintf(s->stage, "sink.%s", s->ops->name);
-    s->async = (s->ops->capabilities & SINK_ASYNC_ACKS) != 0;
-    s->down_since_ms = -1;
-    if (s->async && !s->ops->poll) return rn_fail(err, "%s: acknowledges asynchronously but has no poll()", s->label);
-    if (s->async) p->async_any = 1;
+    char *label;
+    void *self = open_decl(p, decl, "sink", &ops, &label, err);
+    if (!self) return -1;
+    if (sink_inst_init(p, s, ops, self, label, err)) return -1;
     if (index < 0) return 0;
     /* an asynchronous sink's rejection comes later: the record is kept as JSON till then */
     if (s->ops->capabilities & SINK_WANTS_JSON || s->async) p->needs_json = 1;
@@ -320,12 +336,11 @@ static int pipeline_open(struct pipeline *p, int job, struct rn_err *err)
     lua_getfield(L, opts, "errors");
     if (!lua_isnil(L, -1) && open_sink(p, -1, &p->errors, -1, err)) { lua_pop(L, 1); goto fail; }
     if (lua_isnil(L, -1) && p->env->test_sink) { /* runnel test sees the dead letters stderr would get */
-        p->errors.ops = p->env->test_sink(p->env->answer_ctx, NULL);
-        p->errors.self = p->errors.ops->open(p->env, 0, err);
-        if (!p->errors.self) { p->errors.ops = NULL; lua_pop(L, 1); goto fail; }
-        p->errors.label = rn_strdup("errors");
-        p->errors.stage = rn_strdup("errors");
-        p->errors.down_since_ms = -1; /* up, as open_sink sets it: 0 would be down since 1970 */
+        const struct sink_ops *ops = p->env->test_sink(p->env->answer_ctx, NULL);
+        if (!ops) rn_fail(err, "%s: runnel test: no stand-in left for the errors sink", where);
+        void *self = ops ? ops->open(p->env, 0, err) : NULL;
+        if (!self) { lua_pop(L, 1); goto fail; }
+        if (sink_inst_init(p, &p->errors, ops, self, rn_strdup("errors"), err)) { lua_pop(L, 1); goto fail; }
     }
     lua_pop(L, 1);
 
