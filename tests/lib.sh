@@ -42,21 +42,32 @@ sj() { jq -r "$2" "$1" 2>/dev/null || echo "<no $2 in $1>"; }
 # the invariant every batch run keeps
 invariant_holds() { jq -e '(.read | type) == "number" and .read == .written + .filtered + .dead_lettered' "$1" >/dev/null; }
 
-# start_model_server [ARGS...]: starts bin/model-server on a free port, sets MODEL_URL
+# start_model_server [--port PORT] [ARGS...]: starts bin/model-server on a free port, or on PORT
+# (a server restarted where a killed one listened: tried again while the old port is not free
+# yet); sets MODEL_URL and MODEL_PID, exports OPENAI_BASE_URL
 start_model_server() {
-  local out="$T/model-server.$RANDOM.out"
-  bin/model-server --port 0 "$@" >"$out" 2>&1 &
-  local pid=$!
-  _pids+=("$pid")
-  for _ in $(seq 100); do
-    if grep -q '^listening on ' "$out" 2>/dev/null; then break; fi
-    sleep 0.05
+  local port=0 tries=1
+  if [ "${1:-}" = --port ]; then port="$2" tries=100; shift 2; fi
+  local out pid
+  for _ in $(seq "$tries"); do
+    out="$T/model-server.$RANDOM.out"
+    bin/model-server --port "$port" "$@" >"$out" 2>&1 &
+    pid=$!
+    _pids+=("$pid")
+    for _ in $(seq 100); do
+      grep -q '^listening on ' "$out" 2>/dev/null && break 2
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    sleep 0.1
   done
   MODEL_URL="$(sed -n 's/^listening on \(http[^ ]*\).*/\1/p' "$out" | head -1)"
   MODEL_PID=$pid
-  [ -n "$MODEL_URL" ] || { echo "model server did not start:"; cat "$out"; exit 1; }
+  [ -n "$MODEL_URL" ] || { echo "model server did not start on port $port:"; cat "$out"; exit 1; }
   export OPENAI_BASE_URL="$MODEL_URL/v1"
 }
+# stop_model_server PID [SIGNAL]: kills a server start_model_server started and waits for it
+stop_model_server() { { kill "-${2:-TERM}" "$1"; wait "$1"; } 2>/dev/null; }
 
 # start_kafka [ARGS...]: starts bin/kafka-dev, sets KAFKA_BROKERS
 start_kafka() {

@@ -93,13 +93,13 @@ again=$(run again --state-dir "$T/st" --set system="$other_system")
 expect_eq "after the torn run: the cache is whole again (0 requests)" 0 "$again"
 
 # --- only valid answers are stored -------------------------------------------------------------------
-kill "$MODEL_PID"; wait "$MODEL_PID" 2>/dev/null
+stop_model_server "$MODEL_PID"
 start_model_server --out-of-range-rate 1
 bad=$(run bad --state-dir "$T/st-bad" --limit 200)
 expect_eq "every answer out of range: 200 read, all not filtered dead-lettered" "200 true" \
   "$(sj "$T/bad.json" '"\(.read) \(.dead_lettered > 0 and .read - .filtered == .dead_lettered)"')"
 expect_eq "invalid answers are not stored" 0 "$(sj "$T/bad.json" .model.cache.entries)"
-kill "$MODEL_PID"; wait "$MODEL_PID" 2>/dev/null
+stop_model_server "$MODEL_PID"
 start_model_server --latency-ms 200
 good=$(run good --state-dir "$T/st-bad" --limit 200)
 check "after invalid answers, the records are asked again ($good requests)" test "$good" -gt 150

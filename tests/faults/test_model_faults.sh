@@ -96,11 +96,10 @@ for _ in $(seq 100); do
   sleep 0.02
 done
 before_kill=$(stats killed | jq .requests)
-{ kill -KILL "$killed_pid"; wait "$killed_pid"; } 2>/dev/null
+stop_model_server "$killed_pid" KILL
 sleep 1
-bin/model-server --port "$killed_port" --latency-ms 10 >"$T/restarted.out" 2>&1 &
-_pids+=($!)
-restarted_pid=$!
+start_model_server --port "$killed_port" --latency-ms 10
+restarted_pid=$MODEL_PID
 
 # ---- check every case --------------------------------------------------------------------------
 finished latency
@@ -224,5 +223,5 @@ check "killed: the restarted server on port $killed_port answered the rest" \
 all_written killed
 check "killed: the outage cost retries ($(sj "$T/killed.json" .model.retries))" test "$(sj "$T/killed.json" .model.retries)" -gt 0
 exactly_once killed
-kill "$restarted_pid" 2>/dev/null
+stop_model_server "$restarted_pid"
 finish

@@ -294,7 +294,7 @@ expect_summary_line "a server that reports usage: the cost estimate" "  cost \$0
 check "... answers_without_usage is 0 and the cost a number" \
   jq -e '.model.answers_without_usage == 0 and (.model.cost_usd | type) == "number" and .model.first_failure == null' "$W/right.json"
 
-kill "$MODEL_PID"
+stop_model_server "$MODEL_PID"
 start_model_server --no-usage
 curl -s "$MODEL_URL/v1/chat/completions" -d '{"model":"m","messages":[{"role":"user","content":"good"}]}' >"$T/answer.json"
 check "model-server --no-usage answers without usage (checked with curl and jq)" \
