@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/secret.h"
 #include "core/util.h"
 
 void http_transport_init(struct http_transport *t)
@@ -23,25 +24,17 @@ void http_transport_init(struct http_transport *t)
     t->min_version = CURL_SSLVERSION_TLSv1_2;
 }
 
-static void free_wiped(char *s)
-{
-    if (!s) return;
-    volatile char *p = s;
-    while (*p) *p++ = 0;
-    free(s);
-}
-
 void http_transport_free(struct http_transport *t)
 {
     free(t->ca_file);
     free(t->ca_path);
     free(t->cert_file);
-    free_wiped(t->key_file);
-    free_wiped(t->key_password);
+    secret_free(t->key_file);
+    secret_free(t->key_password);
     free(t->server_name);
-    free_wiped(t->proxy);
+    secret_free(t->proxy);
     free(t->proxy_user);
-    free_wiped(t->proxy_password);
+    secret_free(t->proxy_password);
     free(t->no_proxy);
     http_transport_init(t);
 }
@@ -208,8 +201,8 @@ int http_transport_describe(CURL *easy, CURLcode result, const char *url, const 
             cause = t && t->cert_file ? "it closed the connection after the TLS handshake: it may have refused the client certificate (tls.cert_file)"
                                       : "it closed the connection after the TLS handshake: it may want a client certificate (tls.cert_file, tls.key_file)";
         break;
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        cause = "the proxy's name does not resolve (proxy)";
+    case CURLE_COULDNT_RESOLVE_PROXY: /* curl says so of a URL it cannot parse, too */
+        cause = strstr(detail, "proxy syntax") ? "the proxy URL is not valid (proxy)" : "the proxy's name does not resolve (proxy)";
         break;
     default:
         break;

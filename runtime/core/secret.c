@@ -14,12 +14,16 @@ void secret_set_init(struct secret_set *s)
 
 void secret_set_free(struct secret_set *s)
 {
-    for (size_t i = 0; i < s->count; i++) {
-        memset(s->values[i], 0, strlen(s->values[i]));
-        free(s->values[i]);
-    }
+    for (size_t i = 0; i < s->count; i++) secret_free(s->values[i]);
     free(s->values);
     secret_set_init(s);
+}
+
+void secret_free(char *value)
+{
+    if (!value) return;
+    explicit_bzero(value, strlen(value));
+    free(value);
 }
 
 void secret_set_add(struct secret_set *s, const char *value)

@@ -24,6 +24,9 @@ void secret_set_free(struct secret_set *s);
 /* Remember value (copied); empty values and repeats are ignored. */
 void secret_set_add(struct secret_set *s, const char *value);
 
+/* Wipe a copy of a secret and free it (NULL: nothing). */
+void secret_free(char *value);
+
 /* Replace every secret in b, in place; scratch is the caller's reusable buffer. */
 void secret_redact_buf(const struct secret_set *s, struct buf *b, struct buf *scratch);
 /* text with every secret replaced, into out (n bytes, always NUL-terminated). The whole text

@@ -12,15 +12,53 @@
 #include "core/util.h"
 #include "lua/job.h"
 
-/* The string or secret value of field name of the table at tbl, copied; NULL when absent. */
-static char *field_copy(lua_State *L, int tbl, const char *name, struct secret_set *secrets, int secret)
+/* The string or secret value of field name of the table at tbl, copied; NULL when absent. A
+ * copy is added to secrets when they are given (a secret option). */
+static char *field_copy(lua_State *L, int tbl, const char *name, struct secret_set *secrets)
 {
     lua_getfield(L, tbl, name);
     const char *v = luajob_secret_value(L, -1);
     char *copy = v && *v ? rn_strdup(v) : NULL;
-    if (copy && secret && secrets) secret_set_add(secrets, copy);
+    if (copy && secrets) secret_set_add(secrets, copy);
     lua_pop(L, 1);
     return copy;
+}
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The password of a proxy URL's inline credentials ([scheme://]user:password@host...), as
+ * written and percent-decoded as curl sends it, into secrets: curl quotes the whole URL in
+ * some errors ("Unsupported proxy syntax in '...'"), and the URL may be a plain string. */
+static void add_url_password(const char *url, struct secret_set *secrets)
+{
+    const char *authority = strstr(url, "://");
+    authority = authority ? authority + 3 : url;
+    size_t end = strcspn(authority, "/?#");
+    const char *at = NULL;
+    for (size_t i = 0; i < end; i++)
+        if (authority[i] == '@') at = authority + i; /* the last one: a password may hold '@' */
+    const char *colon = at ? memchr(authority, ':', (size_t)(at - authority)) : NULL;
+    if (!colon || colon + 1 == at) return;
+    size_t n = (size_t)(at - colon - 1);
+    char *raw = rn_strndup(colon + 1, n), *decoded = rn_malloc(n + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (raw[i] == '%' && i + 2 < n && (hi = hex_digit(raw[i + 1])) >= 0 && (lo = hex_digit(raw[i + 2])) >= 0) {
+            decoded[k++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            decoded[k++] = raw[i];
+        }
+    }
+    decoded[k] = '\0';
+    secret_set_add(secrets, raw);
+    secret_set_add(secrets, decoded);
+    secret_free(raw);
+    secret_free(decoded);
 }
 
 static int check_readable(const char *owner, const char *option, const char *path, int dir, struct rn_err *err)
@@ -40,12 +78,12 @@ int transport_read(lua_State *L, int opts, const char *owner, struct http_transp
     lua_getfield(L, opts, "tls");
     if (lua_istable(L, -1)) {
         int tls = lua_gettop(L);
-        t->ca_file = field_copy(L, tls, "ca_file", NULL, 0);
-        t->ca_path = field_copy(L, tls, "ca_path", NULL, 0);
-        t->cert_file = field_copy(L, tls, "cert_file", NULL, 0);
-        t->key_file = field_copy(L, tls, "key_file", secrets, 1);
-        t->key_password = field_copy(L, tls, "key_password", secrets, 1);
-        t->server_name = field_copy(L, tls, "server_name", NULL, 0);
+        t->ca_file = field_copy(L, tls, "ca_file", NULL);
+        t->ca_path = field_copy(L, tls, "ca_path", NULL);
+        t->cert_file = field_copy(L, tls, "cert_file", NULL);
+        t->key_file = field_copy(L, tls, "key_file", secrets);
+        t->key_password = field_copy(L, tls, "key_password", secrets);
+        t->server_name = field_copy(L, tls, "server_name", NULL);
         t->verify = opt_boolean(L, tls, "verify", 1);
         const char *min = opt_string(L, tls, "min_version", "1.2");
         t->min_version = strcmp(min, "1.3") == 0 ? CURL_SSLVERSION_TLSv1_3 : CURL_SSLVERSION_TLSv1_2;
@@ -54,13 +92,14 @@ int transport_read(lua_State *L, int opts, const char *owner, struct http_transp
     lua_getfield(L, opts, "proxy");
     if (lua_istable(L, -1)) {
         int proxy = lua_gettop(L);
-        t->proxy = field_copy(L, proxy, "url", secrets, 0);
-        t->proxy_user = field_copy(L, proxy, "user", NULL, 0);
-        t->proxy_password = field_copy(L, proxy, "password", secrets, 1);
-        t->no_proxy = field_copy(L, proxy, "no_proxy", NULL, 0);
         lua_getfield(L, proxy, "url");
-        if (luajob_secret_name(L, -1) && t->proxy) secret_set_add(secrets, t->proxy); /* credentials in it */
+        int url_secret = luajob_secret_name(L, -1) != NULL;
         lua_pop(L, 1);
+        t->proxy = field_copy(L, proxy, "url", url_secret ? secrets : NULL); /* a secret(): credentials in it */
+        if (t->proxy && secrets) add_url_password(t->proxy, secrets);
+        t->proxy_user = field_copy(L, proxy, "user", NULL);
+        t->proxy_password = field_copy(L, proxy, "password", secrets);
+        t->no_proxy = field_copy(L, proxy, "no_proxy", NULL);
     }
     lua_pop(L, 1);
     if (t->key_file && !t->cert_file) {

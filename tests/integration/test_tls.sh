@@ -10,7 +10,8 @@
 #   h2        HTTP/2 negotiated by ALPN, 600 calls multiplexed on few connections (counted in
 #             the front's access log by client port)
 #   proxy     through a CONNECT proxy with credentials (a secret), refused with wrong ones (407),
-#             HTTPS_PROXY from the environment, no_proxy bypassing it
+#             credentials inline in the URL (a wrong inline password, and one in a URL curl
+#             cannot parse, never shown), HTTPS_PROXY from the environment, no_proxy bypassing it
 #   verify    tls.verify = false goes through and warns once
 #   check     runnel check refuses a misspelt tls option and a TLS version it does not know
 . "$(dirname "$0")/../lib.sh"
@@ -142,6 +143,19 @@ PROXY_PASSWORD=wrong run badproxy "https://localhost:$TLS_PORT/v1" "$T/small.csv
 expect_eq "proxy: nothing written with wrong credentials" 0 "$(written badproxy)"
 expect_contains "proxy: the 407 is named" "$(why badproxy)" "proxy for localhost:$TLS_PORT: the proxy wants credentials, or refused them"
 if grep -q "wrong" "$T/badproxy.why"; then fail "proxy: the password shows in the messages"; else pass "proxy: the password never shows"; fi
+# credentials inline in the URL, a plain string: they work, and the password is a secret
+# (redacted from stderr, the summary JSON and the dead letters) as proxy.password is
+# shows NAME TEXT...: is any TEXT in what run NAME left behind?
+shows() { local n="$1"; shift; for x in "$@"; do grep -qF -- "$x" "$T/$n.err" "$T/$n.out" "$T/$n.json" "$T/$n.errors.jsonl" 2>/dev/null && return 0; done; return 1; }
+run inlineproxy "https://localhost:$TLS_PORT/v1" "$T/small.csv" "$ca proxy = \"http://runnel:s3cret@${PROXY_URL#http://}\","
+expect_eq "proxy: credentials inline in its URL" 20 "$(written inlineproxy)"
+run inlinewrong "https://localhost:$TLS_PORT/v1" "$T/small.csv" "$ca proxy = \"http://runnel:Wr0ng%21Inl1ne@${PROXY_URL#http://}\","
+expect_eq "proxy: nothing written with wrong inline credentials" 0 "$(written inlinewrong)"
+expect_contains "proxy: ... the 407 is named" "$(why inlinewrong)" "the proxy wants credentials, or refused them"
+if shows inlinewrong "Wr0ng%21Inl1ne" "Wr0ng!Inl1ne"; then fail "proxy: the inline password shows"; else pass "proxy: the inline password never shows, as written or decoded"; fi
+run inlinebad "https://localhost:$TLS_PORT/v1" "$T/small.csv" "$ca proxy = \"http://runnel:Inl1ne%40Pa55@127.0.0.1:99999\","
+expect_contains "proxy: a URL curl cannot parse is named as such" "$(why inlinebad)" "the proxy URL is not valid (proxy): Unsupported proxy syntax in 'http://runnel:[redacted]@127.0.0.1:99999'"
+if shows inlinebad "Inl1ne%40Pa55" "Inl1ne@Pa55"; then fail "proxy: the inline password shows in curl's quote of the URL"; else pass "proxy: curl's quote of the URL shows no inline password"; fi
 before="$(tunnels)"
 HTTPS_PROXY="http://runnel:s3cret@${PROXY_URL#http://}" run envproxy "https://localhost:$TLS_PORT/v1" "$T/small.csv" "$ca"
 expect_eq "proxy: HTTPS_PROXY from the environment" 20 "$(written envproxy)"
