@@ -153,6 +153,22 @@ int labels_update(struct label_watch *w, struct rn_err *err)
     return 0;
 }
 
+/* The n most counted keys of t, most first: [{key_name: key, count: N}, ...] (caller owns). */
+static json_t *top_json(struct tally *t, size_t n, const char *key_name)
+{
+    const struct tally_entry *top[LABELS_PHRASES_SHOWN > LABELS_MAX ? LABELS_PHRASES_SHOWN : LABELS_MAX];
+    if (n > sizeof top / sizeof top[0]) n = sizeof top / sizeof top[0];
+    n = tally_top(t, n, top);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *entry = json_object();
+        json_object_set_new(entry, key_name, json_stringn(top[i]->key, top[i]->len));
+        json_object_set_new(entry, "count", json_integer((json_int_t)top[i]->count));
+        json_array_append_new(list, entry);
+    }
+    return list;
+}
+
 json_t *labels_json(const struct label_watch *w)
 {
     json_t *o = json_object();
@@ -162,24 +178,7 @@ json_t *labels_json(const struct label_watch *w)
     json_object_set_new(o, "records", json_integer((json_int_t)w->records));
     json_object_set_new(o, "labelled", json_integer((json_int_t)w->labelled));
     json_object_set_new(o, "bad_lines", json_integer((json_int_t)w->bad_lines));
-    const struct tally_entry *top[LABELS_PHRASES_SHOWN];
-    size_t n = tally_top(w->labels, LABELS_MAX < LABELS_PHRASES_SHOWN ? LABELS_MAX : LABELS_PHRASES_SHOWN, top);
-    json_t *labels = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *l = json_object();
-        json_object_set_new(l, "label", json_stringn(top[i]->key, top[i]->len));
-        json_object_set_new(l, "count", json_integer((json_int_t)top[i]->count));
-        json_array_append_new(labels, l);
-    }
-    json_object_set_new(o, "labels", labels);
-    n = tally_top(w->phrases, LABELS_PHRASES_SHOWN, top);
-    json_t *phrases = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *p = json_object();
-        json_object_set_new(p, "text", json_stringn(top[i]->key, top[i]->len));
-        json_object_set_new(p, "count", json_integer((json_int_t)top[i]->count));
-        json_array_append_new(phrases, p);
-    }
-    json_object_set_new(o, "phrases", phrases);
+    json_object_set_new(o, "labels", top_json(w->labels, LABELS_MAX, "label"));
+    json_object_set_new(o, "phrases", top_json(w->phrases, LABELS_PHRASES_SHOWN, "text"));
     return o;
 }
