@@ -42,6 +42,9 @@ sj() { jq -r "$2" "$1" 2>/dev/null || echo "<no $2 in $1>"; }
 # the invariant every batch run keeps
 invariant_holds() { jq -e '(.read | type) == "number" and .read == .written + .filtered + .dead_lettered' "$1" >/dev/null; }
 
+# free_port: a TCP port on 127.0.0.1 that nothing listens on now
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
 # start_model_server [--port PORT] [ARGS...]: starts bin/model-server on a free port, or on PORT
 # (a server restarted where a killed one listened: tried again while the old port is not free
 # yet); sets MODEL_URL and MODEL_PID, exports OPENAI_BASE_URL

@@ -112,7 +112,7 @@ if command -v nghttpd >/dev/null && command -v openssl >/dev/null; then
     > "$T/h2/v1/chat/completions"
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/h2.key" -out "$T/h2.crt" -days 1 -subj /CN=127.0.0.1 \
     -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   nghttpd --address=127.0.0.1 -d "$T/h2" "$port" "$T/h2.key" "$T/h2.crt" >"$T/nghttpd.log" 2>&1 &
   _pids+=($!)
   for _ in $(seq 100); do

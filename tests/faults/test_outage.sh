@@ -37,7 +37,6 @@ rows=300
   done; } > "$T/in.csv"
 seq 1 $rows > "$T/ids.txt"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # serve NAME PORT [ARGS...]: bin/model-server on PORT (restarted on the same port after a kill);
 # sets pid[NAME]
 declare -A port pid job

@@ -30,7 +30,6 @@ openssl x509 -req -in "$C/cli.csr" -CA "$C/ca.crt" -CAkey "$C/ca.key" -CAcreates
 
 start_model_server
 backend_port="${MODEL_URL##*:}"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # start_front NAME [nghttpx options...]: a TLS front on a free port; sets FRONT_PORT
 start_front() {
   local name="$1"; shift
