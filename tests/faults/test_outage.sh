@@ -7,7 +7,7 @@
 #   down20  the endpoint down from the start for 20 s, retries = 2: 0 dead letters, all written once
 #   stop    the endpoint killed mid-job for longer than limits.outage (2s): exit 1 with the line,
 #           the checkpoint holds what was written; --resume with the endpoint back writes the rest
-#   storm   every answer 429 with Retry-After 1 for 15 s (five times the whole retry budget of
+#   storm   every answer 429 with Retry-After 1 for 60 s (STORM_S; twenty times the whole retry budget of
 #           retries = 2), then a healthy server: 0 dead letters
 #   flap    the server up 1 s, down 1 s for the whole run (half the connections refused): all written
 #   refuse  one record answered 400 (content filter), amid a 4 s outage: only it dead-lettered
@@ -32,6 +32,7 @@ return job {
 LUA
 export OPENAI_API_KEY=sk-outage-test-0123456789
 rows=300
+STORM_S="${STORM_S:-60}"   # the 60 s of 429s; shorter when run by hand
 { echo "Id,Summary"; for i in $(seq 1 $rows); do
     if [ "$i" = 150 ]; then echo "$i,REFUSE-THIS please"; else echo "$i,Great honey number $i"; fi
   done; } > "$T/in.csv"
@@ -87,13 +88,14 @@ down refuse; sleep 4; serve refuse "${port[refuse]}" --latency-ms 50 --refuse RE
     sleep 1; kill -0 "${job[flap]}" 2>/dev/null || break; serve flap "${port[flap]}" --latency-ms 5
   done ) &
 flapper=$!
-# storm: 15 s of 429s, then a healthy server on the same port
-while [ $((SECONDS - started)) -lt 15 ]; do sleep 0.2; done
-down storm; serve storm "${port[storm]}"
 # down20: the endpoint comes up 20 s after the job started
 while [ $((SECONDS - started)) -lt 20 ]; do sleep 0.2; done
 check "down20: the job waited for the endpoint (still running after 20 s)" alive down20
 serve down20 "${port[down20]}"
+# storm: STORM_S (60) s of 429s, then a healthy server on the same port
+while [ $((SECONDS - started)) -lt "$STORM_S" ]; do sleep 0.2; done
+check "storm: the job waited out ${STORM_S} s of 429s (still running)" alive storm
+down storm; serve storm "${port[storm]}"
 
 # ---- check every case -------------------------------------------------------------------------
 ended down20; expect_eq "down20: exits 0" 0 "$RC"
