@@ -444,6 +444,7 @@ int http_start(struct http *h, struct http_request *r, int64_t now_ms, struct rn
     r->no_descriptor = 0;
     r->socket_errno = 0;
     r->result = CURLE_OK;
+    r->described = 0;
     r->error[0] = '\0';
     h->now_ms = now_ms;
     CURLMcode mc = curl_multi_add_handle(h->multi, r->easy);
@@ -572,9 +573,11 @@ struct http_request *http_next_done(struct http *h)
                                         &h->transport, described, sizeof described)) {
                 memcpy(r->error, described, sizeof r->error);
                 memcpy(h->tls_failure, described, sizeof h->tls_failure);
+                r->described = 1;
             } else if (h->tls_failure[0] && r->status == 0 && cut_short(result)) {
                 /* a call that waited for the same connection sees only its end: tell it why */
                 memcpy(r->error, h->tls_failure, sizeof r->error);
+                r->described = 1;
             }
         } else if (r->status > 0) {
             h->tls_failure[0] = 0;

@@ -77,6 +77,7 @@ struct http_request {
     size_t response_header_count;
     struct http_timings timings;
     char error[CURL_ERROR_SIZE];     /* curl's message for result; may be empty */
+    int described;                   /* error tells the TLS or proxy failure by its cause (http_tls.h) */
     int no_descriptor;               /* it failed for want of a file descriptor (EMFILE, ENFILE): it
                                       * never reached the server; try again once one is free */
 

@@ -1,6 +1,7 @@
 /* transport.c: the `tls` and `proxy` options into a struct http_transport. */
 #include "lua/transport.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -61,6 +62,27 @@ static void add_url_password(const char *url, struct secret_set *secrets)
     secret_free(decoded);
 }
 
+/* Whether curl can use url as a proxy: told here, at the declaration, rather than by every call
+ * (curl quotes the URL in that error; the message here names only the option and the fault). */
+static int check_proxy_url(const char *owner, const char *url, struct rn_err *err)
+{
+    CURLU *u = curl_url();
+    if (!u) return rn_fail(err, "%s: proxy.url: out of memory", owner);
+    CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME);
+    char *scheme = NULL;
+    if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+    int ok = rc == CURLUE_OK;
+    if (ok && strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0 && strncmp(scheme, "socks", 5) != 0) {
+        rn_fail(err, "%s: proxy.url: the scheme %s is not a proxy's (http, https, socks4, socks4a, socks5, socks5h)",
+                owner, scheme);
+        ok = -1;
+    }
+    curl_free(scheme);
+    curl_url_cleanup(u);
+    if (ok == 0) return rn_fail(err, "%s: proxy.url: not a URL curl can use (%s)", owner, curl_url_strerror(rc));
+    return ok < 0 ? -1 : 0;
+}
+
 static int check_readable(const char *owner, const char *option, const char *path, int dir, struct rn_err *err)
 {
     if (!path) return 0;
@@ -100,11 +122,22 @@ int transport_read(lua_State *L, int opts, const char *owner, struct http_transp
         t->proxy_user = field_copy(L, proxy, "user", NULL);
         t->proxy_password = field_copy(L, proxy, "password", secrets);
         t->no_proxy = field_copy(L, proxy, "no_proxy", NULL);
+    } else if (secrets) {
+        /* no proxy option: curl takes one from the environment, and may quote its URL */
+        static const char *const vars[] = { "https_proxy", "HTTPS_PROXY", "http_proxy", "all_proxy", "ALL_PROXY" };
+        for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+            const char *v = getenv(vars[i]);
+            if (v && *v) add_url_password(v, secrets);
+        }
     }
     lua_pop(L, 1);
     if (t->key_file && !t->cert_file) {
         http_transport_free(t);
         return rn_fail(err, "%s: tls.key_file is given without tls.cert_file", owner);
+    }
+    if (t->proxy && check_proxy_url(owner, t->proxy, err)) {
+        http_transport_free(t);
+        return -1;
     }
     if (check_readable(owner, "ca_file", t->ca_file, 0, err) || check_readable(owner, "ca_path", t->ca_path, 1, err) ||
         check_readable(owner, "cert_file", t->cert_file, 0, err) || check_readable(owner, "key_file", t->key_file, 0, err)) {

@@ -650,13 +650,14 @@ static void wait_for_descriptor(struct model *m, struct slot *s, int64_t now)
 }
 
 /* Whether the failed attempt of s cannot have been about its record: the request never reached
- * a server (no connection, no such host, no TLS), or the server refused everyone for rate
+ * a server (no connection, no such host or proxy, no TLS), or the server refused everyone for rate
  * (429) or overload (529). Such an attempt never spends the record's retry budget. */
 static int blameless(const struct slot *s)
 {
     if (!s->last_status) {
         CURLcode rc = s->req.result;
-        return rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_SSL_CONNECT_ERROR;
+        return rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_RESOLVE_PROXY ||
+               rc == CURLE_SSL_CONNECT_ERROR;
     }
     return s->last_status == 429 || s->last_status == 529;
 }
@@ -666,9 +667,16 @@ static int blameless(const struct slot *s)
  * back; the record keeps its place and waits for the breaker (open) or its backoff. */
 static void endpoint_failed(struct model *m, struct slot *s, int probe, int64_t hint_ms, int64_t now)
 {
-    char what[64];
+    char what[160];
     if (s->last_status) {
         snprintf(what, sizeof what, "HTTP %ld", s->last_status);
+    } else if (s->req.described) { /* a TLS or proxy failure told by its cause; may quote a URL */
+        struct buf told;
+        buf_init(&told);
+        buf_puts(&told, s->req.error);
+        redact(m, &told);
+        snprintf(what, sizeof what, "%s", told.data);
+        buf_free(&told);
     } else {
         snprintf(what, sizeof what, "%s", http_result_cause(s->req.result));
     }

@@ -153,12 +153,20 @@ expect_eq "proxy: nothing written with wrong inline credentials" 0 "$(written in
 expect_contains "proxy: ... the 407 is named" "$(why inlinewrong)" "the proxy wants credentials, or refused them"
 if shows inlinewrong "Wr0ng%21Inl1ne" "Wr0ng!Inl1ne"; then fail "proxy: the inline password shows"; else pass "proxy: the inline password never shows, as written or decoded"; fi
 run inlinebad "https://localhost:$TLS_PORT/v1" "$T/small.csv" "$ca proxy = \"http://runnel:Inl1ne%40Pa55@127.0.0.1:99999\","
-expect_contains "proxy: a URL curl cannot parse is named as such" "$(why inlinebad)" "the proxy URL is not valid (proxy): Unsupported proxy syntax in 'http://runnel:[redacted]@127.0.0.1:99999'"
-if shows inlinebad "Inl1ne%40Pa55" "Inl1ne@Pa55"; then fail "proxy: the inline password shows in curl's quote of the URL"; else pass "proxy: curl's quote of the URL shows no inline password"; fi
+expect_eq "proxy: a URL curl cannot use stops the job before it starts" 1 "$(cat "$T/inlinebad.rc")"
+expect_contains "proxy: ... naming the option and the fault" "$(why inlinebad)" "proxy.url: not a URL curl can use (Port number was not a decimal number between 0 and 65535)"
+if shows inlinebad "Inl1ne%40Pa55" "Inl1ne@Pa55"; then fail "proxy: the inline password of a bad URL shows"; else pass "proxy: the inline password of a bad URL never shows"; fi
 before="$(tunnels)"
 HTTPS_PROXY="http://runnel:s3cret@${PROXY_URL#http://}" run envproxy "https://localhost:$TLS_PORT/v1" "$T/small.csv" "$ca"
 expect_eq "proxy: HTTPS_PROXY from the environment" 20 "$(written envproxy)"
 check "proxy: ... through the proxy" test "$(tunnels)" -gt "$before"
+HTTPS_PROXY="http://runnel:Env%40Pa55@127.0.0.1:99999" run envbad "https://localhost:$TLS_PORT/v1" "$T/small.csv" "$ca"
+# (curl reads the variable at each call: a proxy it cannot use is an endpoint that does not
+# answer, so the job stops after limits.outage with nothing dead-lettered)
+expect_contains "proxy: an HTTPS_PROXY curl cannot parse is named as such" "$(why envbad)" "Unsupported proxy syntax in 'http://runnel:[redacted]@127.0.0.1:99999'"
+expect_eq "proxy: ... the job stops (limits.outage)" 1 "$(cat "$T/envbad.rc")"
+expect_eq "proxy: ... with no record dead-lettered" 0 "$(sj "$T/envbad.json" .dead_lettered)"
+if shows envbad "Env%40Pa55" "Env@Pa55"; then fail "proxy: HTTPS_PROXY's inline password shows"; else pass "proxy: HTTPS_PROXY's inline password never shows"; fi
 before="$(tunnels)"
 run noproxy "https://localhost:$TLS_PORT/v1" "$T/small.csv" \
   "$ca proxy = { url = \"$PROXY_URL\", no_proxy = \"localhost\" },"
