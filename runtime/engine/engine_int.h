@@ -21,6 +21,7 @@
 
 #define MAX_SINKS 16
 #define DRAIN_DEADLINE_MS 30000
+#define UNCOMMITTED_NAMED_MAX 8 /* partitions the line a job stops with names; then "and N more" */
 #define PROGRESS_INTERVAL_S 0.25      /* the progress line is drawn again this often */
 
 struct model;

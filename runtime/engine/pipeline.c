@@ -450,13 +450,18 @@ static void say_committed(struct pipeline *p, struct rn_err *err)
     char *at = err->msg + len;
     size_t left = sizeof err->msg - len;
     const struct source_pos *pos = &p->committed_pos;
-    if (!p->committed_any) snprintf(at, left, "; nothing of %s was committed", p->src_label);
+    struct buf parts;
+    buf_init(&parts);
+    int named = p->src_ops->uncommitted ? p->src_ops->uncommitted(p->src, &parts, UNCOMMITTED_NAMED_MAX) : 0;
+    if (named > 0) snprintf(at, left, "; nothing after %s was committed", parts.data);
+    else if (!p->committed_any) snprintf(at, left, "; nothing of %s was committed", p->src_label);
     else if (pos->partition >= 0)
         snprintf(at, left, "; nothing after partition %d offset %lld was committed", (int)pos->partition,
                  (long long)pos->offset);
     else if (pos->line > 0)
         snprintf(at, left, "; nothing after line %lld of %s was committed", (long long)pos->line, p->src_label);
     else snprintf(at, left, "; nothing after record %llu of %s was committed", (unsigned long long)p->done, p->src_label);
+    buf_free(&parts);
 }
 
 /* Whether the source may be asked for more now: the window has room, the model too. */

@@ -104,6 +104,11 @@ struct source_ops {
     int (*restore)(void *self, json_t *state, struct rn_err *err);
     /* Fraction of the input read, 0..1, or -1 when unknown. Optional. */
     double (*progress)(void *self);
+    /* For the line a job stops with: every part of the input read past what was committed
+     * ("partition 0 offset 12, partition 3 offset 1234", each naming its last committed record),
+     * at most `most` of them, then " and N more partitions", appended to out. Returns how many it
+     * named; 0 (or no such op): the pipeline names the last record committed. Optional. */
+    int (*uncommitted)(void *self, struct buf *out, int most);
     void (*close)(void *self);
 };
 

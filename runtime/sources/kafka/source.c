@@ -37,6 +37,7 @@ struct part {
     int64_t read;       /* offset after the last message returned (progress) */
     int64_t advanced;   /* offset after the last advanced record: what commit writes (-1: none) */
     int64_t committed;  /* the offset last committed (-1: none) */
+    int64_t from;       /* the offset this assignment began reading at (-1: nothing read yet) */
     struct metric *lag; /* runnel_kafka_consumer_lag of it (in the job's registry), once assigned */
 };
 
@@ -135,7 +136,7 @@ static struct part *part_get(struct kafka_source *s, uint32_t ti, int32_t partit
         t->parts = rn_realloc(t->parts, (size_t)n * sizeof *t->parts);
         for (int32_t i = t->nparts; i < n; i++) {
             memset(&t->parts[i], 0, sizeof t->parts[i]);
-            t->parts[i].advanced = t->parts[i].committed = t->parts[i].read = -1;
+            t->parts[i].advanced = t->parts[i].committed = t->parts[i].read = t->parts[i].from = -1;
         }
         t->nparts = n;
     }
@@ -318,6 +319,7 @@ static int handle_message(struct kafka_source *s, const rd_kafka_message_t *m, s
         add_metadata(s, L, ti, m);
     }
     fifo_push(s, ti, m->partition, p->epoch, m->offset);
+    if (p->from < 0) p->from = m->offset;
     p->read = m->offset + 1;
     if (!s->streaming && p->read >= p->end) mark_done(s, ti, m->partition, p);
     return status;
@@ -545,7 +547,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t why, rd_kafka_topic
             if (!p) continue;
             p->owned = 1;
             p->epoch++;
-            p->advanced = p->committed = p->read = -1;
+            p->advanced = p->committed = p->read = p->from = -1;
         }
         rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
         if (cooperative) {
@@ -663,7 +665,7 @@ static int assign_bounded(struct kafka_source *s, const char *const *names, size
         struct part *p = part_get(s, topic_index(s, tp->topic), tp->partition);
         p->owned = 1;
         p->epoch = 1;
-        p->start = p->read = start;
+        p->start = p->read = p->from = start;
         p->end = high;
         if (start >= high) {
             p->done = 1;
@@ -837,6 +839,31 @@ static void ks_close(void *self)
     free(s);
 }
 
+/* Every owned partition read past what was committed (from where this assignment began when
+ * nothing was): "partition 0 offset 12" names the last committed message. */
+static int ks_uncommitted(void *self, struct buf *out, int most)
+{
+    struct kafka_source *s = self;
+    if (!s->group) return 0; /* nothing is ever committed: the pipeline says so */
+    int named = 0, more = 0;
+    for (size_t ti = 0; ti < s->ntopics; ti++)
+        for (int32_t i = 0; i < s->topics[ti].nparts; i++) {
+            const struct part *p = &s->topics[ti].parts[i];
+            int64_t base = p->committed >= 0 ? p->committed : p->from;
+            if (!p->owned || p->from < 0 || p->read <= base) continue;
+            if (named == most) {
+                more++;
+                continue;
+            }
+            if (named++) buf_puts(out, ", ");
+            if (s->ntopics > 1) buf_printf(out, "topic %s ", s->topics[ti].name);
+            if (base > 0) buf_printf(out, "partition %d offset %lld", (int)i, (long long)(base - 1));
+            else buf_printf(out, "partition %d (none of it)", (int)i);
+        }
+    if (more) buf_printf(out, " and %d more partition%s", more, more == 1 ? "" : "s");
+    return named;
+}
+
 const struct source_ops kafka_source = {
     .version = SOURCE_INTERFACE_VERSION,
     .name = "kafka",
@@ -846,6 +873,7 @@ const struct source_ops kafka_source = {
     .next = ks_next,
     .advance = ks_advance,
     .commit = ks_commit,
+    .uncommitted = ks_uncommitted,
     .progress = ks_progress,
     .close = ks_close,
 };
