@@ -25,7 +25,7 @@ return job {
   window = 100, -- a checkpoint flushes what is in flight: keep it short, as a stream job's is
 }
 LUA
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
 es_start() {   # es-dev on $PORT, keeping its documents in $T/es.data across restarts
   bin/es-dev --port "$PORT" --data "$T/es.data" --latency-ms "${1:-60}" >"$T/es.out" 2>>"$T/es.err" &

@@ -85,7 +85,7 @@ expect_contains "... saying what it committed" "$T/down.err" "nothing of source.
 curl -sS -X DELETE "$URL/_fault" >/dev/null
 
 # nothing listening: connection errors, then the job stops
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 check "no server: the job stops" bash -c "! $RUNNEL run '$T/job.lua' --no-progress --quiet --state-dir '$T/state2' --set input='$T/in.csv' --set errors='$T/errors.jsonl' --set url=http://127.0.0.1:$port --set outage=1s 2>'$T/refused.err'"
 expect_contains "... naming the connection error" "$T/refused.err" "connection refused"
 
