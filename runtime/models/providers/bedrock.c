@@ -63,13 +63,6 @@ struct bedrock {
     char why[200];               /* a verdict's explanation, until the next classify */
 };
 
-static void wipe_free(char *s)
-{
-    if (!s) return;
-    explicit_bzero(s, strlen(s));
-    free(s);
-}
-
 static void bedrock_close(void *self)
 {
     struct bedrock *p = self;
@@ -80,9 +73,9 @@ static void bedrock_close(void *self)
     free(p->path_converse);
     free(p->path_invoke);
     free(p->region);
-    wipe_free(p->access_key);
-    wipe_free(p->secret_key);
-    wipe_free(p->session_token);
+    secret_free(p->access_key);
+    secret_free(p->secret_key);
+    secret_free(p->session_token);
     buf_free(&p->tail);
     buf_free(&p->system_json);
     header_list_free(&p->headers);
@@ -295,21 +288,10 @@ static int bedrock_authorize(void *self, struct http_request *req, struct rn_err
 {
     struct bedrock *p = self;
     if (!p->secret_key) return 0;
-    char date[17];
-    sigv4_amz_date(p->fixed_time ? p->fixed_time : time(NULL), date);
-    struct sigv4_header signed_headers[4] = {
-        {"content-type", "application/json"}, {"host", p->host}, {"x-amz-date", date}, {"x-amz-security-token", p->session_token},
-    };
-    const char *url = req->url.data;
-    const char *path = strcmp(url, p->url_invoke) == 0 ? p->path_invoke : p->path_converse;
-    struct sigv4_request r = {"POST", path, NULL, signed_headers, p->session_token ? 4 : 3, req->body.data, req->body.len};
-    struct sigv4_credentials cred = {p->access_key, p->secret_key, p->region, "bedrock"};
-    buf_clear(&p->scratch);
-    if (sigv4_sign(&r, &cred, date, &p->scratch, NULL, NULL, err)) return -1;
-    http_request_add_header(req, "X-Amz-Date", date);
-    if (p->session_token) http_request_add_header(req, "X-Amz-Security-Token", p->session_token);
-    http_request_add_header(req, "Authorization", p->scratch.data);
-    return 0;
+    const char *path = strcmp(req->url.data, p->url_invoke) == 0 ? p->path_invoke : p->path_converse;
+    struct common_sigv4 a = {"application/json", p->host, path, NULL, p->session_token,
+                             {p->access_key, p->secret_key, p->region, "bedrock"}, p->fixed_time};
+    return common_sigv4_authorize(req, &a, &p->scratch, err);
 }
 
 /* x-amzn-ErrorType's name, without the ":http://internal..." AWS may add; "" when absent. */

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include "core/http.h"
 #include "core/secret.h"
 #include "formats/json.h"
 #include "lua/job.h"
@@ -224,4 +226,21 @@ const char *common_error_message(json_t *root)
     if (!message) message = json_string_value(json_object_get(root, "message")); /* AWS */
     if (!message) message = json_string_value(json_object_get(root, "Message"));
     return message;
+}
+
+int common_sigv4_authorize(struct http_request *req, const struct common_sigv4 *a, struct buf *scratch, struct rn_err *err)
+{
+    char date[17];
+    sigv4_amz_date(a->fixed_time ? a->fixed_time : time(NULL), date);
+    struct sigv4_header signed_headers[4] = {
+        {"content-type", a->content_type}, {"host", a->host}, {"x-amz-date", date}, {"x-amz-security-token", a->session_token},
+    };
+    struct sigv4_request r = {req->method, a->path, a->query, signed_headers, a->session_token ? 4 : 3,
+                              req->body.data ? req->body.data : "", req->body.len};
+    buf_clear(scratch);
+    if (sigv4_sign(&r, &a->cred, date, scratch, NULL, NULL, err)) return -1;
+    http_request_add_header(req, "X-Amz-Date", date);
+    if (a->session_token) http_request_add_header(req, "X-Amz-Security-Token", a->session_token);
+    http_request_add_header(req, "Authorization", scratch->data);
+    return 0;
 }

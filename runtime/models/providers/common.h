@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <lua.h>
 
+#include "core/sigv4.h"
 #include "models/model.h"
 
 /* Header lines sent with every request of a provider (lent to each call as req->headers). */
@@ -81,5 +82,15 @@ int64_t common_usage(json_t *usage, const char *name);
 /* The text of {"error": {"message": ...}} or {"message": ...} in a JSON body, or NULL (the
  * string lives as long as root). */
 const char *common_error_message(json_t *root);
+
+/* An AWS SigV4 signature for this attempt of req (model.bedrock, model.http's auth.sigv4): the
+ * signed headers content-type, host, x-amz-date and, with a session token, x-amz-security-token;
+ * X-Amz-Date, X-Amz-Security-Token and Authorization added to req. scratch holds the signature. */
+struct common_sigv4 {
+    const char *content_type, *host, *path, *query, *session_token;
+    struct sigv4_credentials cred;
+    time_t fixed_time; /* a test's clock; 0: now */
+};
+int common_sigv4_authorize(struct http_request *req, const struct common_sigv4 *a, struct buf *scratch, struct rn_err *err);
 
 #endif

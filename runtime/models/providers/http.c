@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "core/http.h"
+#include "core/secret.h"
 #include "core/sigv4.h"
 #include "formats/json.h"
 #include "lua/job.h"
@@ -105,13 +106,6 @@ struct sigv4_signer {
     struct buf authorization;    /* made per attempt */
 };
 
-static void wipe_free(char *s)
-{
-    if (!s) return;
-    explicit_bzero(s, strlen(s));
-    free(s);
-}
-
 static void signer_free(struct sigv4_signer *g)
 {
     if (!g) return;
@@ -121,9 +115,9 @@ static void signer_free(struct sigv4_signer *g)
     free(g->content_type);
     free(g->region);
     free(g->service);
-    wipe_free(g->access_key);
-    wipe_free(g->secret_key);
-    wipe_free(g->session_token);
+    secret_free(g->access_key);
+    secret_free(g->secret_key);
+    secret_free(g->session_token);
     if (g->authorization.data) explicit_bzero(g->authorization.data, g->authorization.cap);
     buf_free(&g->authorization);
     free(g);
@@ -469,20 +463,9 @@ static int http_authorize(void *self, struct http_request *req, struct rn_err *e
     struct http_model *p = self;
     struct sigv4_signer *g = p->signer;
     if (!g) return 0;
-    char date[17];
-    sigv4_amz_date(g->fixed_time ? g->fixed_time : time(NULL), date);
-    struct sigv4_header signed_headers[4] = {
-        {"content-type", g->content_type}, {"host", g->host}, {"x-amz-date", date}, {"x-amz-security-token", g->session_token},
-    };
-    struct sigv4_request r = {req->method, g->path, g->query, signed_headers, g->session_token ? 4 : 3,
-                              req->body.data ? req->body.data : "", req->body.len};
-    struct sigv4_credentials credentials = {g->access_key, g->secret_key, g->region, g->service};
-    buf_clear(&g->authorization);
-    if (sigv4_sign(&r, &credentials, date, &g->authorization, NULL, NULL, err)) return -1;
-    http_request_add_header(req, "X-Amz-Date", date);
-    if (g->session_token) http_request_add_header(req, "X-Amz-Security-Token", g->session_token);
-    http_request_add_header(req, "Authorization", g->authorization.data);
-    return 0;
+    struct common_sigv4 a = {g->content_type, g->host, g->path, g->query, g->session_token,
+                             {g->access_key, g->secret_key, g->region, g->service}, g->fixed_time};
+    return common_sigv4_authorize(req, &a, &g->authorization, err);
 }
 
 const struct provider_ops http_provider = {

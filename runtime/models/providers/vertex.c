@@ -69,13 +69,6 @@ struct vertex {
     struct buf line;
 };
 
-static void wipe_free(char *s)
-{
-    if (!s) return;
-    explicit_bzero(s, strlen(s));
-    free(s);
-}
-
 static void vertex_close(void *self)
 {
     struct vertex *p = self;
@@ -87,8 +80,8 @@ static void vertex_close(void *self)
     free(p->account.email);
     free(p->account.token_uri);
     free(p->account.scope);
-    wipe_free(p->account.private_key);
-    wipe_free(p->account.token);
+    secret_free(p->account.private_key);
+    secret_free(p->account.token);
     if (p->line.data) explicit_bzero(p->line.data, p->line.cap);
     buf_free(&p->line);
     free(p);
@@ -275,7 +268,7 @@ static int vertex_refreshed(void *self, const struct http_response *answer, cons
             common_has_control(json_string_value(token))) {
             rc = rn_fail(err, "%s: HTTP 200 without an access_token and expires_in", a->token_uri);
         } else {
-            wipe_free(a->token);
+            secret_free(a->token);
             a->token = rn_strdup(json_string_value(token));
             if (p->setup->secrets) secret_set_add(p->setup->secrets, a->token);
             int64_t lifetime_ms = (int64_t)json_integer_value(expires) * 1000;
