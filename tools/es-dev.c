@@ -29,15 +29,16 @@
 /* ---- configuration ------------------------------------------------------------------------ */
 
 struct config {
-    long port, threads, max_body_mb;
+    long port, threads;
     long item_status, item_every, item_next;
     long request_status, request_every, request_next;
     long latency_ms, close_every, close_next;
-    const char *basic, *api_key, *cluster_name, *data;
+    const char *basic, *api_key, *cluster_name, *data, *max_content_length;
+    unsigned long long max_content_bytes; /* max_content_length read */
     bool verbose, help;
 };
 
-static struct config config = {.port = -1, .threads = 2, .max_body_mb = 100, .item_status = 429,
+static struct config config = {.port = -1, .threads = 2, .max_content_length = "100mb", .item_status = 429,
                                .request_status = 429, .cluster_name = "es-dev"};
 
 static const struct standin_option options[] = {
@@ -63,8 +64,9 @@ static const struct standin_option options[] = {
      "close the connection without an answer on every Nth _bulk request; 0 = off"},
     {"--close-next", STANDIN_INTEGER, &config.close_next, 0, 100000000,
      "close the connection without an answer on the next N _bulk requests"},
-    {"--max-body-mb", STANDIN_INTEGER, &config.max_body_mb, 1, 2000,
-     "largest request body (http.max_content_length); larger ones get 413"},
+    {"--max-content-length", STANDIN_TEXT, &config.max_content_length, 0, 0,
+     "SIZE (100mb; b, kb, mb, gb): the largest request body, as Elasticsearch's http.max_content_length; a larger "
+     "one is answered 413 with an empty body, unread, and the connection closed, as Elasticsearch does"},
     {"--data", STANDIN_TEXT, &config.data, 0, 0,
      "FILE: keep every change in FILE (appended, one JSON line each) and load it at start, so a restart keeps the "
      "documents"},
@@ -74,6 +76,23 @@ static const struct standin_option options[] = {
     {"--help", STANDIN_FLAG, &config.help, 0, 0, "print this help and exit"},
 };
 #define OPTION_COUNT (sizeof options / sizeof options[0])
+
+/* "100mb", "64kb", "1gb", "1000b" or "1000" (bytes), as Elasticsearch writes byte sizes; 0 or -1. */
+static int parse_size(const char *text, unsigned long long *bytes)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(text, &end, 10);
+    if (end == text || errno || *text == '-') return -1;
+    unsigned long long unit = 1;
+    if (!strcasecmp(end, "kb")) unit = 1024;
+    else if (!strcasecmp(end, "mb")) unit = 1024 * 1024;
+    else if (!strcasecmp(end, "gb")) unit = 1024ULL * 1024 * 1024;
+    else if (*end && strcasecmp(end, "b")) return -1;
+    if (n == 0 || n > (2ULL << 30) / unit) return -1;
+    *bytes = n * unit;
+    return 0;
+}
 
 static void print_help(void)
 {
@@ -1512,9 +1531,8 @@ static void handle(void *context, const struct standin_request *request, struct 
         return;
     }
     if (!authorized(store, request, reply)) return;
-    if (request->body_too_large) {
-        reply_simple_error(reply, 413, "content_too_long_exception",
-                           "request body is larger than http.max_content_length [%ldmb]", config.max_body_mb);
+    if (request->body_too_large) { /* Elasticsearch (Netty) answers 413 Request Entity Too Large, no body */
+        reply->status = 413;
         return;
     }
     if (!content_type_ok(request, reply)) return;
@@ -1532,6 +1550,11 @@ int main(int argc, char **argv)
     if (config.help) {
         print_help();
         return 0;
+    }
+    if (parse_size(config.max_content_length, &config.max_content_bytes) != 0) {
+        fprintf(stderr, "es-dev: --max-content-length: \"%s\" is not a size from 1b to 2gb (100mb, 64kb, 1000b)\n",
+                config.max_content_length);
+        return 2;
     }
     if (config.port < 0) {
         fprintf(stderr, "es-dev: --port is required (0 picks a free port; see --help)\n");
@@ -1568,7 +1591,7 @@ int main(int argc, char **argv)
     store->cluster_uuid[20] = '\0';
     struct standin_server server = {
         .name = "es-dev", .port = config.port, .threads = config.threads,
-        .max_body_bytes = (size_t)config.max_body_mb * 1024 * 1024, .content_type = "application/json",
+        .max_body_bytes = (size_t)config.max_content_bytes, .content_type = "application/json",
         .verbose = config.verbose, .context = store, .handle = handle,
     };
     int status = standin_serve(&server);

@@ -10,6 +10,7 @@
 bin/gen-reviews --rows 2000 --seed 5 > "$T/in.csv" 2>/dev/null
 cat > "$T/job.lua" <<'LUA'
 local auth, index, bad = nil, param("index", "ratings-%Y.%m"), param("bad", "0") == "1"
+local pad, big = tonumber(param("pad", "0")), tonumber(param("big", "0")) -- bytes added to every / every 400th document
 if param("user", "") ~= "" then auth = { user = param("user"), password = secret("ES_TEST_PASSWORD") } end
 return job {
   name = param("name", "es"),
@@ -19,11 +20,14 @@ return job {
   map = function(r)
     local rating = r.score
     if bad and r.review_id % 100 == 0 then rating = "five" end
-    return { review_id = r.review_id, product_id = r.product_id, rating = rating, timestamp = r.timestamp }
+    local doc = { review_id = r.review_id, product_id = r.product_id, rating = rating, timestamp = r.timestamp }
+    if pad > 0 then doc.pad = string.rep("x", pad) end
+    if big > 0 and r.review_id % 400 == 0 then doc.pad = string.rep("y", big) end
+    return doc
   end,
   sinks = { sink.elasticsearch { url = param("url"), index = index, date_field = index:find("%%") and "timestamp" or nil,
                                  id = "review_id", action = param("action", "index"), auth = auth,
-                                 batch = { count = 150, time = "200ms" }, retries = tonumber(param("retries", "8")),
+                                 batch = { count = 150, time = "200ms", bytes = param("batch_bytes", "5MB") }, retries = tonumber(param("retries", "8")),
                                  backoff = "20ms", max_backoff = "200ms", timeout = "10s" } },
   errors = sink.jsonl { path = param("errors") },
   limits = { outage = param("outage", "10m") },
@@ -88,6 +92,21 @@ curl -sS -X DELETE "$URL/_fault" >/dev/null
 port=$(free_port)
 check "no server: the job stops" bash -c "! $RUNNEL run '$T/job.lua' --no-progress --quiet --state-dir '$T/state2' --set input='$T/in.csv' --set errors='$T/errors.jsonl' --set url=http://127.0.0.1:$port --set outage=1s 2>'$T/refused.err'"
 expect_contains "... naming the connection error" "$T/refused.err" "connection refused"
+
+# 413: a bulk over the cluster's http.max_content_length (64kb here) is split in halves until it
+# fits; a document that alone is over it is dead-lettered with its size. 150 documents of 1 KB
+# make bulks of 150 KB: none lands unless the sink splits.
+start_standin es-dev --max-content-length 64kb
+SURL=$STANDIN_URL
+rm -f "$T/errors.jsonl"
+run --set url="$SURL" --set index=small --set pad=1000 --set big=100000 --set batch_bytes=1MB
+cp "$T/errors.jsonl" "$T/413.jsonl"
+expect_eq "413: every document but the 5 of 100 KB written" 1995 "$(sj "$T/s.json" .written)"
+expect_eq "... the 5 dead-lettered" 5 "$(sj "$T/s.json" .dead_lettered)"
+expect_eq "... and 1995 landed" 1995 "$(curl -sS "$SURL/small/_count" | jq -r .count)"
+check "... each dead letter says HTTP 413, the document alone, its size and the cluster's limit" \
+  jq -se 'length == 5 and all(.[]; .stage == "sink.elasticsearch" and (.reason | test("HTTP 413: the document alone, a bulk request of 1001[0-9]{2} bytes with its action line, is over the cluster.s http.max_content_length")))' "$T/413.jsonl"
+check "... the right ones (review_id 400, 800, ... 2000)" jq -se '[.[].record.review_id] | sort == [400, 800, 1200, 1600, 2000]' "$T/413.jsonl"
 
 # Basic auth
 start_standin es-dev --basic "elastic:s3cr3t-pw"

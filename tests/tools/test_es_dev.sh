@@ -23,7 +23,7 @@ ndjson() { printf '%s\n' "$@" >"$T/bulk.ndjson"; }
 help=$(bin/es-dev --help)
 check "--help lists every option" bash -c 'for o in --port --basic --api-key --item-fault-status --item-fault-every \
     --item-fault-next --reject-status --reject-every --reject-next --latency-ms --close-every --close-next \
-    --max-body-mb --threads; do grep -q -- "$o" <<<"$1" || exit 1; done' _ "$help"
+    --max-content-length --data --threads; do grep -q -- "$o" <<<"$1" || exit 1; done' _ "$help"
 
 start_standin es-dev
 URL=$STANDIN_URL
@@ -239,7 +239,7 @@ status=$(es GET /_fault)
 check "/_fault needs no credentials" test "$status" = 200
 
 # --- flags, the body limit, and throughput ----------------------------------------------------------------
-start_standin es-dev --item-fault-every 3 --reject-next 1 --reject-status 502 --max-body-mb 1
+start_standin es-dev --item-fault-every 3 --reject-next 1 --reject-status 502 --max-content-length 1mb
 URL=$STANDIN_URL
 status=$(bulk /_bulk "$T/bulk.ndjson")
 check "--reject-next 1 --reject-status 502: what a proxy answers" test "$status" = 502
@@ -247,7 +247,8 @@ status=$(bulk /_bulk "$T/bulk.ndjson")
 check "--item-fault-every 3: the third item is 429" answer 200 '[.items[].index.status] == [201, 201, 429, 201]'
 head -c 1200000 /dev/zero | tr '\0' 'a' | sed 's/^/{"index":{}}\n{"a":"/; s/$/"}/' >"$T/big.ndjson"
 status=$(bulk /x/_bulk "$T/big.ndjson")
-check "a body over --max-body-mb: 413" test "$status" = 413
+check "a body over --max-content-length: 413" test "$status" = 413
+check "... with an empty body, as Elasticsearch answers it" test ! -s "$T/body"
 
 start_standin es-dev
 URL=$STANDIN_URL

@@ -11,7 +11,9 @@
  * kept and sent again with backoff (at most OUTAGE_BACKOFF_MS apart, so the job resumes soon
  * after the cluster does), poll() says sink_down with the URL and the cause, and the pipeline
  * holds the source back until a bulk is answered (sink_up) or limits.outage stops the job. Any
- * other status stops the job; the source commits nothing past an unanswered document. */
+ * other status stops the job; the source commits nothing past an unanswered document, but for
+ * 413 (the bulk over the cluster's http.max_content_length): the bulk is split in halves and
+ * sent again, and a document that alone is too large is rejected with its size. */
 #include <errno.h>
 #include <lauxlib.h>
 #include <stdarg.h>
@@ -222,6 +224,35 @@ static void batch_retry(struct es_sink *s, struct batch *b, const unsigned char 
     b->due_ms = now + backoff(s, b->attempts);
 }
 
+/* A bulk answered 413 (over the cluster's http.max_content_length): its second half becomes a
+ * batch of its own, and both go again at once, oldest first (the halves keep b's serial). */
+static void batch_split(struct es_sink *s, struct batch *b, int64_t now)
+{
+    size_t half = b->count / 2;
+    struct batch *c = batch_get(s); /* b stays valid: batches are allocated one by one */
+    size_t from = b->docs[half].offset, end = b->request.body.len;
+    if (c->cap < b->count - half) {
+        c->cap = b->count - half;
+        c->docs = rn_realloc(c->docs, c->cap * sizeof *c->docs);
+    }
+    buf_clear(&c->request.body);
+    buf_put(&c->request.body, b->request.body.data + from, end - from);
+    for (size_t i = half; i < b->count; i++) {
+        c->docs[i - half] = b->docs[i];
+        c->docs[i - half].offset -= from;
+    }
+    c->count = b->count - half;
+    b->count = half;
+    b->request.body.len = from;
+    b->request.body.data[from] = '\0';
+    for (struct batch *x = b; x; x = x == b ? c : NULL) {
+        x->state = BATCH_READY;
+        x->due_ms = now;
+        x->attempts = 0;
+        x->serial = b->serial;
+    }
+}
+
 static void batch_done(struct batch *b)
 {
     b->state = BATCH_IDLE;
@@ -324,9 +355,13 @@ static void answered(struct es_sink *s, struct batch *b, int64_t now)
         s->down_since_ms = 0;
         buf_printf(&why, "HTTP %ld: ", r->status);
         es_request_error(r->response.data, r->response.len, &why);
-        if (r->status == 413 && b->count == 1) {
-            buf_printf(&why, " (a document of %zu bytes: larger than the cluster's http.max_content_length)",
-                       b->docs[0].length);
+        if (r->status == 413 && b->count > 1) {
+            batch_split(s, b, now); /* too large for the cluster: halves, until each fits or is one document */
+        } else if (r->status == 413) {
+            buf_clear(&why);
+            buf_printf(&why, "Elasticsearch refused the document: HTTP 413: the document alone, a bulk request of %zu "
+                       "bytes with its action line, is over the cluster's http.max_content_length (100mb unless the "
+                       "cluster sets it)", b->docs[0].length);
             settle(s, b->docs[0].ticket, DOC_REJECTED, rn_strdup(why.data));
             batch_done(b);
         } else {
