@@ -30,19 +30,11 @@
 #include "sources/kafka/client.h"
 #include "lua/job.h"
 #include "engine/plugin.h"
+#include "sinks/ack_ring.h"
 
 #define FLUSH_MARGIN_MS 10000
 
 _Static_assert(sizeof(void *) >= sizeof(uint64_t), "a message's opaque pointer carries its ticket");
-
-enum { MSG_QUEUED, MSG_DELIVERED, MSG_REJECTED };
-
-/* A message between producev() and the pipeline learning of its delivery report. */
-struct outstanding {
-    uint64_t seq;
-    int state;
-    char *reason;                 /* MSG_REJECTED: why (owned) */
-};
 
 struct kafka_sink {
     struct kafka_client client; /* first: librdkafka's opaque */
@@ -57,12 +49,8 @@ struct kafka_sink {
     rd_kafka_headers_t *headers;  /* static headers, copied into every message */
     int64_t flush_timeout_ms;     /* message.timeout.ms plus a margin */
     struct buf value, key;
-    /* messages queued and not yet reported to the pipeline, in seq order (a ring) */
-    struct outstanding *queue;
-    size_t queue_cap, queue_len;
-    uint64_t front_ticket;        /* the ticket of the oldest message in the queue */
-    uint64_t last_seq;            /* the last record write() was given */
-    int given_any;
+    struct ack_ring acks;         /* messages queued and not yet reported to the pipeline; a
+                                   * message's opaque carries its ticket */
     uint64_t failures;
     int failed;                   /* a delivery failed for good */
     struct rn_err fail;           /* the first failure */
@@ -119,35 +107,6 @@ static int record_at_fault(rd_kafka_resp_err_t e)
     }
 }
 
-/* The queue: a ring of queue_cap (a power of two) slots; the message pushed as number n
- * (its ticket, counted from 0, carried in the message's opaque) is at slot n % queue_cap
- * while front_ticket <= n < front_ticket + queue_len. */
-static struct outstanding *queue_at(struct kafka_sink *s, uint64_t ticket) { return &s->queue[ticket & (s->queue_cap - 1)]; }
-
-/* Queue the message of seq, as ticket front_ticket + queue_len. */
-static void queue_push(struct kafka_sink *s, uint64_t seq)
-{
-    if (s->queue_len == s->queue_cap) {
-        size_t cap = s->queue_cap ? s->queue_cap * 2 : 1024;
-        struct outstanding *q = rn_malloc(cap * sizeof *q);
-        for (uint64_t t = s->front_ticket; t < s->front_ticket + s->queue_len; t++) q[t & (cap - 1)] = *queue_at(s, t);
-        free(s->queue);
-        s->queue = q;
-        s->queue_cap = cap;
-    }
-    struct outstanding *o = queue_at(s, s->front_ticket + s->queue_len++);
-    o->seq = seq;
-    o->state = MSG_QUEUED;
-    o->reason = NULL;
-}
-
-/* The queued message of a ticket, or NULL when it is not queued. */
-static struct outstanding *queue_find(struct kafka_sink *s, uint64_t ticket)
-{
-    if (ticket < s->front_ticket || ticket >= s->front_ticket + s->queue_len) return NULL;
-    return queue_at(s, ticket);
-}
-
 /* "topic T [P] (key K)": where a message went, for messages. */
 static void describe(struct kafka_sink *s, const rd_kafka_message_t *m, struct buf *out)
 {
@@ -166,9 +125,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 {
     (void)rk;
     struct kafka_sink *s = opaque;
-    struct outstanding *o = queue_find(s, (uint64_t)(uintptr_t)m->_private);
+    uint64_t ticket = (uint64_t)(uintptr_t)m->_private;
+    struct ack_entry *o = ack_ring_find(&s->acks, ticket);
     if (!m->err) {
-        if (o) o->state = MSG_DELIVERED;
+        ack_ring_settle(&s->acks, ticket, ACK_DONE, NULL);
         s->client.brokers_down = 0; /* a broker answers again */
         return;
     }
@@ -180,8 +140,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         buf_init(&why);
         buf_printf(&why, "%s: the broker refused the message of %zu bytes: %s", where.data, m->len,
                    rd_kafka_err2str(m->err));
-        o->state = MSG_REJECTED;
-        o->reason = rn_strdup(why.data);
+        ack_ring_settle(&s->acks, ticket, ACK_REJECTED, rn_strdup(why.data));
         buf_free(&why);
         buf_free(&where);
         return;
@@ -250,8 +209,7 @@ static int ksink_write(void *self, uint64_t seq, struct sink_record *record, str
     lua_State *L = s->env->L;
     int rec = sink_record_table(record);
     if (check_failed(s, err)) return SINK_FAILED;
-    s->last_seq = seq;
-    s->given_any = 1;
+    ack_ring_given(&s->acks, seq);
     const char *value;
     size_t value_len;
     if (!s->value_is_line) {
@@ -268,7 +226,7 @@ static int ksink_write(void *self, uint64_t seq, struct sink_record *record, str
     }
     int has_key = 0;
     if (s->key_field && (has_key = record_key(s, L, rec, err)) < 0) return SINK_REJECTED;
-    void *opaque = (void *)(uintptr_t)(s->front_ticket + s->queue_len); /* its ticket once queued */
+    void *opaque = (void *)(uintptr_t)ack_ring_next_ticket(&s->acks); /* its ticket once queued */
     /* the message takes the copy when it is queued; until then it stays ours */
     rd_kafka_headers_t *headers = s->headers ? rd_kafka_headers_copy(s->headers) : NULL;
     for (;;) {
@@ -283,7 +241,7 @@ static int ksink_write(void *self, uint64_t seq, struct sink_record *record, str
                                   RD_KAFKA_V_KEY((has_key ? s->key.data : NULL), has_key ? s->key.len : 0),
                                   RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (!e) {
-            queue_push(s, seq); /* the ticket in its opaque */
+            ack_ring_push(&s->acks, seq); /* the ticket in its opaque */
             return SINK_ACCEPTED;
         }
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -311,24 +269,11 @@ static int ksink_poll(void *self, struct sink_report *report, struct rn_err *err
     struct kafka_sink *s = self;
     rd_kafka_poll(s->rk, 0);
     if (check_failed(s, err)) return SINK_FAILED;
-    while (s->queue_len > 0 && queue_at(s, s->front_ticket)->state != MSG_QUEUED) {
-        struct outstanding *o = queue_at(s, s->front_ticket);
-        if (o->state == MSG_REJECTED) sink_reject(report, o->seq, o->reason);
-        free(o->reason);
-        o->reason = NULL;
-        s->front_ticket++;
-        s->queue_len--;
-    }
-    if (s->queue_len > 0) {
-        uint64_t oldest = queue_at(s, s->front_ticket)->seq;
-        if (oldest > 0) sink_acknowledge(report, oldest - 1);
-    } else if (s->given_any) {
-        sink_acknowledge(report, s->last_seq);
-    }
+    ack_ring_report(&s->acks, report);
     /* brokers down is an outage (plugin.h): the messages stay queued, librdkafka retries them,
      * and the pipeline holds the source back until limits.outage. Down only while messages
      * wait: a delivery clears the flag, and with none waiting there is nothing to wait on */
-    if (s->client.brokers_down && s->queue_len > 0) sink_down(report, "all brokers down");
+    if (s->client.brokers_down && s->acks.len > 0) sink_down(report, "all brokers down");
     else sink_up(report);
     return 0;
 }
@@ -439,8 +384,7 @@ static void ksink_close(void *self)
         rd_kafka_destroy(s->rk);
     }
     if (s->headers) rd_kafka_headers_destroy(s->headers);
-    for (uint64_t t = s->front_ticket; t < s->front_ticket + s->queue_len; t++) free(queue_at(s, t)->reason);
-    free(s->queue);
+    ack_ring_free(&s->acks);
     if (s->codec) s->format->close(s->codec);
     free(s->topic);
     free(s->key_field);

@@ -29,20 +29,13 @@
 #include "engine/plugin.h"
 #include "lua/job.h"
 #include "lua/transport.h"
+#include "sinks/ack_ring.h"
 #include "sinks/elasticsearch/bulk.h"
 
 #define DEFAULT_COUNT 1000
 #define DEFAULT_BYTES (5 * 1024 * 1024)
 #define DEFAULT_TIME_MS 1000
 #define OUTAGE_BACKOFF_MS 2000 /* the longest wait between sends while the cluster is down */
-
-enum { DOC_QUEUED, DOC_DONE, DOC_REJECTED };
-
-struct outstanding { /* a document between write() and the pipeline learning its fate */
-    uint64_t seq;
-    int state;
-    char *reason; /* DOC_REJECTED: why (owned) */
-};
 
 struct doc { /* a document in a batch: its ticket and its two lines in the body */
     uint64_t ticket;
@@ -79,10 +72,8 @@ struct es_sink {
     size_t nbatches;
     struct batch *filling;
     uint64_t serial, random;
-    struct outstanding *queue; /* a ring, as in sink.kafka: ticket n at n % queue_cap */
-    size_t queue_cap, queue_len;
-    uint64_t front_ticket, last_seq;
-    int given_any, failed;
+    struct ack_ring acks;      /* documents between write() and the pipeline learning their fate */
+    int failed;
     struct rn_err fail;
     int64_t down_since_ms;  /* a whole request failed (429, 5xx, no answer) since; 0: up */
     char down_reason[300];  /* the last such failure: "http://host:9200: HTTP 503: ..." */
@@ -135,25 +126,6 @@ static const struct option_spec es_sink_options[] = {
     {"timeout", OPT_DURATION, 0, "60s", .help = "one bulk request, answer included", OPT_RANGE(1, 3600000)},
     {NULL},
 };
-
-/* ---- the queue of documents not yet reported ---- */
-
-static struct outstanding *queue_at(struct es_sink *s, uint64_t ticket) { return &s->queue[ticket & (s->queue_cap - 1)]; }
-
-static uint64_t queue_push(struct es_sink *s, uint64_t seq)
-{
-    if (s->queue_len == s->queue_cap) {
-        size_t cap = s->queue_cap ? s->queue_cap * 2 : 1024;
-        struct outstanding *q = rn_malloc(cap * sizeof *q);
-        for (uint64_t t = s->front_ticket; t < s->front_ticket + s->queue_len; t++) q[t & (cap - 1)] = *queue_at(s, t);
-        free(s->queue);
-        s->queue = q;
-        s->queue_cap = cap;
-    }
-    uint64_t ticket = s->front_ticket + s->queue_len++;
-    *queue_at(s, ticket) = (struct outstanding){seq, DOC_QUEUED, NULL};
-    return ticket;
-}
 
 static int sink_failed(struct es_sink *s, struct rn_err *err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int sink_failed(struct es_sink *s, struct rn_err *err, const char *fmt, ...)
@@ -261,13 +233,6 @@ static void batch_done(struct batch *b)
     buf_clear(&b->request.body);
 }
 
-static void settle(struct es_sink *s, uint64_t ticket, int state, char *reason)
-{
-    struct outstanding *o = queue_at(s, ticket);
-    o->state = state;
-    o->reason = reason;
-}
-
 /* A whole request failed in a way that says nothing of its documents (429, 5xx, no answer):
  * the cluster is down until a request is answered; the batch goes again, for as long as the
  * pipeline's limits.outage allows. */
@@ -295,7 +260,7 @@ static void answer_items(struct es_sink *s, struct batch *b, int64_t now)
         int st = items[i].status;
         const char *error = items[i].error ? items[i].error : "(no error given)";
         if ((st >= 200 && st < 300) || (st == 409 && s->create)) {
-            settle(s, b->docs[i].ticket, DOC_DONE, NULL);
+            ack_ring_settle(&s->acks, b->docs[i].ticket, ACK_DONE, NULL);
         } else if (st == 429 || st >= 500) {
             keep[i] = 1;
             if (!again++) {
@@ -309,7 +274,7 @@ static void answer_items(struct es_sink *s, struct batch *b, int64_t now)
             struct buf why;
             buf_init(&why);
             buf_printf(&why, "Elasticsearch refused the document: HTTP %d: %s", st, error);
-            settle(s, b->docs[i].ticket, DOC_REJECTED, rn_strdup(why.data));
+            ack_ring_settle(&s->acks, b->docs[i].ticket, ACK_REJECTED, rn_strdup(why.data));
             buf_free(&why);
         }
     }
@@ -362,7 +327,7 @@ static void answered(struct es_sink *s, struct batch *b, int64_t now)
             buf_printf(&why, "Elasticsearch refused the document: HTTP 413: the document alone, a bulk request of %zu "
                        "bytes with its action line, is over the cluster's http.max_content_length (100mb unless the "
                        "cluster sets it)", b->docs[0].length);
-            settle(s, b->docs[0].ticket, DOC_REJECTED, rn_strdup(why.data));
+            ack_ring_settle(&s->acks, b->docs[0].ticket, ACK_REJECTED, rn_strdup(why.data));
             batch_done(b);
         } else {
             sink_failed(s, NULL, "POST %s: %s", s->url.data, why.data);
@@ -460,8 +425,7 @@ static int es_write(void *self, uint64_t seq, struct sink_record *record, struct
     struct es_sink *s = self;
     lua_State *L = s->env->L;
     if (s->failed) return sink_failed(s, err, "%s", s->fail.msg);
-    s->last_seq = seq;
-    s->given_any = 1;
+    ack_ring_given(&s->acks, seq);
     size_t len;
     const char *json = sink_record_json(record, &len, err);
     if (!json) return SINK_REJECTED;
@@ -498,7 +462,7 @@ static int es_write(void *self, uint64_t seq, struct sink_record *record, struct
     es_action_line(body, s->action, index, index_len, s->id_field ? s->id.data : NULL, s->id.len);
     buf_put(body, json, len);
     buf_putc(body, '\n');
-    b->docs[b->count++] = (struct doc){queue_push(s, seq), start, body->len - start};
+    b->docs[b->count++] = (struct doc){ack_ring_push(&s->acks, seq), start, body->len - start};
     if ((int64_t)b->count >= s->max_count || (int64_t)body->len >= s->max_bytes) batch_close(s, now);
     if (pump(s, 0, err)) return SINK_FAILED;
     return SINK_ACCEPTED;
@@ -508,20 +472,7 @@ static int es_poll(void *self, struct sink_report *report, struct rn_err *err)
 {
     struct es_sink *s = self;
     if (pump(s, 0, err)) return -1;
-    while (s->queue_len > 0 && queue_at(s, s->front_ticket)->state != DOC_QUEUED) {
-        struct outstanding *o = queue_at(s, s->front_ticket);
-        if (o->state == DOC_REJECTED) sink_reject(report, o->seq, o->reason);
-        free(o->reason);
-        o->reason = NULL;
-        s->front_ticket++;
-        s->queue_len--;
-    }
-    if (s->queue_len > 0) {
-        uint64_t oldest = queue_at(s, s->front_ticket)->seq;
-        if (oldest > 0) sink_acknowledge(report, oldest - 1);
-    } else if (s->given_any) {
-        sink_acknowledge(report, s->last_seq);
-    }
+    ack_ring_report(&s->acks, report);
     if (s->down_since_ms) sink_down(report, s->down_reason); /* the pipeline holds the source back */
     else sink_up(report);
     return 0;
@@ -567,8 +518,7 @@ static void es_close(void *self)
         loop_unwatch(s->loop, http_fd(s->http));
     }
     http_free(s->http);
-    for (uint64_t t = s->front_ticket; t < s->front_ticket + s->queue_len; t++) free(queue_at(s, t)->reason);
-    free(s->queue);
+    ack_ring_free(&s->acks);
     for (struct curl_slist *l = s->headers; l; l = l->next) memset(l->data, 0, strlen(l->data)); /* may hold a key */
     curl_slist_free_all(s->headers);
     secret_set_free(&s->secrets);
