@@ -123,6 +123,10 @@ static const struct standin_option option_specs[] = {
      "idle connection timeout in seconds; also the longest a hung request is held"},
     {"--max-connections", STANDIN_INTEGER, &config.max_connections, 1, 1000000,
      "connection limit"},
+    {"--embed-short", STANDIN_FLAG, &dialect_config.embed_short, 0, 0,
+     "an embeddings answer to several inputs (every dialect) leaves out the last one's vector"},
+    {"--embed-odd", STANDIN_FLAG, &dialect_config.embed_odd, 0, 0,
+     "an embeddings answer to several inputs gives the last one a vector one number short"},
     {"--no-usage", STANDIN_FLAG, &config.no_usage, 0, 0,
      "answer without the usage object (token counts), as some compatible servers do"},
     {"--rpm", STANDIN_INTEGER, &ms_quota_config.rpm, 0, 100000000,
@@ -186,6 +190,7 @@ static struct {
     atomic_ullong requests, ok, status_429, status_500, status_4xx, status_503;
     atomic_ullong hung, closed, malformed, out_of_range;
     atomic_llong in_flight, max_in_flight;
+    atomic_ullong embedding_requests, embedding_inputs; /* answered embeddings requests (every dialect) and their inputs */
 } stats;
 
 static atomic_ullong request_serial;     /* never reset: request ids and --max-requests */
@@ -196,7 +201,8 @@ static void stats_reset(void)
 {
     atomic_ullong *counters[] = {&stats.requests, &stats.ok, &stats.status_429, &stats.status_500,
                                  &stats.status_4xx, &stats.status_503, &stats.hung, &stats.closed,
-                                 &stats.malformed, &stats.out_of_range};
+                                 &stats.malformed, &stats.out_of_range, &stats.embedding_requests,
+                                 &stats.embedding_inputs};
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) atomic_store(counters[i], 0);
     atomic_store(&stats.max_in_flight, atomic_load(&stats.in_flight));
 }
@@ -1004,13 +1010,15 @@ static unsigned embeddings_answer(struct request *request, struct strbuf *out)
     const char *model = json_string_value(json_object_get(root, "model"));
     if (!model) model = "model-server-embedding";
     size_t tokens = 0, count = json_is_string(input) ? 1 : json_array_size(input);
+    size_t items = dialect_embedding_items(count);
     strbuf_puts(out, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0; i < count; i++) {
         json_t *text = json_is_string(input) ? input : json_array_get(input, i);
         size_t length = json_string_length(text);
         tokens += length ? (length + 3) / 4 : 1;
+        if (i >= items) continue;
         strbuf_printf(out, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i ? "," : "", i);
-        embedding_vector(out, json_string_value(text), length, (long)dimensions);
+        embedding_vector(out, json_string_value(text), length, dialect_embedding_length(i, count, (long)dimensions));
         strbuf_puts(out, "}");
     }
     strbuf_puts(out, "],\"model\":");
@@ -1060,12 +1068,14 @@ static unsigned stats_answer(struct strbuf *out)
     strbuf_printf(out,
                   "{\"requests\":%llu,\"ok\":%llu,\"status_429\":%llu,\"status_500\":%llu,"
                   "\"status_4xx\":%llu,\"status_503\":%llu,\"hung\":%llu,\"closed\":%llu,"
-                  "\"malformed\":%llu,\"out_of_range\":%llu,\"in_flight\":%lld,\"max_in_flight\":%lld",
+                  "\"malformed\":%llu,\"out_of_range\":%llu,\"in_flight\":%lld,\"max_in_flight\":%lld,"
+                  "\"embedding_requests\":%llu,\"embedding_inputs\":%llu",
                   atomic_load(&stats.requests), atomic_load(&stats.ok), atomic_load(&stats.status_429),
                   atomic_load(&stats.status_500), atomic_load(&stats.status_4xx),
                   atomic_load(&stats.status_503), atomic_load(&stats.hung), atomic_load(&stats.closed),
                   atomic_load(&stats.malformed), atomic_load(&stats.out_of_range),
-                  atomic_load(&stats.in_flight), atomic_load(&stats.max_in_flight));
+                  atomic_load(&stats.in_flight), atomic_load(&stats.max_in_flight),
+                  atomic_load(&stats.embedding_requests), atomic_load(&stats.embedding_inputs));
     char *quota = ms_quota_stats(), *batch = ms_batch_stats();
     strbuf_printf(out, ",\"quota\":%s,\"batch\":%s}", quota ? quota : "null", batch ? batch : "null");
     free(quota);
@@ -1266,6 +1276,18 @@ char *dialect_content(const char *user, size_t len, const char *system, const js
 int dialect_weight(const char *text, size_t len) { return text_weight(text, len); }
 int dialect_rating(const char *text, size_t len) { return lexicon_rating(text_weight(text, len)); }
 long dialect_tokens(size_t bytes) { return bytes / 4 ? (long)(bytes / 4) : 1; }
+
+size_t dialect_embedding_items(size_t inputs)
+{
+    atomic_fetch_add(&stats.embedding_requests, 1);
+    atomic_fetch_add(&stats.embedding_inputs, inputs);
+    return inputs > 1 && dialect_config.embed_short ? inputs - 1 : inputs;
+}
+
+long dialect_embedding_length(size_t i, size_t inputs, long dimensions)
+{
+    return inputs > 1 && i == inputs - 1 && dialect_config.embed_odd && dimensions > 1 ? dimensions - 1 : dimensions;
+}
 
 json_t *dialect_embedding(const char *text, size_t len, long dimensions)
 {

@@ -121,19 +121,29 @@ static void azure_answer(const struct dialect_request *r, struct dialect_answer 
         azure_error(a, 500, "InternalServerError", "The server had an error while processing your request.");
         return;
     }
-    if (has_suffix(r->url, "/embeddings")) {
-        json_t *input = json_object_get(body, "input"), *dimensions = json_object_get(body, "dimensions");
-        if (!json_is_string(input)) {
+    if (has_suffix(r->url, "/embeddings")) { /* "input" a string, or an array of strings */
+        json_t *input = json_object_get(body, "input"), *dimensions = json_object_get(body, "dimensions"), *item;
+        size_t count = json_is_string(input) ? 1 : json_is_array(input) ? json_array_size(input) : 0, i;
+        bool strings = count > 0;
+        json_array_foreach(input, i, item) strings = strings && json_is_string(item);
+        if (!strings) {
             json_decref(body);
-            azure_error(a, 400, "BadRequest", "'input' must be a string");
+            azure_error(a, 400, "BadRequest", "'input' must be a string or a non-empty array of strings");
             return;
         }
-        json_t *vector = dialect_embedding(json_string_value(input), json_string_length(input),
-                                           json_is_integer(dimensions) ? (long)json_integer_value(dimensions) : 8);
-        long tokens = dialect_tokens(json_string_length(input));
-        dialect_json(a, 200, json_pack("{s:s,s:[{s:s,s:i,s:o}],s:{s:i,s:i}}", "object", "list", "data", "object",
-                                       "embedding", "index", 0, "embedding", vector, "usage", "prompt_tokens", tokens,
-                                       "total_tokens", tokens));
+        size_t items = dialect_embedding_items(count);
+        long tokens = 0, length = json_is_integer(dimensions) ? (long)json_integer_value(dimensions) : 8;
+        json_t *data = json_array();
+        for (i = 0; i < count; i++) {
+            json_t *text = json_is_string(input) ? input : json_array_get(input, i);
+            tokens += dialect_tokens(json_string_length(text));
+            if (i >= items) continue;
+            json_t *vector = dialect_embedding(json_string_value(text), json_string_length(text),
+                                               dialect_embedding_length(i, count, length));
+            json_array_append_new(data, json_pack("{s:s,s:i,s:o}", "object", "embedding", "index", (int)i, "embedding", vector));
+        }
+        dialect_json(a, 200, json_pack("{s:s,s:o,s:{s:i,s:i}}", "object", "list", "data", data, "usage", "prompt_tokens",
+                                       tokens, "total_tokens", tokens));
         json_decref(body);
         return;
     }

@@ -31,6 +31,7 @@ struct dialect_config {
     const char *google_key;       /* --google-key FILE: the service account whose JWTs /token takes */
     long token_lifetime_s;        /* --token-lifetime: expires_in of the tokens /token issues */
     long retry_after_s;           /* --retry-after: in rate-limit answers */
+    bool embed_short, embed_odd;  /* --embed-short, --embed-odd: faults of answers to several embedding inputs */
 };
 
 struct dialect_request {
@@ -109,6 +110,12 @@ int dialect_weight(const char *text, size_t len);
 int dialect_rating(const char *text, size_t len);
 /* An embedding of text as a JSON array (the same hash vectors as /v1/embeddings). */
 json_t *dialect_embedding(const char *text, size_t len, long dimensions);
+/* An embeddings request of `inputs` inputs is answered (counted in /stats: embedding_requests,
+ * embedding_inputs): how many vectors the answer holds (the first ones; one fewer with
+ * --embed-short when there are several), and the length of vector i (one short for the last
+ * with --embed-odd when there are several). */
+size_t dialect_embedding_items(size_t inputs);
+long dialect_embedding_length(size_t i, size_t inputs, long dimensions);
 /* Tokens as the server counts them: bytes / 4, at least 1. */
 long dialect_tokens(size_t bytes);
 

@@ -61,7 +61,8 @@ static bool google_match(const char *method, const char *url)
 
 static bool google_model_call(const char *method, const char *url)
 {
-    return strcmp(method, "POST") == 0 && (ends(url, ":generateContent") || ends(url, ":embedContent") || ends(url, ":predict"));
+    return strcmp(method, "POST") == 0 && (ends(url, ":generateContent") || ends(url, ":embedContent") ||
+                                           ends(url, ":batchEmbedContents") || ends(url, ":predict"));
 }
 
 static void google_error(struct dialect_answer *a, unsigned status, const char *state, const char *message)
@@ -229,7 +230,69 @@ static int token_state(const char *token)
     return state;
 }
 
-/* ---- generateContent, embedContent, predict ---- */
+/* ---- generateContent, embedContent, batchEmbedContents, predict ---- */
+
+static void parts_text(json_t *parts, char *out, size_t n);
+
+/* embedContent {"content":{"parts"}}, batchEmbedContents {"requests":[{"model","content"}]}
+ * (each request's model must be the URL's, "models/NAME") or Vertex's predict
+ * {"instances":[{"content"}, ...]}. */
+static void embed(const struct dialect_request *r, json_t *body, struct dialect_answer *a)
+{
+    char text[8192] = "";
+    if (ends(r->url, ":embedContent")) {
+        json_t *dimensions = json_object_get(body, "outputDimensionality");
+        parts_text(json_object_get(json_object_get(body, "content"), "parts"), text, sizeof text);
+        dialect_embedding_items(1);
+        json_t *vector = dialect_embedding(text, strlen(text), json_is_integer(dimensions) ? (long)json_integer_value(dimensions) : 8);
+        dialect_json(a, 200, json_pack("{s:{s:o}}", "embedding", "values", vector));
+        return;
+    }
+    bool predict = ends(r->url, ":predict");
+    json_t *list = json_object_get(body, predict ? "instances" : "requests"), *item;
+    size_t count = json_array_size(list), i;
+    if (!count) {
+        google_error(a, 400, "INVALID_ARGUMENT", predict ? "instances: at least one is required" : "requests: at least one is required");
+        return;
+    }
+    if (!predict) { /* models/NAME:batchEmbedContents: each request names the same model */
+        const char *at = strstr(r->url, "/models/"), *colon = strrchr(r->url, ':');
+        char want[256];
+        snprintf(want, sizeof want, "models/%.*s", at && colon > at ? (int)(colon - at - 8) : 0, at ? at + 8 : "");
+        json_array_foreach(list, i, item) {
+            const char *model = json_string_value(json_object_get(item, "model"));
+            if (model && strcmp(model, want) == 0) continue;
+            char message[400];
+            snprintf(message, sizeof message, "requests[%zu].model: \"%s\" is not the model of the URL, %s", i,
+                     model ? model : "(none)", want);
+            google_error(a, 400, "INVALID_ARGUMENT", message);
+            return;
+        }
+    }
+    size_t items = dialect_embedding_items(count);
+    json_t *vectors = json_array();
+    for (i = 0; i < items; i++) {
+        item = json_array_get(list, i);
+        json_t *dimensions;
+        text[0] = 0;
+        if (predict) {
+            json_t *content = json_object_get(item, "content");
+            if (json_is_string(content)) snprintf(text, sizeof text, "%s", json_string_value(content));
+            dimensions = json_object_get(json_object_get(body, "parameters"), "outputDimensionality");
+        } else {
+            parts_text(json_object_get(json_object_get(item, "content"), "parts"), text, sizeof text);
+            dimensions = json_object_get(item, "outputDimensionality");
+        }
+        long length = dialect_embedding_length(i, count, json_is_integer(dimensions) ? (long)json_integer_value(dimensions) : 8);
+        json_t *vector = dialect_embedding(text, strlen(text), length);
+        if (predict)
+            json_array_append_new(vectors, json_pack("{s:{s:o,s:{s:b,s:i}}}", "embeddings", "values", vector, "statistics",
+                                                     "truncated", 0, "token_count", dialect_tokens(strlen(text))));
+        else
+            json_array_append_new(vectors, json_pack("{s:o}", "values", vector));
+    }
+    dialect_json(a, 200, json_pack("{s:o}", predict ? "predictions" : "embeddings", vectors));
+}
 
 static bool authorized(const struct dialect_request *r, bool vertex, struct dialect_answer *a)
 {
@@ -346,22 +409,7 @@ static void google_answer(const struct dialect_request *r, struct dialect_answer
     } else if (ends(r->url, ":generateContent")) {
         generate(r, body, a);
     } else {
-        /* embedContent {"content":{"parts"}} or Vertex's predict {"instances":[{"content"}]} */
-        char text[8192] = "";
-        json_t *dimensions = json_object_get(body, "outputDimensionality");
-        if (ends(r->url, ":predict")) {
-            json_t *content = json_object_get(json_array_get(json_object_get(body, "instances"), 0), "content");
-            if (json_is_string(content)) snprintf(text, sizeof text, "%s", json_string_value(content));
-            dimensions = json_object_get(json_object_get(body, "parameters"), "outputDimensionality");
-        } else {
-            parts_text(json_object_get(json_object_get(body, "content"), "parts"), text, sizeof text);
-        }
-        json_t *vector = dialect_embedding(text, strlen(text), json_is_integer(dimensions) ? (long)json_integer_value(dimensions) : 8);
-        if (ends(r->url, ":predict"))
-            dialect_json(a, 200, json_pack("{s:[{s:{s:o,s:{s:b,s:i}}}]}", "predictions", "embeddings", "values", vector,
-                                           "statistics", "truncated", 0, "token_count", dialect_tokens(strlen(text))));
-        else
-            dialect_json(a, 200, json_pack("{s:{s:o}}", "embedding", "values", vector));
+        embed(r, body, a);
     }
     json_decref(body);
 }

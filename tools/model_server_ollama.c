@@ -1,5 +1,6 @@
 /* model_server_ollama.c: Ollama's dialect of tools/model-server: POST /api/chat (stream false
- * only: the stand-in does not stream; format a JSON schema or "json") and POST /api/embed.
+ * only: the stand-in does not stream; format a JSON schema or "json") and POST /api/embed
+ * ("input" a string or an array of strings).
  * No key, as a local Ollama (--api-key does not apply). Errors are {"error": "text"}: a model named
  * "no-such-model" is not pulled (404); a rate fault is the 503 of a full queue, an overload a
  * 500 from a crashed runner. */
@@ -56,16 +57,27 @@ static void ollama_answer(const struct dialect_request *r, struct dialect_answer
         ollama_error(a, 500, "llama runner process has terminated: signal: killed");
         return;
     }
-    if (strcmp(r->url, "/api/embed") == 0) {
-        json_t *input = json_object_get(body, "input");
-        if (!json_is_string(input)) {
+    if (strcmp(r->url, "/api/embed") == 0) { /* "input" a string, or an array of strings */
+        json_t *input = json_object_get(body, "input"), *item;
+        size_t count = json_is_string(input) ? 1 : json_is_array(input) ? json_array_size(input) : 0, i;
+        bool strings = count > 0;
+        json_array_foreach(input, i, item) strings = strings && json_is_string(item);
+        if (!strings) {
             json_decref(body);
-            ollama_error(a, 400, "input is required (a string, as runnel sends it)");
+            ollama_error(a, 400, "input is required (a string or an array of strings)");
             return;
         }
-        json_t *vector = dialect_embedding(json_string_value(input), json_string_length(input), 8);
-        dialect_json(a, 200, json_pack("{s:s,s:[o],s:i}", "model", model, "embeddings", vector, "prompt_eval_count",
-                                       dialect_tokens(json_string_length(input))));
+        size_t items = dialect_embedding_items(count);
+        long tokens = 0;
+        json_t *embeddings = json_array();
+        for (i = 0; i < count; i++) {
+            json_t *text = json_is_string(input) ? input : json_array_get(input, i);
+            tokens += dialect_tokens(json_string_length(text));
+            if (i < items)
+                json_array_append_new(embeddings, dialect_embedding(json_string_value(text), json_string_length(text),
+                                                                    dialect_embedding_length(i, count, 8)));
+        }
+        dialect_json(a, 200, json_pack("{s:s,s:o,s:i}", "model", model, "embeddings", embeddings, "prompt_eval_count", tokens));
         json_decref(body);
         return;
     }

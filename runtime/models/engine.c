@@ -56,6 +56,7 @@ static struct slot *ready_pop(struct model *m)
 static void heap_push(struct model *m, struct slot *s)
 {
     s->state = SLOT_WAITING;
+    m->heap_records += s->group_len ? s->group_len : 1;
     size_t i = m->heap_len++;
     while (i > 0) {
         size_t parent = (i - 1) / 2;
@@ -79,6 +80,7 @@ static struct slot *heap_pop(struct model *m)
         i = child;
     }
     if (n) m->heap[i] = last;
+    m->heap_records -= top->group_len ? top->group_len : 1;
     return top;
 }
 
@@ -185,6 +187,12 @@ static int read_options(struct model *m, int opts, struct rn_err *err)
         stats_read_price(&m->stats, L, opts, err) || open_breaker(m, err))
         return -1;
     m->values = rn_calloc(m->output.field_count, sizeof *m->values);
+    m->batch_inputs = 1;
+    if (m->provider->build_inputs && m->call_task == MODEL_TASK_EMBEDDING && !m->env->answer) {
+        int64_t n = opt_integer(L, opts, "batch_inputs", 1); /* in 1..the provider's most: checked */
+        if (m->provider->max_inputs > 0 && n > m->provider->max_inputs) n = m->provider->max_inputs;
+        m->batch_inputs = n > 1 ? (int)n : 1;
+    }
     quota_init(&m->quota, &m->limits);
     collect_secrets(m, opts);
     return 0;
@@ -268,12 +276,17 @@ struct model *model_open_provider(struct job_env *env, int decl, const struct pr
         if (loop_watch(env->loop, http_fd(m->http), LOOP_READ, on_wake_fd, m, err)) goto fail;
         m->loop = env->loop;
     }
-    m->slots = rn_calloc((size_t)m->fds.asked, sizeof *m->slots);
-    m->heap = rn_calloc((size_t)m->fds.asked, sizeof *m->heap);
-    for (int i = m->fds.asked - 1; i >= 0; i--) {
+    /* with batch_inputs, a request carries that many records: as many more slots */
+    m->slot_count = (size_t)m->fds.asked * (size_t)m->batch_inputs;
+    m->slots = rn_calloc(m->slot_count, sizeof *m->slots);
+    m->heap = rn_calloc(m->slot_count, sizeof *m->heap);
+    m->group_calls = rn_calloc((size_t)m->batch_inputs, sizeof *m->group_calls);
+    m->group_vectors = rn_calloc((size_t)m->batch_inputs, sizeof *m->group_vectors);
+    for (size_t i = m->slot_count; i-- > 0;) {
         struct slot *s = &m->slots[i];
         s->record_ref = LUA_NOREF;
         http_request_init(&s->req);
+        s->wire = &s->req;
         s->req.user = s;
         s->req.timeout_ms = m->limits.timeout_ms;
         s->req.connect_timeout_ms = m->limits.connect_timeout_ms;
@@ -293,15 +306,18 @@ fail:
 /* ---- the hot path ---- */
 
 /* Slots on the wire or about to be: READY and RUNNING (a retry waiting out its backoff is not). */
-static int on_wire(const struct model *m) { return (int)(m->occupied - m->heap_len); }
+static int on_wire(const struct model *m) { return (int)(m->occupied - m->heap_records); }
+
+/* The records the window allows on the wire: a request carries up to batch_inputs of them. */
+static int window_records(const struct model *m) { return (int)m->limits.window * m->batch_inputs; }
 
 int model_room(struct model *m)
 {
     if (m->fatal.len || m->breaker.open) return 0; /* open: the source is held back */
     if (m->batch.on) return 1 << 20; /* records wait in batches; the pipeline's window bounds them */
-    int room = m->limits.concurrency - (int)m->occupied;
+    int room = m->limits.concurrency * m->batch_inputs - (int)m->occupied;
     if (m->limits.adaptive) {
-        int window_room = (int)m->limits.window - on_wire(m);
+        int window_room = window_records(m) - on_wire(m);
         if (window_room < room) room = window_room;
     }
     return room > 0 ? room : 0;
@@ -351,6 +367,10 @@ int engine_build(struct model *m, struct slot *s, int record_ref, struct rn_err 
     s->attempts = 0;
     s->corrected = 0;
     s->resent = 0;
+    s->wire = &s->req;
+    s->grouped = NULL;
+    s->group_len = 0;
+    s->alone = 0;
     s->last_status = 0;
     buf_clear(&s->prompt);
     lua_rawgeti(m->L, LUA_REGISTRYINDEX, record_ref);
@@ -407,7 +427,7 @@ int model_submit_at(struct model *m, int record_ref, uint64_t tag, const struct 
         return 0;
     }
     ready_push_tail(m, s);
-    if (m->limits.adaptive && on_wire(m) >= (int)m->limits.window) m->limits.window_full = 1;
+    if (m->limits.adaptive && on_wire(m) >= window_records(m)) m->limits.window_full = 1;
     return 0;
 }
 
@@ -417,7 +437,7 @@ int model_submit_at(struct model *m, int record_ref, uint64_t tag, const struct 
 static void note_first_failure(struct model *m, const struct slot *s)
 {
     char hint[192] = "";
-    CURLcode rc = s->req.result;
+    CURLcode rc = s->wire->result;
     const char *const *keys = m->provider->secret_options;
     if (s->last_status == 401 || s->last_status == 403)
         snprintf(hint, sizeof hint, " (the server refused the credentials: check %s)", keys && keys[0] ? keys[0] : "the key");
@@ -427,7 +447,7 @@ static void note_first_failure(struct model *m, const struct slot *s)
         snprintf(hint, sizeof hint, " (nothing answers there: is the server running, and the model's endpoint right?)");
     struct buf line;
     buf_init(&line);
-    buf_printf(&line, "%s %.300s: ", s->req.method, s->req.url.data ? s->req.url.data : "?");
+    buf_printf(&line, "%s %.300s: ", s->wire->method, s->wire->url.data ? s->wire->url.data : "?");
     size_t cut = m->done_reason.len < 360 ? m->done_reason.len : 360;
     while (cut > 0 && cut < m->done_reason.len && (m->done_reason.data[cut] & 0xC0) == 0x80) cut--; /* whole characters */
     buf_put(&line, m->done_reason.data, cut);
@@ -441,7 +461,7 @@ static void note_first_failure(struct model *m, const struct slot *s)
 int engine_call(struct model *m, int record_ref, uint64_t tag, const char *answer, const char *why, struct rn_err *err)
 {
     if (!m->free_list || m->fatal.len) return 0;
-    if (m->limits.adaptive && on_wire(m) >= (int)m->limits.window) return 0;
+    if (m->limits.adaptive && on_wire(m) >= window_records(m)) return 0;
     struct slot *s = take_slot(m, record_ref, tag, err);
     if (!s) return -1;
     if (answer) {
@@ -468,9 +488,7 @@ void engine_report(struct model *m, uint64_t tag, int record_ref, int ok, struct
     if (m->done) m->done(m->done_ctx, tag, record_ref, ok, ok ? NULL : reason->data, model_text);
 }
 
-/* The one way a record leaves the engine. A failure's reason is redacted here, whatever path
- * built it, so no secret reaches a dead letter. */
-static void finish(struct model *m, struct slot *s, int ok, const char *model_text)
+static void finish_one(struct model *m, struct slot *s, int ok, const char *model_text)
 {
     if (!ok) redact(m, &m->done_reason);
     if (!ok && !m->stats.first_failure[0]) note_first_failure(m, s);
@@ -482,9 +500,52 @@ static void finish(struct model *m, struct slot *s, int ok, const char *model_te
     if (m->done) m->done(m->done_ctx, tag, ref, ok, ok ? NULL : m->done_reason.data, model_text);
 }
 
-/* Fail the record now: "HTTP 400: body" or the transport error. */
+/* The one way a record leaves the engine: the slot's record and, for a request of several
+ * inputs that failed as a whole, every record it carried, with the same reason. A failure's
+ * reason is redacted here, whatever path built it, so no secret reaches a dead letter. */
+static void finish(struct model *m, struct slot *s, int ok, const char *model_text)
+{
+    struct slot *member = s->grouped;
+    s->grouped = NULL;
+    s->group_len = 0;
+    finish_one(m, s, ok, model_text); /* its failure notes the request that failed (wire) */
+    s->wire = &s->req;
+    while (member) {
+        struct slot *next = member->grouped;
+        member->grouped = NULL;
+        finish_one(m, member, ok, model_text);
+        member = next;
+    }
+}
+
+/* A request of several inputs was refused as a whole for what it holds (a 4xx: one input too
+ * long, the request too large) or cannot be sent again: each record goes again in a request of
+ * its own, so only the record at fault is dead-lettered, with its own answer. */
+static void split_group(struct model *m, struct slot *s)
+{
+    struct slot *member = s;
+    s->group_len = 0;
+    s->wire = &s->req;
+    while (member) {
+        struct slot *next = member->grouped;
+        member->grouped = NULL;
+        member->alone = 1;
+        member->attempts = 0;
+        member->resent = 1; /* a send again */
+        metric_inc(m->stats.inputs_alone);
+        ready_push_head(m, member);
+        member = next;
+    }
+}
+
+/* Fail the record now: "HTTP 400: body" or the transport error. A request of several inputs
+ * splits instead. */
 static void fail_now(struct model *m, struct slot *s)
 {
+    if (s->group_len > 1) {
+        split_group(m, s);
+        return;
+    }
     buf_clear(&m->done_reason);
     if (s->last_status) buf_printf(&m->done_reason, "HTTP %ld: ", s->last_status);
     buf_put(&m->done_reason, s->reason.data, s->reason.len);
@@ -517,7 +578,7 @@ static void set_fatal(struct model *m, const char *message)
 
 static void stop_job(struct model *m, struct slot *s, const char *message)
 {
-    s->state = SLOT_STOPPED;
+    for (struct slot *member = s; member; member = member->grouped) member->state = SLOT_STOPPED;
     set_fatal(m, message);
 }
 
@@ -555,6 +616,97 @@ static void pause_until(struct model *m, int64_t until)
 }
 
 static void take_reply(struct model *m, struct slot *s, const struct provider_verdict *v, int64_t now);
+static void handle_inputs_answer(struct model *m, struct slot *s, const struct http_response *answer,
+                                 const struct provider_verdict *v, int64_t now);
+
+/* An ok answer that does not parse: the call (a request of several inputs: all of it) is
+ * retried, or fails when its retries are spent. */
+static void bad_response(struct model *m, struct slot *s, const struct rn_err *perr, int64_t now)
+{
+    s->last_status = 0;
+    /* the body was redacted, but the parse error may quote it unescaped: again, before a cut */
+    buf_clear(&m->done_reason);
+    buf_puts(&m->done_reason, perr->msg);
+    redact(m, &m->done_reason);
+    buf_clear(&s->reason);
+    buf_puts(&s->reason, "bad response: ");
+    check_put_excerpt(&s->reason, m->done_reason.data, m->done_reason.len, sizeof perr->msg);
+    retry_or_fail(m, s, 0, now);
+}
+
+/* The length most of the n vectors have (those that are arrays), 0 when none is one. */
+static size_t common_length(json_t *const *vectors, size_t n)
+{
+    size_t first = 0, i;
+    for (i = 0; i < n && !json_is_array(vectors[i]); i++) {
+    }
+    if (i == n) return 0;
+    first = json_array_size(vectors[i]);
+    int same = 1;
+    for (; i < n && same; i++) same = !json_is_array(vectors[i]) || json_array_size(vectors[i]) == first;
+    if (same) return first;
+    size_t best = 0, best_count = 0; /* they differ: the most common length (n is at most batch_inputs) */
+    for (i = 0; i < n; i++) {
+        if (!json_is_array(vectors[i])) continue;
+        size_t length = json_array_size(vectors[i]), count = 0;
+        for (size_t j = 0; j < n; j++) count += json_is_array(vectors[j]) && json_array_size(vectors[j]) == length;
+        if (count > best_count) best = length, best_count = count;
+    }
+    return best;
+}
+
+/* The ok answer to a request of several inputs (leader s and its group): each record takes its
+ * own vector as a single answer would be taken (checked, cached, counted), with its share of
+ * the answer's input tokens by its estimate; a record the answer has no vector for, or one of
+ * another length than the others', goes again in a request of its own. */
+static void handle_inputs_answer(struct model *m, struct slot *s, const struct http_response *answer,
+                                 const struct provider_verdict *v, int64_t now)
+{
+    size_t n = s->group_len;
+    json_t **vectors = m->group_vectors;
+    memset(vectors, 0, n * sizeof *vectors);
+    int64_t tokens = 0;
+    struct rn_err perr;
+    if (m->provider->parse_inputs(m->provider_self, answer, n, vectors, &tokens, &perr)) {
+        for (size_t i = 0; i < n; i++) json_decref(vectors[i]);
+        bad_response(m, s, &perr, now);
+        return;
+    }
+    size_t length = common_length(vectors, n);
+    int64_t estimate = s->group_tokens > 0 ? s->group_tokens : 1, given = 0;
+    struct slot *member = s;
+    s->group_len = 0;
+    s->wire = &s->req;
+    for (size_t i = 0; member; i++) {
+        struct slot *next = member->grouped;
+        member->grouped = NULL;
+        member->state = SLOT_RUNNING;
+        int64_t share = next ? tokens * member->tokens_estimate / estimate : tokens - given; /* the last takes the rest */
+        given += share;
+        json_t *vector = vectors[i];
+        if (json_is_array(vector) && json_array_size(vector) == length) {
+            struct model_reply *r = &m->reply;
+            buf_clear(&r->text);
+            r->vector = vector; /* take_reply decrefs it */
+            r->tokens_in = share;
+            r->tokens_out = r->tokens_cache_read = r->tokens_cache_write = 0;
+            take_reply(m, member, member == s ? v : NULL, now);
+        } else {
+            buf_clear(&member->reason);
+            if (vector) buf_printf(&member->reason, "the answer to a request of %zu inputs gave input %zu a vector of %zu numbers, "
+                                   "the others %zu", n, i, json_array_size(vector), length);
+            else buf_printf(&member->reason, "the answer to a request of %zu inputs has no embedding for input %zu", n, i);
+            json_decref(vector);
+            metric_add(m->stats.tokens_in, (double)share);
+            metric_inc(m->stats.inputs_alone);
+            member->alone = 1;
+            member->attempts = 0;
+            member->resent = 1;
+            ready_push_head(m, member);
+        }
+        member = next;
+    }
+}
 
 /* An answer classified ok: parse it, check it, and finish the record, or send the one
  * correction call, or retry when it does not parse. */
@@ -563,21 +715,17 @@ static void handle_answer(struct model *m, struct slot *s, const struct http_res
 {
     struct model_reply *r = &m->reply;
     struct rn_err perr;
+    if (s->group_len) {
+        handle_inputs_answer(m, s, answer, v, now);
+        return;
+    }
     buf_clear(&r->text);
     r->vector = NULL;
     r->tokens_in = r->tokens_out = r->tokens_cache_read = r->tokens_cache_write = 0;
     if (m->provider->parse(m->provider_self, answer, r, &perr)) {
         json_decref(r->vector);
         r->vector = NULL;
-        s->last_status = 0;
-        /* the body was redacted, but the parse error may quote it unescaped: again, before a cut */
-        buf_clear(&m->done_reason);
-        buf_puts(&m->done_reason, perr.msg);
-        redact(m, &m->done_reason);
-        buf_clear(&s->reason);
-        buf_puts(&s->reason, "bad response: ");
-        check_put_excerpt(&s->reason, m->done_reason.data, m->done_reason.len, sizeof perr.msg);
-        retry_or_fail(m, s, 0, now);
+        bad_response(m, s, &perr, now);
         return;
     }
     redact(m, &r->text); /* before any excerpt of it is taken: a cut could split a secret */
@@ -655,7 +803,7 @@ static void wait_for_descriptor(struct model *m, struct slot *s, int64_t now)
 static int blameless(const struct slot *s)
 {
     if (!s->last_status) {
-        CURLcode rc = s->req.result;
+        CURLcode rc = s->wire->result;
         return rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_RESOLVE_PROXY ||
                rc == CURLE_SSL_CONNECT_ERROR;
     }
@@ -670,15 +818,15 @@ static void endpoint_failed(struct model *m, struct slot *s, int probe, int64_t 
     char what[160];
     if (s->last_status) {
         snprintf(what, sizeof what, "HTTP %ld", s->last_status);
-    } else if (s->req.described) { /* a TLS or proxy failure told by its cause; may quote a URL */
+    } else if (s->wire->described) { /* a TLS or proxy failure told by its cause; may quote a URL */
         struct buf told;
         buf_init(&told);
-        buf_puts(&told, s->req.error);
+        buf_puts(&told, s->wire->error);
         redact(m, &told);
         snprintf(what, sizeof what, "%s", told.data);
         buf_free(&told);
     } else {
-        snprintf(what, sizeof what, "%s", http_result_cause(s->req.result));
+        snprintf(what, sizeof what, "%s", http_result_cause(s->wire->result));
     }
     breaker_failure(&m->breaker, now, what, hint_ms, probe, &m->rng);
     if (!m->breaker.open && !blameless(s)) {
@@ -699,7 +847,7 @@ static void endpoint_failed(struct model *m, struct slot *s, int probe, int64_t 
  * which the provider's verdict sends on: to parse, to a retry, to a dead letter, or to stop. */
 static void handle_done(struct model *m, struct slot *s)
 {
-    struct http_request *r = &s->req;
+    struct http_request *r = s->wire;
     int64_t now = m->now_ms;
     int probe = s->probe;
     s->probe = 0;
@@ -738,7 +886,8 @@ static void handle_done(struct model *m, struct slot *s)
     /* the server's part of the time: from the request on the wire to the first byte back, so
      * connecting and our own queueing do not count */
     int64_t rtt_us = r->timings.starttransfer_us - r->timings.pretransfer_us;
-    limits_answer(&m->limits, v.rate_limited, v.outcome == PROVIDER_OK, rtt_us > 0 ? rtt_us : 0, now, on_wire(m));
+    int requests_on_wire = (on_wire(m) + m->batch_inputs - 1) / m->batch_inputs;
+    limits_answer(&m->limits, v.rate_limited, v.outcome == PROVIDER_OK, rtt_us > 0 ? rtt_us : 0, now, requests_on_wire);
     if (v.rate_limited) metric_inc(m->stats.rate_limited);
     int endpoint = v.outcome == PROVIDER_RETRY && (v.rate_limited || v.congestion || r->status >= 500);
     if (!endpoint) breaker_success(&m->breaker, now); /* it answered, for this record */
@@ -760,7 +909,9 @@ static void handle_done(struct model *m, struct slot *s)
         if (v.rate_limited && hint > 0 && limits_pause_all(&m->limits)) pause_until(m, now + hint);
     } else if (v.outcome == PROVIDER_FAIL_JOB) {
         engine_fatal_answer(m, r->method, r->url.data, &answer, v.why);
-        s->state = SLOT_STOPPED;
+        for (struct slot *member = s; member; member = member->grouped) member->state = SLOT_STOPPED;
+    } else if (s->group_len > 1) {
+        split_group(m, s); /* the record at fault fails alone */
     } else {
         if (v.why) { /* the provider's reading first, as for the job: "WHY: HTTP 400: body" */
             buf_clear(&m->done_reason);
@@ -845,8 +996,8 @@ static int start_transfer(struct model *m, struct slot *s, int64_t now)
         return 0;
     }
     if (m->provider->authorize) {
-        http_request_truncate_headers(&s->req, s->built_headers); /* the last attempt's */
-        int rc = m->provider->authorize(m->provider_self, &s->req, &err);
+        http_request_truncate_headers(s->wire, s->wire == &s->req ? s->built_headers : s->inputs_headers); /* the last attempt's */
+        int rc = m->provider->authorize(m->provider_self, s->wire, &err);
         if (rc > 0) {
             m->credentials_wait = 1;
             ready_push_head(m, s);
@@ -859,9 +1010,9 @@ static int start_transfer(struct model *m, struct slot *s, int64_t now)
             return 0;
         }
     }
-    if (!m->fds.sent) descriptors_first_send(m, &s->req);
-    breaker_endpoint(&m->breaker, s->req.url.data);
-    if (http_start(m->http, &s->req, now, &err)) {
+    if (!m->fds.sent) descriptors_first_send(m, s->wire);
+    breaker_endpoint(&m->breaker, s->wire->url.data);
+    if (http_start(m->http, s->wire, now, &err)) {
         buf_clear(&m->done_reason);
         buf_puts(&m->done_reason, err.msg);
         finish(m, s, 0, NULL);
@@ -872,6 +1023,10 @@ static int start_transfer(struct model *m, struct slot *s, int64_t now)
     s->sent_ms = now;
     quota_sent(&m->quota, s);
     metric_inc(m->stats.requests);
+    if (s->group_len) {
+        metric_inc(m->stats.inputs_requests);
+        metric_add(m->stats.inputs_records, (double)s->group_len);
+    }
     if (s->attempts > 1 || s->resent) metric_inc(m->stats.retried); /* a send again, budget spent or not */
     s->resent = 0;
     s->state = SLOT_RUNNING;
@@ -886,6 +1041,75 @@ static int window_closed(const struct model *m)
 {
     int running = http_running(m->http);
     return running >= m->limits.concurrency || (m->limits.adaptive && running >= (int)m->limits.window);
+}
+
+/* Whether the record of s may ride in a request of several inputs: embeddings with batch_inputs,
+ * a first attempt, not sent alone on purpose. */
+static int groupable(const struct model *m, const struct slot *s)
+{
+    return m->batch_inputs > 1 && !s->group_len && !s->alone && !s->attempts && !s->resent && !s->corrected;
+}
+
+/* Make s the leader of a request of several inputs: the records behind it in the ready queue
+ * that may ride with it (groupable), in queue order, up to batch_inputs, the provider's token
+ * cap and what the token bucket allows now; none waits for more to come. With one record, or
+ * when build_inputs fails, s goes alone as it is. */
+static void gather(struct model *m, struct slot *s, int64_t now)
+{
+    int64_t tokens = s->tokens_estimate, cap = m->provider->max_input_tokens;
+    size_t n = 1;
+    struct slot **tail = &s->grouped, *prev = NULL, *c = m->ready_head;
+    m->group_calls[0] = &s->call;
+    while (c && n < (size_t)m->batch_inputs) {
+        struct slot *next = c->next;
+        if (!groupable(m, c)) {
+            prev = c;
+            c = next;
+            continue;
+        }
+        int64_t more = tokens + c->tokens_estimate;
+        if ((cap > 0 && more > cap) || limits_wait_ms(&m->limits, now, more) > 0) break;
+        if (prev) prev->next = next; /* out of the ready queue */
+        else m->ready_head = next;
+        if (m->ready_tail == c) m->ready_tail = prev;
+        c->next = NULL;
+        c->state = SLOT_GROUPED;
+        *tail = c;
+        tail = &c->grouped;
+        m->group_calls[n++] = &c->call;
+        tokens = more;
+        c = next;
+    }
+    if (n == 1) return;
+    if (!s->inputs_req) {
+        s->inputs_req = rn_calloc(1, sizeof *s->inputs_req);
+        http_request_init(s->inputs_req);
+        s->inputs_req->user = s;
+        s->inputs_req->timeout_ms = m->limits.timeout_ms;
+        s->inputs_req->connect_timeout_ms = m->limits.connect_timeout_ms;
+        s->inputs_req->max_response = RESPONSE_MAX;
+    }
+    http_request_clear(s->inputs_req);
+    struct rn_err err;
+    if (m->provider->build_inputs(m->provider_self, m->group_calls, n, s->inputs_req, &err)) {
+        struct slot *reversed = NULL; /* back to the head of the queue, in their order */
+        for (struct slot *f = s->grouped, *after; f; f = after) {
+            after = f->grouped;
+            f->grouped = reversed;
+            reversed = f;
+        }
+        for (struct slot *f = reversed, *after; f; f = after) {
+            after = f->grouped;
+            f->grouped = NULL;
+            ready_push_head(m, f);
+        }
+        s->grouped = NULL;
+        return;
+    }
+    s->inputs_headers = http_request_header_mark(s->inputs_req);
+    s->wire = s->inputs_req;
+    s->group_len = n;
+    s->group_tokens = tokens;
 }
 
 /* Move due retries to the ready queue and send what the limits allow. Returns how many were
@@ -903,8 +1127,9 @@ static int start_ready(struct model *m, int64_t now)
         int may = breaker_may_send(&m->breaker, now);
         if (!may) break;    /* open: one probe at a time, when due */
         if (quota_hold(&m->quota)) break; /* the first answer says what the quota is */
-        if (limits_wait_ms(&m->limits, now, s->tokens_estimate) > 0) break;
+        if (limits_wait_ms(&m->limits, now, slot_send_tokens(s)) > 0) break;
         ready_pop(m);
+        if (may == 1 && groupable(m, s)) gather(m, s, now);
         int rc = start_transfer(m, s, now);
         if (rc < 0) break;  /* no credentials yet */
         if (!rc) continue;  /* it never went out: it takes no budget */
@@ -912,7 +1137,7 @@ static int start_ready(struct model *m, int64_t now)
             s->probe = 1;
             breaker_probe_sent(&m->breaker);
         }
-        limits_spend(&m->limits, s->tokens_estimate);
+        limits_spend(&m->limits, slot_send_tokens(s));
         started++;
     }
     return started;
@@ -937,7 +1162,7 @@ static int64_t next_due_ms(struct model *m, int64_t now)
         if (!m->credentials_running && now + CREDENTIALS_POLL_MS < due) due = now + CREDENTIALS_POLL_MS;
     } else if (m->ready_head && !window_closed(m) && !quota_hold(&m->quota)) { /* else an answer makes room */
         int64_t w = m->paused_until_ms - now;
-        int64_t l = limits_wait_ms(&m->limits, now, m->ready_head->tokens_estimate);
+        int64_t l = limits_wait_ms(&m->limits, now, slot_send_tokens(m->ready_head));
         if (l > w) w = l;
         if (w < 1) w = 1;
         if (now + w < due) due = now + w;
@@ -1029,10 +1254,15 @@ void model_close(struct model *m)
 {
     if (!m) return;
     if (m->slots) {
-        for (int i = 0; i < m->fds.asked; i++) {
+        for (size_t i = 0; i < m->slot_count; i++) {
             struct slot *s = &m->slots[i];
             if (m->http) http_cancel(m->http, &s->req);
             http_request_free(&s->req);
+            if (s->inputs_req) {
+                if (m->http) http_cancel(m->http, s->inputs_req);
+                http_request_free(s->inputs_req);
+                free(s->inputs_req);
+            }
             buf_free(&s->prompt);
             buf_free(&s->answer);
             buf_free(&s->correction);
@@ -1060,6 +1290,8 @@ void model_close(struct model *m)
     free(m->system);
     free(m->slots);
     free(m->heap);
+    free(m->group_calls);
+    free(m->group_vectors);
     stats_close(&m->stats);
     free(m->provider_name);
     free(m->model_name);

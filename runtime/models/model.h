@@ -59,6 +59,14 @@
     {"batch", OPT_NESTED, 0, NULL,                                                                 \
      .help = "bounded jobs: send the calls through the provider's batch API at its batch price; true or { ... }", \
      .fields = MODEL_BATCH_FIELDS, .short_form = "enabled"}
+/* `batch_inputs`, for the options of a provider with build_inputs (provider.h): how many
+ * records' embedding inputs one request carries at most; dflt its default (a string), most the
+ * provider's limit. */
+#define MODEL_BATCH_INPUTS_OPTION(dflt, most)                                                      \
+    {"batch_inputs", OPT_INTEGER, 0, dflt,                                                         \
+     .help = "task embedding: records' inputs in one request at most, as many as are ready to go " \
+             "(1: a request per record)",                                                          \
+     OPT_RANGE(1, most)}
 /* The options of the engine, listed in every provider's table: MODEL_COMMON_OPTIONS, or the
  * three parts around the prompt for a provider whose prompt is optional (model.http). */
 #define MODEL_TASK_OPTIONS                                                                         \

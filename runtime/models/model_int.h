@@ -224,6 +224,9 @@ struct stats {
      * dead-lettered; the tokens of their answers */
     struct metric *batch_records, *batch_answered, *batch_live, *batch_failed;
     struct metric *batch_tokens_in, *batch_tokens_out;
+    /* batch_inputs: requests that carried several records' inputs, the records they carried, and
+     * records sent again alone because such an answer lacked them or gave a vector of another length */
+    struct metric *inputs_requests, *inputs_records, *inputs_alone;
     double batch_price;        /* batch answers' price as a share of the live one (1 without batch) */
     uint64_t latency_count;
     uint64_t latency[LATENCY_BUCKETS]; /* microseconds, log-linear: 16 buckets per power of two */
@@ -285,7 +288,9 @@ void descriptors_close(struct model_descriptors *d);
 
 /* ---- engine.c: slots ---- */
 
-enum slot_state { SLOT_FREE, SLOT_READY, SLOT_WAITING, SLOT_RUNNING, SLOT_STOPPED };
+/* SLOT_GROUPED: the record rides in another slot's request of several inputs (batch_inputs),
+ * waiting with it: on the wire, in the retry heap or the ready queue. */
+enum slot_state { SLOT_FREE, SLOT_READY, SLOT_WAITING, SLOT_RUNNING, SLOT_STOPPED, SLOT_GROUPED };
 
 /* One record in flight, with everything its calls need; made at open and reused. */
 struct slot {
@@ -310,7 +315,20 @@ struct slot {
     struct buf answer;         /* the rejected answer, for the correction call */
     struct buf correction;
     struct buf reason;         /* why the last attempt failed */
+    /* batch_inputs > 1: the slot that sends a request of several records' inputs (the leader)
+     * holds that request in inputs_req and the other records in `grouped`, in input order; its
+     * attempts, backoff and verdicts are the whole request's */
+    struct http_request *inputs_req; /* the leader's request of several inputs (owned; made on first use) */
+    struct http_request *wire;  /* the request of the current attempt: &req, or inputs_req */
+    size_t inputs_headers;      /* header lines of build_inputs; authorize's come after */
+    struct slot *grouped;       /* leader: the next record of its request; follower: the one after it */
+    size_t group_len;           /* leader: the records its request carries, itself included; 0: alone */
+    int64_t group_tokens;       /* leader: the estimate of its request, every input's */
+    int alone;                  /* a request of several inputs answered it badly: it goes in one of its own */
 };
+
+/* What a slot's next attempt spends of the token limits: its own estimate, or its group's. */
+static inline int64_t slot_send_tokens(const struct slot *s) { return s->group_len ? s->group_tokens : s->tokens_estimate; }
 
 /* ---- answer_cache.c: the answer cache (cache.c) in front of the calls ---- */
 
@@ -414,7 +432,12 @@ struct model {
     struct loop_timer wake;    /* at next_due_ms: a retry, a pause's end, a refill, curl's timer */
     int woken;                 /* the client's sockets or the timer woke the loop since model_poll */
 
-    struct slot *slots;        /* fds.asked of them */
+    struct slot *slots;        /* slot_count of them: fds.asked times batch_inputs */
+    size_t slot_count;
+    int batch_inputs;          /* embedding inputs in one request at most (1: a request per record) */
+    const struct model_call **group_calls; /* batch_inputs of them: the calls of the request being built */
+    json_t **group_vectors;    /* batch_inputs of them: the vectors of an answer of several inputs */
+    size_t heap_records;       /* records waiting in the retry heap, the followers of its leaders counted */
     struct slot *free_list;
     struct slot *ready_head, *ready_tail;
     struct slot **heap;        /* WAITING slots, min-heap by due_ms */

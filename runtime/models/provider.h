@@ -267,6 +267,24 @@ struct provider_ops {
     /* With PROVIDER_BATCH: the batch API's hooks (above); the options then list `batch`
      * (MODEL_BATCH_OPTION, models/model.h), which the engine reads. */
     const struct provider_batch_ops *batch;
+    /* Optional, with PROVIDER_EMBEDDINGS: several records' embedding inputs in one request (the
+     * option batch_inputs, MODEL_BATCH_INPUTS_OPTION in models/model.h, which the options then
+     * list). The engine groups up to batch_inputs embedding calls that are ready to go, never
+     * more than max_inputs nor, when max_input_tokens is not 0, more estimated tokens (charge)
+     * than it; build_inputs fills req (cleared by the engine) with the n calls' inputs in this
+     * order (OpenAI: "input" an array; Gemini: batchEmbedContents; Ollama: /api/embed's
+     * "input" an array). -1 and err: the calls go out one by one. parse_inputs reads an answer
+     * classify said is ok: vectors[i] (NULL on entry) gets input i's vector (a new reference)
+     * and stays NULL when the answer has none for it; *tokens_in the input tokens the answer
+     * reports for all of them (0: none). -1 and err when the answer as a whole cannot be read
+     * (the request is retried as a whole). The engine splits the tokens over the records, checks
+     * each vector, and sends a record the answer missed (or gave a vector of another length than
+     * the others) again in a request of its own. */
+    int64_t max_inputs, max_input_tokens;
+    int (*build_inputs)(void *self, const struct model_call *const *calls, size_t n, struct http_request *req,
+                        struct rn_err *err);
+    int (*parse_inputs)(void *self, const struct http_response *answer, size_t n, json_t **vectors, int64_t *tokens_in,
+                        struct rn_err *err);
 };
 
 void provider_verdict_init(struct provider_verdict *v);

@@ -33,7 +33,7 @@ void quota_init(struct quota *q, const struct limits *l)
 void quota_sent(struct quota *q, struct slot *s)
 {
     q->requests.sent += 1;
-    q->tokens.sent += (double)s->tokens_estimate;
+    q->tokens.sent += (double)slot_send_tokens(s);
     s->quota_requests = q->requests.sent;
     s->quota_tokens = q->tokens.sent;
 }
@@ -91,7 +91,7 @@ void quota_observe(struct quota *q, struct limits *l, const struct slot *s, cons
     observe(&q->requests, &l->rpm, v->limit_requests, v->remaining_requests,
             reset_from_send(v, v->reset_requests_ms, s->sent_ms, now), 1, s->quota_requests, s->sent_ms, now);
     observe(&q->tokens, &l->tpm, v->limit_tokens, v->remaining_tokens, reset_from_send(v, v->reset_tokens_ms, s->sent_ms, now),
-            (double)s->tokens_estimate, s->quota_tokens, s->sent_ms, now);
+            (double)slot_send_tokens(s), s->quota_tokens, s->sent_ms, now);
 }
 
 int quota_counts_tokens(const struct quota *q) { return q->tokens.limit > 0; }

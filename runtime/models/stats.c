@@ -89,6 +89,12 @@ int stats_open(struct stats *s, struct metrics *registry, const char *provider, 
          "Records a batch did not answer that were dead-lettered."},
         {offsetof(struct stats, batch_tokens_in), "runnel_model_batch_tokens_in_total", "Input tokens of batch answers."},
         {offsetof(struct stats, batch_tokens_out), "runnel_model_batch_tokens_out_total", "Output tokens of batch answers."},
+        {offsetof(struct stats, inputs_requests), "runnel_model_inputs_requests_total",
+         "Requests that carried several records' embedding inputs (batch_inputs), retries included."},
+        {offsetof(struct stats, inputs_records), "runnel_model_inputs_records_total",
+         "Records carried by requests of several inputs, retries included."},
+        {offsetof(struct stats, inputs_alone), "runnel_model_inputs_alone_total",
+         "Records sent again alone after a request of several inputs was refused or its answer lacked them."},
     };
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
         struct metric *c = metrics_counter(registry, counters[i].name, counters[i].help, &label, 1, err);
@@ -201,6 +207,13 @@ void model_print_summary(struct model *m, FILE *out)
         fprintf(out, "  prompt cache: %lld input tokens read from it, %lld written to it\n",
                 (long long)metric_u64(st->tokens_cache_read), (long long)metric_u64(st->tokens_cache_write));
     print_connections(m, out);
+    if (m->batch_inputs > 1) {
+        uint64_t requests = metric_u64(st->inputs_requests), records = metric_u64(st->inputs_records);
+        fprintf(out, "  batch_inputs %d: %llu requests of several inputs carried %llu records (%.1f a request); "
+                     "%llu records sent again alone\n", m->batch_inputs, (unsigned long long)requests,
+                (unsigned long long)records, requests ? (double)records / (double)requests : 0.0,
+                (unsigned long long)metric_u64(st->inputs_alone));
+    }
     if (m->breaker.opened) {
         struct buf paused;
         buf_init(&paused);
@@ -271,6 +284,12 @@ void model_summary_json(struct model *m, json_t *summary)
                         st->has_price && !cost_unknown(st) ? json_real(stats_cost_live_usd(st)) : json_null());
     quota_json(&m->quota, &m->limits, o);
     batch_json(m, o);
+    json_t *inputs = json_object();
+    json_object_set_new(inputs, "batch_inputs", json_integer(m->batch_inputs));
+    json_object_set_new(inputs, "requests", json_integer((json_int_t)metric_u64(st->inputs_requests)));
+    json_object_set_new(inputs, "records", json_integer((json_int_t)metric_u64(st->inputs_records)));
+    json_object_set_new(inputs, "alone", json_integer((json_int_t)metric_u64(st->inputs_alone)));
+    json_object_set_new(o, "inputs", inputs);
     json_t *conc = json_object();
     if (m->limits.adaptive) {
         json_object_set_new(conc, "mode", json_string("auto"));

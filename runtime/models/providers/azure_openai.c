@@ -36,6 +36,7 @@ static const struct option_spec azure_options[] = {
      .default_note = "with output"},
     {"headers", OPT_MAP, 0, NULL, .help = "extra HTTP headers: { [\"X-Name\"] = \"value\" or secret(...) }",
      .value = OPT_VALUE(OPT_STRING, .secret = 1)},
+    MODEL_BATCH_INPUTS_OPTION("16", OPENAI_MAX_INPUTS), /* older deployments take 16 inputs a request */
     MODEL_COMMON_OPTIONS,
     {NULL},
 };
@@ -204,6 +205,26 @@ static int azure_parse(void *self, const struct http_response *answer, struct mo
     return openai_wire_parse(answer->body, answer->body_len, reply, err);
 }
 
+/* Several records' inputs in one POST .../embeddings, in OpenAI's format. */
+static int azure_build_inputs(void *self, const struct model_call *const *calls, size_t n, struct http_request *req,
+                              struct rn_err *err)
+{
+    (void)err;
+    struct azure *p = self;
+    req->method = "POST";
+    req->headers = p->headers.lines;
+    buf_puts(&req->url, p->url_embeddings);
+    openai_wire_inputs_body(&p->wire, calls, n, &req->body);
+    return 0;
+}
+
+static int azure_parse_inputs(void *self, const struct http_response *answer, size_t n, json_t **vectors,
+                              int64_t *tokens_in, struct rn_err *err)
+{
+    (void)self;
+    return openai_wire_parse_inputs(answer->body, answer->body_len, n, vectors, tokens_in, err);
+}
+
 static const char *const azure_secrets[] = {"api_key", "token", "headers", NULL};
 
 const struct provider_ops azure_openai_provider = {
@@ -219,4 +240,8 @@ const struct provider_ops azure_openai_provider = {
     .classify = azure_classify,
     .parse = azure_parse,
     .close = azure_close,
+    .max_inputs = OPENAI_MAX_INPUTS,
+    .max_input_tokens = OPENAI_MAX_INPUT_TOKENS,
+    .build_inputs = azure_build_inputs,
+    .parse_inputs = azure_parse_inputs,
 };

@@ -1,5 +1,5 @@
-/* gemini.c: the Gemini API provider, model.gemini{}: generateContent and embedContent at
- * generativelanguage.googleapis.com with an API key in x-goog-api-key. The wire format and
+/* gemini.c: the Gemini API provider, model.gemini{}: generateContent and embedContent (and
+ * batchEmbedContents for several records' inputs, batch_inputs) at generativelanguage.googleapis.com with an API key in x-goog-api-key. The wire format and
  * Google's error rules are google_wire.c's, shared with model.vertex. */
 #include "models/providers/google_int.h"
 
@@ -18,12 +18,14 @@ static const struct option_spec gemini_options[] = {
     GOOGLE_GENERATION_OPTIONS,
     {"headers", OPT_MAP, 0, NULL, .help = "extra HTTP headers: { [\"X-Name\"] = \"value\" or secret(...) }",
      .value = OPT_VALUE(OPT_STRING, .secret = 1)},
+    MODEL_BATCH_INPUTS_OPTION("32", GOOGLE_MAX_INPUTS),
     MODEL_COMMON_OPTIONS,
     {NULL},
 };
 
 struct gemini {
-    char *url_generate, *url_embed;
+    char *url_generate, *url_embed, *url_batch; /* url_batch: :batchEmbedContents */
+    char *model_path;            /* "models/NAME", as each request of a batch names it */
     struct google_wire wire;
     struct header_list headers;  /* holds the key */
 };
@@ -34,6 +36,8 @@ static void gemini_close(void *self)
     if (!p) return;
     free(p->url_generate);
     free(p->url_embed);
+    free(p->url_batch);
+    free(p->model_path);
     google_wire_free(&p->wire);
     header_list_free(&p->headers);
     free(p);
@@ -54,6 +58,12 @@ static void *gemini_open(struct job_env *env, int opts, const struct provider_se
     buf_init(&url);
     buf_printf(&url, "%.*s/models/%s:embedContent", n, endpoint, model);
     p->url_embed = url.data;
+    buf_init(&url);
+    buf_printf(&url, "%.*s/models/%s:batchEmbedContents", n, endpoint, model);
+    p->url_batch = url.data;
+    buf_init(&url);
+    buf_printf(&url, "models/%s", model);
+    p->model_path = url.data;
     if (google_wire_open(&p->wire, L, opts, setup, GOOGLE_EMBED_CONTENT, err)) goto fail;
     header_list_add(&p->headers, "Content-Type", "application/json");
     header_list_add_line(&p->headers, "Expect:");
@@ -92,6 +102,26 @@ static int gemini_parse(void *self, const struct http_response *answer, struct m
     return google_wire_parse(answer, reply, err);
 }
 
+/* Several records' inputs in one batchEmbedContents. */
+static int gemini_build_inputs(void *self, const struct model_call *const *calls, size_t n, struct http_request *req,
+                               struct rn_err *err)
+{
+    (void)err;
+    struct gemini *p = self;
+    req->method = "POST";
+    req->headers = p->headers.lines;
+    buf_puts(&req->url, p->url_batch);
+    google_wire_inputs_body(&p->wire, p->model_path, calls, n, &req->body);
+    return 0;
+}
+
+static int gemini_parse_inputs(void *self, const struct http_response *answer, size_t n, json_t **vectors,
+                               int64_t *tokens_in, struct rn_err *err)
+{
+    (void)self;
+    return google_wire_parse_inputs(answer, n, vectors, tokens_in, err);
+}
+
 static const char *const gemini_secrets[] = {"api_key", "headers", NULL};
 
 const struct provider_ops gemini_provider = {
@@ -107,4 +137,7 @@ const struct provider_ops gemini_provider = {
     .classify = gemini_classify,
     .parse = gemini_parse,
     .close = gemini_close,
+    .max_inputs = GOOGLE_MAX_INPUTS,
+    .build_inputs = gemini_build_inputs,
+    .parse_inputs = gemini_parse_inputs,
 };

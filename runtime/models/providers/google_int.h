@@ -42,6 +42,18 @@ int google_wire_open(struct google_wire *w, lua_State *L, int opts, const struct
 void google_wire_free(struct google_wire *w);
 /* The body of one call appended to body: generateContent, or the embedding request. */
 void google_wire_body(struct google_wire *w, const struct model_call *call, struct buf *body);
+/* The body of a request of several embedding inputs, in the calls' order: Gemini's
+ * batchEmbedContents {"requests":[{"model":model,"content":...},...]} (model: "models/NAME"),
+ * or Vertex's :predict with one instance each. Gemini takes at most 100 requests in one batch,
+ * Vertex's text embedding models 250 instances (gemini-embedding-001: one). */
+#define GOOGLE_MAX_INPUTS 100
+#define VERTEX_MAX_INPUTS 250
+void google_wire_inputs_body(struct google_wire *w, const char *model, const struct model_call *const *calls, size_t n,
+                             struct buf *body);
+/* Its 2xx answer, as provider_ops.parse_inputs: embeddings[i].values (or predictions[i]'s, with
+ * their statistics.token_count summed) into vectors[i]; more items than inputs fail it. */
+int google_wire_parse_inputs(const struct http_response *answer, size_t n, json_t **vectors, int64_t *tokens_in,
+                             struct rn_err *err);
 /* Google's rules over the default ones (provider_classify_default). */
 void google_wire_classify(struct google_wire *w, const struct http_response *answer, struct provider_verdict *v);
 int google_wire_parse(const struct http_response *answer, struct model_reply *reply, struct rn_err *err);

@@ -249,3 +249,66 @@ int google_wire_parse(const struct http_response *answer, struct model_reply *re
     json_decref(root);
     return 0;
 }
+
+void google_wire_inputs_body(struct google_wire *w, const char *model, const struct model_call *const *calls, size_t n,
+                             struct buf *b)
+{
+    if (w->embedding == GOOGLE_EMBED_CONTENT) {
+        buf_puts(b, "{\"requests\":[");
+        for (size_t i = 0; i < n; i++) {
+            buf_puts(b, i ? ",{\"model\":" : "{\"model\":");
+            buf_put_json_string(b, model, strlen(model));
+            buf_puts(b, ",\"content\":{\"parts\":[{\"text\":");
+            buf_put_json_string(b, calls[i]->prompt, calls[i]->prompt_len);
+            buf_puts(b, "}]}");
+            if (w->dimensions) buf_printf(b, ",\"outputDimensionality\":%ld", w->dimensions);
+            buf_put(b, w->parameters.data, w->parameters.len); /* a request's fields (taskType, ...) */
+            buf_putc(b, '}');
+        }
+        buf_puts(b, "]}");
+        return;
+    }
+    buf_puts(b, "{\"instances\":[");
+    for (size_t i = 0; i < n; i++) {
+        buf_puts(b, i ? ",{\"content\":" : "{\"content\":");
+        buf_put_json_string(b, calls[i]->prompt, calls[i]->prompt_len);
+        buf_putc(b, '}');
+    }
+    buf_putc(b, ']');
+    if (w->dimensions) buf_printf(b, ",\"parameters\":{\"outputDimensionality\":%ld}", w->dimensions);
+    buf_put(b, w->parameters.data, w->parameters.len);
+    buf_putc(b, '}');
+}
+
+int google_wire_parse_inputs(const struct http_response *answer, size_t n, json_t **vectors, int64_t *tokens_in,
+                             struct rn_err *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(answer->body, answer->body_len, 0, &jerr);
+    if (!root) return rn_fail(err, "the answer is not JSON (%s at line %d, column %d)", jerr.text, jerr.line, jerr.column);
+    json_t *embeddings = json_object_get(root, "embeddings");    /* batchEmbedContents */
+    json_t *predictions = json_object_get(root, "predictions");  /* Vertex :predict */
+    json_t *items = json_is_array(embeddings) ? embeddings : predictions;
+    int rc = 0;
+    if (!json_is_array(items)) {
+        const char *message = common_error_message(root);
+        rc = message ? rn_fail(err, "the answer is an error: %.200s", message)
+                     : rn_fail(err, "the answer has no embeddings (nor predictions) array");
+    } else if (json_array_size(items) > n) {
+        rc = rn_fail(err, "the answer has %zu embeddings, and the request had %zu inputs", json_array_size(items), n);
+    }
+    size_t i;
+    json_t *item;
+    *tokens_in = 0;
+    json_array_foreach(rc ? NULL : items, i, item) { /* in the order of the inputs: Google gives no index */
+        json_t *values = json_object_get(item, "values");
+        if (items == predictions) {
+            json_t *e = json_object_get(item, "embeddings");
+            values = json_object_get(e, "values");
+            *tokens_in += common_usage(json_object_get(e, "statistics"), "token_count");
+        }
+        if (json_is_array(values)) vectors[i] = json_incref(values);
+    }
+    json_decref(root);
+    return rc;
+}

@@ -11,6 +11,8 @@
 #include "models/providers/common.h"
 #include "models/providers/openai_int.h"
 
+#define OLLAMA_MAX_INPUTS 2048 /* Ollama sets none; a bound on one request's size */
+
 static const struct option_spec ollama_options[] = {
     {"endpoint", OPT_STRING, 0, "http://127.0.0.1:11434", .help = "the server's URL; /api/chat or /api/embed is added",
      .check = common_check_url},
@@ -29,6 +31,7 @@ static const struct option_spec ollama_options[] = {
     {"parameters", OPT_TABLE, 0, NULL, .help = "more request fields (think, ...), sent as JSON as they are"},
     {"headers", OPT_MAP, 0, NULL, .help = "extra HTTP headers: { [\"X-Name\"] = \"value\" or secret(...) }",
      .value = OPT_VALUE(OPT_STRING, .secret = 1)},
+    MODEL_BATCH_INPUTS_OPTION("32", OLLAMA_MAX_INPUTS),
     MODEL_COMMON_OPTIONS,
     {NULL},
 };
@@ -200,6 +203,52 @@ static int ollama_parse(void *self, const struct http_response *answer, struct m
     return rc;
 }
 
+/* Several records' inputs in one POST /api/embed, "input" an array. */
+static int ollama_build_inputs(void *self, const struct model_call *const *calls, size_t n, struct http_request *req,
+                               struct rn_err *err)
+{
+    (void)err;
+    struct ollama *p = self;
+    req->method = "POST";
+    req->headers = p->headers.lines;
+    buf_puts(&req->url, p->url_embed);
+    struct buf *b = &req->body;
+    buf_put(b, p->head.data, p->head.len);
+    buf_puts(b, "\"input\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) buf_putc(b, ',');
+        buf_put_json_string(b, calls[i]->prompt, calls[i]->prompt_len);
+    }
+    buf_putc(b, ']');
+    buf_put(b, p->embed_tail.data, p->embed_tail.len);
+    buf_putc(b, '}');
+    return 0;
+}
+
+/* Its answer: "embeddings" in the order of the inputs, prompt_eval_count for all of them. */
+static int ollama_parse_inputs(void *self, const struct http_response *answer, size_t n, json_t **vectors,
+                               int64_t *tokens_in, struct rn_err *err)
+{
+    (void)self;
+    json_error_t jerr;
+    json_t *root = json_loadb(answer->body, answer->body_len, 0, &jerr);
+    if (!root) return rn_fail(err, "the answer is not JSON (%s at line %d, column %d)", jerr.text, jerr.line, jerr.column);
+    *tokens_in = common_usage(root, "prompt_eval_count");
+    json_t *embeddings = json_object_get(root, "embeddings"), *vector;
+    int rc = 0;
+    if (!json_is_array(embeddings)) {
+        const char *message = common_error_message(root);
+        rc = message ? rn_fail(err, "the answer is an error: %.200s", message) : rn_fail(err, "the answer has no embeddings");
+    } else if (json_array_size(embeddings) > n) {
+        rc = rn_fail(err, "the answer has %zu embeddings, and the request had %zu inputs", json_array_size(embeddings), n);
+    }
+    size_t i;
+    json_array_foreach(rc ? NULL : embeddings, i, vector)
+        if (json_is_array(vector)) vectors[i] = json_incref(vector);
+    json_decref(root);
+    return rc;
+}
+
 static const char *const ollama_secrets[] = {"api_key", "headers", NULL};
 
 const struct provider_ops ollama_provider = {
@@ -215,4 +264,7 @@ const struct provider_ops ollama_provider = {
     .classify = ollama_classify,
     .parse = ollama_parse,
     .close = ollama_close,
+    .max_inputs = OLLAMA_MAX_INPUTS,
+    .build_inputs = ollama_build_inputs,
+    .parse_inputs = ollama_parse_inputs,
 };

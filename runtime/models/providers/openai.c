@@ -32,6 +32,7 @@ static const struct option_spec openai_options[] = {
      .value = OPT_VALUE(OPT_STRING, .secret = 1)},
     {"organization", OPT_STRING, 0, NULL, .help = "sent as OpenAI-Organization"},
     MODEL_BATCH_OPTION,
+    MODEL_BATCH_INPUTS_OPTION("32", OPENAI_MAX_INPUTS),
     MODEL_COMMON_OPTIONS,
     {NULL},
 };
@@ -150,6 +151,26 @@ static int openai_parse(void *self, const struct http_response *answer, struct m
     return openai_wire_parse(answer->body, answer->body_len, reply, err);
 }
 
+/* Several records' inputs in one POST /embeddings. */
+static int openai_build_inputs(void *self, const struct model_call *const *calls, size_t n, struct http_request *req,
+                               struct rn_err *err)
+{
+    (void)err;
+    struct openai *p = self;
+    req->method = "POST";
+    req->headers = p->headers.lines;
+    buf_puts(&req->url, p->url_embeddings);
+    openai_wire_inputs_body(&p->wire, calls, n, &req->body);
+    return 0;
+}
+
+static int openai_parse_inputs(void *self, const struct http_response *answer, size_t n, json_t **vectors,
+                               int64_t *tokens_in, struct rn_err *err)
+{
+    (void)self;
+    return openai_wire_parse_inputs(answer->body, answer->body_len, n, vectors, tokens_in, err);
+}
+
 /* OpenAI counts a request against its token limit before it runs as the characters of its
  * messages / 4 plus max_tokens. */
 static int64_t openai_charge(void *self, const struct model_call *call)
@@ -190,4 +211,8 @@ const struct provider_ops openai_provider = {
     .close = openai_close,
     .charge = openai_charge,
     .batch = &openai_batch_ops,
+    .max_inputs = OPENAI_MAX_INPUTS,
+    .max_input_tokens = OPENAI_MAX_INPUT_TOKENS,
+    .build_inputs = openai_build_inputs,
+    .parse_inputs = openai_parse_inputs,
 };

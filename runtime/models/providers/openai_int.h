@@ -53,6 +53,16 @@ int openai_wire_open(struct openai_wire *w, lua_State *L, int opts, const char *
 void openai_wire_free(struct openai_wire *w);
 /* The body of one call (chat completion, or embeddings for task embedding) appended to body. */
 void openai_wire_body(struct openai_wire *w, const struct model_call *call, struct buf *body);
+/* The body of a request of several embedding inputs ("input" an array, in the calls' order). */
+void openai_wire_inputs_body(struct openai_wire *w, const struct model_call *const *calls, size_t n, struct buf *body);
+/* Read its 2xx answer as provider_ops.parse_inputs does: data[i].embedding into
+ * vectors[data[i].index] (its place when it has no index); an index outside the n inputs or
+ * repeated fails the whole answer; usage.prompt_tokens into tokens_in. OpenAI takes at most
+ * 2048 inputs and 300,000 tokens in one request. */
+#define OPENAI_MAX_INPUTS 2048
+#define OPENAI_MAX_INPUT_TOKENS 300000
+int openai_wire_parse_inputs(const char *body, size_t len, size_t n, json_t **vectors, int64_t *tokens_in,
+                             struct rn_err *err);
 /* Read a 2xx answer: a chat completion's first message, or an embedding, and the usage. */
 int openai_wire_parse(const char *body, size_t len, struct model_reply *reply, struct rn_err *err);
 /* The same for a Responses API answer: its output messages' output_text (or the refusal), and

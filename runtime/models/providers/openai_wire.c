@@ -368,3 +368,48 @@ int openai_responses_failure(const char *body, size_t len, char *why, size_t siz
     json_decref(root);
     return failed;
 }
+
+void openai_wire_inputs_body(struct openai_wire *w, const struct model_call *const *calls, size_t n, struct buf *b)
+{
+    buf_put(b, w->head.data, w->head.len);
+    buf_puts(b, "\"input\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) buf_putc(b, ',');
+        buf_put_json_string(b, calls[i]->prompt, calls[i]->prompt_len);
+    }
+    buf_putc(b, ']');
+    buf_put(b, w->embedding_tail.data, w->embedding_tail.len);
+    buf_putc(b, '}');
+}
+
+int openai_wire_parse_inputs(const char *body, size_t len, size_t n, json_t **vectors, int64_t *tokens_in,
+                             struct rn_err *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, 0, &jerr);
+    if (!root) return rn_fail(err, "the answer is not JSON (%s at line %d, column %d)", jerr.text, jerr.line, jerr.column);
+    *tokens_in = common_usage(json_object_get(root, "usage"), "prompt_tokens");
+    json_t *data = json_object_get(root, "data"), *item;
+    int rc = json_is_array(data) ? 0 : shape_error(root, "the answer has no data array", err);
+    size_t i;
+    json_array_foreach(data, i, item) {
+        if (rc) break;
+        json_t *index = json_object_get(item, "index"), *vector = json_object_get(item, "embedding");
+        json_int_t at = json_is_integer(index) ? json_integer_value(index) : (json_int_t)i; /* no index: its place */
+        if (at < 0 || (size_t)at >= n)
+            rc = rn_fail(err, "data[%zu].index is %lld, and the request had %zu inputs", i, (long long)at, n);
+        else if (vectors[at])
+            rc = rn_fail(err, "data[%zu].index %lld repeats an earlier item's", i, (long long)at);
+        else if (json_is_string(vector))
+            rc = rn_fail(err, "the embedding is base64: leave encoding_format unset");
+        else if (json_is_array(vector))
+            vectors[at] = json_incref(vector);
+    }
+    if (rc)
+        for (i = 0; i < n; i++) {
+            json_decref(vectors[i]);
+            vectors[i] = NULL;
+        }
+    json_decref(root);
+    return rc;
+}

@@ -43,6 +43,7 @@ static const struct option_spec vertex_options[] = {
     GOOGLE_GENERATION_OPTIONS,
     {"headers", OPT_MAP, 0, NULL, .help = "extra HTTP headers: { [\"X-Name\"] = \"value\" or secret(...) }",
      .value = OPT_VALUE(OPT_STRING, .secret = 1)},
+    MODEL_BATCH_INPUTS_OPTION("1", VERTEX_MAX_INPUTS), /* gemini-embedding-001 takes one instance a request */
     MODEL_COMMON_OPTIONS,
     {NULL},
 };
@@ -214,6 +215,26 @@ static int vertex_build(void *self, const struct model_call *call, struct http_r
     return 0;
 }
 
+/* Several records' inputs as the instances of one :predict. */
+static int vertex_build_inputs(void *self, const struct model_call *const *calls, size_t n, struct http_request *req,
+                               struct rn_err *err)
+{
+    (void)err;
+    struct vertex *p = self;
+    req->method = "POST";
+    req->headers = p->headers.lines;
+    buf_puts(&req->url, p->url_embed);
+    google_wire_inputs_body(&p->wire, NULL, calls, n, &req->body);
+    return 0;
+}
+
+static int vertex_parse_inputs(void *self, const struct http_response *answer, size_t n, json_t **vectors,
+                               int64_t *tokens_in, struct rn_err *err)
+{
+    (void)self;
+    return google_wire_parse_inputs(answer, n, vectors, tokens_in, err);
+}
+
 /* The token, while it has not expired; 1 (wait for refresh) otherwise. */
 static int vertex_authorize(void *self, struct http_request *req, struct rn_err *err)
 {
@@ -345,4 +366,7 @@ const struct provider_ops vertex_provider = {
     .classify = vertex_classify,
     .parse = vertex_parse,
     .close = vertex_close,
+    .max_inputs = VERTEX_MAX_INPUTS,
+    .build_inputs = vertex_build_inputs,
+    .parse_inputs = vertex_parse_inputs,
 };
