@@ -46,6 +46,7 @@ struct answer_case {
     int reply_line;                   /* 0: no reply section (the answer is not parsed) */
     char *text;                       /* expected reply text ("" when not given) */
     json_t *vector;                   /* expected embedding, or NULL */
+    json_t *vectors;                  /* a call of several inputs: the expected vectors (null: none), or NULL */
     int64_t tokens_in, tokens_out, cache_read, cache_write;
     char *error;                      /* parse must fail with a message holding this, or NULL */
 };
@@ -70,6 +71,7 @@ struct case_file {
     enum model_task task;
     char *system, *prompt, *schema, *previous, *correction;
     char *record;                     /* a Lua table constructor: the record the call is for, or NULL */
+    json_t *inputs;                   /* several embedding inputs in one request (build_inputs), or NULL */
     time_t time;                      /* the provider's wall clock; 0: the real one */
     struct request_case request;
     /* credentials fetched by refresh: the request expected, the canned answer, or the error
@@ -161,15 +163,23 @@ static int parse_call(struct case_file *c, struct section *s)
             char *end = strptime(value, "%Y-%m-%dT%H:%M:%SZ", &tm);
             if (!end || *end) return parse_error(c, n, "call: time is YYYY-MM-DDTHH:MM:SSZ");
             c->time = timegm(&tm);
+        } else if (strcmp(key, "inputs") == 0) { /* ["text", ...]: build_inputs and parse_inputs */
+            json_decref(c->inputs);
+            c->inputs = json_loads(value, 0, NULL);
+            size_t i;
+            json_t *item;
+            int strings = json_array_size(c->inputs) > 0;
+            json_array_foreach(c->inputs, i, item) strings = strings && json_is_string(item);
+            if (!strings) return parse_error(c, n, "call: inputs is a JSON array of strings");
         } else if (to) {
             free(*to);
             *to = value_of(value);
             if (!*to) return parse_error(c, n, "call: a value in quotes must be a JSON string");
         } else {
-            return parse_error(c, n, "call: keys are task, system, prompt, schema, previous, correction, record, time");
+            return parse_error(c, n, "call: keys are task, system, prompt, inputs, schema, previous, correction, record, time");
         }
     }
-    if (!c->prompt) return parse_error(c, s->line, "call: give the prompt");
+    if (!c->prompt && !c->inputs) return parse_error(c, s->line, "call: give the prompt (or inputs)");
     return 0;
 }
 
@@ -279,6 +289,9 @@ static int parse_reply(struct case_file *c, struct section *s, struct answer_cas
         } else if (strcmp(key, "vector") == 0) {
             a->vector = json_loads(value, 0, NULL);
             if (!json_is_array(a->vector)) return parse_error(c, n, "reply: vector is a JSON array");
+        } else if (strcmp(key, "vectors") == 0) { /* [[...], null, ...]: one per input */
+            a->vectors = json_loads(value, 0, NULL);
+            if (!json_is_array(a->vectors)) return parse_error(c, n, "reply: vectors is a JSON array of arrays and nulls");
         } else if (strcmp(key, "tokens_in") == 0) {
             rc = parse_number(c, n, value, &a->tokens_in);
         } else if (strcmp(key, "tokens_out") == 0) {
@@ -290,7 +303,7 @@ static int parse_reply(struct case_file *c, struct section *s, struct answer_cas
         } else if (strcmp(key, "error") == 0) {
             a->error = rn_strdup(value);
         } else {
-            return parse_error(c, n, "reply: keys are text, vector, tokens_in, tokens_out, cache_read, cache_write, error");
+            return parse_error(c, n, "reply: keys are text, vector, vectors, tokens_in, tokens_out, cache_read, cache_write, error");
         }
         if (rc) return -1;
     }
@@ -306,6 +319,7 @@ static void case_free(struct case_file *c)
     free(c->previous);
     free(c->correction);
     free(c->record);
+    json_decref(c->inputs);
     struct request_case *requests[] = {&c->request, &c->credentials_request};
     for (size_t k = 0; k < 2; k++) {
         free(requests[k]->method);
@@ -319,6 +333,7 @@ static void case_free(struct case_file *c)
         free(c->answers[i].text);
         free(c->answers[i].error);
         json_decref(c->answers[i].vector);
+        json_decref(c->answers[i].vectors);
     }
     memset(c, 0, sizeof *c);
 }
@@ -396,7 +411,7 @@ static int case_load(struct case_file *c, const char *path)
     }
     if (!c->options) return parse_error(c, 1, "no options section");
     if (!c->open_error) {
-        if (!c->prompt) return parse_error(c, 1, "no call section");
+        if (!c->prompt && !c->inputs) return parse_error(c, 1, "no call section");
         if (c->credentials_request.line && !c->credentials_answer.line)
             return parse_error(c, c->credentials_request.line, "a credentials-request needs its credentials-answer");
         if (c->credentials_error) {
@@ -607,6 +622,32 @@ static void compare_reply(struct run *run, const struct answer_case *a, int rc, 
     compare_number(run, line, "cache_write", a->cache_write, r->tokens_cache_write);
 }
 
+/* A reply of parse_inputs: the vectors (null where none), and the tokens. */
+static void compare_inputs_reply(struct run *run, const struct answer_case *a, int rc, json_t *const *vectors, size_t n,
+                                 int64_t tokens_in, const struct rn_err *err)
+{
+    int line = a->reply_line;
+    if (a->error) {
+        if (rc == 0) mismatch(run, line, "parse_inputs: want an error holding '%s', got a reply", a->error);
+        else if (!strstr(err->msg, a->error)) mismatch(run, line, "parse_inputs: want an error holding '%s', got '%s'", a->error, err->msg);
+        return;
+    }
+    if (rc) {
+        mismatch(run, line, "parse_inputs: want a reply, got the error '%s'", err->msg);
+        return;
+    }
+    compare_text(run, line, "text", a->text, ""); /* several inputs have no text */
+    json_t *got = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append(got, vectors[i] ? vectors[i] : json_null());
+    if (!a->vectors || !json_equal(a->vectors, got)) {
+        char *text = json_dumps(got, JSON_COMPACT);
+        mismatch(run, line, "vectors: got %s", text ? text : "?");
+        free(text);
+    }
+    json_decref(got);
+    compare_number(run, line, "tokens_in", a->tokens_in, tokens_in);
+}
+
 /* Run the case in run->c; mismatches are counted in run->failures. */
 static void run_case(struct run *run)
 {
@@ -644,6 +685,50 @@ static void run_case(struct run *run)
         goto done;
     }
     if (run_credentials(run, ops, self)) goto done;
+    size_t inputs = json_array_size(c->inputs);
+    struct model_call calls[16];
+    const struct model_call *call_list[16];
+    if (inputs > 16) {
+        mismatch(run, c->request.line, "call: at most 16 inputs");
+        goto done;
+    }
+    for (size_t i = 0; i < inputs; i++) {
+        json_t *text = json_array_get(c->inputs, i);
+        calls[i] = (struct model_call){.task = c->task, .prompt = json_string_value(text), .prompt_len = json_string_length(text),
+                                       .record_ref = LUA_NOREF};
+        call_list[i] = &calls[i];
+    }
+    if (inputs) { /* several records' inputs in one request */
+        if (!ops->build_inputs || !ops->parse_inputs) {
+            mismatch(run, c->request.line, "call: inputs, and the provider has no build_inputs");
+            goto done;
+        }
+        http_request_clear(&req);
+        if (ops->build_inputs(self, call_list, inputs, &req, &err)) {
+            mismatch(run, c->request.line, "build_inputs: %s", err.msg);
+            goto done;
+        }
+        int authorized = ops->authorize ? ops->authorize(self, &req, &err) : 0;
+        if (authorized) {
+            mismatch(run, c->request.line, "authorize: %s", authorized > 0 ? "no credentials yet" : err.msg);
+            goto done;
+        }
+        compare_request(run, &c->request, &req);
+        for (size_t i = 0; i < c->answer_count; i++) {
+            const struct answer_case *a = &c->answers[i];
+            struct http_response answer = {a->status, a->headers, a->header_count, a->body, a->body_len};
+            struct provider_verdict verdict;
+            provider_classify(ops, self, &answer, &verdict);
+            compare_verdict(run, a, &verdict);
+            if (!a->reply_line) continue;
+            json_t *vectors[16] = {NULL};
+            int64_t tokens_in = 0;
+            int rc = ops->parse_inputs(self, &answer, inputs, vectors, &tokens_in, &err);
+            compare_inputs_reply(run, a, rc, vectors, inputs, tokens_in, &err);
+            for (size_t k = 0; k < inputs; k++) json_decref(vectors[k]);
+        }
+        goto done;
+    }
     struct model_call call = {
         .task = c->task, .system = c->system, .prompt = c->prompt, .prompt_len = strlen(c->prompt),
         .schema_json = c->schema, .previous_answer = c->previous, .correction = c->correction, .record_ref = LUA_NOREF,
