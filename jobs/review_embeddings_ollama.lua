@@ -1,5 +1,6 @@
 -- jobs/review_embeddings_ollama.lua: an embedding per review title (task embedding, Ollama's
--- /api/embed), for a vector index or for jobs/review_clusters.lua's centroids.
+-- /api/embed), for a vector index or for jobs/review_clusters.lua's centroids. batch_inputs sends
+-- up to 32 reviews' inputs in one request (as many as are ready); 1 sends one request per review.
 --   ollama pull nomic-embed-text && runnel run jobs/review_embeddings_ollama.lua --set endpoint=http://127.0.0.1:11434
 local reviews = source.csv {
   path   = param("input", "data/reviews_sample.csv"),
@@ -12,6 +13,7 @@ local embedder = model.ollama {
   model    = param("model", "nomic-embed-text"),
   task     = "embedding",
   prompt   = "{{summary}}",
+  batch_inputs = tonumber(param("batch_inputs", "32")),
   limits   = { concurrency = 8, timeout = "60s" },
 }
 
