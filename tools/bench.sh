@@ -4,14 +4,14 @@
 # (user+sys), peak RSS, and the ratio to the case's limit. Results also go to
 # out/bench/latest.json (and a timestamped copy) so runs can be compared over time.
 # Knobs: RUNS (3), CSV_ROWS (1000000), MODEL_ROWS (200000), BIG_ROWS (1000000), QUOTA_ROWS (6000),
-# ES_ROWS (200000), PG_ROWS (100000), AVRO_ROWS (200000),
-# CASES ("1 2 3 4 5 6 7 tls auto quota es pg avro": the cases to run),
+# ES_ROWS (200000), PG_ROWS (100000), AVRO_ROWS (200000), EMBED_ROWS (20000),
+# CASES ("1 2 3 4 5 6 7 tls auto quota es pg avro embed": the cases to run),
 # SLOW_RUNS (RUNS, for case 7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUNNEL_LIB="$PWD/scripts"
 RUNS="${RUNS:-3}"; CSV_ROWS="${CSV_ROWS:-1000000}"; MODEL_ROWS="${MODEL_ROWS:-200000}"; BIG_ROWS="${BIG_ROWS:-1000000}"
-CASES=" ${CASES:-1 2 3 4 5 6 7 tls auto quota es pg avro} "
+CASES=" ${CASES:-1 2 3 4 5 6 7 tls auto quota es pg avro embed} "
 want() { [[ "$CASES" == *" $1 "* ]]; }
 QUOTA_ROWS="${QUOTA_ROWS:-6000}"; PG_ROWS="${PG_ROWS:-100000}"
 W="$(mktemp -d /tmp/runnel-bench.XXXXXX)"
@@ -378,6 +378,34 @@ quota, limits $mode: $RPM requests/min of 12,000 ($(echo "$RPM" | awk '{ printf 
 done
 fi
 
+# embed. CSV -> model.openai embeddings (server at 20 ms, concurrency 64) -> JSONL, a request per
+# record (batch_inputs 1; limit: 64 / 0.020 s) against up to 32 records' inputs a request
+# (batch_inputs 32; limit: the batch_inputs 1 rate, so the ratio is the speed-up); the
+# server's count of requests for each
+EMBED=""
+if want embed; then
+EMBED_ROWS="${EMBED_ROWS:-20000}"
+bin/gen-reviews --rows "$EMBED_ROWS" --seed 9 > "$W/embed.csv" 2>/dev/null
+start_server --latency-ms 20
+EMBED_ONE=""
+for b in 1 32; do
+  curl -sS -X POST "$URL/stats/reset" > /dev/null
+  run_job "embed-$b" tools/bench/embed.lua --set input="$W/embed.csv" --set batch="$b"
+  EMBED_REQUESTS=$(( $(curl -sS "$URL/stats" | jq .embedding_requests) / RUNS ))
+  if [ "$b" = 1 ]; then
+    EMBED_ONE=$RATE
+    row "e-1" "CSV $EMBED_ROWS -> embeddings (20 ms, conc 64), batch_inputs 1" "$RATE" 3200 "$CPU_US" "$RSS_MB" \
+      "limit: 64 / 0.020 s; $EMBED_REQUESTS requests for $READ records"
+  else
+    row "e-$b" "CSV $EMBED_ROWS -> embeddings (20 ms, conc 64), batch_inputs $b" "$RATE" "$EMBED_ONE" "$CPU_US" "$RSS_MB" \
+      "ratio: against batch_inputs 1; $EMBED_REQUESTS requests for $READ records"
+  fi
+  EMBED="$EMBED
+embeddings, batch_inputs $b: $RATE records/s, $EMBED_REQUESTS requests for $READ records"
+done
+stop_server
+fi
+
 # es. CSV -> sink.elasticsearch into bin/es-dev; limit: tools/bench/es-bulk.c posting the same
 # documents in the same batches (1000, 4 in flight) to the same stand-in, in the same run
 if want es; then
@@ -438,6 +466,7 @@ if want 7; then
   echo "under ulimit -n 1024: $LOWERED_LINE"
 fi
 echo "${QUOTA#?}"
+[ -n "$EMBED" ] && echo "${EMBED#?}"
 echo "targets: case 1 >= 0.60, case 2 >= 0.70, case 3 >= 0.95, case 4 >= 15,000/s, case 5 ratio <= 1.10, case 2 cpu <= 40 µs (was $CASE2_CPU), case 6 >= 0.70, case 7 >= 0.95,"
 echo "         quota >= 0.95 of the requests or the tokens limit with <= 1% 429s, declared and learned"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
