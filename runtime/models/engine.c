@@ -634,7 +634,8 @@ static void bad_response(struct model *m, struct slot *s, const struct rn_err *p
     retry_or_fail(m, s, 0, now);
 }
 
-/* The length most of the n vectors have (those that are arrays), 0 when none is one. */
+/* The length of the n vectors (those that are arrays) when they agree, else the length more than
+ * half of them have; 0 when none is an array or no length has such a majority. */
 static size_t common_length(json_t *const *vectors, size_t n)
 {
     size_t first = 0, i;
@@ -645,14 +646,15 @@ static size_t common_length(json_t *const *vectors, size_t n)
     int same = 1;
     for (; i < n && same; i++) same = !json_is_array(vectors[i]) || json_array_size(vectors[i]) == first;
     if (same) return first;
-    size_t best = 0, best_count = 0; /* they differ: the most common length (n is at most batch_inputs) */
+    size_t best = 0, best_count = 0, arrays = 0; /* they differ: the length most have (n is at most batch_inputs) */
     for (i = 0; i < n; i++) {
         if (!json_is_array(vectors[i])) continue;
+        arrays++;
         size_t length = json_array_size(vectors[i]), count = 0;
         for (size_t j = 0; j < n; j++) count += json_is_array(vectors[j]) && json_array_size(vectors[j]) == length;
         if (count > best_count) best = length, best_count = count;
     }
-    return best;
+    return 2 * best_count > arrays ? best : 0; /* no length most have: none is trusted, all go alone */
 }
 
 /* The ok answer to a request of several inputs (leader s and its group): each record takes its

@@ -1,14 +1,15 @@
 /* fuzz_providers.c: libFuzzer target for every provider's reading of an answer: classify (status,
  * headers, the error bodies and rate-limit headers each provider reads: RFC 3339 resets,
  * RetryInfo delays, x-amzn-ErrorType) and parse (content blocks, tool use, candidates, Converse
- * output, JSON pointers), and Vertex's reading of a token endpoint's answer (refreshed).
+ * output, JSON pointers), parse_inputs (an answer to several embedding inputs: data[].index,
+ * embeddings, predictions), and Vertex's reading of a token endpoint's answer (refreshed).
  *
  * Input: byte 0 picks the status (from a list of the ones providers tell apart); the first line
  * after it is the value of every header a provider reads (Retry-After, anthropic-ratelimit-*,
  * x-amzn-ErrorType, ...); the rest is the body. Every provider, opened for chat with a schema and
  * (where it can) for embeddings, classifies it, and parses it when the verdict is ok. Checked:
  * the verdict is a known outcome with a why only on a failure, a parse either fills the reply
- * or fails with a message, and nothing reads out of bounds or leaks (ASan). Built and run by
+ * or fails with a message (parse_inputs: arrays or NULLs, every one released on a failure), and nothing reads out of bounds or leaks (ASan). Built and run by
  * tools/fuzz.sh. */
 #include <curl/curl.h>
 #include <lauxlib.h>
@@ -131,6 +132,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (o->ops->parse(o->self, &answer, &reply, &err) && !err.msg[0]) abort(); /* a failure says why */
             if (reply.tokens_in < 0 || reply.tokens_out < 0) abort();
             json_decref(reply.vector);
+            if (o->ops->parse_inputs && o->setup.task == MODEL_TASK_EMBEDDING) { /* as if it answered 3 inputs */
+                json_t *vectors[3] = {NULL, NULL, NULL};
+                int64_t tokens = 0;
+                err.msg[0] = '\0';
+                int rc = o->ops->parse_inputs(o->self, &answer, 3, vectors, &tokens, &err);
+                if (rc && !err.msg[0]) abort();
+                if (tokens < 0) abort();
+                for (int k = 0; k < 3; k++) {
+                    if ((rc && vectors[k]) || (vectors[k] && !json_is_array(vectors[k]))) abort();
+                    json_decref(vectors[k]);
+                }
+            }
         }
         if (o->ops->refreshed) { /* a token endpoint's answer, to a provider that fetches one */
             struct rn_err err;
