@@ -33,7 +33,7 @@ if ! "$CC" -fsanitize=fuzzer,address,undefined -o "$probe/p" "$probe/p.c" 2>"$pr
   exit 1
 fi
 
-pkgs="lua5.4 libcurl rdkafka jansson libcrypto sqlite3 libmicrohttpd"
+pkgs="lua5.4 libcurl rdkafka jansson libcrypto libssl sqlite3 libmicrohttpd avro-c libpq" # the Makefile's PKGS
 cflags="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Iruntime $(pkg-config --cflags $pkgs)"
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 libs="$(pkg-config --libs $pkgs) -lcsv -lm"

@@ -164,7 +164,7 @@ static void config_print_help(FILE *out)
             "GET /v1/models, GET /stats, POST /stats/reset. The providers' dialects: Azure OpenAI\n"
             "(/openai/deployments/D/chat/completions, /openai/v1/...), Anthropic (/v1/messages),\n"
             "Bedrock (/model/ID/converse, /invoke; SigV4), Gemini (/v1beta/models/M:generateContent,\n"
-            ":embedContent), Vertex (/v1/projects/P/locations/L/publishers/google/models/M:...;\n"
+            ":embedContent, :batchEmbedContents), Vertex (/v1/projects/P/locations/L/publishers/google/models/M:...;\n"
             "tokens from POST /token, GET /token/stats), Ollama (/api/chat, /api/embed) and a\n"
             "SageMaker-style model (/endpoints/NAME/invocations). OpenAI's batch API: POST /v1/files\n"
             "(multipart, purpose=batch), GET /v1/files/ID[/content], POST /v1/batches, GET\n"
@@ -190,7 +190,7 @@ static struct {
     atomic_ullong requests, ok, status_429, status_500, status_4xx, status_503;
     atomic_ullong hung, closed, malformed, out_of_range;
     atomic_llong in_flight, max_in_flight;
-    atomic_ullong embedding_requests, embedding_inputs; /* answered embeddings requests (every dialect) and their inputs */
+    atomic_ullong embedding_requests, embedding_inputs; /* embeddings requests answered (every dialect, batch lines too) and their inputs */
 } stats;
 
 static atomic_ullong request_serial;     /* never reset: request ids and --max-requests */

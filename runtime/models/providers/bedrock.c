@@ -332,6 +332,7 @@ static void bedrock_classify(void *self, const struct http_response *a, struct p
     if (is(type, "ThrottlingException") || is(type, "ModelNotReadyException") || is(type, "ServiceUnavailableException") ||
         is(type, "InternalServerException") || is(type, "ModelTimeoutException")) {
         v->outcome = PROVIDER_RETRY;
+        v->why = NULL; /* the default rules' reading of the status (a 401's) explains no retry */
         v->rate_limited = is(type, "ThrottlingException");
         v->congestion = !is(type, "ModelNotReadyException");
         return;
