@@ -13,7 +13,7 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitco
 export RUNNEL_STATE_DIR="$T/state"
 _failures=0
 _pids=()
-_cleanups=()   # functions run first on exit (tests/pg_lib.sh stops its server with one)
+_cleanups=()   # functions run first on exit (tools/pg.sh stops its server with one)
 cleanup() {
   for c in "${_cleanups[@]}"; do "$c"; done
   for p in "${_pids[@]}"; do kill "$p" 2>/dev/null; done

@@ -436,12 +436,12 @@ row es "CSV -> sink.elasticsearch (es-dev; bare bulk client)" "$RATE" "$BARE" "$
 kill "$ES" 2>/dev/null; wait "$ES" 2>/dev/null || true
 fi
 
-# pg. CSV -> sink.postgres (upserts, batches of 500) into a real PostgreSQL 15 (tests/pg_lib.sh, on
+# pg. CSV -> sink.postgres (upserts, batches of 500) into a real PostgreSQL 15 (tools/pg.sh, on
 # its unix socket, fsync off); limit: psql \copy of the same file into a table of the same layout
 # (COPY: no upsert, no parameters; the fastest way in), into an empty table each run; runnel's first run
 # inserts, its later runs overwrite the same rows (upserts).
 if want pg; then
-T="$W"; . tests/pg_lib.sh; start_postgres
+T="$W"; . tools/pg.sh; start_postgres
 pg_table() { PGOPTIONS="-c client_min_messages=warning" psql -Xq -v ON_ERROR_STOP=1 -c "drop table if exists $1; create table $1 (\"Id\" bigint primary key,
   \"ProductId\" text, \"UserId\" text, \"ProfileName\" text, \"HelpfulnessNumerator\" integer,
   \"HelpfulnessDenominator\" integer, \"Score\" integer, \"Time\" bigint, \"Summary\" text, \"Text\" text)"; }

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# sink.postgres against a real PostgreSQL 15 (tests/pg_lib.sh), checked with psql: upserts, a
+# sink.postgres against a real PostgreSQL 15 (tools/pg.sh), checked with psql: upserts, a
 # replay that overwrites (nothing twice), create, refused rows (a check constraint, a NOT NULL
 # column, a value the column type cannot hold) dead-lettered with their SQLSTATE while the rest
 # of their batch lands, a server restart mid-job (nothing lost, nothing twice), a server gone for
 # good (the job stops naming the server, the password never shown; a resume completes the table),
 # and read = written + dead-lettered + filtered.
 . "$(dirname "$0")/../lib.sh"
-. tests/pg_lib.sh
+. tools/pg.sh
 start_postgres
 q() { psql -XAtc "$1" 2>&1; }
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# test_postgres.sh: the PostgreSQL harness of tests/pg_lib.sh, checked with psql: a server in
+# test_postgres.sh: the PostgreSQL harness of tools/pg.sh, checked with psql: a server in
 # $T on a free port (as an unprivileged user when run as root), a table written and read over
 # the socket and over TCP, a restart that cuts an open session and keeps the data, a stop.
 . "$(dirname "$0")/../lib.sh"
-. tests/pg_lib.sh
+. tools/pg.sh
 command -v psql >/dev/null || { echo "FAIL psql is not installed (apt-get install postgresql-client-15)"; exit 1; }
 
 start_postgres

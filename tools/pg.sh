@@ -1,17 +1,20 @@
-# tests/pg_lib.sh: a real PostgreSQL 15 (Debian's) for tests, inside the test's $T; source it
-# after tests/lib.sh. Nothing outside $T is touched and the server is stopped when the test exits.
-#   start_postgres     initdb into $T/pg (the first time), start on a free port on 127.0.0.1 with
-#                      its unix socket in $T/pgsock; exports PGHOST, PGPORT, PGUSER, PGDATABASE
-#                      (so psql needs no arguments), PG_CONNINFO (the socket) and
+# tools/pg.sh: a real PostgreSQL 15 (Debian's) in a directory of its own, for the tests
+# (after tests/lib.sh), the bench and make demo-pipeline (tools/demo-pipeline.sh); source it.
+# The server lives in PG_ROOT (default: the test's $T); nothing outside it is touched. Its stop
+# is appended to the caller's _cleanups array, which the caller runs on exit (tests/lib.sh does).
+#   start_postgres     initdb into $PG_ROOT/pg (the first time), start on a free port on 127.0.0.1
+#                      with its unix socket in $PG_ROOT/pgsock; exports PGHOST, PGPORT, PGUSER,
+#                      PGDATABASE (so psql needs no arguments), PG_CONNINFO (the socket) and
 #                      PG_TCP_CONNINFO (127.0.0.1); PG_PID is the postmaster
 #   restart_postgres   pg_ctl restart -m fast: same port, same data; sessions are cut
 #   stop_postgres      pg_ctl stop -m fast
 # PostgreSQL refuses to run as root, so as root the server runs as PG_OS_USER (default nobody),
-# which then owns $T/pg and $T/pgsock; $T is opened for traversal (711) for it.
+# which then owns $PG_ROOT/pg and $PG_ROOT/pgsock; $PG_ROOT is opened for traversal (711) for it.
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 PG_OS_USER="${PG_OS_USER:-nobody}"
-PGDATA_DIR="$T/pg"
-PG_SOCKET_DIR="$T/pgsock"
+PG_ROOT="${PG_ROOT:-$T}"
+PGDATA_DIR="$PG_ROOT/pg"
+PG_SOCKET_DIR="$PG_ROOT/pgsock"
 PG_LOG="$PG_SOCKET_DIR/server.log"
 
 # _pg_run COMMAND...: as PG_OS_USER when we are root, else as ourselves
@@ -36,11 +39,11 @@ start_postgres() {
     mkdir -p "$PGDATA_DIR" "$PG_SOCKET_DIR"
     if [ "$(id -u)" = 0 ]; then
       id "$PG_OS_USER" >/dev/null 2>&1 || { echo "start_postgres: no user '$PG_OS_USER' to run PostgreSQL as"; exit 1; }
-      chmod 711 "$T"
+      chmod 711 "$PG_ROOT"
       chown "$PG_OS_USER" "$PGDATA_DIR" "$PG_SOCKET_DIR"
     fi
-    if ! _pg_run "$PG_BIN/initdb" -D "$PGDATA_DIR" -U runnel -A trust -E UTF8 --locale=C >"$T/pg-initdb.log" 2>&1; then
-      echo "start_postgres: initdb into $PGDATA_DIR failed:"; cat "$T/pg-initdb.log"; exit 1
+    if ! _pg_run "$PG_BIN/initdb" -D "$PGDATA_DIR" -U runnel -A trust -E UTF8 --locale=C >"$PG_ROOT/pg-initdb.log" 2>&1; then
+      echo "start_postgres: initdb into $PGDATA_DIR failed:"; cat "$PG_ROOT/pg-initdb.log"; exit 1
     fi
     [ "${_pg_cleanup_added:-0}" = 1 ] || { _cleanups+=(_pg_cleanup); _pg_cleanup_added=1; }
   fi
