@@ -2,12 +2,15 @@
 -- product_review in Confluent's wire format (written by jobs/reviews_to_kafka_avro.lua or any
 -- Confluent producer; writer schemas fetched from the registry by id and read as
 -- jobs/review.avsc), ratings to product_ratings in Avro, their schema (below) registered under
--- product_ratings-value. Brokers from KAFKA_BROKERS, the registry from SCHEMA_REGISTRY_URL,
--- the model from OPENAI_BASE_URL/OPENAI_API_KEY.
-local registry = { url = env("SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081") }
+-- product_ratings-value. Kafka and the registry as jobs/lib/systems.lua says (KAFKA_BROKERS,
+-- KAFKA_PROPERTIES, SCHEMA_REGISTRY_URL ...), the model from OPENAI_BASE_URL/OPENAI_API_KEY.
+-- The second step of the seed pipeline (make demo-pipeline).
+local systems = require("lib.systems")
+local registry = systems.registry
 
 local reviews = source.kafka {
-  brokers  = env("KAFKA_BROKERS", "127.0.0.1:9092"),
+  brokers  = systems.brokers,
+  properties = systems.kafka_properties,
   topic    = param("input_topic", "product_review"),
   group    = param("group", "review-rating-avro"),
   format   = "avro",
@@ -36,6 +39,8 @@ local rating_schema = {
     { name = "rating", type = "int" },
     { name = "score", type = { "null", "int" }, default = json.null },
     { name = "summary", type = "string" },
+    { name = "timestamp", type = { "null", "long" }, default = json.null,
+      doc = "the review's time, seconds since 1970 UTC (the connectors date the ratings by it)" },
   },
 }
 
@@ -47,9 +52,9 @@ return job {
   evaluate = { truth = "score", predicted = "rating" },
   map      = function(r)
     return { review_id = r.review_id, product_id = r.product_id, rating = r.rating, score = r.score,
-             summary = r.summary }
+             summary = r.summary, timestamp = r.timestamp }
   end,
-  sinks    = { sink.kafka { brokers = env("KAFKA_BROKERS", "127.0.0.1:9092"),
+  sinks    = { sink.kafka { brokers = systems.brokers, properties = systems.kafka_properties,
                             topic = param("output_topic", "product_ratings"), key = "product_id",
                             format = "avro", schema = rating_schema, registry = registry } },
   errors   = sink.jsonl { path = param("errors", "out/product_ratings_avro.errors.jsonl") },

@@ -4,10 +4,11 @@ return {
   cases = {
     {
       name    = "rates a review",
-      records = { { review_id = 7, product_id = "B007", summary = "Tasty and fresh", score = 4 } },
+      records = { { review_id = 7, product_id = "B007", summary = "Tasty and fresh", score = 4, timestamp = 1329868800 } },
       answer  = "4",
       prompts = { "Review title: Tasty and fresh" },
-      written = { { review_id = 7, product_id = "B007", rating = 4, score = 4, summary = "Tasty and fresh" } },
+      written = { { review_id = 7, product_id = "B007", rating = 4, score = 4, summary = "Tasty and fresh",
+                    timestamp = 1329868800 } },
     },
     {
       name     = "an empty summary is filtered before the model",

@@ -1,0 +1,35 @@
+-- jobs/ratings_kafka_to_postgres.lua: land the ratings of the topic product_ratings in a
+-- PostgreSQL table, one row per review (upserts on review_id, so a replay overwrites instead of
+-- adding rows twice). A sink connector, as jobs/ratings_to_elasticsearch.lua is for
+-- Elasticsearch: the topic as it is, JSON or, with --set format=avro, Confluent's Avro through
+-- the registry (make demo-pipeline runs it so). The table is that of jobs/ratings_to_postgres.lua
+-- (which rates a CSV straight into it), made when it is missing.
+--   KAFKA_BROKERS=127.0.0.1:9092 PG_URL="host=/var/run/postgresql dbname=reviews" \
+--     runnel run jobs/ratings_kafka_to_postgres.lua --set format=avro
+-- Kafka and the registry as jobs/lib/systems.lua says; PG_URL is a libpq conninfo or URI, a secret.
+local systems = require("lib.systems")
+local format = param("format", "json")
+
+return job {
+  name   = "ratings_kafka_to_postgres",
+  source = source.kafka { brokers = systems.brokers, properties = systems.kafka_properties,
+                          topic = param("topic", "product_ratings"), group = param("group", "ratings-to-postgres"),
+                          format = format, registry = format == "avro" and systems.registry or nil,
+                          metadata = false },
+  map    = function(r)
+    return { review_id = r.review_id, product_id = r.product_id, summary = r.summary, rating = r.rating,
+             score = r.score,
+             reviewed_at = r.timestamp and os.date("!%Y-%m-%dT%H:%M:%SZ", r.timestamp) or nil }
+  end,
+  sinks  = { sink.postgres {
+    conninfo  = secret("PG_URL"),               -- never printed: messages name host:port/database
+    table     = param("table", "product_ratings"),
+    key       = "review_id",
+    create    = true,
+    columns   = { review_id = "bigint", product_id = "text", summary = "text", rating = "integer",
+                  score = "integer", reviewed_at = "timestamptz" },
+    batch     = { rows = 500, time = "1s" },
+    retry_for = "2m",
+  } },
+  errors = sink.jsonl { path = param("errors", "out/ratings_kafka_to_postgres.errors.jsonl") },
+}
