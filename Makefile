@@ -42,7 +42,7 @@ UNIT_SRC     := $(wildcard tests/unit/test_*.c)
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=build/unit/%)
 TOOLS        := bin/model-server bin/gen-reviews bin/kafka-dev bin/schema-registry-dev bin/es-dev
 
-.PHONY: all deps test test-fast demo bench fuzz clean help asan install
+.PHONY: all deps test test-fast demo demo-pipeline bench fuzz clean help asan install
 
 all: bin/runnel $(TOOLS)
 
@@ -51,6 +51,7 @@ help:
 	@echo "make deps     install missing Debian packages (apt, as root)"
 	@echo "make test     install, build, run every test (also under ASan+UBSan)"
 	@echo "make demo     install, build, start the model server, rate the sample reviews"
+	@echo "make demo-pipeline  the seed pipeline: CSV -> Avro topic -> model -> topic -> ES + PostgreSQL -> report"
 	@echo "make bench    the performance benchmark"
 	@echo "make fuzz     run each fuzz target for a short time"
 	@echo "make install  the runner, its Lua helpers, the man page, a systemd unit (PREFIX, DESTDIR)"
@@ -214,6 +215,12 @@ install: bin/runnel
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@bash tools/demo.sh
+
+# The seed pipeline, every step a runnel job against local servers on free ports (Kafka, the
+# Schema Registry, Elasticsearch, PostgreSQL 15, the model); PIPELINE_ROWS=N sends N reviews.
+demo-pipeline: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/demo-pipeline.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all
