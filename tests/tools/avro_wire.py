@@ -15,6 +15,10 @@ format (magic byte 0, the schema id as 4 bytes big-endian, Avro binary) and deco
   avro_wire.py decode URL MESSAGE_FILE [READER_SCHEMA_FILE]
       print the record of a message (kcat -f %s) as JSON, read with its writer schema (or resolved
       to the reader schema)
+  avro_wire.py topic URL < STREAM
+      decode every message of a topic as `kcat -C -e -f '%K %S\n%k%s'` prints them (the key's and
+      the value's length, a newline, the key, the value); print one JSON line per message:
+      {"key": KEY or null, "value": RECORD}
 JSON stands for what it cannot hold: decimals and dates as strings ("-12.50", "2020-01-02"),
 bytes and fixed as strings of code points 0-255; timestamps go in as integers in their unit and
 come out as microseconds (python-avro reads both units as a datetime).
@@ -172,6 +176,21 @@ def main(argv):
             with open(argv[4]) as schema_file:
                 reader = avro.schema.parse(schema_file.read())
         print(json.dumps(to_json(decode(message, registry, reader)), sort_keys=True))
+    elif command == "topic" and len(argv) == 3:
+        stream = sys.stdin.buffer
+        while True:
+            header = stream.readline()
+            if not header:
+                break
+            try:
+                key_length, value_length = (int(n) for n in header.split())
+            except ValueError:
+                raise SystemExit(f"not a '%K %S' line of kcat: {header[:80]!r}")
+            key = stream.read(key_length).decode() if key_length >= 0 else None
+            value = stream.read(value_length)
+            if len(value) != value_length:
+                raise SystemExit(f"the stream ends inside a message ({len(value)} of {value_length} bytes)")
+            print(json.dumps({"key": key, "value": to_json(decode(value, registry))}, sort_keys=True))
     else:
         raise SystemExit(__doc__)
     return 0
