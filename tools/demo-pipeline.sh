@@ -64,6 +64,7 @@ unset KAFKA_PROPERTIES KAFKA_SASL_PASSWORD KAFKA_SASL_PASSWORD_FILE SCHEMA_REGIS
 export RUNNEL_LIB="$PWD/scripts"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
+SHOWN="${OUT#"$PWD"/}"                       # $OUT as it is printed: relative inside the checkout
 W="$(mktemp -d /tmp/runnel-pipeline.XXXXXX)"
 export RUNNEL_STATE_DIR="$W/state"          # the jobs' checkpoints: fresh each run, like the servers
 
@@ -189,7 +190,7 @@ say "4. the table -> the report"
 psql -XAt -v ON_ERROR_STOP=1 -c "select row_to_json(r) from (select review_id, product_id, rating, score, summary,
   reviewed_at from product_ratings order by review_id) r" >"$OUT/product_ratings.jsonl"
 "$RUNNER" report "$OUT/product_ratings.jsonl" --html "$OUT/product_ratings.html" \
-  --title "Product ratings (make demo-pipeline)" | sed 's/^/  /'
+  --title "Product ratings (make demo-pipeline)" | sed "s|^$OUT/|  $SHOWN/|"
 say "the jobs took $((SECONDS - started)) s"
 echo
 
@@ -212,9 +213,9 @@ echo "  ratings in PostgreSQL (psql):"
 psql -XAt -F ' ' -c 'select rating, count(*) from product_ratings group by rating order by rating' |
   awk '{ total += $2; n[NR] = $2; r[NR] = $1 } END { for (i = 1; i <= NR; i++) {
            printf "    %s stars: %6d  ", r[i], n[i]; for (j = 0; j < 50 * n[i] / total; j++) printf "#"; printf "\n" } }'
-echo "  dead letters: $(cat "$OUT"/*.errors.jsonl 2>/dev/null | wc -l) (in $OUT/*.errors.jsonl)"
+echo "  dead letters: $(cat "$OUT"/*.errors.jsonl 2>/dev/null | wc -l) (in $SHOWN/*.errors.jsonl)"
 echo
-say "the report (open it in a browser; it needs no network): $OUT/product_ratings.html"
+say "the report (open it in a browser; it needs no network): $SHOWN/product_ratings.html"
 if [ -n "${PIPELINE_AFTER:-}" ]; then
   bash -c "$PIPELINE_AFTER" || { echo "demo-pipeline: PIPELINE_AFTER failed (exit $?): $PIPELINE_AFTER" >&2; exit 1; }
 fi
@@ -227,7 +228,7 @@ demo-pipeline: the same jobs against real systems: set these, then run the comma
   KAFKA_SASL_PASSWORD=...                            sasl.password (a secret; or KAFKA_SASL_PASSWORD_FILE)
   SCHEMA_REGISTRY_URL=https://psrc-xxxx.confluent.cloud  SCHEMA_REGISTRY_USER=KEY  SCHEMA_REGISTRY_PASSWORD=...
   ES_URL=https://es.example:9200                     and ES_API_KEY=... (or ES_USER=... ES_PASSWORD=...)
-  PG_URL="host=db port=5432 dbname=reviews user=runnel password=..."   (or postgresql://...)
+  PG_URL="host=db port=5432 dbname=reviews user=runnel password=..."   (or postgresql://...; a secret: or PG_URL_FILE)
   OPENAI_BASE_URL=https://api.openai.com/v1  OPENAI_API_KEY=...  (--set model=gpt-4o for the seed's model)
   bin/runnel run jobs/reviews_to_kafka_avro.lua --set input=$INPUT
   bin/runnel run jobs/review_rating_kafka_avro.lua
