@@ -534,6 +534,10 @@ void batch_answer(struct model *m, struct http_request *r)
     struct rn_err err;
     struct buf *why = &m->batch.text;
     buf_clear(why);
+    /* whatever this answer changes (the batch's next step, a stage to settle), the next tick
+     * looks at it: without this the loop slept until something else woke it (the checkpoint
+     * timer, 5 s later at each upload, create, poll and download) */
+    m->batch.due_ms = now;
     if (r->result != CURLE_OK && r->no_descriptor) { /* it never reached the provider: try again soon, uncounted */
         b->attempts--;
         b->due_ms = now + 200;

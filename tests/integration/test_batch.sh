@@ -13,6 +13,7 @@ local batch = param("batch", "on")
 return job {
   name = param("name"),
   window = tonumber(param("window", "0")) > 0 and tonumber(param("window")) or nil,
+  checkpoint_interval = param("checkpoint_interval", "5s"),
   source = source.csv { path = param("input"), select = { id = "Id", summary = "Summary" },
                         types = { id = "integer" } },
   predict = model.openai {
@@ -83,6 +84,13 @@ run window 300 --set window=150
 expect_eq "window: exits 0" 0 "$RC"
 expect_eq "window: two batches of 150" "150,150" "$(sj "$T/window.json" '[.model.batch.batches[].requests] | map(tostring) | join(",")')"
 exactly_once window 300
+
+# ---- 2b. each answer of the batch API wakes the job: with no checkpoint timer to wake it (1h),
+# the job still ends (it used to sleep until the next wake-up at every upload, create, poll and
+# download, so here for an hour: the timeout stops it)
+RUNNEL="timeout 120 $RUNNEL" run wake 300 --set window=150 --set checkpoint_interval=1h
+expect_eq "wake: a job with no timer to wake it ends (exit 0, not the timeout's 124)" 0 "$RC"
+exactly_once wake 300
 
 # ---- 3. kill -9 while polling, then --resume: the same batch, never a second one -----------------
 start_model_server --batch-speed 6    # 300 lines: validating 1.7 s, 60 answered a second, finalizing 1.7 s
