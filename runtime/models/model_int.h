@@ -491,4 +491,9 @@ struct model *model_open_provider(struct job_env *env, int decl, const struct pr
  * record_ref. 0 on success; -1 with the reason appended to why. reply stays the caller's. */
 int model_check_reply(struct model *m, const struct model_reply *reply, int record_ref, struct buf *why);
 
+#define RESPONSE_MAX (64u << 20) /* a longer answer body fails the call */
+
+/* b with the model's secrets replaced (a reason, a message: the URL or the body may hold a key). */
+static inline void redact(struct model *m, struct buf *b) { secret_redact_buf(&m->secrets, b, &m->redact_scratch); }
+
 #endif
