@@ -698,58 +698,38 @@ static void run_case(struct run *run)
                                        .record_ref = LUA_NOREF};
         call_list[i] = &calls[i];
     }
+    struct model_call call = {
+        .task = c->task, .system = c->system, .prompt = c->prompt, .prompt_len = c->prompt ? strlen(c->prompt) : 0,
+        .schema_json = c->schema, .previous_answer = c->previous, .correction = c->correction, .record_ref = LUA_NOREF,
+    };
+    http_request_clear(&req);
     if (inputs) { /* several records' inputs in one request */
         if (!ops->build_inputs || !ops->parse_inputs) {
             mismatch(run, c->request.line, "call: inputs, and the provider has no build_inputs");
             goto done;
         }
-        http_request_clear(&req);
         if (ops->build_inputs(self, call_list, inputs, &req, &err)) {
             mismatch(run, c->request.line, "build_inputs: %s", err.msg);
             goto done;
         }
-        int authorized = ops->authorize ? ops->authorize(self, &req, &err) : 0;
-        if (authorized) {
-            mismatch(run, c->request.line, "authorize: %s", authorized > 0 ? "no credentials yet" : err.msg);
+    } else {
+        if (c->record) { /* the record, as the pipeline holds it: a table in the registry */
+            struct buf code;
+            buf_init(&code);
+            buf_printf(&code, "return %s", c->record);
+            int bad = luaL_loadbuffer(L, code.data, code.len, c->path) || lua_pcall(L, 0, 1, 0) || !lua_istable(L, -1);
+            buf_free(&code);
+            if (bad) {
+                mismatch(run, c->request.line, "call: record is not a Lua table");
+                lua_pop(L, 1);
+                goto done;
+            }
+            call.record_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        }
+        if (ops->build(self, &call, &req, &err)) {
+            mismatch(run, c->request.line, "build: %s", err.msg);
             goto done;
         }
-        compare_request(run, &c->request, &req);
-        for (size_t i = 0; i < c->answer_count; i++) {
-            const struct answer_case *a = &c->answers[i];
-            struct http_response answer = {a->status, a->headers, a->header_count, a->body, a->body_len};
-            struct provider_verdict verdict;
-            provider_classify(ops, self, &answer, &verdict);
-            compare_verdict(run, a, &verdict);
-            if (!a->reply_line) continue;
-            json_t *vectors[16] = {NULL};
-            int64_t tokens_in = 0;
-            int rc = ops->parse_inputs(self, &answer, inputs, vectors, &tokens_in, &err);
-            compare_inputs_reply(run, a, rc, vectors, inputs, tokens_in, &err);
-            for (size_t k = 0; k < inputs; k++) json_decref(vectors[k]);
-        }
-        goto done;
-    }
-    struct model_call call = {
-        .task = c->task, .system = c->system, .prompt = c->prompt, .prompt_len = strlen(c->prompt),
-        .schema_json = c->schema, .previous_answer = c->previous, .correction = c->correction, .record_ref = LUA_NOREF,
-    };
-    if (c->record) { /* the record, as the pipeline holds it: a table in the registry */
-        struct buf code;
-        buf_init(&code);
-        buf_printf(&code, "return %s", c->record);
-        int bad = luaL_loadbuffer(L, code.data, code.len, c->path) || lua_pcall(L, 0, 1, 0) || !lua_istable(L, -1);
-        buf_free(&code);
-        if (bad) {
-            mismatch(run, c->request.line, "call: record is not a Lua table");
-            lua_pop(L, 1);
-            goto done;
-        }
-        call.record_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-    http_request_clear(&req);
-    if (ops->build(self, &call, &req, &err)) {
-        mismatch(run, c->request.line, "build: %s", err.msg);
-        goto done;
     }
     int authorized = ops->authorize ? ops->authorize(self, &req, &err) : 0;
     if (authorized) {
@@ -764,6 +744,14 @@ static void run_case(struct run *run)
         provider_classify(ops, self, &answer, &verdict);
         compare_verdict(run, a, &verdict);
         if (!a->reply_line) continue;
+        if (inputs) {
+            json_t *vectors[16] = {NULL};
+            int64_t tokens_in = 0;
+            int rc = ops->parse_inputs(self, &answer, inputs, vectors, &tokens_in, &err);
+            compare_inputs_reply(run, a, rc, vectors, inputs, tokens_in, &err);
+            for (size_t k = 0; k < inputs; k++) json_decref(vectors[k]);
+            continue;
+        }
         struct model_reply reply = {.vector = NULL};
         buf_init(&reply.text);
         int rc = ops->parse(self, &answer, &reply, &err);
