@@ -10,26 +10,15 @@
 local systems = require("lib.systems")
 local format = param("format", "json")
 
+local ratings_table = require("lib.ratings_table")
+
 return job {
   name   = "ratings_kafka_to_postgres",
   source = source.kafka { brokers = systems.brokers, properties = systems.kafka_properties,
                           topic = param("topic", "product_ratings"), group = param("group", "ratings-to-postgres"),
                           format = format, registry = format == "avro" and systems.registry or nil,
                           metadata = false },
-  map    = function(r)
-    return { review_id = r.review_id, product_id = r.product_id, summary = r.summary, rating = r.rating,
-             score = r.score,
-             reviewed_at = r.timestamp and os.date("!%Y-%m-%dT%H:%M:%SZ", r.timestamp) or nil }
-  end,
-  sinks  = { sink.postgres {
-    conninfo  = secret("PG_URL"),               -- never printed: messages name host:port/database
-    table     = param("table", "product_ratings"),
-    key       = "review_id",
-    create    = true,
-    columns   = { review_id = "bigint", product_id = "text", summary = "text", rating = "integer",
-                  score = "integer", reviewed_at = "timestamptz" },
-    batch     = { rows = 500, time = "1s" },
-    retry_for = "2m",
-  } },
+  map    = ratings_table.row,
+  sinks  = { ratings_table.sink() },
   errors = sink.jsonl { path = param("errors", "out/ratings_kafka_to_postgres.errors.jsonl") },
 }

@@ -20,24 +20,14 @@ local rater = model.openai {
   limits   = { concurrency = 64, timeout = "30s", retries = 5 },
 }
 
+local ratings_table = require("lib.ratings_table")
+
 return job {
   name    = "ratings_to_postgres",
   source  = reviews,
   filter  = function(r) return r.summary ~= "" end,
   predict = rater,
-  map     = function(r)
-    return { review_id = r.review_id, product_id = r.product_id, summary = r.summary, rating = r.rating,
-             score = r.score, reviewed_at = os.date("!%Y-%m-%dT%H:%M:%SZ", r.timestamp) }
-  end,
-  sinks   = { sink.postgres {
-    conninfo  = secret("PG_URL"),               -- never printed: messages name host:port/database
-    table     = param("table", "product_ratings"),
-    key       = "review_id",
-    create    = true,
-    columns   = { review_id = "bigint", product_id = "text", summary = "text", rating = "integer",
-                  score = "integer", reviewed_at = "timestamptz" },
-    batch     = { rows = 500, time = "1s" },
-    retry_for = "2m",
-  } },
+  map     = ratings_table.row,
+  sinks   = { ratings_table.sink() },
   errors  = sink.jsonl { path = param("errors", "out/ratings_to_postgres.errors.jsonl") },
 }
