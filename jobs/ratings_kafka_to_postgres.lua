@@ -8,16 +8,12 @@
 --     runnel run jobs/ratings_kafka_to_postgres.lua --set format=avro
 -- Kafka and the registry as jobs/lib/systems.lua says; PG_URL is a libpq conninfo or URI, a secret.
 local systems = require("lib.systems")
-local format = param("format", "json")
 
 local ratings_table = require("lib.ratings_table")
 
 return job {
   name   = "ratings_kafka_to_postgres",
-  source = source.kafka { brokers = systems.brokers, properties = systems.kafka_properties,
-                          topic = param("topic", "product_ratings"), group = param("group", "ratings-to-postgres"),
-                          format = format, registry = format == "avro" and systems.registry or nil,
-                          metadata = false },
+  source = systems.ratings_source("ratings-to-postgres"),
   map    = ratings_table.row,
   sinks  = { ratings_table.sink() },
   errors = sink.jsonl { path = param("errors", "out/ratings_kafka_to_postgres.errors.jsonl") },

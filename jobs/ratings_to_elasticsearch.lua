@@ -7,14 +7,10 @@
 -- Kafka, the registry and Elasticsearch (ES_URL, ES_API_KEY or ES_USER/ES_PASSWORD, ES_CA_FILE)
 -- as jobs/lib/systems.lua says; bin/es-dev --port 9200 stands in for Elasticsearch.
 local systems = require("lib.systems")
-local format = param("format", "json")
 
 return job {
   name   = "ratings_to_elasticsearch",
-  source = source.kafka { brokers = systems.brokers, properties = systems.kafka_properties,
-                          topic = param("topic", "product_ratings"), group = param("group", "ratings-to-elasticsearch"),
-                          format = format, registry = format == "avro" and systems.registry or nil,
-                          metadata = false },
+  source = systems.ratings_source("ratings-to-elasticsearch"),
   sinks  = { sink.elasticsearch { url = systems.es_url, auth = systems.es_auth, tls = systems.es_tls,
                                   index = param("index", "product_ratings-%Y.%m"),
                                   date_field = "timestamp", id = "review_id" } },

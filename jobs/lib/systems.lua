@@ -50,4 +50,15 @@ elseif set("ES_USER") then
 end
 if set("ES_CA_FILE") then systems.es_tls = { ca_file = env("ES_CA_FILE") } end
 
+-- A connector's source: the topic product_ratings (--set topic=...) as it is, JSON or, with
+-- --set format=avro, Confluent's Avro through the registry; the consumer group is the
+-- connector's own (--set group=... overrides it), so each store keeps its own place.
+function systems.ratings_source(group)
+  local format = param("format", "json")
+  return source.kafka { brokers = systems.brokers, properties = systems.kafka_properties,
+                        topic = param("topic", "product_ratings"), group = param("group", group),
+                        format = format, registry = format == "avro" and systems.registry or nil,
+                        metadata = false }
+end
+
 return systems
